@@ -1,0 +1,114 @@
+"""Every HeadStudio workflow: `nox -l` lists them, `nox -s NAME -- ARGS` passes ARGS through.
+
+PyTorch is pinned to the CPU build (`torch==2.13.0`) for everything that runs without a GPU;
+the GPU sessions install whatever torch the GPU machine already has or is given via TORCH_SPEC.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+ROOT = Path(__file__).parent
+TORCH_CPU = "torch==2.13.0"
+PACKAGES = {
+    "flame-core": "flame_core",
+    "rigged-gaussians": "rigged_gaussians",
+    "fsds-guidance": "fsds_guidance",
+    "headstudio-app": "headstudio",
+}
+TEST_DEPS = ["pytest>=8", "pytest-xdist>=3", "smplx==0.1.28", "scikit-image>=0.22"]
+
+
+def _install_stack(session: nox.Session, torch_spec: str = TORCH_CPU, extra: tuple[str, ...] = ()) -> None:
+    """Install torch first (so no package pulls a CUDA build), then the four packages."""
+    session.install("--upgrade", "pip")
+    session.install(torch_spec)
+    session.install(*[f"./packages/{name}" for name in PACKAGES], *extra)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run every CPU test (all packages and the cross-package suite)."""
+    _install_stack(session)
+    session.install(*TEST_DEPS)
+    args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-q"]
+    session.run("pytest", *args, env={"HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint and format-check all Python with ruff."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build wheel + sdist of each package; install each alone in a fresh venv and import it."""
+    session.install("build")
+    dist = Path(tempfile.mkdtemp(prefix="hs-dist-"))
+    for name, module in PACKAGES.items():
+        out = dist / name
+        session.run("python", "-m", "build", "--outdir", str(out), f"packages/{name}")
+        for artifact in sorted(out.iterdir()):
+            venv = Path(tempfile.mkdtemp(prefix=f"hs-venv-{name}-"))
+            session.run("python", "-m", "venv", str(venv), external=False)
+            pip = str(venv / "bin" / "pip")
+            py = str(venv / "bin" / "python")
+            session.run(pip, "install", "-q", TORCH_CPU, external=True)
+            # Siblings are installed from the wheels just built so the pins resolve offline.
+            links = [f"--find-links={p}" for p in dist.iterdir()]
+            session.run(pip, "install", "-q", *links, str(artifact), external=True)
+            session.run(py, "-c", f"import {module}; print({module}.__name__, {module}.__version__)",
+                        external=True)
+            shutil.rmtree(venv, ignore_errors=True)
+    session.log(f"artifacts in {dist}")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the CPU benchmarks (ratios against baselines measured in the same run)."""
+    _install_stack(session)
+    session.install("smplx==0.1.28")
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Offline end-to-end demo on embedded defaults: train, then write PLY, turntable and animation."""
+    _install_stack(session)
+    session.run("headstudio", "demo", *session.posargs)
+
+
+@nox.session
+def gpu_tests(session: nox.Session) -> None:
+    """Run the CUDA tests (needs an NVIDIA GPU; CUDA tests compare against the CPU backend)."""
+    _gpu_guard(session)
+    _install_stack(session, os.environ.get("TORCH_SPEC", "torch"))
+    session.install(*TEST_DEPS)
+    session.run("pytest", "-q", "-m", "cuda", *session.posargs)
+
+
+@nox.session
+def gpu_bench(session: nox.Session) -> None:
+    """Run the GPU benchmarks (rasterizer fps, guidance and training step time, peak memory)."""
+    _gpu_guard(session)
+    _install_stack(session, os.environ.get("TORCH_SPEC", "torch"))
+    for script in sorted((ROOT / "benchmarks").glob("gpu_bench_*.py")):
+        session.run("python", str(script), *session.posargs)
+
+
+def _gpu_guard(session: nox.Session) -> None:
+    if shutil.which("nvidia-smi") is None:
+        session.error("no NVIDIA GPU here (nvidia-smi not found): run this session on a GPU machine")
