@@ -1,0 +1,191 @@
+"""F-SDS: full tiny-model step, formulas with a mocked noise predictor, schedule, config."""
+
+import logging
+
+import pytest
+import torch
+from fsds_guidance import FSDS, FSDSConfig, FSDSOutput
+
+AZ = torch.tensor([0.0, 100.0])
+EL = torch.tensor([0.0, 10.0])
+
+
+def _inputs(bsz=2, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(bsz, 3, size, size, generator=g).requires_grad_(True)
+    control = torch.zeros(bsz, 3, 512, 512)
+    control[:, 1, 200:300, 200:300] = 200 / 255
+    return images, control
+
+
+def test_full_step_gradients_reach_images(tiny_models):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
+    images, control = _inputs(size=96)
+    out = fsds(images, control, "a portrait of a man", AZ[:2], EL[:2], step=5, return_debug=True)
+    assert isinstance(out, FSDSOutput) and not out.skipped
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert out.timesteps.shape == (2,) and out.timesteps.dtype == torch.long
+    out.loss.backward()
+    assert images.grad is not None
+    assert torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
+    assert set(out.debug) == {"control", "noisy", "denoised"}
+    for v in out.debug.values():
+        assert v.shape == (2, 3, 64, 64) and v.min() >= 0 and v.max() <= 1
+    # networks stay frozen
+    assert all(not p.requires_grad for p in tiny_models.unet.parameters())
+    assert all(p.grad is None for p in tiny_models.vae.parameters())
+
+
+class _MockPredictor:
+    """Known ε per condition; records inputs and the number of calls."""
+
+    def __init__(self, shape, k, seed=1):
+        g = torch.Generator().manual_seed(seed)
+        self.eps = [torch.randn(shape, generator=g) for _ in range(k)]
+        self.calls = 0
+        self.noisy = None
+
+    def __call__(self, latents_noisy, t, embeddings, control):
+        self.calls += 1
+        self.noisy = latents_noisy.clone()
+        assert embeddings.shape[0] == len(self.eps) * latents_noisy.shape[0]
+        return torch.cat(self.eps, dim=0)
+
+
+def _run_mocked(fsds, t_values, monkeypatch):
+    bsz = len(t_values)
+    latents = torch.randn(bsz, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    latents.requires_grad_(True)
+    k = 3 if fsds.config.mode == "fsds" else 2
+    mock = _MockPredictor((bsz, 4, 8, 8), k)
+    monkeypatch.setattr(fsds, "encode_images", lambda images, generator=None: latents)
+    monkeypatch.setattr(fsds, "sample_timesteps", lambda b, step, generator=None: torch.tensor(t_values))
+    monkeypatch.setattr(fsds, "predict_noise", mock)
+    images, control = _inputs(bsz)
+    out = fsds(images, control, "p", torch.zeros(bsz), torch.zeros(bsz), step=0)
+    out.loss.backward()
+    return latents, mock, out
+
+
+def test_fsds_delta_both_sides_of_t200(tiny_models, monkeypatch):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64, guidance_scale=7.5))
+    t = [199, 200, 20, 700]
+    latents, mock, out = _run_mocked(fsds, t, monkeypatch)
+    e_text, e_null, e_neg = mock.eps
+    ac = tiny_models.scheduler.alphas_cumprod
+    for i, ti in enumerate(t):
+        w = 1.0 - ac[ti]
+        delta_c = 7.5 * (e_text[i] - e_null[i])
+        delta_d = e_null[i] if ti < 200 else e_null[i] - e_neg[i]
+        torch.testing.assert_close(latents.grad[i], w * (delta_c + delta_d), rtol=1e-5, atol=1e-6)
+    assert mock.calls == 1
+    # the two sides really differ (the switch is exercised)
+    assert not torch.allclose(latents.grad[0] / (1 - ac[199]), latents.grad[1] / (1 - ac[200]))
+    torch.testing.assert_close(out.grad_norm, latents.grad.norm())
+
+
+def test_sds_mode(tiny_models, monkeypatch):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64, mode="sds", guidance_scale=5.0))
+    t = [100, 600]
+    latents, mock, _ = _run_mocked(fsds, t, monkeypatch)
+    e_text, e_null = mock.eps
+    ac = tiny_models.scheduler.alphas_cumprod[torch.tensor(t)].view(-1, 1, 1, 1)
+    noise = (mock.noisy - ac.sqrt() * latents.detach()) / (1 - ac).sqrt()
+    expected = (1 - ac) * (e_null + 5.0 * (e_text - e_null) - noise)
+    torch.testing.assert_close(latents.grad, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_grad_clip(tiny_models, monkeypatch):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64, grad_clip=0.01))
+    latents, _, _ = _run_mocked(fsds, [500, 500], monkeypatch)
+    assert latents.grad.abs().max() <= 0.01 + 1e-7
+    assert latents.grad.abs().max() > 0.009
+
+
+def test_weight_is_one_minus_alpha_bar(tiny_models):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
+    t = torch.tensor([0, 200, 999])
+    expected = 1 - tiny_models.scheduler.alphas_cumprod[t]
+    torch.testing.assert_close(fsds.weight(t), expected)
+    assert fsds.weight(torch.tensor([999])) > 0.99 and fsds.weight(torch.tensor([0])) < 0.01
+
+
+def test_timestep_schedule_phases(tiny_models):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
+    assert fsds.timestep_range(0) == (50, 800)
+    assert fsds.timestep_range(2999) == (50, 800)
+    assert fsds.timestep_range(3000) == (20, 550)
+    g = torch.Generator().manual_seed(0)
+    t1 = fsds.sample_timesteps(4000, 10, g)
+    t2 = fsds.sample_timesteps(4000, 5000, g)
+    assert t1.min() >= 50 and t1.max() <= 800 and t1.min() < 60 and t1.max() > 790
+    assert t2.min() >= 20 and t2.max() <= 550 and t2.min() < 30 and t2.max() > 540
+
+
+def test_one_batched_unet_and_controlnet_call_per_step(tiny_models):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
+    batches = {"unet": [], "controlnet": []}
+    hooks = [
+        getattr(tiny_models, name).register_forward_hook(
+            lambda mod, args, kwargs, out, name=name: batches[name].append(args[0].shape[0]),
+            with_kwargs=True,
+        )
+        for name in batches
+    ]
+    try:
+        images, control = _inputs(bsz=2)
+        fsds(images, control, "a woman", AZ, EL, step=1)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert batches == {"unet": [6], "controlnet": [6]}
+
+
+def test_nonfinite_gradient_skipped(tiny_models, monkeypatch, caplog):
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
+    images, control = _inputs()
+
+    def bad(latents_noisy, t, embeddings, control):
+        eps = torch.zeros(embeddings.shape[0], *latents_noisy.shape[1:])
+        eps[0, 0, 0, 0] = float("nan")
+        return eps
+
+    monkeypatch.setattr(fsds, "predict_noise", bad)
+    with caplog.at_level(logging.WARNING, logger="fsds_guidance.fsds"):
+        out = fsds(images, control, "p", AZ, EL, step=0)
+    assert out.skipped
+    assert "non-finite" in caplog.text
+    assert out.loss.item() == 0.0
+    out.loss.backward()
+    assert images.grad is not None and torch.all(images.grad == 0)
+
+
+def test_config_round_trip_and_validation():
+    cfg = FSDSConfig(mode="sds", guidance_scale=3.0, grad_clip=1.0, t_range_phase2=(0.1, 0.3))
+    d = cfg.to_dict()
+    import json
+
+    assert FSDSConfig.from_dict(json.loads(json.dumps(d))) == cfg
+    assert FSDSConfig().to_dict()["guidance_scale"] == 7.5
+    assert FSDSConfig().controlnet_scale == 1.5
+    with pytest.raises(ValueError, match="mode"):
+        FSDSConfig(mode="vsd")
+    with pytest.raises(ValueError, match="unknown FSDSConfig keys"):
+        FSDSConfig.from_dict({"guidance": 1})
+    with pytest.raises(ValueError, match="t_range_phase1"):
+        FSDSConfig(t_range_phase1=(0.9, 0.1))
+
+
+def test_vae_checkpointing_same_gradients_and_seeded_determinism():
+    from fsds_guidance.testing import tiny_components
+
+    grads = []
+    for ckpt in (False, True, False):
+        fsds = FSDS(tiny_components(seed=0), FSDSConfig(image_size=64, vae_gradient_checkpointing=ckpt))
+        images, control = _inputs()
+        out = fsds(images, control, "p", AZ, EL, step=0, generator=torch.Generator().manual_seed(7))
+        out.loss.backward()
+        grads.append((out.timesteps, images.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][0], grads[2][0])
+    assert torch.equal(grads[0][1], grads[2][1])  # seeded runs are reproducible
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-7)
