@@ -1,0 +1,51 @@
+// Launch helpers shared by the CUDA kernels of rigged_gaussians.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace rgc {
+
+constexpr int kThreads = 256;
+
+inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+template <typename T>
+inline T* ptr(std::uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+inline unsigned int n_blocks(long long n, int threads = kThreads) {
+  return static_cast<unsigned int>((n + threads - 1) / threads);
+}
+
+// Raise a C++ exception (pybind11 turns it into RuntimeError) naming the op when the last launch
+// failed. Only launch errors are caught here: kernels are asynchronous and later faults surface
+// at the next synchronising torch call.
+inline void check_launch(const char* op) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("rigged_gaussians CUDA op '") + op +
+                             "' failed to launch: " + cudaGetErrorString(err));
+  }
+}
+
+// Shared-memory declarations through macros so the kernels can also be compiled by a host-side
+// emulator for testing without a GPU.
+#if !defined(RG_EMULATE)
+#define RG_DYN_SHARED(type, name) extern __shared__ type name[]
+#define RG_SHARED(type, name) __shared__ type name
+#endif
+
+#if defined(__CUDACC__) && !defined(RG_EMULATE)
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+#endif
+
+}  // namespace rgc
