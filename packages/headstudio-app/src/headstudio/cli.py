@@ -1,0 +1,436 @@
+"""The ``headstudio`` command line: generate, animate, drive, render, export, eval, demo.
+
+Every user-facing failure ends with one line ``error: <what was wrong and what to do>`` on stderr
+and a non-zero exit status (2 for bad input, 130 for Ctrl-C, 1 for an internal error), with no
+traceback unless ``--debug`` is given. Outputs are written atomically, so a failed or interrupted
+command leaves no partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import HeadStudioError, require_file
+
+__all__ = ["main", "build_parser", "resolve_device", "load_avatar"]
+
+log = logging.getLogger("headstudio")
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+#: `headstudio demo --quick`: render size and training steps of the smoke run.
+QUICK_DEMO_SIZE = 32
+QUICK_DEMO_STEPS = 60
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one ``error:`` line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def resolve_device(name: str) -> Any:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` → ``torch.device``; errors say what to use instead."""
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if m is None:
+        raise HeadStudioError(f"unknown device '{name}'; use --device auto, cpu, cuda or cuda:N.")
+    if not torch.cuda.is_available():
+        raise HeadStudioError(f"--device {name} was asked for but CUDA is not available; use --device cpu.")
+    idx = int(m.group(1) or 0)
+    if idx >= torch.cuda.device_count():
+        raise HeadStudioError(
+            f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here; "
+            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}."
+        )
+    return torch.device(name)
+
+
+def load_avatar(path: str | Path, flame: str | Path | None, device: Any) -> Any:
+    """Load an avatar PLY onto ``device``; its head from ``flame`` or the file's metadata."""
+    p = require_file(path, "avatar", (".ply",))
+    from .avatar import Avatar
+
+    head = None
+    if flame is not None:
+        from flame_core import FlameModel
+
+        head = FlameModel.from_file(require_file(flame, "FLAME model", (".pkl",)))
+    try:
+        avatar = Avatar.load(p, head=head)
+    except HeadStudioError:
+        raise
+    except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as err:
+        raise HeadStudioError(
+            f"'{p}' is not a readable headstudio avatar ({str(err).strip()[:160] or type(err).__name__}); "
+            "give an avatar.ply written by `headstudio generate` or `headstudio demo`."
+        ) from err
+    return avatar.to(device).eval()
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``512`` or ``640x480`` → ``(width, height)`` (validated later by rendering.check_size)."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:[xX]\s*(-?\d+))?\s*", text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"impossible resolution '{text}'; give e.g. 512 or 640x480")
+    w = int(m.group(1))
+    return w, int(m.group(2)) if m.group(2) else w
+
+
+def check_size_arg(size: int) -> int:
+    """Validate a square render size given on the command line."""
+    from .rendering import check_size
+
+    return check_size(size)[0]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return v
+
+
+def _check_output(path: str, suffixes: tuple[str, ...], what: str = "output") -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise HeadStudioError(f"{what} '{p}' must end in {' or '.join(suffixes)}.")
+    if p.exists() and p.is_dir():
+        raise HeadStudioError(f"{what} '{p}' is a directory; give a file name.")
+    return p
+
+
+# ----------------------------------------------------------------------------------- commands
+
+
+def _slug(text: str, max_len: int = 48) -> str:
+    """``"A DSLR portrait of Kratos!"`` → ``"a-dslr-portrait-of-kratos"``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "avatar"
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if not args.prompt.strip():
+        raise HeadStudioError(
+            'the prompt is empty; describe the head, e.g. headstudio generate "a DSLR portrait of Kratos".'
+        )
+    if args.config is not None:
+        require_file(args.config, "config file", (".toml",))
+    device = resolve_device(args.device)
+    out_dir = Path(args.output) if args.output else Path("outputs") / _slug(args.prompt)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
+    if args.resume and not (out_dir / "checkpoints" / "last.pt").is_file():
+        raise HeadStudioError(
+            f"--resume: no checkpoint at '{out_dir / 'checkpoints' / 'last.pt'}'; "
+            "run without --resume to start, or give the --output of the run to continue."
+        )
+    from .config import load_config
+    from .trainer import Trainer
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    overrides.append(f'train.device="{device}"')
+    try:
+        config = load_config(args.config, overrides)
+    except HeadStudioError:
+        raise
+    except (ValueError, KeyError, TypeError) as err:
+        raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
+    trainer = Trainer(config, prompt=args.prompt, output_dir=out_dir, resume=args.resume)
+    avatar_path = trainer.train()
+    print(f"avatar written to {avatar_path}")
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from .rendering import check_size, render_motion
+
+    w, h = check_size(*args.size)
+    out = _check_output(args.output, (".mp4",))
+    if args.motion is not None:
+        require_file(args.motion, "motion file", (".npy", ".npz", ".pkl"))
+    if args.audio is not None:
+        require_file(args.audio, "audio file")
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    n = render_motion(
+        avatar, args.motion, out, audio=args.audio, fps=args.fps, size=(w, h), num_frames=args.frames,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(f"wrote {out} ({n} frames)")
+    return 0
+
+
+def cmd_drive(args: argparse.Namespace) -> int:
+    from .drive import resolve_landmarker, video_to_motion
+    from .rendering import check_size, render_motion
+
+    w, h = check_size(*args.size)
+    out = _check_output(args.output, (".mp4",))
+    require_file(args.video, "video", (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"))
+    if args.save_motion is not None:
+        _check_output(args.save_motion, (".npz",), "--save-motion")
+    resolve_landmarker(args.landmarker)
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
+    res = video_to_motion(
+        head, args.video, smoothing=args.smoothing, landmarker=args.landmarker,
+        save_motion=args.save_motion, max_frames=args.max_frames,
+    )  # fmt: skip
+    n = render_motion(avatar, res.motion, out, size=(w, h), progress=not args.quiet)
+    print(f"wrote {out} ({n} frames, face found in {int(res.found.sum())}/{len(res.found)})")
+    if args.save_motion:
+        print(f"motion saved to {args.save_motion}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .rendering import ViewSettings, check_size, render_stills, render_turntable
+
+    w, h = check_size(*args.size)
+    settings = ViewSettings(elevation_deg=args.elevation)
+    if args.turntable:
+        out = _check_output(args.output, (".mp4",))
+        avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+        n = render_turntable(avatar, out, args.frames, args.fps, (w, h), settings, progress=not args.quiet)
+        print(f"wrote {out} ({n} frames)")
+    else:
+        out = Path(args.output)
+        if out.suffix and out.suffix.lower() != ".png":
+            raise HeadStudioError(f"output '{out}' must be a .png file or a directory for --views.")
+        avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+        paths = render_stills(avatar, out, args.views, (w, h), settings)
+        print(f"wrote {len(paths)} image(s): {paths[0] if len(paths) == 1 else out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_posed, parse_expression_args, posed_flame_kwargs
+
+    out = _check_output(args.output, (".ply",))
+    if args.motion is not None:
+        require_file(args.motion, "motion file", (".npy", ".npz", ".pkl"))
+    elif args.motion_frame is not None:
+        raise HeadStudioError("--motion-frame needs --motion FILE.")
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    num_expr = int(getattr(avatar.head, "num_expression", 100))
+    kw = posed_flame_kwargs(
+        num_expr, parse_expression_args(args.expression or [], num_expr), args.jaw, args.motion,
+        args.motion_frame or 0,
+    )  # fmt: skip
+    export_posed(avatar, out, kw)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
+    from .rendering import check_size
+
+    if not args.prompt.strip():
+        raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with --prompt.")
+    check_size(args.size)
+    device = resolve_device(args.device)
+    avatar = load_avatar(args.avatar, args.flame, device)
+    res = evaluate_avatar(avatar, args.prompt, args.clip_model or DEFAULT_CLIP_MODELS, args.size, device)
+    for m, s in res.scores.items():
+        print(f"CLIP score {m}: {s:.4f}")
+    if args.json:
+        from ._atomic import atomic_output
+
+        with atomic_output(args.json) as tmp:
+            doc = {"prompt": res.prompt, "num_views": res.num_views, "scores": res.scores}
+            tmp.write_text(json.dumps(doc, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise HeadStudioError(f"--output '{out}' exists and is not a directory.")
+    size, steps = (args.size, args.steps)
+    if args.quick:
+        size, steps = size or QUICK_DEMO_SIZE, steps or QUICK_DEMO_STEPS
+    kwargs: dict[str, Any] = {"device": resolve_device(args.device)}
+    if size is not None:
+        kwargs["size"] = check_size_arg(size)
+    if steps is not None:
+        kwargs["steps"] = steps
+    result = run_demo(out, **kwargs)
+    if result is not None:
+        print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of ``headstudio`` and its subcommands."""
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    av = _Parser(add_help=False)
+    av.add_argument("avatar", help="avatar .ply written by generate/demo")
+    av.add_argument("--flame", metavar="PKL", help="FLAME model of the avatar (default: its metadata)")
+
+    desc = "Text to animatable 3D Gaussian head avatars."
+    p = _Parser(prog="headstudio", description=desc, parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    g = sub.add_parser("generate", parents=[common], help="train an avatar from a text prompt")
+    g.add_argument("prompt")
+    g.add_argument("--config", metavar="TOML")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    g.add_argument("--output", metavar="DIR", help="output directory (default outputs/<slug-of-prompt>)")
+    g.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
+    g.add_argument("--steps", type=_positive_int)
+    g.set_defaults(func=cmd_generate)
+
+    a = sub.add_parser("animate", parents=[common, av], help="animate an avatar with a FLAME motion to MP4")
+    a.add_argument("--motion", metavar="FILE", help="TalkSHOW .npy, SHOW .pkl or .npz (default: procedural)")
+    a.add_argument("--audio", metavar="WAV", help="audio muxed into the video")
+    a.add_argument("--fps", type=_positive_float, help="video frame rate (default: the motion's)")
+    a.add_argument("--size", type=_size, default=(512, 512), help="512 or WxH")
+    a.add_argument("--frames", type=_positive_int, help="render at most this many frames")
+    a.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
+    a.set_defaults(func=cmd_animate)
+
+    d = sub.add_parser("drive", parents=[common, av], help="animate an avatar from a face video")
+    d.add_argument("--video", required=True, metavar="IN.mp4")
+    d.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
+    d.add_argument("--save-motion", metavar="MOTION.npz")
+    d.add_argument("--smoothing", type=float, help="temporal smoothing weight of the FLAME fit")
+    d.add_argument("--landmarker", metavar="TASK", help="MediaPipe face_landmarker.task")
+    d.add_argument("--max-frames", type=_positive_int)
+    d.add_argument("--size", type=_size, default=(512, 512))
+    d.set_defaults(func=cmd_drive)
+
+    r = sub.add_parser("render", parents=[common, av], help="turntable video or still images")
+    mode = r.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--turntable", action="store_true", help="360° orbit to OUT.mp4")
+    mode.add_argument("--views", type=_positive_int, metavar="N", help="N views to OUT.png (grid) or a dir")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--size", type=_size, default=(512, 512))
+    r.add_argument("--frames", type=_positive_int, default=120, help="turntable frames")
+    r.add_argument("--fps", type=_positive_float, default=30.0)
+    r.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees")
+    r.set_defaults(func=cmd_render)
+
+    e = sub.add_parser("export", parents=[common, av], help="posed PLY for splat viewers")
+    e.add_argument("-o", "--output", required=True, metavar="OUT.ply")
+    e.add_argument("--expression", action="append", metavar="I=V", help="set expression component I to V")
+    e.add_argument("--jaw", type=float, metavar="RAD", help="jaw opening in radians")
+    e.add_argument("--motion", metavar="FILE")
+    e.add_argument("--motion-frame", type=int, metavar="K")
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("eval", parents=[common, av], help="CLIP score against a prompt")
+    v.add_argument("--prompt", required=True)
+    v.add_argument(
+        "--clip-model", action="append", metavar="ID_OR_DIR", help="repeatable (default: the paper's 3)"
+    )
+    v.add_argument("--size", type=int, default=224)
+    v.add_argument("--json", metavar="OUT.json")
+    v.set_defaults(func=cmd_eval)
+
+    m = sub.add_parser("demo", parents=[common], help="offline demo: train from a teacher, videos, PSNR")
+    m.add_argument("--output", default="outputs/demo", metavar="DIR")
+    m.add_argument("--quick", action="store_true", help="smaller and shorter (a smoke run)")
+    m.add_argument("--size", type=int, help="training / render resolution")
+    m.add_argument("--steps", type=_positive_int, help="training steps")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except HeadStudioError as err:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {err}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        sys.stderr.write("error: interrupted (Ctrl-C); unfinished outputs were removed, run it again.\n")
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if args.debug:
+            raise
+        import torch
+
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            sys.stderr.write(
+                "error: CUDA out of memory; use a smaller --size (or batch / resolution via --set), "
+                "close other GPU programs, or run with --device cpu.\n"
+            )
+            return EXIT_USAGE
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            sys.stderr.write(f"error: {_one_line(err)}; check the path and its permissions.\n")
+            return EXIT_USAGE
+        sys.stderr.write(
+            f"error: internal error ({type(err).__name__}: {_one_line(err)[:300]}); "
+            "run again with --debug for the traceback and report it.\n"
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,406 @@
+"""Rendering an avatar to videos and still images.
+
+* :func:`render_rigged` is the one indirection to the rasterizer: the public
+  ``rigged_gaussians.render_rigged`` (compiled backends) when importable, else the pure-PyTorch
+  ``rigged_gaussians.reference.render_rigged``.
+* :func:`render_turntable` renders a full orbit around the neutral avatar to an MP4.
+* :func:`render_motion` animates the avatar with a FLAME motion (TalkSHOW / SHOW / ``.npz`` via
+  ``flame_core.MotionSequence.load``, or the procedural talking motion) to an MP4, optionally with
+  audio.
+* :func:`render_stills` renders N views around the avatar to one PNG grid or a directory of PNGs.
+
+The avatar is anything with ``head``, ``pose(**flame)`` → ``[B, V, 3]`` and
+``render(viewmats [B, C, 4, 4], Ks [B, C, 3, 3], width, height, background, **flame)`` returning an
+object with ``rgb [B, C, H, W, 3]`` (``headstudio.avatar.Avatar``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._atomic import atomic_output
+from .errors import HeadStudioError
+from .video import VideoWriter, probe_video
+
+__all__ = [
+    "render_rigged",
+    "ViewSettings",
+    "frame_avatar",
+    "orbit_views",
+    "render_views",
+    "render_turntable",
+    "render_motion",
+    "render_stills",
+    "load_motion",
+    "fit_flame_kwargs",
+    "check_size",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=1)
+def _render_rigged_impl() -> Callable[..., Any]:
+    try:
+        from rigged_gaussians import render_rigged as fn  # compiled CPU / CUDA backends
+
+        log.debug("rendering with rigged_gaussians.render_rigged")
+    except ImportError:
+        from rigged_gaussians.reference import render_rigged as fn
+
+        log.info("rigged_gaussians.render_rigged not importable; using the pure-PyTorch reference renderer")
+    return fn
+
+
+def render_rigged(*args: Any, **kwargs: Any) -> Any:
+    """Render rigged Gaussians: ``(rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], meta)``.
+
+    Same arguments as ``rigged_gaussians.render_rigged`` (docs/CONTRACTS.md). This is the only
+    place in headstudio that chooses between the compiled renderer and the reference.
+    """
+    return _render_rigged_impl()(*args, **kwargs)
+
+
+def check_size(width: int, height: int | None = None) -> tuple[int, int]:
+    """Validate an output resolution; returns ``(width, height)``.
+
+    Raises:
+        HeadStudioError: non-positive or larger than 4096 pixels.
+    """
+    height = width if height is None else height
+    for name, v in (("width", width), ("height", height)):
+        if not isinstance(v, (int, np.integer)) or v < 8 or v > MAX_SIZE:
+            raise HeadStudioError(
+                f"impossible resolution: {name} = {v}; give a size between 8 and {MAX_SIZE} pixels."
+            )
+    return int(width), int(height)
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """Camera framing for videos and stills.
+
+    Attributes:
+        fovy_deg: vertical field of view.
+        elevation_deg: camera elevation above the horizontal plane.
+        distance: camera distance to the target; ``None`` frames the head automatically.
+        margin: with automatic distance, how much larger than the head's bounding sphere the view is.
+        background: RGB in 0..1.
+    """
+
+    fovy_deg: float = 30.0
+    elevation_deg: float = 0.0
+    distance: float | None = None
+    margin: float = 1.1
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+def frame_avatar(avatar: Any, settings: ViewSettings) -> tuple[torch.Tensor, float]:
+    """Target point (head centre, ``[3]``) and camera distance that frame the neutral head."""
+    with torch.no_grad():
+        verts = avatar.pose()[0]  # [V, 3]
+    lo, hi = verts.min(0).values, verts.max(0).values
+    centre = (lo + hi) / 2
+    if settings.distance is not None:
+        return centre, float(settings.distance)
+    radius = float((verts - centre).norm(dim=-1).max())
+    return centre, settings.margin * radius / math.sin(math.radians(settings.fovy_deg) / 2)
+
+
+def orbit_views(
+    azimuths_deg: Sequence[float],
+    elevation_deg: float | Sequence[float],
+    distance: float,
+    fovy_deg: float,
+    width: int,
+    height: int,
+    target: torch.Tensor | Sequence[float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cameras on an orbit (``headstudio.cameras.orbit_camera``): ``(viewmats [C, 4, 4], Ks [C, 3, 3])``."""
+    try:
+        from .cameras import orbit_camera
+    except ImportError:  # headstudio.cameras not built yet: same convention, local implementation
+        orbit_camera = _orbit_camera
+
+    elevs = [elevation_deg] * len(azimuths_deg) if isinstance(elevation_deg, (int, float)) else elevation_deg
+    vms, ks = [], []
+    for az, el in zip(azimuths_deg, elevs):
+        vm, k = orbit_camera(float(az), float(el), float(distance), float(fovy_deg), width, height, target)
+        vms.append(torch.as_tensor(vm, dtype=torch.float32))
+        ks.append(torch.as_tensor(k, dtype=torch.float32))
+    return torch.stack(vms), torch.stack(ks)
+
+
+def _orbit_camera(
+    azimuth_deg: float,
+    elevation_deg: float,
+    distance: float,
+    fovy_deg: float,
+    width: int,
+    height: int,
+    target: torch.Tensor | Sequence[float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Look-at camera on a sphere around ``target`` (FLAME y-up world, azimuth 0 on +z, OpenCV).
+
+    Returns:
+        ``(viewmat [4, 4] world→camera, K [3, 3])``.
+    """
+    tgt = torch.as_tensor(target, dtype=torch.float32).reshape(3)
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    eye = tgt + distance * torch.tensor(
+        [math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)]
+    )
+    forward = (tgt - eye) / (tgt - eye).norm()
+    right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0]))
+    right = right / right.norm().clamp_min(1e-12)
+    down = torch.linalg.cross(forward, right)
+    rot = torch.stack([right, down, forward])  # rows: camera axes in world coordinates
+    viewmat = torch.eye(4)
+    viewmat[:3, :3] = rot
+    viewmat[:3, 3] = -rot @ eye
+    f = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
+    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    return viewmat, K
+
+
+def _to_device(avatar: Any, *ts: torch.Tensor) -> list[torch.Tensor]:
+    try:
+        dev = next(avatar.parameters()).device
+    except (AttributeError, StopIteration):
+        dev = torch.device("cpu")
+    return [t.to(dev) for t in ts]
+
+
+def render_views(
+    avatar: Any,
+    viewmats: torch.Tensor,
+    Ks: torch.Tensor,
+    width: int,
+    height: int,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    chunk: int = 8,
+    **flame_kwargs: torch.Tensor,
+) -> Iterator[np.ndarray]:
+    """Yield uint8 images ``[H, W, 3]`` of one pose seen by cameras ``viewmats [C, 4, 4]``."""
+    for i in range(0, viewmats.shape[0], chunk):
+        vm, k = _to_device(avatar, viewmats[i : i + chunk][None], Ks[i : i + chunk][None])
+        with torch.no_grad():
+            out = avatar.render(vm, k, width, height, background=tuple(background), **flame_kwargs)
+        rgb = out.rgb[0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu().numpy()  # [c, H, W, 3]
+        yield from rgb
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False)
+
+
+def render_turntable(
+    avatar: Any,
+    out_path: str | Path,
+    num_frames: int = 120,
+    fps: float = 30.0,
+    size: int | tuple[int, int] = 512,
+    settings: ViewSettings = ViewSettings(),
+    progress: bool = True,
+) -> int:
+    """Render a 360° orbit around the neutral avatar (azimuth from 0 = front) to an MP4.
+
+    Returns:
+        The number of frames written.
+    """
+    if num_frames < 1:
+        raise HeadStudioError(f"a turntable needs at least 1 frame, got {num_frames}.")
+    w, h = check_size(*size) if isinstance(size, tuple) else check_size(size)
+    target, dist = frame_avatar(avatar, settings)
+    az = np.linspace(0.0, 360.0, num_frames, endpoint=False)
+    vms, ks = orbit_views(az, settings.elevation_deg, dist, settings.fovy_deg, w, h, target)
+    with VideoWriter(out_path, fps) as vw, _progress(num_frames, "turntable", progress) as bar:
+        for img in render_views(avatar, vms, ks, w, h, settings.background):
+            vw.write(img)
+            bar.update(1)
+    return vw.num_frames
+
+
+def load_motion(path: str | Path) -> Any:
+    """Load a motion file (TalkSHOW ``.npy``, SHOW/TalkSHOW ``.pkl``, ours ``.npz``).
+
+    Raises:
+        HeadStudioError: missing file, unknown suffix, or a file flame_core cannot read.
+    """
+    from flame_core.motion import MotionSequence
+
+    p = Path(path)
+    if not p.is_file():
+        raise HeadStudioError(f"motion file '{p}' does not exist; check the --motion path.")
+    if p.suffix.lower() not in (".npy", ".npz", ".pkl"):
+        raise HeadStudioError(
+            f"motion file '{p}' has suffix '{p.suffix}'; give a TalkSHOW .npy, SHOW .pkl or headstudio .npz."
+        )
+    try:
+        return MotionSequence.load(p)
+    except HeadStudioError:
+        raise
+    except Exception as err:  # MotionFileError, pickle / zip errors from a wrong file
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HeadStudioError(f"could not read motion file '{p}': {msg}") from err
+
+
+def fit_flame_kwargs(kwargs: dict[str, torch.Tensor], num_expression: int) -> dict[str, torch.Tensor]:
+    """Truncate or zero-pad ``expression [B, E]`` to the head's ``num_expression`` components."""
+    out = dict(kwargs)
+    expr = out.get("expression")
+    if expr is not None and expr.shape[-1] != num_expression:
+        if expr.shape[-1] > num_expression:
+            out["expression"] = expr[..., :num_expression]
+        else:
+            pad = expr.new_zeros(*expr.shape[:-1], num_expression - expr.shape[-1])
+            out["expression"] = torch.cat([expr, pad], dim=-1)
+    return out
+
+
+def _audio_seconds(audio: str | Path) -> float | None:
+    try:
+        import wave
+
+        with wave.open(str(audio), "rb") as wf:
+            return wf.getnframes() / float(wf.getframerate())
+    except Exception:
+        try:
+            return probe_video(audio).duration  # ffmpeg reads the duration of any media file
+        except Exception:
+            return None
+
+
+def render_motion(
+    avatar: Any,
+    motion: Any | str | Path | None,
+    out_path: str | Path,
+    audio: str | Path | None = None,
+    fps: float | None = None,
+    size: int | tuple[int, int] = 512,
+    settings: ViewSettings = ViewSettings(),
+    num_frames: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> int:
+    """Animate the avatar with a FLAME motion and write an MP4 (front view).
+
+    Args:
+        avatar: the avatar (see module docstring).
+        motion: a ``MotionSequence``, a motion file path, or ``None`` for the procedural talking
+            motion (as long as ``audio`` when given, else ``num_frames`` or 4 s).
+        out_path: the ``.mp4`` to write (atomically).
+        audio: optional audio muxed into the video (``-shortest``).
+        fps: video frame rate; the motion is resampled to it. Default: the motion's own rate.
+        size: output size (square int or ``(width, height)``).
+        settings: camera framing.
+        num_frames: optional cap on the number of frames.
+        batch_size: poses rendered per call.
+        progress: show a tqdm bar.
+
+    Returns:
+        The number of frames written.
+    """
+    from flame_core.motion import procedural_talking_motion
+
+    w, h = check_size(*size) if isinstance(size, tuple) else check_size(size)
+    if fps is not None and not (0 < fps <= 240):
+        raise HeadStudioError(f"fps = {fps} is out of range; give a frame rate between 1 and 240.")
+    if motion is None:
+        rate = float(fps or 30.0)
+        secs = _audio_seconds(audio) if audio is not None else None
+        n = num_frames if num_frames is not None else int(round((secs or 4.0) * rate))
+        motion = procedural_talking_motion(num_frames=max(n, 1), fps=rate, num_expression=100)
+    elif isinstance(motion, (str, Path)):
+        motion = load_motion(motion)
+    if fps is not None and abs(float(motion.fps) - fps) > 1e-6:
+        motion = motion.resample(fps)
+    total = len(motion) if num_frames is None else min(len(motion), num_frames)
+    if total < 1:
+        raise HeadStudioError("the motion has no frames; nothing to render.")
+    target, dist = frame_avatar(avatar, settings)
+    vms, ks = orbit_views([0.0], settings.elevation_deg, dist, settings.fovy_deg, w, h, target)
+    num_expr = int(getattr(avatar.head, "num_expression", 100))
+    writer = VideoWriter(out_path, float(motion.fps), audio=audio)
+    with writer as vw, _progress(total, "animate", progress) as bar:
+        for start in range(0, total, batch_size):
+            idx = list(range(start, min(start + batch_size, total)))
+            kw = fit_flame_kwargs(motion.flame_kwargs(idx), num_expr)
+            b = len(idx)
+            vm, k = _to_device(avatar, vms[None].expand(b, -1, -1, -1), ks[None].expand(b, -1, -1, -1))
+            kw = dict(zip(kw, _to_device(avatar, *kw.values())))
+            with torch.no_grad():
+                out = avatar.render(vm, k, w, h, background=settings.background, **kw)
+            rgb = out.rgb[:, 0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu().numpy()
+            for img in rgb:
+                vw.write(img)
+            bar.update(b)
+    return vw.num_frames
+
+
+def _grid(images: Sequence[np.ndarray], cols: int) -> np.ndarray:
+    h, w = images[0].shape[:2]
+    rows = math.ceil(len(images) / cols)
+    grid = np.full((rows * h, cols * w, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
+    return grid
+
+
+def _save_png(img: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+
+
+def render_stills(
+    avatar: Any,
+    out_path: str | Path,
+    num_views: int = 4,
+    size: int | tuple[int, int] = 512,
+    settings: ViewSettings = ViewSettings(),
+    **flame_kwargs: torch.Tensor,
+) -> list[Path]:
+    """Render ``num_views`` views evenly spaced in azimuth (0 = front).
+
+    ``out_path`` ending in ``.png`` gets one grid image (views side by side, up to 4 per row);
+    any other path is a directory that receives ``view_000.png`` ... .
+
+    Returns:
+        The paths written.
+    """
+    if not 1 <= num_views <= 360:
+        raise HeadStudioError(f"--views {num_views} is out of range; give between 1 and 360 views.")
+    w, h = check_size(*size) if isinstance(size, tuple) else check_size(size)
+    out = Path(out_path)
+    if out.suffix and out.suffix.lower() != ".png":
+        raise HeadStudioError(f"output '{out}' must be a .png file or a directory.")
+    target, dist = frame_avatar(avatar, settings)
+    az = np.linspace(0.0, 360.0, num_views, endpoint=False)
+    vms, ks = orbit_views(az, settings.elevation_deg, dist, settings.fovy_deg, w, h, target)
+    images = list(render_views(avatar, vms, ks, w, h, settings.background, **flame_kwargs))
+    if out.suffix.lower() == ".png":
+        _save_png(_grid(images, min(4, num_views)), out)
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images):
+        p = out / f"view_{i:03d}.png"
+        _save_png(img, p)
+        paths.append(p)
+    return paths

@@ -1,0 +1,102 @@
+"""Shared fixtures for the headstudio-app tests (offline, CPU, tiny sizes)."""
+
+from __future__ import annotations
+
+import math
+import wave
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+class PointHead(SimpleNamespace):
+    """Stands in for a FlameModel: only what the commands read (``num_expression``, ``faces``)."""
+
+
+class PointAvatar(nn.Module):
+    """A small Avatar-like object (same public surface as ``headstudio.avatar.Avatar``).
+
+    Its "mesh" is 400 points on a sphere of radius 0.1 m around (0, 0.05, 0); the jaw pose moves
+    the lower half down (x rotation in radians × 0.05 m), expression 0 widens it. Rendering splats
+    each point as one pixel coloured by its normal, with the OpenCV cameras it is given.
+    """
+
+    def __init__(self, num_expression: int = 10) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        d = torch.randn(400, 3, generator=g)
+        base = 0.1 * d / d.norm(dim=-1, keepdim=True) + torch.tensor([0.0, 0.05, 0.0])
+        self.register_buffer("base", base)
+        self.means = nn.Parameter(base.clone())
+        self.head = PointHead(num_expression=num_expression, faces=torch.zeros(1, 3, dtype=torch.long))
+        self.metadata = {"prompt": "a test sphere"}
+
+    def pose(self, expression=None, jaw_pose=None, **_: torch.Tensor) -> torch.Tensor:
+        """``[B, V, 3]`` posed points."""
+        b = next((t.shape[0] for t in (expression, jaw_pose) if t is not None), 1)
+        v = self.base[None].repeat(b, 1, 1)
+        if jaw_pose is not None:
+            lower = (v[..., 1] < 0.05).float()
+            v[..., 1] = v[..., 1] - 0.05 * jaw_pose[:, :1] * lower
+        if expression is not None:
+            v[..., 0] = v[..., 0] * (1 + 0.2 * expression[:, :1])
+        return v
+
+    def world_gaussians(self, **kw: torch.Tensor) -> dict[str, torch.Tensor]:
+        v = self.pose(**kw)[0]
+        n = v.shape[0]
+        return {
+            "means": v,
+            "quats": torch.tensor([1.0, 0, 0, 0]).repeat(n, 1),
+            "scales": torch.full((n, 3), 0.01),
+            "opacities": torch.full((n,), 0.9),
+            "sh": torch.full((n, 1, 3), 0.2),
+        }
+
+    def render(self, viewmats, Ks, width, height, background=(1.0, 1.0, 1.0), **kw):
+        if viewmats.dim() == 3:
+            viewmats, Ks = viewmats[None], Ks[None]
+        verts = self.pose(**kw)  # [B, V, 3]
+        B, C = viewmats.shape[:2]
+        if verts.shape[0] != B:
+            verts = verts.expand(B, -1, -1)
+        rgb = torch.tensor(background, dtype=torch.float32).expand(B, C, height, width, 3).clone()
+        col = (self.base - self.base.mean(0)) / 0.2 + 0.5
+        for b in range(B):
+            for c in range(C):
+                cam = verts[b] @ viewmats[b, c, :3, :3].T + viewmats[b, c, :3, 3]
+                uv = cam @ Ks[b, c].T
+                px = (uv[:, :2] / uv[:, 2:]).floor().long()
+                ok = (
+                    (cam[:, 2] > 0)
+                    & (px[:, 0] >= 0)
+                    & (px[:, 0] < width)
+                    & (px[:, 1] >= 0)
+                    & (px[:, 1] < height)
+                )
+                rgb[b, c, px[ok, 1], px[ok, 0]] = col[ok].clamp(0, 1)
+        return SimpleNamespace(rgb=rgb, alpha=None, depth=None, meta=None)
+
+
+@pytest.fixture
+def point_avatar() -> PointAvatar:
+    return PointAvatar()
+
+
+@pytest.fixture
+def sine_wav(tmp_path: Path) -> Path:
+    """A 1 s, 16 kHz mono 440 Hz sine WAV."""
+    p = tmp_path / "tone.wav"
+    sr = 16000
+    t = np.arange(sr) / sr
+    data = (0.3 * np.sin(2 * math.pi * 440 * t) * 32767).astype("<i2")
+    with wave.open(str(p), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(sr)
+        wf.writeframes(data.tobytes())
+    return p
