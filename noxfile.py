@@ -48,6 +48,7 @@ def tests(session: nox.Session) -> None:
     # The CUDA kernels' source, compiled with g++ against a CPU emulation of CUDA and checked
     # against finite differences and naive references (no GPU here or in CI).
     session.run("bash", "csrc/cuda/host_check/run.sh", external=True)
+    session.run("bash", "csrc/cuda/compile_check.sh", external=True)
     args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-q"]
     session.run("pytest", *args, env={"HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
 
