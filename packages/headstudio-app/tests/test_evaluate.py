@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,30 +11,13 @@ from headstudio.errors import HeadStudioError
 from headstudio.evaluate import EVAL_VIEWS, ClipScorer, evaluate_avatar, render_eval_views
 
 
-def _bytes_to_unicode() -> list[str]:
-    """The byte → printable-unicode table of GPT-2 / CLIP BPE (256 symbols)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def make_tiny_clip(root: Path) -> Path:
     """Save a random CLIP (32² images, 16-d embeddings) with a character-level tokenizer."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    from fsds_guidance.testing import tiny_tokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    chars = _bytes_to_unicode()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    (root / "vocab.json").write_text(json.dumps(vocab))
-    (root / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"))
+    tok = tiny_tokenizer(root)  # the byte-level vocabulary fsds-guidance's tiny models use
+    vocab = tok.get_vocab()
     eos = vocab["<|endoftext|>"]
     cfg = CLIPConfig(
         text_config=dict(
