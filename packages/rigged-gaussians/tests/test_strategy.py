@@ -1,0 +1,222 @@
+"""Binding-aware densification: the gradient statistic, clone / split / prune, triangle coverage,
+the schedule and the in-place optimizer update."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from rigged_gaussians import reference, testing
+from rigged_gaussians.strategy import DensifyConfig, DensifyState, accumulate, densify_and_prune
+from torch import nn
+
+CFG = DensifyConfig(
+    densify_from=1, densify_until=100, densify_every=1, prune_from=200, prune_until=300, prune_every=10
+)
+
+
+def _params(n: int, seed: int = 0, log_scale: float = -6.0, opacity: float = 0.5) -> dict[str, nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    logit = math.log(opacity / (1 - opacity))
+    return {
+        "means": nn.Parameter(torch.randn(n, 3, generator=g) * 0.1),
+        "quats": nn.Parameter(torch.randn(n, 4, generator=g)),
+        "log_scales": nn.Parameter(torch.full((n, 3), log_scale)),
+        "opacity_logits": nn.Parameter(torch.full((n,), logit)),
+        "sh": nn.Parameter(torch.randn(n, 4, 3, generator=g)),
+    }
+
+
+def _state(avg_grads: list[float]) -> DensifyState:
+    st = DensifyState.create(len(avg_grads))
+    st.grad_accum += torch.tensor(avg_grads) * 2
+    st.count += 2
+    return st
+
+
+# ----------------------------------------------------------------------------- accumulate
+def test_accumulate_formula() -> None:
+    g = torch.tensor([[[1.0, 2.0], [0.5, 0.0], [3.0, 3.0]], [[1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]])
+    vis = torch.tensor([[True, True, False], [True, False, False]])
+    radii = torch.tensor([[[3, 4], [1, 1], [0, 0]], [[7, 2], [0, 0], [0, 0]]], dtype=torch.int32)
+    st = accumulate(DensifyState(), g, vis, width=20, height=10, radii=radii)
+    # n=0: (1*10 + 1*10, 2*5 - 1*5) = (20, 5); n=1: (5, 0); n=2 invisible
+    torch.testing.assert_close(st.grad_accum, torch.tensor([math.hypot(20, 5), 5.0, 0.0]))
+    torch.testing.assert_close(st.count, torch.tensor([1.0, 1.0, 0.0]))
+    torch.testing.assert_close(st.max_radii, torch.tensor([7.0, 1.0, 0.0]))
+    accumulate(st, g, vis, width=20, height=10)
+    torch.testing.assert_close(st.average_grad(), torch.tensor([math.hypot(20, 5), 5.0, 0.0]))
+    torch.testing.assert_close(st.count, torch.tensor([2.0, 2.0, 0.0]))
+
+
+def test_accumulate_from_meta_of_a_render() -> None:
+    s = testing.random_scene(30, C=2, width=32, height=32)
+    s["means"].requires_grad_(True)
+    rgb, alpha, meta = reference.rasterize(**s)
+    with pytest.raises(ValueError, match="retain_grad"):
+        accumulate(DensifyState(), meta)
+    rgb, alpha, meta = reference.rasterize(**s)
+    meta.means2d.retain_grad()
+    rgb.square().sum().backward()
+    st = accumulate(DensifyState(), meta)
+    assert st.num_gaussians == 30
+    assert (st.count == meta.visible.any(0).float()).all()
+    assert (st.grad_accum[meta.visible.any(0)] > 0).all()
+    torch.testing.assert_close(st.max_radii, meta.radii.amax(dim=(0, 2)).float())
+    with pytest.raises(ValueError, match="tracks 30 Gaussians"):
+        accumulate(st, torch.zeros(2, 5, 2), torch.ones(2, 5, dtype=torch.bool), 32, 32)
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_schedule_defaults() -> None:
+    c = DensifyConfig()
+    assert c.grad_threshold == 0.002 and c.min_opacity == 0.005
+    assert [c.is_densify_step(s) for s in (299, 300, 600, 2100, 2400)] == [False, True, True, True, False]
+    assert [c.is_prune_step(s) for s in (2100, 2400, 3300, 3600, 2401)] == [False, True, True, False, False]
+    with pytest.raises(ValueError, match="densify_every"):
+        DensifyConfig(densify_every=0)
+
+
+def test_off_schedule_returns_inputs() -> None:
+    p = _params(4)
+    fid = torch.tensor([0, 0, 1, 2])
+    out, out_fid, info = densify_and_prune(p, fid, _state([1.0] * 4), CFG, step=150)
+    assert info["action"] == "none" and out is p and out_fid is fid
+
+
+# ----------------------------------------------------------------------------- clone / split
+def test_clone_small_high_gradient() -> None:
+    p = _params(4, log_scale=-6.0)  # exp(-6) = 0.0025 <= percent_dense
+    fid = torch.tensor([0, 0, 1, 2])
+    out, out_fid, info = densify_and_prune(p, fid, _state([0.01, 0.0, 0.001, 0.003]), CFG, step=5)
+    assert info["action"] == "densify" and info["n_cloned"] == 2 and info["n_split"] == 0
+    assert out["means"].shape[0] == 6 and isinstance(out["means"], nn.Parameter)
+    assert out_fid.tolist() == [0, 0, 1, 2, 0, 2]  # clones inherit their parent's triangle
+    for k in p:
+        torch.testing.assert_close(out[k][4], p[k][0].detach())
+        torch.testing.assert_close(out[k][5], p[k][3].detach())
+        torch.testing.assert_close(out[k][:4], p[k].detach())
+
+
+def test_split_large_children_in_parent_local_frame() -> None:
+    n = 3000
+    p = _params(n, log_scale=math.log(0.2))
+    q = torch.tensor([0.9, 0.1, -0.3, 0.2])
+    with torch.no_grad():
+        p["quats"][:] = q
+        p["means"][:] = torch.tensor([0.1, -0.2, 0.3])
+        p["log_scales"][:] = torch.log(torch.tensor([0.3, 0.1, 0.05]))
+    fid = torch.arange(n) % 7
+    gen = torch.Generator().manual_seed(0)
+    cfg = DensifyConfig(**{**CFG.__dict__, "max_world_size": 0.0})
+    out, out_fid, info = densify_and_prune(p, fid, _state([1.0] * n), cfg, step=5, generator=gen)
+    assert info["n_split"] == n and info["n_after"] == 2 * n
+    # children: parents removed, two per parent, same triangle, scales / 1.6
+    assert out_fid.tolist() == fid.repeat(2).tolist()
+    torch.testing.assert_close(out["log_scales"], p["log_scales"].detach().repeat(2, 1) - math.log(1.6))
+    torch.testing.assert_close(out["sh"], p["sh"].detach().repeat(2, 1, 1))
+    # offsets ~ N(0, R diag(s^2) R^T) in the local frame of the parent
+    d = out["means"].detach() - p["means"].detach().repeat(2, 1)
+    R = reference.quat_to_rotmat(reference.quat_normalize(q[None].double()))[0].float()
+    cov = R @ torch.diag(torch.tensor([0.3, 0.1, 0.05]) ** 2) @ R.T
+    torch.testing.assert_close(d.T @ d / d.shape[0], cov, atol=2e-3, rtol=0.1)
+    assert d.mean(0).abs().max() < 0.02
+
+
+def test_world_size_uses_sqrt_areas() -> None:
+    p = _params(2, log_scale=0.0)  # local scale 1
+    fid = torch.tensor([0, 1])
+    sa = torch.tensor([0.005, 0.05])  # world sizes 0.005 (clone) and 0.05 (split)
+    out, out_fid, info = densify_and_prune(p, fid, _state([1.0, 1.0]), CFG, step=5, sqrt_areas=sa)
+    assert info["n_cloned"] == 1 and info["n_split"] == 1
+    assert out_fid.tolist() == [0, 0, 1, 1]
+    # without sqrt_areas the local scale (1 > 0.01) says split both
+    _, _, info = densify_and_prune(_params(2, log_scale=0.0), fid, _state([1.0, 1.0]), CFG, step=5)
+    assert info["n_split"] == 2
+
+
+# ----------------------------------------------------------------------------- prune
+def test_prune_low_opacity_large_screen_and_world_size() -> None:
+    p = _params(5)
+    with torch.no_grad():
+        p["opacity_logits"][1] = -8.0  # sigmoid = 0.0003 < 0.005
+        p["log_scales"][3] = math.log(0.5)  # > max_world_size 0.1
+    fid = torch.tensor([0, 0, 0, 0, 0])
+    st = _state([0.0] * 5)
+    st.max_radii[2] = 100.0  # > max_screen_size 60
+    _, _, info = densify_and_prune(p, fid, DensifyState.create(5), CFG, step=210)
+    assert info["n_pruned"] == 1  # without sqrt_areas no world size is known: only opacity
+    out, out_fid, info = densify_and_prune(p, fid, st, CFG, step=210, sqrt_areas=torch.ones(1))
+    assert info["action"] == "prune" and info["n_pruned"] == 3 and info["n_rescued"] == 0
+    torch.testing.assert_close(out["means"], p["means"].detach()[[0, 4]])
+    assert st.num_gaussians == 2
+
+
+def test_prune_keeps_best_gaussian_of_each_triangle() -> None:
+    p = _params(6)
+    with torch.no_grad():
+        p["opacity_logits"][:] = torch.tensor([-9.0, -7.0, -8.0, 0.0, -9.0, -9.5])
+    fid = torch.tensor([1, 1, 1, 3, 4, 4])  # triangle 1: all pruned; 4: all pruned; 0, 2: never had any
+    out, out_fid, info = densify_and_prune(p, fid, _state([0.0] * 6), CFG, step=210)
+    assert sorted(out_fid.tolist()) == [1, 3, 4]
+    kept = {f: o for f, o in zip(out_fid.tolist(), out["opacity_logits"].tolist(), strict=True)}
+    assert kept[1] == -7.0 and kept[4] == -9.0  # the highest opacity of each triangle
+    assert info["n_rescued"] == 2 and info["n_pruned"] == 3
+
+
+def test_prune_only_keeps_survivor_statistics() -> None:
+    p = _params(3)
+    with torch.no_grad():
+        p["opacity_logits"][0] = -9.0
+    st = _state([0.1, 0.2, 0.3])
+    st.max_radii[:] = torch.tensor([1.0, 2.0, 3.0])
+    densify_and_prune(p, torch.tensor([1, 1, 1]), st, CFG, step=210)
+    torch.testing.assert_close(st.average_grad(), torch.tensor([0.2, 0.3]))
+    torch.testing.assert_close(st.max_radii, torch.tensor([2.0, 3.0]))
+
+
+def test_errors() -> None:
+    p = _params(3)
+    with pytest.raises(ValueError, match=r"params: missing \['opacity_logits'\]"):
+        densify_and_prune(
+            {k: v for k, v in p.items() if k != "opacity_logits"}, torch.zeros(3), _state([0] * 3), CFG, 5
+        )
+    with pytest.raises(ValueError, match=r"face_ids: expected shape \[3\]"):
+        densify_and_prune(p, torch.zeros(4, dtype=torch.long), _state([0] * 3), CFG, 5)
+    with pytest.raises(ValueError, match=r"params\['sh'\]: expected 3 rows"):
+        densify_and_prune(
+            dict(p, sh=torch.zeros(2, 4, 3)), torch.zeros(3, dtype=torch.long), _state([0] * 3), CFG, 5
+        )
+
+
+# ----------------------------------------------------------------------------- optimizer
+def test_optimizer_updated_in_place() -> None:
+    p = _params(4, log_scale=-6.0)
+    with torch.no_grad():
+        p["log_scales"][1] = math.log(0.5)  # large -> split
+        p["opacity_logits"][2] = -9.0  # pruned (triangle 1 keeps Gaussian 3)
+    opt = torch.optim.Adam([{"name": k, "params": [v], "lr": 1e-2} for k, v in p.items()], betas=(0.9, 0.99))
+    loss = sum((v**2).sum() for v in p.values())
+    loss.backward()
+    opt.step()
+    old_m = {k: opt.state[v]["exp_avg"].clone() for k, v in p.items()}
+    old_v = {k: opt.state[v]["exp_avg_sq"].clone() for k, v in p.items()}
+    fid = torch.tensor([0, 0, 1, 1])
+    # Gaussian 0: clone; 1: split into 2; 2: pruned; 3: kept
+    cfg = DensifyConfig(**{**CFG.__dict__, "max_world_size": 0.0})
+    out, out_fid, info = densify_and_prune(p, fid, _state([1.0, 1.0, 0.0, 0.0]), cfg, step=5, optimizer=opt)
+    assert (info["n_cloned"], info["n_split"], info["n_pruned"], info["n_after"]) == (1, 1, 1, 5)
+    # rows: 0 (kept), 3 (kept), clone of 0, two children of 1
+    assert out_fid.tolist() == [0, 1, 0, 0, 0]
+    for group in opt.param_groups:
+        name = group["name"]
+        assert group["params"][0] is out[name]
+        st = opt.state[out[name]]
+        for got, old in ((st["exp_avg"], old_m[name]), (st["exp_avg_sq"], old_v[name])):
+            torch.testing.assert_close(got[[0, 1, 2]], old[[0, 3, 0]])
+            assert got[3:].eq(0).all()
+        assert p[name] not in opt.state
+    loss = sum((v**2).sum() for v in out.values())
+    loss.backward()
+    opt.step()  # the optimizer keeps working with the new parameters
