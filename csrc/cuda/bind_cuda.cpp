@@ -252,8 +252,6 @@ void rg_bind_cuda(py::module_& m) {
       py::arg("sorted_keys"), py::arg("n_isects"), py::arg("C"), py::arg("tile_w"),
       py::arg("tile_h"), py::arg("offsets"), py::arg("stream"),
       "First intersection index of every (camera, tile) -> int32 [C,tile_h,tile_w].");
-  m.def("tile_id_bits", &rgc::tile_id_bits, py::arg("tile_w"), py::arg("tile_h"),
-        "Bits of the tile id inside the intersection keys (gsplat's rule).");
 
   m.def(
       "rasterize_to_pixels_fwd_cuda",

@@ -8,6 +8,6 @@ out=$(mktemp -d)
 archs=${CMAKE_CUDA_ARCHITECTURES:-80}
 flags=()
 for a in ${archs//;/ }; do flags+=("-gencode=arch=compute_${a},code=sm_${a}"); done
-for f in *.cu; do nvcc -std=c++17 -O3 "${flags[@]}" -I. -c "$f" -o "$out/$f.o"; done
+for f in *.cu; do nvcc -std=c++17 -O3 "${flags[@]}" -I. -I../include -c "$f" -o "$out/$f.o"; done
 echo "compiled $(ls *.cu | wc -l) CUDA sources for sm_${archs//;/,sm_} with $(nvcc --version | tail -1)"
 rm -rf "$out"

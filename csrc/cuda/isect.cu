@@ -1,38 +1,18 @@
 // Tile intersection: count pass, fill pass (64-bit keys camera | tile | depth bits) and the
-// per-tile offset encoding of the sorted keys. The wrapper does the int64 cumsum and torch.sort.
+// per-tile offset encoding of the sorted keys (per-element math in rg/isect.h, shared with the
+// CPU backend). The wrapper does the int64 cumsum and torch.sort.
 #include "common.cuh"
 #include "ops_cuda.h"
+#include "rg/isect.h"
 
 namespace rgc {
 namespace {
-
-struct TileRect {
-  int x0, y0, x1, y1;  // [x0, x1) x [y0, y1)
-};
-
-__device__ __forceinline__ TileRect tile_rect(float mx, float my, int rx, int ry, int tile_size,
-                                              int tile_w, int tile_h) {
-  const float ts = (float)tile_size;
-  TileRect r;
-  r.x0 = min(max(0, (int)floorf((mx - rx) / ts)), tile_w);
-  r.y0 = min(max(0, (int)floorf((my - ry) / ts)), tile_h);
-  r.x1 = min(max(0, (int)ceilf((mx + rx) / ts)), tile_w);
-  r.y1 = min(max(0, (int)ceilf((my + ry) / ts)), tile_h);
-  return r;
-}
 
 __global__ void isect_count_kernel(const int* radii, const float* means2d, long long total,
                                    int tile_size, int tile_w, int tile_h, int* tiles) {
   const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= total) return;
-  const int rx = radii[2 * idx], ry = radii[2 * idx + 1];
-  if (rx <= 0 && ry <= 0) {
-    tiles[idx] = 0;
-    return;
-  }
-  const TileRect r =
-      tile_rect(means2d[2 * idx], means2d[2 * idx + 1], rx, ry, tile_size, tile_w, tile_h);
-  tiles[idx] = (r.x1 - r.x0) * (r.y1 - r.y0);
+  tiles[idx] = isect_count_one(radii, means2d, idx, tile_size, tile_w, tile_h);
 }
 
 __global__ void isect_fill_kernel(const int* radii, const float* means2d, const float* depths,
@@ -41,21 +21,8 @@ __global__ void isect_fill_kernel(const int* radii, const float* means2d, const 
                                   int* flatten_ids) {
   const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= total) return;
-  const int rx = radii[2 * idx], ry = radii[2 * idx + 1];
-  if (rx <= 0 && ry <= 0) return;
-  const long long cam = idx / N;
-  const TileRect r =
-      tile_rect(means2d[2 * idx], means2d[2 * idx + 1], rx, ry, tile_size, tile_w, tile_h);
-  long long cur = idx == 0 ? 0 : cum[idx - 1];
-  const unsigned int depth_bits = __float_as_uint(depths[idx]);  // depth > near > 0: monotone
-  const unsigned long long head = ((unsigned long long)cam << (32 + tile_bits));
-  for (int ty = r.y0; ty < r.y1; ++ty)
-    for (int tx = r.x0; tx < r.x1; ++tx) {
-      const unsigned long long tile = (unsigned long long)(ty * tile_w + tx);
-      keys[cur] = (long long)(head | (tile << 32) | (unsigned long long)depth_bits);
-      flatten_ids[cur] = (int)idx;
-      ++cur;
-    }
+  isect_fill_one(radii, means2d, depths, cum, idx, N, tile_size, tile_w, tile_h, tile_bits, keys,
+                 flatten_ids);
 }
 
 // Re-linearise (camera << tile_bits | tile) into camera * n_tiles + tile for the offsets table.
@@ -63,12 +30,7 @@ __global__ void isect_offset_kernel_cam(const long long* keys, long long n, int 
                                         long long n_tiles, long long n_total, int* offsets) {
   const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= n) return;
-  auto lin = [&](long long k) {
-    const unsigned long long hi = (unsigned long long)k >> 32;
-    const unsigned long long cam = hi >> tile_bits;
-    const unsigned long long tile = hi & ((1ull << tile_bits) - 1ull);
-    return (long long)(cam * (unsigned long long)n_tiles + tile);
-  };
+  auto lin = [&](long long k) { return key_tile_linear(k, tile_bits, n_tiles); };
   const long long cur = lin(keys[idx]);
   if (idx == 0)
     for (long long i = 0; i <= cur; ++i) offsets[i] = 0;
@@ -83,12 +45,7 @@ __global__ void isect_offset_kernel_cam(const long long* keys, long long n, int 
 
 }  // namespace
 
-int tile_id_bits(int tile_w, int tile_h) {
-  const long long n = (long long)tile_w * tile_h;
-  int bits = 0;
-  while ((1ll << bits) <= n) ++bits;  // floor(log2(n)) + 1, as gsplat
-  return bits;
-}
+int tile_id_bits(int tile_w, int tile_h) { return tile_bits_of(tile_w, tile_h); }
 
 #if !defined(RG_EMULATE)
 void isect_count_cuda(const int* radii, const float* means2d, int C, int N, int tile_size,
@@ -107,7 +64,7 @@ void isect_fill_cuda(const int* radii, const float* means2d, const float* depths
   if (total == 0) return;
   const int bits = tile_id_bits(tile_w, tile_h);
   // keep bit 63 clear so torch.sort on signed int64 keys orders them correctly
-  if (32 + bits + 64 - __builtin_clzll((unsigned long long)C | 1ull) > 63) {
+  if (!keys_fit(C, bits)) {
     throw std::runtime_error("isect_tiles: too many cameras x tiles for 64-bit keys (C=" +
                              std::to_string(C) + ", tiles=" + std::to_string(tile_w * tile_h) +
                              "); render fewer cameras per call or use a smaller image");

@@ -3,8 +3,7 @@
 // triangle frame, never written to memory). One thread per (camera, Gaussian).
 #include "common.cuh"
 #include "ops_cuda.h"
-#include "projection_impl.cuh"
-#include "rg_cuda_math.cuh"
+#include "rg/projection.h"
 
 namespace rgc {
 namespace {

@@ -4,7 +4,7 @@
 // reduces per warp and scatters with atomics.
 #include "common.cuh"
 #include "ops_cuda.h"
-#include "rg_cuda_math.cuh"
+#include "rg/math.h"
 
 namespace rgc {
 namespace {

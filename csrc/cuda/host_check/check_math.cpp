@@ -1,9 +1,9 @@
-#include "rg_cuda_math.cuh"
+#include "rg/math.h"
 #include <cstdio>
 #include <random>
 #include <functional>
 #include <vector>
-using namespace rgc;
+using namespace rg;
 std::mt19937 rng(1);
 float rnd(float a=-1,float b=1){ return std::uniform_real_distribution<float>(a,b)(rng); }
 int fails=0;

@@ -1,9 +1,9 @@
-#include "projection_impl.cuh"
+#include "rg/projection.h"
 #include <cstdio>
 #include <random>
 #include <vector>
 #include <functional>
-using namespace rgc;
+using namespace rg;
 std::mt19937 rng(3);
 float rnd(float a=-1,float b=1){ return std::uniform_real_distribution<float>(a,b)(rng); }
 int fails=0;

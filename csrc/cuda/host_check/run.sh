@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
 CXX=${CXX:-g++}
-$CXX -std=c++17 -O1 -I.. check_math.cpp -o "$out/math" && "$out/math" | tail -1
-$CXX -std=c++17 -O1 -I.. check_projection.cpp -o "$out/proj" && "$out/proj" | tail -1
-$CXX -std=c++20 -O2 -pthread -I. -I.. check_isect.cpp -o "$out/isect" && "$out/isect" | tail -1
-$CXX -std=c++20 -O2 -pthread -I. -I.. check_deform.cpp -o "$out/deform" && "$out/deform" | tail -1
-$CXX -std=c++20 -O2 -pthread -DNN=12 -I. -I.. check_rasterize.cpp -o "$out/rast12" && "$out/rast12" | grep -E "forward|naive|fails"
-$CXX -std=c++20 -O2 -pthread -DNN=150 -I. -I.. check_rasterize.cpp -o "$out/rast150" && "$out/rast150" | grep -E "forward|naive|fails"
+$CXX -std=c++17 -O1 -I.. -I../../include check_math.cpp -o "$out/math" && "$out/math" | tail -1
+$CXX -std=c++17 -O1 -I.. -I../../include check_projection.cpp -o "$out/proj" && "$out/proj" | tail -1
+$CXX -std=c++20 -O2 -pthread -I. -I.. -I../../include check_isect.cpp -o "$out/isect" && "$out/isect" | tail -1
+$CXX -std=c++20 -O2 -pthread -I. -I.. -I../../include check_deform.cpp -o "$out/deform" && "$out/deform" | tail -1
+$CXX -std=c++20 -O2 -pthread -DNN=12 -I. -I.. -I../../include check_rasterize.cpp -o "$out/rast12" && "$out/rast12" | grep -E "forward|naive|fails"
+$CXX -std=c++20 -O2 -pthread -DNN=150 -I. -I.. -I../../include check_rasterize.cpp -o "$out/rast150" && "$out/rast150" | grep -E "forward|naive|fails"
 rm -rf "$out"

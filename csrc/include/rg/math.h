@@ -1,57 +1,53 @@
-// Host/device math for the CUDA backend of rigged_gaussians.
+// Host/device math of rigged_gaussians, shared by the CPU backend (csrc/cpu) and the CUDA
+// backend (csrc/cuda): vectors, quaternions, triangle frames, covariance, perspective EWA
+// projection, spherical harmonics and their derivatives (VJPs).
 //
 // These functions follow docs/CONTRACTS.md and gsplat's conventions (OpenCV cameras, wxyz
 // quaternions, eps2d low-pass, per-axis radius ceil(3.33 sigma), 1.3 tan(fov) clamp).
-// NOTE: the shared header csrc/include/rg/*.h (CPU engineer) did not exist when this backend was
-// written; everything here is HOST_DEVICE and meant to move into those headers so both backends
-// use one source of math.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RGC_HD __host__ __device__ __forceinline__
-#else
-#define RGC_HD inline
-#endif
+#include "rg/common.h"
 
-namespace rgc {
+namespace rg {
+
 
 struct V3 {
   float x, y, z;
 };
 
-RGC_HD V3 v3(float x, float y, float z) { return V3{x, y, z}; }
-RGC_HD V3 operator+(V3 a, V3 b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
-RGC_HD V3 operator-(V3 a, V3 b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
-RGC_HD V3 operator*(float s, V3 a) { return {s * a.x, s * a.y, s * a.z}; }
-RGC_HD float dot(V3 a, V3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
-RGC_HD V3 cross(V3 a, V3 b) {
+RG_HD V3 v3(float x, float y, float z) { return V3{x, y, z}; }
+RG_HD V3 operator+(V3 a, V3 b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
+RG_HD V3 operator-(V3 a, V3 b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
+RG_HD V3 operator*(float s, V3 a) { return {s * a.x, s * a.y, s * a.z}; }
+RG_HD float dot(V3 a, V3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+RG_HD V3 cross(V3 a, V3 b) {
   return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x};
 }
-RGC_HD V3 load3(const float* p) { return {p[0], p[1], p[2]}; }
+RG_HD V3 load3(const float* p) { return {p[0], p[1], p[2]}; }
 
 // Row-major 3x3 matrix: m[3 * row + col].
 struct M3 {
   float m[9];
-  RGC_HD float& operator()(int r, int c) { return m[3 * r + c]; }
-  RGC_HD float operator()(int r, int c) const { return m[3 * r + c]; }
+  RG_HD float& operator()(int r, int c) { return m[3 * r + c]; }
+  RG_HD float operator()(int r, int c) const { return m[3 * r + c]; }
 };
 
-RGC_HD M3 zeros3() {
+RG_HD M3 zeros3() {
   M3 r;
 #pragma unroll
   for (int i = 0; i < 9; ++i) r.m[i] = 0.f;
   return r;
 }
-RGC_HD M3 load33(const float* p) {
+RG_HD M3 load33(const float* p) {
   M3 r;
 #pragma unroll
   for (int i = 0; i < 9; ++i) r.m[i] = p[i];
   return r;
 }
-RGC_HD M3 mul(const M3& a, const M3& b) {
+RG_HD M3 mul(const M3& a, const M3& b) {
   M3 r;
 #pragma unroll
   for (int i = 0; i < 3; ++i)
@@ -60,7 +56,7 @@ RGC_HD M3 mul(const M3& a, const M3& b) {
       r(i, j) = a(i, 0) * b(0, j) + a(i, 1) * b(1, j) + a(i, 2) * b(2, j);
   return r;
 }
-RGC_HD M3 transpose(const M3& a) {
+RG_HD M3 transpose(const M3& a) {
   M3 r;
 #pragma unroll
   for (int i = 0; i < 3; ++i)
@@ -68,12 +64,12 @@ RGC_HD M3 transpose(const M3& a) {
     for (int j = 0; j < 3; ++j) r(i, j) = a(j, i);
   return r;
 }
-RGC_HD V3 mulv(const M3& a, V3 v) {
+RG_HD V3 mulv(const M3& a, V3 v) {
   return {a(0, 0) * v.x + a(0, 1) * v.y + a(0, 2) * v.z,
           a(1, 0) * v.x + a(1, 1) * v.y + a(1, 2) * v.z,
           a(2, 0) * v.x + a(2, 1) * v.y + a(2, 2) * v.z};
 }
-RGC_HD V3 mulTv(const M3& a, V3 v) {  // a^T v
+RG_HD V3 mulTv(const M3& a, V3 v) {  // a^T v
   return {a(0, 0) * v.x + a(1, 0) * v.y + a(2, 0) * v.z,
           a(0, 1) * v.x + a(1, 1) * v.y + a(2, 1) * v.z,
           a(0, 2) * v.x + a(1, 2) * v.y + a(2, 2) * v.z};
@@ -84,10 +80,10 @@ struct Q4 {
   float w, x, y, z;
 };
 
-RGC_HD float safe_norm3(V3 a) { return sqrtf(fmaxf(dot(a, a), 1e-24f)); }
+RG_HD float safe_norm3(V3 a) { return sqrtf(fmaxf(dot(a, a), 1e-24f)); }
 
 // Normalised quaternion -> rotation matrix (row-major), gsplat/standard convention.
-RGC_HD M3 quat_to_rotmat(Q4 q) {
+RG_HD M3 quat_to_rotmat(Q4 q) {
   const float w = q.w, x = q.x, y = q.y, z = q.z;
   M3 r;
   r(0, 0) = 1.f - 2.f * (y * y + z * z);
@@ -103,7 +99,7 @@ RGC_HD M3 quat_to_rotmat(Q4 q) {
 }
 
 // VJP of quat_to_rotmat for a normalised quaternion.
-RGC_HD Q4 quat_to_rotmat_vjp(Q4 q, const M3& g) {
+RG_HD Q4 quat_to_rotmat_vjp(Q4 q, const M3& g) {
   const float w = q.w, x = q.x, y = q.y, z = q.z;
   Q4 v;
   v.w = 2.f * (-z * g(0, 1) + y * g(0, 2) + z * g(1, 0) - x * g(1, 2) - y * g(2, 0) + x * g(2, 1));
@@ -116,15 +112,15 @@ RGC_HD Q4 quat_to_rotmat_vjp(Q4 q, const M3& g) {
   return v;
 }
 
-RGC_HD float quat_norm(Q4 q) {
+RG_HD float quat_norm(Q4 q) {
   return sqrtf(fmaxf(q.w * q.w + q.x * q.x + q.y * q.y + q.z * q.z, 1e-24f));
 }
-RGC_HD Q4 quat_normalize(Q4 q) {
+RG_HD Q4 quat_normalize(Q4 q) {
   const float inv = 1.f / quat_norm(q);
   return {q.w * inv, q.x * inv, q.y * inv, q.z * inv};
 }
 // VJP of q -> q / |q| given the raw q and the gradient w.r.t. the normalised one.
-RGC_HD Q4 quat_normalize_vjp(Q4 q, Q4 v) {
+RG_HD Q4 quat_normalize_vjp(Q4 q, Q4 v) {
   const float n = quat_norm(q);
   const float inv = 1.f / n;
   const Q4 u{q.w * inv, q.x * inv, q.y * inv, q.z * inv};
@@ -134,13 +130,13 @@ RGC_HD Q4 quat_normalize_vjp(Q4 q, Q4 v) {
 }
 
 // Hamilton product p (x) q.
-RGC_HD Q4 quat_mul(Q4 p, Q4 q) {
+RG_HD Q4 quat_mul(Q4 p, Q4 q) {
   return {p.w * q.w - p.x * q.x - p.y * q.y - p.z * q.z,
           p.w * q.x + p.x * q.w + p.y * q.z - p.z * q.y,
           p.w * q.y - p.x * q.z + p.y * q.w + p.z * q.x,
           p.w * q.z + p.x * q.y - p.y * q.x + p.z * q.w};
 }
-RGC_HD void quat_mul_vjp(Q4 p, Q4 q, Q4 g, Q4& vp, Q4& vq) {
+RG_HD void quat_mul_vjp(Q4 p, Q4 q, Q4 g, Q4& vp, Q4& vq) {
   vp.w = g.w * q.w + g.x * q.x + g.y * q.y + g.z * q.z;
   vp.x = -g.w * q.x + g.x * q.w - g.y * q.z + g.z * q.y;
   vp.y = -g.w * q.y + g.x * q.z + g.y * q.w - g.z * q.x;
@@ -163,7 +159,7 @@ struct MatQuatBranch {
   int comp[3];    // the component indices of those three
 };
 
-RGC_HD MatQuatBranch mat_quat_branch(const M3& R) {
+RG_HD MatQuatBranch mat_quat_branch(const M3& R) {
   MatQuatBranch b;
   const float tr = R(0, 0) + R(1, 1) + R(2, 2);
   if (tr > 0.f) {
@@ -182,11 +178,11 @@ RGC_HD MatQuatBranch mat_quat_branch(const M3& R) {
   return b;
 }
 
-RGC_HD float mat_quat_r(const M3& R, const MatQuatBranch& b) {
+RG_HD float mat_quat_r(const M3& R, const MatQuatBranch& b) {
   return sqrtf(fmaxf(1.f + b.sd[0] * R(0, 0) + b.sd[1] * R(1, 1) + b.sd[2] * R(2, 2), 1e-12f));
 }
 
-RGC_HD Q4 rotmat_to_quat(const M3& R) {
+RG_HD Q4 rotmat_to_quat(const M3& R) {
   const MatQuatBranch b = mat_quat_branch(R);
   const float r = mat_quat_r(R, b);
   float c[4];
@@ -197,7 +193,7 @@ RGC_HD Q4 rotmat_to_quat(const M3& R) {
   return {c[0], c[1], c[2], c[3]};
 }
 
-RGC_HD M3 rotmat_to_quat_vjp(const M3& R, Q4 vq) {
+RG_HD M3 rotmat_to_quat_vjp(const M3& R, Q4 vq) {
   const MatQuatBranch b = mat_quat_branch(R);
   const float r = mat_quat_r(R, b);
   const float v[4] = {vq.w, vq.x, vq.y, vq.z};
@@ -221,7 +217,7 @@ RGC_HD M3 rotmat_to_quat_vjp(const M3& R, Q4 vq) {
 // ---------------------------------------------------------------- triangle frames
 // Frame of face (v0, v1, v2) per CONTRACTS.md: T centroid, R = [t | n | b] (columns),
 // sqrt_area = sqrt(max(|c|/2, 1e-12)).
-RGC_HD void triangle_frame(V3 v0, V3 v1, V3 v2, V3& T, M3& R, float& sqrt_area) {
+RG_HD void triangle_frame(V3 v0, V3 v1, V3 v2, V3& T, M3& R, float& sqrt_area) {
   T = (1.f / 3.f) * (v0 + v1 + v2);
   const V3 e = v1 - v0, e2 = v2 - v0;
   const V3 c = cross(e, e2);
@@ -236,7 +232,7 @@ RGC_HD void triangle_frame(V3 v0, V3 v1, V3 v2, V3& T, M3& R, float& sqrt_area) 
 }
 
 // VJP of x -> x / sqrt(max(x.x, 1e-24)).
-RGC_HD V3 normalize_vjp(V3 x, V3 v) {
+RG_HD V3 normalize_vjp(V3 x, V3 v) {
   const float d2 = dot(x, x);
   const float n = sqrtf(fmaxf(d2, 1e-24f));
   if (d2 <= 1e-24f) return (1.f / n) * v;
@@ -244,8 +240,17 @@ RGC_HD V3 normalize_vjp(V3 x, V3 v) {
   return (1.f / n) * (v - dot(u, v) * u);
 }
 
-RGC_HD void triangle_frame_vjp(V3 v0, V3 v1, V3 v2, V3 gT, const M3& gR, float g_sa, V3& g0,
-                               V3& g1, V3& g2) {
+// VJP of triangle_frame split into parts, so that a face whose vertex indices repeat (a
+// zero-area triangle such as (i, i, j)) can cancel its O(1e12) terms exactly before they reach
+// memory (see triangle_frame_vjp_merged). With gTc = gT / 3, A the gradient through the edge
+// normalisation and P = cross(e2, gc), Q = cross(gc, e) the gradients through c = e x e2:
+//   g0 = gTc - (A + (P + Q)),  g1 = gTc + (A + P),  g2 = gTc + Q.
+struct FrameVjpParts {
+  V3 gTc, A, P, Q;
+};
+
+RG_HD FrameVjpParts triangle_frame_vjp_parts(V3 v0, V3 v1, V3 v2, V3 gT, const M3& gR,
+                                             float g_sa) {
   const V3 e = v1 - v0, e2 = v2 - v0;
   const V3 c = cross(e, e2);
   const V3 t = (1.f / safe_norm3(e)) * e;
@@ -257,7 +262,8 @@ RGC_HD void triangle_frame_vjp(V3 v0, V3 v1, V3 v2, V3 gT, const M3& gR, float g
   const V3 gb{gR(0, 2), gR(1, 2), gR(2, 2)};
   gt = gt + cross(n, gb);  // b = t x n
   gn = gn + cross(gb, t);
-  V3 ge = normalize_vjp(e, gt);
+  FrameVjpParts p;
+  p.A = normalize_vjp(e, gt);
   V3 gc = normalize_vjp(c, gn);
   const float S = 0.5f * nc;
   if (S > 1e-12f && c2 > 1e-24f) {
@@ -265,17 +271,66 @@ RGC_HD void triangle_frame_vjp(V3 v0, V3 v1, V3 v2, V3 gT, const M3& gR, float g
     const float g_nc = g_sa * 0.5f / sa * 0.5f;
     gc = gc + (g_nc / nc) * c;
   }
-  ge = ge + cross(e2, gc);          // c = e x e2
-  const V3 ge2 = cross(gc, e);
-  const V3 gTc = (1.f / 3.f) * gT;
-  g1 = gTc + ge;
-  g2 = gTc + ge2;
-  g0 = gTc - ge - ge2;
+  p.P = cross(e2, gc);  // c = e x e2
+  p.Q = cross(gc, e);
+  p.gTc = (1.f / 3.f) * gT;
+  return p;
+}
+
+RG_HD void triangle_frame_vjp(V3 v0, V3 v1, V3 v2, V3 gT, const M3& gR, float g_sa, V3& g0,
+                              V3& g1, V3& g2) {
+  const FrameVjpParts p = triangle_frame_vjp_parts(v0, v1, v2, gT, gR, g_sa);
+  g0 = p.gTc - (p.A + (p.P + p.Q));
+  g1 = p.gTc + (p.A + p.P);
+  g2 = p.gTc + p.Q;
+}
+
+// Gradients of the DISTINCT vertices of face (i0, i1, i2): slots whose index repeats are merged
+// with their large terms summed first (they cancel exactly: e = 0 when i0 == i1, e2 = 0 when
+// i0 == i2, e2 == e when i1 == i2). Writes n_out (1..3) pairs (slot index, gradient).
+RG_HD int triangle_frame_vjp_merged(V3 v0, V3 v1, V3 v2, int i0, int i1, int i2, V3 gT,
+                                    const M3& gR, float g_sa, int* slot, V3* g) {
+  const FrameVjpParts p = triangle_frame_vjp_parts(v0, v1, v2, gT, gR, g_sa);
+  const V3 twoT = 2.f * p.gTc;
+  if (i0 == i1 && i1 == i2) {
+    slot[0] = 0;
+    g[0] = 3.f * p.gTc;
+    return 1;
+  }
+  if (i0 == i1) {  // A and P cancel between slots 0 and 1
+    slot[0] = 0;
+    g[0] = twoT - p.Q;
+    slot[1] = 2;
+    g[1] = p.gTc + p.Q;
+    return 2;
+  }
+  if (i0 == i2) {  // Q cancels between slots 0 and 2
+    slot[0] = 0;
+    g[0] = twoT - (p.A + p.P);
+    slot[1] = 1;
+    g[1] = p.gTc + (p.A + p.P);
+    return 2;
+  }
+  if (i1 == i2) {  // P + Q = cross(e2 - e, gc) = 0 exactly
+    const V3 s = p.A + (p.P + p.Q);
+    slot[0] = 0;
+    g[0] = p.gTc - s;
+    slot[1] = 1;
+    g[1] = twoT + s;
+    return 2;
+  }
+  slot[0] = 0;
+  g[0] = p.gTc - (p.A + (p.P + p.Q));
+  slot[1] = 1;
+  g[1] = p.gTc + (p.A + p.P);
+  slot[2] = 2;
+  g[2] = p.gTc + p.Q;
+  return 3;
 }
 
 // ---------------------------------------------------------------- covariance and EWA
 // Sigma = (R S)(R S)^T with S = diag(s).
-RGC_HD M3 covariance(const M3& R, V3 s) {
+RG_HD M3 covariance(const M3& R, V3 s) {
   M3 M;
   const float sv[3] = {s.x, s.y, s.z};
 #pragma unroll
@@ -285,7 +340,7 @@ RGC_HD M3 covariance(const M3& R, V3 s) {
   return mul(M, transpose(M));
 }
 // VJP: given symmetric gradient gS of Sigma, return gradients of R and s.
-RGC_HD void covariance_vjp(const M3& R, V3 s, const M3& gS, M3& gR, V3& gs) {
+RG_HD void covariance_vjp(const M3& R, V3 s, const M3& gS, M3& gR, V3& gs) {
   const float sv[3] = {s.x, s.y, s.z};
   M3 M;
 #pragma unroll
@@ -317,7 +372,7 @@ struct Cam {
 };
 
 // Perspective EWA: camera-space mean/cov -> 2D mean and 2x2 cov (a, b, c) (before eps2d).
-RGC_HD void persp_proj(V3 p, const M3& cov, const Cam& cam, float& mx, float& my, float& a,
+RG_HD void persp_proj(V3 p, const M3& cov, const Cam& cam, float& mx, float& my, float& a,
                        float& b, float& c) {
   const float tan_fovx = 0.5f * cam.width / cam.fx, tan_fovy = 0.5f * cam.height / cam.fy;
   const float lim_xp = (cam.width - cam.cx) / cam.fx + 0.3f * tan_fovx;
@@ -343,7 +398,7 @@ RGC_HD void persp_proj(V3 p, const M3& cov, const Cam& cam, float& mx, float& my
 
 // VJP of persp_proj. g_a, g_b, g_c are gradients of the symmetric 2x2 entries where g_b is the
 // gradient of the off-diagonal entry of a symmetric matrix (counted once).
-RGC_HD void persp_proj_vjp(V3 p, const M3& cov, const Cam& cam, float gmx, float gmy, float ga,
+RG_HD void persp_proj_vjp(V3 p, const M3& cov, const Cam& cam, float gmx, float gmy, float ga,
                            float gb, float gc, V3& gp, M3& gcov) {
   const float tan_fovx = 0.5f * cam.width / cam.fx, tan_fovy = 0.5f * cam.height / cam.fy;
   const float lim_xp = (cam.width - cam.cx) / cam.fx + 0.3f * tan_fovx;
@@ -406,7 +461,7 @@ RGC_HD void persp_proj_vjp(V3 p, const M3& cov, const Cam& cam, float gmx, float
 
 // ---------------------------------------------------------------- spherical harmonics
 // Real SH basis (gsplat's constants) for a unit direction, degrees 0..3 -> (deg+1)^2 values.
-RGC_HD void sh_basis(int deg, V3 d, float* Y) {
+RG_HD void sh_basis(int deg, V3 d, float* Y) {
   const float x = d.x, y = d.y, z = d.z;
   Y[0] = 0.2820947917738781f;
   if (deg < 1) return;
@@ -434,7 +489,7 @@ RGC_HD void sh_basis(int deg, V3 d, float* Y) {
 }
 
 // Gradient w.r.t. the unit direction of sum_k w_k Y_k(d).
-RGC_HD V3 sh_basis_dir_vjp(int deg, V3 d, const float* w) {
+RG_HD V3 sh_basis_dir_vjp(int deg, V3 d, const float* w) {
   const float x = d.x, y = d.y, z = d.z;
   V3 g{0.f, 0.f, 0.f};
   if (deg < 1) return g;
@@ -488,5 +543,6 @@ constexpr float kAlphaMax = 0.999f;
 constexpr float kAlphaMin = 1.f / 255.f;
 constexpr float kTransmittanceMin = 1e-4f;
 constexpr float kRadiusExtend = 3.33f;
+constexpr float kRadiusMax = 1073741824.f;  // 2^30: radii are stored as int32
 
-}  // namespace rgc
+}  // namespace rg

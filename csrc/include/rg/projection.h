@@ -1,20 +1,17 @@
-// Per-(camera, Gaussian) projection math, forward and backward, shared by the CUDA kernels
-// and by host-side checks (atomic_add is atomicAdd on the device and += on the host).
+// Per-(camera, Gaussian) projection, forward and backward, plain and rigged (fused
+// deformation: the world mean and covariance are formed in registers from the local Gaussian
+// and its triangle frame, never written to memory). Shared by the CUDA kernels (one thread per
+// (camera, Gaussian)) and the CPU backend (a loop over chunks of them); gradients are
+// accumulated with rg::atomic_add.
 #pragma once
 
-#include "ops_cuda.h"
-#include "rg_cuda_math.cuh"
+#include <cmath>
 
-namespace rgc {
+#include "rg/common.h"
+#include "rg/math.h"
+#include "rg/ops.h"
 
-RGC_HD void atomic_add(float* p, float v) {
-#if defined(__CUDA_ARCH__)
-  atomicAdd(p, v);
-#else
-  *p += v;
-#endif
-}
-
+namespace rg {
 struct Gauss {
   V3 mean;    // world mean
   M3 R;       // world rotation R_frame * R(q_hat) (or R(q_hat))
@@ -26,7 +23,7 @@ struct Gauss {
   float sa;   // sqrt area (rigged only)
 };
 
-RGC_HD Cam load_cam(const ProjArgs& a, int cam) {
+RG_HD Cam load_cam(const ProjArgs& a, int cam) {
   Cam c;
   const float* vm = a.viewmats + 16 * cam;
   for (int i = 0; i < 3; ++i)
@@ -43,7 +40,7 @@ RGC_HD Cam load_cam(const ProjArgs& a, int cam) {
 }
 
 template <bool RIGGED>
-RGC_HD Gauss load_gauss(const ProjArgs& a, int cam, int n) {
+RG_HD Gauss load_gauss(const ProjArgs& a, int cam, int n) {
   Gauss g;
   const long long src = a.per_camera ? (long long)cam * a.N + n : n;
   const Q4 q{a.quats[4 * src], a.quats[4 * src + 1], a.quats[4 * src + 2], a.quats[4 * src + 3]};
@@ -69,10 +66,10 @@ RGC_HD Gauss load_gauss(const ProjArgs& a, int cam, int n) {
   return g;
 }
 
-RGC_HD V3 campos_of(const Cam& c) { return -1.f * mulTv(c.R, c.t); }
+RG_HD V3 campos_of(const Cam& c) { return -1.f * mulTv(c.R, c.t); }
 
 template <bool RIGGED>
-RGC_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
+RG_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
   const int cam = (int)(idx / a.N), n = (int)(idx % a.N);
   a.radii[2 * idx] = 0;
   a.radii[2 * idx + 1] = 0;
@@ -94,8 +91,10 @@ RGC_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
   if (rx <= a.radius_clip && ry <= a.radius_clip) return;
   if (mx + rx <= 0.f || mx - rx >= a.width || my + ry <= 0.f || my - ry >= a.height) return;
   if (!std::isfinite(mx) || !std::isfinite(my) || !std::isfinite(inv)) return;
-  a.radii[2 * idx] = (int)rx;
-  a.radii[2 * idx + 1] = (int)ry;
+  // a radius beyond 2^30 px (absurdly large Gaussians) is clamped so the int32 cast is defined;
+  // the tile range is clamped to the image anyway
+  a.radii[2 * idx] = (int)fminf(rx, kRadiusMax);
+  a.radii[2 * idx + 1] = (int)fminf(ry, kRadiusMax);
   a.means2d[2 * idx] = mx;
   a.means2d[2 * idx + 1] = my;
   a.conics[3 * idx] = cc * inv;
@@ -118,7 +117,7 @@ RGC_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
 }
 
 template <bool RIGGED>
-RGC_HD void projection_bwd_one(const ProjArgs& a, const ProjGrads& gr, long long idx) {
+RG_HD void projection_bwd_one(const ProjArgs& a, const ProjGrads& gr, long long idx) {
   if (a.radii[2 * idx] <= 0 && a.radii[2 * idx + 1] <= 0) return;
   const int cam = (int)(idx / a.N), n = (int)(idx % a.N);
   const Cam c = load_cam(a, cam);
@@ -229,4 +228,4 @@ RGC_HD void projection_bwd_one(const ProjArgs& a, const ProjGrads& gr, long long
   }
 }
 
-}  // namespace rgc
+}  // namespace rg

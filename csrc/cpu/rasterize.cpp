@@ -1,0 +1,530 @@
+// Tile rasterizer on the CPU, gsplat's conventions: one task per (camera, tile) on the thread
+// pool. The tile's depth-sorted Gaussians are gathered into contiguous arrays once. Each pixel
+// row of the tile is blended Gaussian by Gaussian (front to back), each Gaussian touching only
+// the pixels of the row inside its ellipse sigma <= log(255 o) (outside it alpha < 1/255), so
+// the work is the number of (pixel, Gaussian) pairs that can contribute; a pixel stops before T
+// would reach 1e-4 and a row stops when all its pixels have. The backward walks each row back
+// to front from its furthest last contributor, sums each Gaussian's gradient over the row, keeps
+// per-tile buffers (no races inside a task) and adds them to the outputs with one atomic add per
+// (tile, Gaussian). Two implementations of the per-tile kernels: portable scalar C++, and AVX2
+// kernels (8 pixels per instruction) picked at run time on CPUs that have AVX2 and FMA.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ops_cpu.h"
+#include "parallel.h"
+#include "raster_tile.h"
+#include "rg/common.h"
+#include "rg/math.h"
+
+namespace rg::cpu {
+
+namespace {
+
+using namespace raster;
+
+template <int CH>
+void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
+  const TileRange r = tile_range(a, t);
+  const int n = r.end - r.start;
+  const int w = r.x1 - r.x0;
+  G.gather(a, r.start, r.end, CH);
+  const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
+  float T[kMaxTile], acc[kMaxTile][CH];
+  int cur[kMaxTile];
+  bool done[kMaxTile];
+  for (int i = r.y0; i < r.y1; ++i) {
+    const float py = (float)i + 0.5f;
+    for (int q = 0; q < w; ++q) {
+      T[q] = 1.f;
+      cur[q] = -1;
+      done[q] = false;
+      for (int ch = 0; ch < CH; ++ch) acc[q][ch] = 0.f;
+    }
+    int active = w;
+    for (int k = 0; k < n && active > 0; ++k) {
+      int j0, j1;
+      if (!G.row_span(k, py, r.x0, r.x1, j0, j1)) continue;
+      const float mxk = G.mx[k], dy = G.my[k] - py, cak = G.ca[k], cbk = G.cb[k], cck = G.cc[k];
+      const float opk = G.op[k], sk = G.skip[k];
+      const float* c = &G.col[(size_t)k * CH];
+      for (int j = j0; j <= j1; ++j) {
+        const int q = j - r.x0;
+        if (done[q]) continue;
+        const float dx = mxk - ((float)j + 0.5f);
+        const float sigma = 0.5f * (cak * dx * dx + cck * dy * dy) + cbk * dx * dy;
+        if (sigma < 0.f || sigma > sk) continue;
+        const float alpha = fminf(kAlphaMax, opk * expf(-sigma));
+        if (alpha < kAlphaMin) continue;
+        const float next_T = T[q] * (1.f - alpha);
+        if (next_T <= kTransmittanceMin) {
+          done[q] = true;
+          --active;
+          continue;
+        }
+        const float vis = alpha * T[q];
+        for (int ch = 0; ch < CH; ++ch) acc[q][ch] += c[ch] * vis;
+        cur[q] = r.start + k;
+        T[q] = next_T;
+      }
+    }
+    const long long row = ((long long)r.cam * a.height + i) * a.width;
+    for (int q = 0; q < w; ++q) {
+      const long long pix = row + r.x0 + q;
+      a.render_alphas[pix] = 1.f - T[q];
+      for (int ch = 0; ch < CH; ++ch)
+        a.render_colors[pix * CH + ch] = acc[q][ch] + (bg ? T[q] * bg[ch] : 0.f);
+      a.last_ids[pix] = cur[q];
+    }
+  }
+}
+
+template <int CH>
+void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
+              std::vector<float>& grads) {
+  const TileRange r = tile_range(a, t);
+  const int n = r.end - r.start;
+  if (n <= 0) return;
+  const int w = r.x1 - r.x0;
+  G.gather(a, r.start, r.end, CH);
+  constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
+  grads.assign((size_t)n * S, 0.f);
+  const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
+  float T[kMaxTile], T_final[kMaxTile], buffer[kMaxTile][CH], v_rc[kMaxTile][CH];
+  float v_ra[kMaxTile], bg_dot[kMaxTile];
+  int last[kMaxTile];
+  int max_k = -1;  // furthest contributor of the tile
+  for (int i = r.y0; i < r.y1; ++i) {
+    const float py = (float)i + 0.5f;
+    const long long row = ((long long)r.cam * a.height + i) * a.width;
+    int row_last = -1;
+    for (int q = 0; q < w; ++q) {
+      const long long pix = row + r.x0 + q;
+      last[q] = a.last_ids[pix] - r.start;  // local index; < 0: no contributor
+      row_last = std::max(row_last, last[q]);
+      T_final[q] = 1.f - a.render_alphas[pix];
+      T[q] = T_final[q];
+      v_ra[q] = gr.v_render_alphas ? gr.v_render_alphas[pix] : 0.f;
+      bg_dot[q] = 0.f;
+      for (int ch = 0; ch < CH; ++ch) {
+        buffer[q][ch] = 0.f;
+        v_rc[q][ch] = gr.v_render_colors[pix * CH + ch];
+        if (bg) bg_dot[q] += bg[ch] * v_rc[q][ch];
+      }
+    }
+    max_k = std::max(max_k, row_last);
+    for (int k = row_last; k >= 0; --k) {
+      int j0, j1;
+      if (!G.row_span(k, py, r.x0, r.x1, j0, j1)) continue;
+      const float mxk = G.mx[k], dy = G.my[k] - py, cak = G.ca[k], cbk = G.cb[k], cck = G.cc[k];
+      const float opk = G.op[k], sk = G.skip[k];
+      const float* c = &G.col[(size_t)k * CH];
+      float s_mx = 0.f, s_my = 0.f, s_ax = 0.f, s_ay = 0.f, s_ca = 0.f, s_cb = 0.f, s_cc = 0.f;
+      float s_op = 0.f, s_col[CH] = {};
+      bool any = false;
+      for (int j = j0; j <= j1; ++j) {
+        const int q = j - r.x0;
+        if (k > last[q]) continue;
+        const float dx = mxk - ((float)j + 0.5f);
+        const float sigma = 0.5f * (cak * dx * dx + cck * dy * dy) + cbk * dx * dy;
+        if (sigma < 0.f || sigma > sk) continue;
+        const float vis = expf(-sigma);
+        const float alpha = fminf(kAlphaMax, opk * vis);
+        if (alpha < kAlphaMin) continue;
+        any = true;
+        const float ra = 1.f / (1.f - alpha);
+        T[q] *= ra;
+        const float fac = alpha * T[q];
+        float v_alpha = 0.f;
+        for (int ch = 0; ch < CH; ++ch) {
+          s_col[ch] += fac * v_rc[q][ch];
+          v_alpha += (c[ch] * T[q] - buffer[q][ch] * ra) * v_rc[q][ch];
+          buffer[q][ch] += c[ch] * fac;
+        }
+        v_alpha += T_final[q] * ra * v_ra[q] - T_final[q] * ra * bg_dot[q];
+        if (opk * vis <= kAlphaMax) {
+          const float v_sigma = -opk * vis * v_alpha;
+          const float v_mx = v_sigma * (cak * dx + cbk * dy);
+          const float v_my = v_sigma * (cbk * dx + cck * dy);
+          s_mx += v_mx;
+          s_my += v_my;
+          s_ax += fabsf(v_mx);
+          s_ay += fabsf(v_my);
+          s_ca += 0.5f * v_sigma * dx * dx;
+          s_cb += v_sigma * dx * dy;
+          s_cc += 0.5f * v_sigma * dy * dy;
+          s_op += vis * v_alpha;
+        }
+      }
+      if (!any) continue;
+      float* Ak = grads.data() + (size_t)k * S;
+      Ak[0] += s_mx;
+      Ak[1] += s_my;
+      Ak[2] += s_ax;
+      Ak[3] += s_ay;
+      Ak[4] += s_ca;
+      Ak[5] += s_cb;
+      Ak[6] += s_cc;
+      Ak[7] += s_op;
+      for (int ch = 0; ch < CH; ++ch) Ak[8 + ch] += s_col[ch];
+    }
+  }
+  for (int k = 0; k <= max_k; ++k) {
+    const float* Ak = grads.data() + (size_t)k * S;
+    const long long g = a.flatten_ids[r.start + k];
+    atomic_add(gr.v_means2d + 2 * g, Ak[0]);
+    atomic_add(gr.v_means2d + 2 * g + 1, Ak[1]);
+    if (gr.v_means2d_abs) {
+      atomic_add(gr.v_means2d_abs + 2 * g, Ak[2]);
+      atomic_add(gr.v_means2d_abs + 2 * g + 1, Ak[3]);
+    }
+    atomic_add(gr.v_conics + 3 * g, Ak[4]);
+    atomic_add(gr.v_conics + 3 * g + 1, Ak[5]);
+    atomic_add(gr.v_conics + 3 * g + 2, Ak[6]);
+    atomic_add(gr.v_opacities + g, Ak[7]);
+    for (int ch = 0; ch < CH; ++ch) atomic_add(gr.v_colors + g * CH + ch, Ak[8 + ch]);
+  }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RG_HAVE_SIMD 1
+
+// ---- AVX2 kernels: 8-lane vectors (GCC/Clang vector extensions) in functions compiled for
+// AVX2 + FMA (target attribute; chosen at run time by __builtin_cpu_supports, so the wheel
+// still runs on any x86-64). A tile row is processed as ceil(width / 8) lane groups; every
+// per-pixel decision is a lane mask, so the algorithm is the scalar one's. exp is a polynomial
+// (<= 2 ulp) and products may fuse into FMAs: values match the scalar path to ~1e-6.
+#define RG_SIMD __attribute__((target("avx2,fma")))
+#define RG_SIMD_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+constexpr int kMaxGroups = kMaxTile / kLanes;
+
+RG_SIMD_INLINE v8f splat(float x) { return v8f{} + x; }
+RG_SIMD_INLINE v8i splati(int x) { return v8i{} + x; }
+RG_SIMD_INLINE bool any(v8i m) {
+  int r = 0;
+  for (int l = 0; l < kLanes; ++l) r |= m[l];
+  return r != 0;
+}
+RG_SIMD_INLINE float hsum(v8f v) {
+  float s = 0.f;
+  for (int l = 0; l < kLanes; ++l) s += v[l];
+  return s;
+}
+RG_SIMD_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }
+RG_SIMD_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
+RG_SIMD_INLINE v8f vabs(v8f a) { return a < 0.f ? -a : a; }
+
+// exp(x) for x <= 0 (Cephes expf: range reduction by ln 2 and a degree-6 polynomial; within 2
+// ulp of expf on [-87, 0]; NaN lanes give NaN, masked out by the callers).
+RG_SIMD_INLINE v8f vexp_neg(v8f x) {
+  x = vmax(x, splat(-87.f));
+  const v8f fx = x * 1.44269504088896341f + 0.5f;
+  v8i n = __builtin_convertvector(fx, v8i);  // truncation toward zero
+  n = __builtin_convertvector(n, v8f) > fx ? n - 1 : n;  // floor
+  const v8f nf = __builtin_convertvector(n, v8f);
+  x = x - nf * 0.693359375f;
+  x = x - nf * -2.12194440e-4f;
+  const v8f z = x * x;
+  v8f y = splat(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.f;
+  const v8i bits = (n + 127) << 23;
+  v8f scale;
+  __builtin_memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+template <int CH>
+RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
+  const TileRange r = tile_range(a, t);
+  const int n = r.end - r.start;
+  const int w = r.x1 - r.x0;
+  const int groups = (w + kLanes - 1) / kLanes;
+  G.gather(a, r.start, r.end, CH);
+  const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
+  v8f px[kMaxGroups], T[kMaxGroups], acc[kMaxGroups][CH];
+  v8i cur[kMaxGroups], done[kMaxGroups];
+  for (int i = r.y0; i < r.y1; ++i) {
+    const float py = (float)i + 0.5f;
+    for (int gi = 0; gi < groups; ++gi) {
+      for (int l = 0; l < kLanes; ++l) {
+        const int j = r.x0 + gi * kLanes + l;
+        px[gi][l] = (float)j + 0.5f;
+        done[gi][l] = j < r.x1 ? 0 : -1;  // lanes past the image edge never blend
+      }
+      T[gi] = splat(1.f);
+      cur[gi] = splati(-1);
+      for (int ch = 0; ch < CH; ++ch) acc[gi][ch] = splat(0.f);
+    }
+    int active = w;
+    for (int k = 0; k < n && active > 0; ++k) {
+      int j0, j1;
+      if (!G.row_span(k, py, r.x0, r.x1, j0, j1)) continue;
+      const float dy = G.my[k] - py;
+      const v8f mxk = splat(G.mx[k]), cak = splat(G.ca[k]), cbk = splat(G.cb[k]);
+      const v8f ccdy2 = splat(G.cc[k] * dy * dy), dyv = splat(dy);
+      const float sk = G.skip[k], opk = G.op[k];
+      const float* c = &G.col[(size_t)k * CH];
+      for (int gi = (j0 - r.x0) / kLanes; gi <= (j1 - r.x0) / kLanes; ++gi) {
+        const v8f dx = mxk - px[gi];
+        const v8f sigma = 0.5f * (cak * dx * dx + ccdy2) + cbk * dx * dyv;
+        v8i in = (sigma >= 0.f) & (sigma <= sk) & ~done[gi];
+        if (!any(in)) continue;
+        const v8f alpha = vmin(splat(kAlphaMax), opk * vexp_neg(-sigma));
+        in &= alpha >= kAlphaMin;
+        const v8f next_T = T[gi] * (1.f - alpha);
+        const v8i stop = in & (next_T <= kTransmittanceMin);
+        if (any(stop)) {
+          done[gi] |= stop;
+          in &= ~stop;
+          for (int l = 0; l < kLanes; ++l) active -= stop[l] ? 1 : 0;
+        }
+        const v8f vis = alpha * T[gi];
+        for (int ch = 0; ch < CH; ++ch) acc[gi][ch] = in ? acc[gi][ch] + c[ch] * vis : acc[gi][ch];
+        T[gi] = in ? next_T : T[gi];
+        cur[gi] = in ? splati(r.start + k) : cur[gi];
+      }
+    }
+    const long long row = ((long long)r.cam * a.height + i) * a.width;
+    for (int q = 0; q < w; ++q) {
+      const int gi = q / kLanes, l = q % kLanes;
+      const long long pix = row + r.x0 + q;
+      a.render_alphas[pix] = 1.f - T[gi][l];
+      for (int ch = 0; ch < CH; ++ch)
+        a.render_colors[pix * CH + ch] = acc[gi][ch][l] + (bg ? T[gi][l] * bg[ch] : 0.f);
+      a.last_ids[pix] = cur[gi][l];
+    }
+  }
+}
+
+template <int CH>
+RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
+              std::vector<float>& grads) {
+  const TileRange r = tile_range(a, t);
+  const int n = r.end - r.start;
+  if (n <= 0) return;
+  const int w = r.x1 - r.x0;
+  const int groups = (w + kLanes - 1) / kLanes;
+  G.gather(a, r.start, r.end, CH);
+  constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
+  grads.assign((size_t)n * S, 0.f);
+  const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
+  v8f px[kMaxGroups], T[kMaxGroups], T_final[kMaxGroups], buffer[kMaxGroups][CH];
+  v8f v_rc[kMaxGroups][CH], v_ra[kMaxGroups], bg_dot[kMaxGroups];
+  v8i last[kMaxGroups];
+  int max_k = -1;  // furthest contributor of the tile
+  for (int i = r.y0; i < r.y1; ++i) {
+    const float py = (float)i + 0.5f;
+    const long long row = ((long long)r.cam * a.height + i) * a.width;
+    int row_last = -1;
+    for (int gi = 0; gi < groups; ++gi) {
+      for (int l = 0; l < kLanes; ++l) {
+        const int q = gi * kLanes + l;
+        px[gi][l] = (float)(r.x0 + q) + 0.5f;
+        if (q >= w) {  // past the image edge: no contributor, zero gradients
+          last[gi][l] = -1;
+          T_final[gi][l] = 1.f;
+          v_ra[gi][l] = 0.f;
+          bg_dot[gi][l] = 0.f;
+          for (int ch = 0; ch < CH; ++ch) v_rc[gi][ch][l] = 0.f;
+          continue;
+        }
+        const long long pix = row + r.x0 + q;
+        last[gi][l] = a.last_ids[pix] - r.start;  // local index; < 0: no contributor
+        row_last = std::max(row_last, last[gi][l]);
+        T_final[gi][l] = 1.f - a.render_alphas[pix];
+        v_ra[gi][l] = gr.v_render_alphas ? gr.v_render_alphas[pix] : 0.f;
+        float bd = 0.f;
+        for (int ch = 0; ch < CH; ++ch) {
+          v_rc[gi][ch][l] = gr.v_render_colors[pix * CH + ch];
+          if (bg) bd += bg[ch] * v_rc[gi][ch][l];
+        }
+        bg_dot[gi][l] = bd;
+      }
+      T[gi] = T_final[gi];
+      for (int ch = 0; ch < CH; ++ch) buffer[gi][ch] = splat(0.f);
+    }
+    max_k = std::max(max_k, row_last);
+    for (int k = row_last; k >= 0; --k) {
+      int j0, j1;
+      if (!G.row_span(k, py, r.x0, r.x1, j0, j1)) continue;
+      const float dy = G.my[k] - py;
+      const v8f mxk = splat(G.mx[k]), cak = splat(G.ca[k]), cbk = splat(G.cb[k]);
+      const v8f cck = splat(G.cc[k]), dyv = splat(dy), ccdy2 = splat(G.cc[k] * dy * dy);
+      const float sk = G.skip[k], opk = G.op[k];
+      const float* c = &G.col[(size_t)k * CH];
+      v8f s_mx = splat(0.f), s_my = s_mx, s_ax = s_mx, s_ay = s_mx, s_ca = s_mx, s_cb = s_mx;
+      v8f s_cc = s_mx, s_op = s_mx, s_col[CH];
+      for (int ch = 0; ch < CH; ++ch) s_col[ch] = s_mx;
+      bool hit = false;
+      for (int gi = (j0 - r.x0) / kLanes; gi <= (j1 - r.x0) / kLanes; ++gi) {
+        const v8f dx = mxk - px[gi];
+        const v8f sigma = 0.5f * (cak * dx * dx + ccdy2) + cbk * dx * dyv;
+        v8i valid = (last[gi] >= k) & (sigma >= 0.f) & (sigma <= sk);
+        if (!any(valid)) continue;
+        const v8f vis = vexp_neg(-sigma);
+        const v8f alpha = vmin(splat(kAlphaMax), opk * vis);
+        valid &= alpha >= kAlphaMin;
+        if (!any(valid)) continue;
+        hit = true;
+        const v8f ra = 1.f / (1.f - alpha);
+        T[gi] = valid ? T[gi] * ra : T[gi];
+        const v8f fac = alpha * T[gi];
+        v8f v_alpha = splat(0.f);
+        for (int ch = 0; ch < CH; ++ch) {
+          s_col[ch] = valid ? s_col[ch] + fac * v_rc[gi][ch] : s_col[ch];
+          v_alpha += (c[ch] * T[gi] - buffer[gi][ch] * ra) * v_rc[gi][ch];
+          buffer[gi][ch] = valid ? buffer[gi][ch] + c[ch] * fac : buffer[gi][ch];
+        }
+        v_alpha += T_final[gi] * ra * v_ra[gi] - T_final[gi] * ra * bg_dot[gi];
+        const v8i unclamped = valid & (opk * vis <= kAlphaMax);
+        const v8f v_sigma = -opk * vis * v_alpha;
+        const v8f v_mx = v_sigma * (cak * dx + cbk * dyv);
+        const v8f v_my = v_sigma * (cbk * dx + cck * dyv);
+        s_mx = unclamped ? s_mx + v_mx : s_mx;
+        s_my = unclamped ? s_my + v_my : s_my;
+        s_ax = unclamped ? s_ax + vabs(v_mx) : s_ax;
+        s_ay = unclamped ? s_ay + vabs(v_my) : s_ay;
+        s_ca = unclamped ? s_ca + 0.5f * v_sigma * dx * dx : s_ca;
+        s_cb = unclamped ? s_cb + v_sigma * dx * dyv : s_cb;
+        s_cc = unclamped ? s_cc + 0.5f * v_sigma * dyv * dyv : s_cc;
+        s_op = unclamped ? s_op + vis * v_alpha : s_op;
+      }
+      if (!hit) continue;
+      float* Ak = grads.data() + (size_t)k * S;
+      Ak[0] += hsum(s_mx);
+      Ak[1] += hsum(s_my);
+      Ak[2] += hsum(s_ax);
+      Ak[3] += hsum(s_ay);
+      Ak[4] += hsum(s_ca);
+      Ak[5] += hsum(s_cb);
+      Ak[6] += hsum(s_cc);
+      Ak[7] += hsum(s_op);
+      for (int ch = 0; ch < CH; ++ch) Ak[8 + ch] += hsum(s_col[ch]);
+    }
+  }
+  for (int k = 0; k <= max_k; ++k) {
+    const float* Ak = grads.data() + (size_t)k * S;
+    const long long g = a.flatten_ids[r.start + k];
+    atomic_add(gr.v_means2d + 2 * g, Ak[0]);
+    atomic_add(gr.v_means2d + 2 * g + 1, Ak[1]);
+    if (gr.v_means2d_abs) {
+      atomic_add(gr.v_means2d_abs + 2 * g, Ak[2]);
+      atomic_add(gr.v_means2d_abs + 2 * g + 1, Ak[3]);
+    }
+    atomic_add(gr.v_conics + 3 * g, Ak[4]);
+    atomic_add(gr.v_conics + 3 * g + 1, Ak[5]);
+    atomic_add(gr.v_conics + 3 * g + 2, Ak[6]);
+    atomic_add(gr.v_opacities + g, Ak[7]);
+    for (int ch = 0; ch < CH; ++ch) atomic_add(gr.v_colors + g * CH + ch, Ak[8 + ch]);
+  }
+}
+
+#endif  // x86-64 SIMD kernels
+
+void check_args(const RasterArgs& a, const char* op) {
+  if (a.tile_size < 1 || a.tile_size > kMaxTile) {
+    throw std::invalid_argument(std::string(op) + ": tile_size must be in 1..64, got " +
+                                std::to_string(a.tile_size));
+  }
+  if (a.CH < 1 || a.CH > 4) {
+    throw std::invalid_argument(std::string(op) +
+                                ": the rasterizer supports 1..4 channels per Gaussian, got " +
+                                std::to_string(a.CH));
+  }
+  if (a.n_isects > 2147483647ll) {
+    throw std::overflow_error(std::string(op) + ": " + std::to_string(a.n_isects) +
+                              " tile intersections exceed the int32 range; render fewer "
+                              "cameras or Gaussians per call");
+  }
+}
+
+// The AVX2 kernels when the CPU has AVX2 and FMA, unless RG_RASTER_SIMD=0 (the scalar kernels:
+// a reference for tests and the path of other CPUs).
+bool use_simd() {
+#if defined(RG_HAVE_SIMD)
+  static const bool on = [] {
+    const char* env = std::getenv("RG_RASTER_SIMD");
+    if (env != nullptr && std::string(env) == "0") return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
+template <int CH>
+void fwd_all(const RasterArgs& a) {
+  const bool simd = use_simd();
+  parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
+    TileGauss G;
+    for (long long t = b; t < e; ++t) {
+#if defined(RG_HAVE_SIMD)
+      if (simd) {
+        fwd_tile_simd<CH>(a, t, G);
+        continue;
+      }
+#endif
+      fwd_tile<CH>(a, t, G);
+    }
+  });
+}
+
+template <int CH>
+void bwd_all(const RasterArgs& a, const RasterGrads& g) {
+  const bool simd = use_simd();
+  parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
+    TileGauss G;
+    std::vector<float> grads;
+    for (long long t = b; t < e; ++t) {
+#if defined(RG_HAVE_SIMD)
+      if (simd) {
+        bwd_tile_simd<CH>(a, g, t, G, grads);
+        continue;
+      }
+#endif
+      bwd_tile<CH>(a, g, t, G, grads);
+    }
+  });
+}
+
+}  // namespace
+
+bool rasterize_uses_simd() { return use_simd(); }
+
+void rasterize_fwd_cpu(const RasterArgs& a) {
+  check_args(a, "rasterize_to_pixels_fwd");
+  if (a.C == 0 || a.width == 0 || a.height == 0) return;
+  switch (a.CH) {
+    case 1: fwd_all<1>(a); break;
+    case 2: fwd_all<2>(a); break;
+    case 3: fwd_all<3>(a); break;
+    default: fwd_all<4>(a); break;
+  }
+}
+
+void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g) {
+  check_args(a, "rasterize_to_pixels_bwd");
+  if (a.C == 0 || a.width == 0 || a.height == 0) return;
+  switch (a.CH) {
+    case 1: bwd_all<1>(a, g); break;
+    case 2: bwd_all<2>(a, g); break;
+    case 3: bwd_all<3>(a, g); break;
+    default: bwd_all<4>(a, g); break;
+  }
+}
+
+}  // namespace rg::cpu
