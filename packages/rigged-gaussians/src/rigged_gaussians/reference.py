@@ -1,7 +1,7 @@
 """Pure-PyTorch reference of every rigged_gaussians operation (the oracle).
 
-Forward values follow the CUDA/C++ kernels operation by operation (``csrc/cuda/rg_cuda_math.cuh``,
-``projection_impl.cuh``, ``isect.cu``, ``rasterize.cu``) and gsplat's conventions: OpenCV
+Forward values follow the CUDA/C++ kernels operation by operation (the shared math in
+``csrc/include/rg/*.h``, ``csrc/cpu/*.cpp``, ``csrc/cuda/*.cu``) and gsplat's conventions: OpenCV
 cameras, ``viewmats`` world->camera, wxyz quaternions, pixel centres at +0.5, ``eps2d`` added to
 the 2D covariance, per-axis radius ``ceil(3.33 sigma)``, 16x16 tiles with a per-tile depth sort,
 ``alpha = min(0.999, o exp(-sigma))`` with ``sigma < 0`` or ``alpha < 1/255`` skipped, and a pixel
