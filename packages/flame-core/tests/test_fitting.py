@@ -65,8 +65,17 @@ def test_fit_sequence_with_smoothing(model):
     assert float(r.error_px.max()) < 1.5
     assert float((r.params["jaw_pose"][:, 0] - jaw[:, 0]).abs().max()) < 0.03
     motion = r.motion
-    jp = motion["jaw_pose"] if isinstance(motion, dict) else motion.jaw_pose
-    assert jp.shape == (T, 3)
+    assert motion.jaw_pose.shape == (T, 3) and motion.fps == 30.0
+    # the motion's translation is the head's displacement from frame 0 in FLAME axes: re-rendering
+    # the motion with frame 0's camera gives the same pixels as the per-frame cameras
+    torch.testing.assert_close(motion.translation[0], torch.zeros(3))
+    with torch.no_grad():
+        lm = model.landmark_embedding(model(**motion.flame_kwargs()).vertices, model.faces)
+    px_fixed = project(lm, r.translation[:1].expand(T, -1), FOCAL, SIZE)
+    kw = {k: v for k, v in motion.flame_kwargs().items() if k != "translation"}
+    with torch.no_grad():
+        lm0 = model.landmark_embedding(model(**kw).vertices, model.faces)
+    torch.testing.assert_close(px_fixed, project(lm0, r.translation, FOCAL, SIZE), atol=1e-3, rtol=0)
 
 
 def test_fit_rejects_bad_input(model):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import sys
 from collections import Counter
 
@@ -134,14 +133,9 @@ def test_save_roundtrip(head, tmp_path):
     from flame_core.landmarks import LandmarkEmbedding
 
     head.save(tmp_path)
-    try:
-        from flame_core.io import load_flame_pickle
+    from flame_core.io import load_flame_pickle
 
-        d = load_flame_pickle(tmp_path / "procedural_flame.pkl")
-    except ImportError:
-        with open(tmp_path / "procedural_flame.pkl", "rb") as fh:
-            d = pickle.load(fh)
-        d["J_regressor"] = d["J_regressor"].toarray()
+    d = load_flame_pickle(tmp_path / "procedural_flame.pkl")
     for k, v in head.model_dict.items():
         np.testing.assert_array_equal(np.asarray(d[k]), v, err_msg=k)
     e105 = LandmarkEmbedding.load(tmp_path / "mediapipe_landmark_embedding.npz")

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from flame_core.motion import MotionSequence
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FitResult", "fit_to_landmarks", "project"]
@@ -25,16 +27,17 @@ class FitResult:
     """Result of :func:`fit_to_landmarks`.
 
     Attributes:
-        motion: ``flame_core.motion.MotionSequence`` when available, else a dict of ``[T,·]``
-            tensors (expression, jaw_pose, neck_pose, eye_pose, global_orient, translation).
+        motion: a ``flame_core.motion.MotionSequence`` at ``fps``. Its ``translation`` is the
+            head's displacement from frame 0 in FLAME coordinates (``flip * (t_k - t_0)``), so
+            the motion can drive a head seen by a fixed camera; the camera itself is below.
         shape: ``[1, S]`` shared identity coefficients.
         focal: focal length in pixels; principal point is the image centre.
         translation: ``[T, 3]`` model-to-camera translation (OpenCV camera coordinates).
         error_px: ``[T]`` mean landmark error in pixels.
-        params: dict of all fitted ``[T,·]`` tensors (same as motion fields).
+        params: dict of all fitted ``[T,·]`` tensors (``translation`` there is the camera one).
     """
 
-    motion: Any
+    motion: MotionSequence
     shape: torch.Tensor
     focal: float
     translation: torch.Tensor
@@ -200,18 +203,13 @@ def fit_to_landmarks(
         loss, err = loss_fn()
     out = {k: v.detach() for k, v in P.items()}
     log.info("fit_to_landmarks: T=%d L=%d mean error %.3f px", T, L, float(err.mean()))
-    try:
-        from flame_core.motion import MotionSequence
-
-        motion: Any = MotionSequence(
-            expression=out["expression"],
-            jaw_pose=out["jaw_pose"],
-            neck_pose=out["neck_pose"],
-            eye_pose=out["eye_pose"],
-            global_orient=out["global_orient"],
-            translation=out["translation"],
-            fps=fps,
-        )
-    except ImportError:
-        motion = dict(out)
+    motion = MotionSequence(
+        expression=out["expression"],
+        jaw_pose=out["jaw_pose"],
+        neck_pose=out["neck_pose"],
+        eye_pose=out["eye_pose"],
+        global_orient=out["global_orient"],
+        translation=(out["translation"] - out["translation"][:1]) * _FLIP,
+        fps=fps,
+    )
     return FitResult(motion, shape.detach(), f, out["translation"], err, out, (int(W), int(H)))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from flame_core.io import save_flame_pickle
 from flame_core.landmarks import LandmarkEmbedding
 from flame_core.procedural_mesh import CAVITY, EYE_L, EYE_R, SKIN, HeadGeometry, build_geometry, smoothstep
 
@@ -140,10 +141,6 @@ class ProceduralHead:
         ``mediapipe_468_map.npz`` (478-row face/bary form) into ``directory``; returns it."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        try:
-            from flame_core.io import save_flame_pickle
-        except ImportError:  # io.py not there yet: write the same layout ourselves
-            save_flame_pickle = _save_pickle_fallback
         save_flame_pickle(self.model_dict, d / "procedural_flame.pkl")
         self.embedding105.save(d / "mediapipe_landmark_embedding.npz")
         np.savez(
@@ -153,17 +150,6 @@ class ProceduralHead:
             landmark_indices=self.embedding.landmark_indices.numpy(),
         )
         return d
-
-
-def _save_pickle_fallback(d: dict, path: Path) -> None:
-    import pickle
-
-    import scipy.sparse
-
-    out = dict(d)
-    out["J_regressor"] = scipy.sparse.csc_matrix(d["J_regressor"])
-    with open(path, "wb") as fh:
-        pickle.dump(out, fh, protocol=2)
 
 
 def _radial(v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,311 @@
+"""FLAME linear blend skinning with precomputed, fused blendshape matrices.
+
+The math is FLAME's (and ``smplx.lbs``'s): shape + expression blendshapes, joints regressed from
+the shaped mesh, pose-corrective blendshapes driven by ``R_j - I`` of the non-root joints, the
+kinematic chain, then linear blend skinning. What differs is the layout, chosen so one forward
+pass is a handful of large kernels:
+
+- the shape, expression and pose-corrective bases are one ``[K, V*3]`` matrix, so all
+  blendshapes are a single matrix product with the template as the bias;
+- joint regression is folded into the bases (``J = J_template + J_dirs · coeffs``, ``[K_se, J*3]``),
+  so the ``[J, V]`` regressor never touches the mesh at run time;
+- the bases' columns are coordinate-major (all x, then all y, then all z), so the shaped mesh
+  comes out as ``[B, 3, V]`` and skinning is one ``[B, 12, J] x [J, V]`` matmul plus three
+  contiguous multiply-adds, instead of one tiny 4x4 matmul per vertex; large batches are skinned
+  in chunks of poses so that intermediate stays small (the allocator reuses it instead of
+  page-faulting fresh memory on every call);
+- the chain is evaluated one tree level at a time (FLAME: root, neck, then jaw and both eyes
+  together);
+- on CPU in float32 the blendshape product can run through oneDNN's inner product
+  (:class:`OneDnnBlend`, forward and backward): on the AMD EPYC machine we measured it was 1.4x
+  (batch 8) to 3x (batch 256) faster than ``torch.addmm`` (MKL sgemm) for these shapes.
+
+Shapes: ``B`` poses, ``V`` vertices, ``J`` joints (5 for FLAME), ``K`` basis rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "LbsBases",
+    "OneDnnBlend",
+    "build_bases",
+    "onednn_available",
+    "pose_features",
+    "kinematic_levels",
+    "rigid_transforms",
+    "skin",
+    "lbs",
+]
+
+
+@dataclass
+class LbsBases:
+    """Precomputed tensors for :func:`lbs` (see :func:`build_bases`).
+
+    Attributes:
+        dirs: ``[S + E + P, 3*V]`` shape rows, expression rows, pose-corrective rows; columns
+            coordinate-major (``c*V + v``).
+        v_template: ``[3*V]`` the template, coordinate-major.
+        joint_dirs: ``[S + E, J*3]`` joint offsets per shape/expression coefficient.
+        joint_template: ``[J*3]`` joints of the template.
+        weights_t: ``[J, V]`` skinning weights, transposed.
+        num_shape, num_expression: ``S``, ``E``.
+        blend: optional fast ``coeffs [B, S+E+P] -> v_template + coeffs @ dirs`` (same result as
+            the ``addmm``), used when all components are given.
+    """
+
+    dirs: torch.Tensor
+    v_template: torch.Tensor
+    joint_dirs: torch.Tensor
+    joint_template: torch.Tensor
+    weights_t: torch.Tensor
+    num_shape: int
+    num_expression: int
+    blend: OneDnnBlend | None = None
+
+
+def onednn_available() -> bool:
+    """Whether this torch build can run :class:`OneDnnBlend`."""
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch._C._nn, "mkldnn_linear")
+        and hasattr(torch.ops.aten, "mkldnn_linear_backward_input")
+    )
+
+
+class OneDnnBlend:
+    """``bias + x @ dirs`` through oneDNN's inner product, with a matching backward (CPU float32).
+
+    Holds one transposed copy of ``dirs`` (``[N, K]``, the inner-product weight), used by the
+    forward and by the gradient with respect to ``x``; ``dirs`` and ``bias`` get no gradient
+    (they are constants). Differentiable once (a double backward raises).
+
+    Args:
+        dirs: ``[K, N]`` float32 CPU. bias: ``[N]``.
+    """
+
+    def __init__(self, dirs: torch.Tensor, bias: torch.Tensor) -> None:
+        if dirs.dtype != torch.float32 or dirs.device.type != "cpu":
+            raise ValueError(f"OneDnnBlend needs float32 CPU tensors; got {dirs.dtype} on {dirs.device}")
+        self.weight = dirs.detach().t().contiguous()  # [N, K]
+        self.bias = bias.detach().contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, K] -> [B, N]``."""
+        return _OneDnnBlendFn.apply(x, self)
+
+
+class _OneDnnBlendFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, blend: OneDnnBlend) -> torch.Tensor:  # type: ignore[override]
+        ctx.blend, ctx.x_shape = blend, list(x.shape)
+        return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), blend.weight, blend.bias).to_dense()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        g = grad.contiguous().to_mkldnn()
+        gx = torch.ops.aten.mkldnn_linear_backward_input(ctx.x_shape, g, ctx.blend.weight).to_dense()
+        return gx, None
+
+
+def build_bases(
+    v_template: np.ndarray,
+    shapedirs: np.ndarray,
+    exprdirs: np.ndarray,
+    posedirs: np.ndarray,
+    J_regressor: np.ndarray,
+    weights: np.ndarray,
+) -> LbsBases:
+    """Fold FLAME's arrays into the fused layout (computed in float64, returned as float64 tensors).
+
+    Args:
+        v_template: ``[V, 3]``. shapedirs: ``[V, 3, S]``. exprdirs: ``[V, 3, E]``.
+        posedirs: ``[V, 3, P]`` with ``P = 9·(J-1)``. J_regressor: ``[J, V]`` dense.
+        weights: ``[V, J]``.
+    """
+    V = v_template.shape[0]
+    S, E, P = shapedirs.shape[-1], exprdirs.shape[-1], posedirs.shape[-1]
+    se = np.concatenate([shapedirs, exprdirs], -1).transpose(2, 1, 0).reshape(S + E, 3 * V)
+    pose = posedirs.transpose(2, 1, 0).reshape(P, 3 * V)
+    dirs = np.ascontiguousarray(np.concatenate([se, pose], 0))
+    jr = np.asarray(J_regressor, np.float64)
+    J = jr.shape[0]
+    joint_template = jr @ v_template  # [J,3]
+    joint_dirs = np.einsum("jv,vck->kjc", jr, np.concatenate([shapedirs, exprdirs], -1))  # [S+E,J,3]
+    f64 = torch.float64
+    return LbsBases(
+        dirs=torch.from_numpy(dirs).to(f64),
+        v_template=torch.from_numpy(np.ascontiguousarray(v_template.T.reshape(-1))).to(f64),
+        joint_dirs=torch.from_numpy(np.ascontiguousarray(joint_dirs.reshape(S + E, 3 * J))).to(f64),
+        joint_template=torch.from_numpy(np.ascontiguousarray(joint_template.reshape(-1))).to(f64),
+        weights_t=torch.from_numpy(np.ascontiguousarray(weights.T)).to(f64),
+        num_shape=S,
+        num_expression=E,
+    )
+
+
+def pose_features(rotations: torch.Tensor) -> torch.Tensor:
+    """Pose-corrective features ``[B, (J-1)*9]``: ``R_j - I`` of the non-root joints, row-major."""
+    B, J = rotations.shape[:2]
+    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+    return (rotations[:, 1:] - eye).reshape(B, (J - 1) * 9)
+
+
+def kinematic_levels(parents: list[int]) -> list[tuple[list[int], list[int]]]:
+    """Group joints by depth: ``[(children, their parents), ...]`` after the root level.
+
+    FLAME (parents ``[-1, 0, 1, 1, 1]``) gives ``[([1], [0]), ([2, 3, 4], [1, 1, 1])]``.
+    """
+    if not parents or parents[0] != -1 or any(not 0 <= p < j for j, p in enumerate(parents) if j):
+        raise ValueError(
+            f"parents must list the root (-1) first and each joint after its parent; got {parents}"
+        )
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    levels = []
+    for d in range(1, max(depth) + 1):
+        kids = [j for j in range(len(parents)) if depth[j] == d]
+        levels.append((kids, [parents[j] for j in kids]))
+    return levels
+
+
+def _index(ids: list[int]) -> slice | list[int]:
+    """A slice when ``ids`` is a contiguous run or one repeated id (cheaper than advanced indexing)."""
+    if ids == list(range(ids[0], ids[0] + len(ids))):
+        return slice(ids[0], ids[0] + len(ids))
+    if len(set(ids)) == 1:
+        return slice(ids[0], ids[0] + 1)  # broadcasts over the children
+    return ids
+
+
+def rigid_transforms(
+    rotations: torch.Tensor, joints: torch.Tensor, parents: list[int], levels: list | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walk the kinematic chain.
+
+    Args:
+        rotations: ``[B, J, 3, 3]`` local joint rotations.
+        joints: ``[B, J, 3]`` rest-pose joint positions.
+        parents: ``[J]`` parent ids (root ``-1``).
+        levels: :func:`kinematic_levels` of ``parents`` (computed if not given).
+
+    Returns:
+        ``(world_rotations [B, J, 3, 3], posed_joints [B, J, 3])``.
+    """
+    levels = kinematic_levels(parents) if levels is None else levels
+    J = joints.shape[1]
+    world_R: list[torch.Tensor | None] = [rotations[:, 0]] + [None] * (J - 1)
+    world_t: list[torch.Tensor | None] = [joints[:, 0]] + [None] * (J - 1)
+    for kids, pars in levels:
+        if len(set(pars)) == 1:
+            p = pars[0]
+            Rp, tp = world_R[p][:, None], world_t[p][:, None]  # [B,1,3,3], [B,1,3]
+        else:
+            Rp = torch.stack([world_R[p] for p in pars], 1)
+            tp = torch.stack([world_t[p] for p in pars], 1)
+        ks, ps = _index(kids), _index(pars)
+        Rk = Rp @ rotations[:, ks]  # [B,k,3,3]
+        rel = joints[:, ks] - joints[:, ps]  # [B,k,3]
+        tk = (Rp @ rel[..., None])[..., 0] + tp
+        for i, j in enumerate(kids):
+            world_R[j], world_t[j] = Rk[:, i], tk[:, i]
+    return torch.stack(world_R, 1), torch.stack(world_t, 1)
+
+
+_CHUNK_ELEMENTS = 1 << 21  # 8 MB of float32 blended transforms per chunk
+
+
+def skin(
+    v_posed_t: torch.Tensor,
+    weights_t: torch.Tensor,
+    world_rotations: torch.Tensor,
+    posed_joints: torch.Tensor,
+    rest_joints: torch.Tensor,
+    translation: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Linear blend skinning ``[B, V, 3]``: ``v' = Σ_j w_vj (R_j (v - J_j) + J'_j) + translation``.
+
+    Args:
+        v_posed_t: ``[B, 3, V]`` rest-pose vertices with blendshapes applied, coordinate-major.
+        weights_t: ``[J, V]``. world_rotations: ``[B, J, 3, 3]``. posed_joints, rest_joints: ``[B, J, 3]``.
+        translation: optional ``[B, 3]`` added to every vertex.
+    """
+    B, J = posed_joints.shape[:2]
+    V = v_posed_t.shape[-1]
+    t = posed_joints - (world_rotations @ rest_joints[..., None])[..., 0]  # [B,J,3]
+    A = torch.cat([world_rotations, t[..., None]], -1).reshape(B, J, 12)  # rows [R_c0 R_c1 R_c2 t_c]
+    At = A.transpose(1, 2).reshape(B * 12, J)
+    # The blended transforms M are [B, 12, V]; in chunks of poses they stay small enough for the
+    # allocator to reuse memory instead of mapping (and page-faulting) fresh pages on every call.
+    step = max(1, _CHUNK_ELEMENTS // (12 * V))
+    outs = []
+    for b0 in range(0, B, step):
+        b1 = min(B, b0 + step)
+        M = torch.mm(At[b0 * 12 : b1 * 12], weights_t).view(b1 - b0, 3, 4, V)  # blended [3,4]
+        # unbind, not slicing: its backward stacks the gradients instead of zero-filling full tensors
+        m0, m1, m2, m3 = M.unbind(2)  # [b,3,V] each
+        x, y, z = (c[:, None] for c in v_posed_t[b0:b1].unbind(1))  # [b,1,V] each
+        if translation is not None:
+            m3 = m3 + translation[b0:b1, :, None]
+        outs.append(torch.addcmul(m3, m0, x).addcmul_(m1, y).addcmul_(m2, z).transpose(1, 2))
+    return outs[0].contiguous() if len(outs) == 1 else torch.cat(outs, 0)
+
+
+def lbs(
+    coeffs: torch.Tensor,
+    rotations: torch.Tensor,
+    bases: LbsBases,
+    parents: list[int],
+    levels: list | None = None,
+    num_shape: int | None = None,
+    num_expression: int | None = None,
+    translation: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full FLAME LBS from shape/expression coefficients and local joint rotations.
+
+    Args:
+        coeffs: ``[B, S + E]`` shape then expression coefficients (the first ``num_shape`` /
+            ``num_expression`` rows of the bases are used when given, see below).
+        rotations: ``[B, J, 3, 3]`` local rotations (root, neck, jaw, left eye, right eye).
+        bases: :class:`LbsBases` in the dtype/device of the inputs.
+        parents / levels: the kinematic tree (see :func:`rigid_transforms`).
+        num_shape, num_expression: how many of ``bases``' shape / expression rows ``coeffs``
+            holds (default: all of them).
+        translation: optional ``[B, 3]`` added to vertices and joints last.
+
+    Returns:
+        ``(vertices [B, V, 3], joints [B, J, 3])``.
+    """
+    S = bases.num_shape if num_shape is None else num_shape
+    E = bases.num_expression if num_expression is None else num_expression
+    B, J = rotations.shape[:2]
+    pf = pose_features(rotations)
+    if S == bases.num_shape and E == bases.num_expression:
+        x = torch.cat([coeffs, pf], 1)
+        v = bases.blend(x) if bases.blend is not None else torch.addmm(bases.v_template, x, bases.dirs)
+        rest = torch.addmm(bases.joint_template, coeffs, bases.joint_dirs)
+    else:
+        s0 = bases.num_shape
+        v = torch.addmm(bases.v_template, pf, bases.dirs[s0 + bases.num_expression :])
+        rest = bases.joint_template.expand(B, -1)
+        if S:
+            v = torch.addmm(v, coeffs[:, :S], bases.dirs[:S])
+            rest = torch.addmm(rest, coeffs[:, :S], bases.joint_dirs[:S])
+        if E:
+            v = torch.addmm(v, coeffs[:, S:], bases.dirs[s0 : s0 + E])
+            rest = torch.addmm(rest, coeffs[:, S:], bases.joint_dirs[s0 : s0 + E])
+    v = v.view(B, 3, -1)
+    rest = rest.view(B, J, 3)
+    world_R, posed_joints = rigid_transforms(rotations, rest, parents, levels)
+    verts = skin(v, bases.weights_t, world_R, posed_joints, rest, translation)
+    if translation is not None:
+        posed_joints = posed_joints + translation[:, None]
+    return verts, posed_joints

@@ -1,0 +1,443 @@
+"""FLAME motion sequences: TalkSHOW / SHOW files, our ``.npz``, resampling, procedural talking.
+
+A :class:`MotionSequence` holds ``T`` frames of FLAME animation inputs (float32 tensors):
+``expression [T, E]``, ``jaw_pose [T, 3]``, ``neck_pose [T, 3]``, ``eye_pose [T, 6]`` (left then
+right eye), ``global_orient [T, 3]``, ``translation [T, 3]``, and the frame rate ``fps``.
+
+File formats read by :meth:`MotionSequence.load`:
+
+- TalkSHOW ``.npy``: ``[T, 265]`` per frame (SMPL-X layout) ``[0:3]`` jaw, ``[3:6]`` / ``[6:9]``
+  left / right eye, ``[9:12]`` body global orientation (ignored: it is the pelvis, not the head),
+  ``[12:75]`` the 21 body joints without the pelvis, ``[75:165]`` hands (ignored),
+  ``[165:265]`` expression.
+- SHOW / TalkSHOW ``.pkl``: a dict with ``expression (T, E)``, ``jaw_pose (T, 3)``,
+  ``leye_pose`` / ``reye_pose (T, 3)``, ``body_pose_axis (T, 21, 3)`` or ``(T, 63)`` and optional
+  ``global_orient (T, 3)``.
+- Ours ``.npz`` (written by :meth:`MotionSequence.save`): one array per field plus ``fps``.
+
+The FLAME neck rotation from SMPL-X body joints is the neck joint (body index 11, SMPL-X joint
+12) composed with its child the head joint (body index 14, SMPL-X joint 15): ``R = R_neck R_head``.
+Input files are assumed to be at 30 fps unless they say otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flame_core.rotations import (
+    axis_angle_to_matrix,
+    axis_angle_to_quaternion,
+    matrix_to_axis_angle,
+    quaternion_slerp,
+    quaternion_to_axis_angle,
+)
+
+__all__ = ["MotionSequence", "MotionFileError", "procedural_talking_motion", "DEFAULT_FPS"]
+
+DEFAULT_FPS = 30.0
+NECK_BODY_INDEX, HEAD_BODY_INDEX = 11, 14  # SMPL-X body joints without the pelvis
+_TALKSHOW_DIM = 265
+_ROT_FIELDS = ("jaw_pose", "neck_pose", "global_orient")
+_FORMAT = "headstudio-motion-v1"
+
+
+class MotionFileError(ValueError):
+    """A motion file that cannot be read (message names the file and the field)."""
+
+
+@dataclass(eq=False, repr=False)
+class MotionSequence:
+    """``T`` frames of FLAME animation inputs (float32 tensors, see the module docstring).
+
+    Fields other than ``expression`` may be ``None`` (zeros). Raises ``ValueError`` naming the
+    field for a wrong shape, mismatched frame counts, NaN/inf, zero frames or a bad ``fps``.
+    """
+
+    expression: torch.Tensor
+    jaw_pose: torch.Tensor | None = None
+    neck_pose: torch.Tensor | None = None
+    eye_pose: torch.Tensor | None = None
+    global_orient: torch.Tensor | None = None
+    translation: torch.Tensor | None = None
+    fps: float = DEFAULT_FPS
+
+    def __post_init__(self) -> None:
+        expr = _as_float(self.expression, "expression")
+        if expr.ndim != 2:
+            raise ValueError(f"expression has shape {tuple(expr.shape)}; expected [T, E]")
+        T = expr.shape[0]
+        if T == 0:
+            raise ValueError("expression has zero frames; a motion needs at least one frame")
+        self.expression = expr
+        for name, width in (("jaw_pose", 3), ("neck_pose", 3), ("eye_pose", 6), ("global_orient", 3)):
+            setattr(self, name, _field(getattr(self, name), name, T, width))
+        self.translation = _field(self.translation, "translation", T, 3)
+        for f in fields(self):
+            if f.name != "fps" and not torch.isfinite(getattr(self, f.name)).all():
+                raise ValueError(f"{f.name} contains NaN or inf")
+        fps = float(self.fps)
+        if not np.isfinite(fps) or fps <= 0:
+            raise ValueError(f"fps = {self.fps!r}; expected a positive frame rate")
+        self.fps = fps
+
+    # ------------------------------------------------------------------ basics
+
+    def __len__(self) -> int:
+        return int(self.expression.shape[0])
+
+    def __repr__(self) -> str:
+        return f"MotionSequence(T={len(self)}, E={self.num_expression}, fps={self.fps:g})"
+
+    @property
+    def num_expression(self) -> int:
+        """``E``."""
+        return int(self.expression.shape[1])
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first to the last frame."""
+        return (len(self) - 1) / self.fps
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """All per-frame fields ``{name: [T, ·]}``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "fps"}
+
+    def flame_kwargs(self, indices: Any = None) -> dict[str, torch.Tensor]:
+        """``{expression, jaw_pose, neck_pose, eye_pose, global_orient, translation}`` at ``indices``.
+
+        Args:
+            indices: frame ids (list, array, tensor, slice or int); ``None`` means all frames.
+
+        Returns:
+            ``[len(indices), ·]`` float32 tensors, keyword arguments of ``FlameModel.forward``.
+        """
+        if indices is None:
+            idx: Any = slice(None)
+        elif isinstance(indices, slice):
+            idx = indices
+        else:
+            idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).reshape(-1)
+            T = len(self)
+            if len(idx) and (int(idx.min()) < -T or int(idx.max()) >= T):
+                raise IndexError(f"indices {idx.tolist()[:8]} out of range for a motion of {T} frames")
+        return {k: v[idx] for k, v in self.tensors().items()}
+
+    # ------------------------------------------------------------------ resampling
+
+    def resample(self, fps: float) -> MotionSequence:
+        """The same motion at another frame rate (same start, ``floor(duration·fps) + 1`` frames).
+
+        Expression and translation are interpolated linearly, rotations by quaternion slerp.
+        """
+        fps = float(fps)
+        if not np.isfinite(fps) or fps <= 0:
+            raise ValueError(f"fps = {fps!r}; expected a positive frame rate")
+        T = len(self)
+        n = int(np.floor(self.duration * fps + 1e-6)) + 1
+        u = torch.arange(n, dtype=torch.float64) * (self.fps / fps)
+        i0 = u.floor().long().clamp(0, T - 1)
+        i1 = (i0 + 1).clamp(max=T - 1)
+        w = (u - i0.double()).clamp(0, 1).float()
+        out: dict[str, Any] = {}
+        for name, x in self.tensors().items():
+            if name in _ROT_FIELDS or name == "eye_pose":
+                q = axis_angle_to_quaternion(x.double().reshape(T, -1, 3))
+                qi = quaternion_slerp(q[i0], q[i1], w.double()[:, None].expand(-1, q.shape[1]))
+                out[name] = quaternion_to_axis_angle(qi).reshape(n, -1).float()
+            else:
+                out[name] = torch.lerp(x[i0], x[i1], w[:, None])
+        return MotionSequence(**out, fps=fps)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write our ``.npz`` format atomically (temporary file + rename); returns the path."""
+        path = Path(path)
+        if path.suffix.lower() != ".npz":
+            raise ValueError(f"path {str(path)!r}: MotionSequence.save writes .npz files")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.tensors().items()}
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, fps=np.float64(self.fps), format=np.array(_FORMAT), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, fps: float | None = None) -> MotionSequence:
+        """Read a TalkSHOW ``.npy``, SHOW/TalkSHOW ``.pkl`` or our ``.npz`` (by suffix).
+
+        Args:
+            fps: frame rate of ``.npy`` / ``.pkl`` files that do not store one (default 30).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            MotionFileError: unknown suffix, unreadable file, or a missing / malformed field
+                (the message names the file and the field).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"motion file not found: {path}")
+        suffix = path.suffix.lower()
+        readers = {".npy": _read_talkshow_npy, ".pkl": _read_show_pkl, ".npz": _read_npz}
+        if suffix not in readers:
+            raise MotionFileError(f"{path}: unknown motion format {suffix!r}; expected .npy, .pkl or .npz")
+        fields_, file_fps = readers[suffix](path)
+        try:
+            return cls(**fields_, fps=file_fps if file_fps is not None else (fps or DEFAULT_FPS))
+        except ValueError as e:
+            raise MotionFileError(f"{path}: {e}") from e
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _as_float(x: Any, name: str) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} is not a numeric array ({type(x).__name__}): {e}") from e
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
+        raise ValueError(f"{name} has dtype {t.dtype}; expected numbers")
+    return t.to(torch.float32)
+
+
+def _field(x: Any, name: str, T: int, width: int) -> torch.Tensor:
+    if x is None:
+        return torch.zeros(T, width)
+    t = _as_float(x, name)
+    if t.ndim != 2 or t.shape[0] != T or t.shape[1] != width:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}; expected [{T}, {width}] (T from expression)")
+    return t
+
+
+def _neck_from_body(body: np.ndarray) -> np.ndarray:
+    """FLAME neck ``[T, 3]`` from SMPL-X body joints ``[T, 21, 3]``: ``R_neck @ R_head``."""
+    b = torch.as_tensor(body, dtype=torch.float64)
+    R = axis_angle_to_matrix(b[:, NECK_BODY_INDEX]) @ axis_angle_to_matrix(b[:, HEAD_BODY_INDEX])
+    return matrix_to_axis_angle(R).numpy()
+
+
+def _check_array(path: Path, name: str, x: Any, shapes: str, ok) -> np.ndarray:
+    try:
+        a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise MotionFileError(f"{path}: field {name!r} is not a numeric array: {e}") from e
+    if not ok(a):
+        raise MotionFileError(f"{path}: field {name!r} has shape {a.shape}; expected {shapes}")
+    if a.shape[0] == 0:
+        raise MotionFileError(f"{path}: field {name!r} has zero frames")
+    if not np.isfinite(a).all():
+        bad = int((~np.isfinite(a.reshape(a.shape[0], -1))).any(1).argmax())
+        raise MotionFileError(f"{path}: field {name!r} contains NaN or inf (first at frame {bad})")
+    return a
+
+
+def _read_talkshow_npy(path: Path) -> tuple[dict[str, Any], float | None]:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise MotionFileError(f"{path}: not a TalkSHOW .npy array: {e}") from e
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    a = _check_array(
+        path,
+        "frames",
+        a,
+        f"[T, {_TALKSHOW_DIM}] (TalkSHOW SMPL-X layout)",
+        lambda x: x.ndim == 2 and x.shape[1] >= _TALKSHOW_DIM,
+    )
+    body = a[:, 12:75].reshape(-1, 21, 3)
+    return {
+        "expression": a[:, 165:265],
+        "jaw_pose": a[:, 0:3],
+        "eye_pose": a[:, 3:9],
+        "neck_pose": _neck_from_body(body),
+    }, None
+
+
+def _read_show_pkl(path: Path) -> tuple[dict[str, Any], float | None]:
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ImportError, AttributeError, ValueError) as e:
+        raise MotionFileError(f"{path}: not a SHOW/TalkSHOW .pkl: {e}") from e
+    if isinstance(d, (list, tuple)) and len(d) == 1 and isinstance(d[0], dict):
+        d = d[0]
+    if not isinstance(d, dict):
+        raise MotionFileError(f"{path}: the pickle holds a {type(d).__name__}; expected a dict of arrays")
+    for key in ("expression", "jaw_pose", "leye_pose", "reye_pose", "body_pose_axis"):
+        if key not in d:
+            raise MotionFileError(f"{path}: field {key!r} is missing (found {sorted(map(str, d))})")
+    expr = _check_array(
+        path, "expression", d["expression"], "(T, E)", lambda x: x.ndim == 2 and x.shape[1] > 0
+    )
+    T = expr.shape[0]
+
+    def rot(name: str) -> np.ndarray:
+        return _check_array(
+            path, name, d[name], f"({T}, 3)", lambda x: x.shape in ((T, 3), (T, 1, 3))
+        ).reshape(T, 3)
+
+    body = _check_array(
+        path,
+        "body_pose_axis",
+        d["body_pose_axis"],
+        f"({T}, 21, 3) or ({T}, 63)",
+        lambda x: x.shape in ((T, 21, 3), (T, 63)),
+    ).reshape(T, 21, 3)
+    out = {
+        "expression": expr,
+        "jaw_pose": rot("jaw_pose"),
+        "eye_pose": np.concatenate([rot("leye_pose"), rot("reye_pose")], 1),
+        "neck_pose": _neck_from_body(body),
+    }
+    if d.get("global_orient") is not None:
+        out["global_orient"] = rot("global_orient")
+    fps = d.get("fps")
+    return out, (float(np.asarray(fps)) if fps is not None else None)
+
+
+def _read_npz(path: Path) -> tuple[dict[str, Any], float | None]:
+    try:
+        data = np.load(path, allow_pickle=False)
+        arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise MotionFileError(f"{path}: not a motion .npz: {e}") from e
+    if "expression" not in arrays:
+        raise MotionFileError(f"{path}: field 'expression' is missing (found {sorted(arrays)})")
+    expr = _check_array(path, "expression", arrays["expression"], "(T, E)", lambda x: x.ndim == 2)
+    T = expr.shape[0]
+    out: dict[str, Any] = {"expression": expr}
+    for name, width in (
+        ("jaw_pose", 3),
+        ("neck_pose", 3),
+        ("eye_pose", 6),
+        ("global_orient", 3),
+        ("translation", 3),
+    ):
+        if name in arrays:
+            out[name] = _check_array(
+                path, name, arrays[name], f"({T}, {width})", lambda x, w=width: x.shape == (T, w)
+            )
+    fps = None
+    if "fps" in arrays:
+        fps = float(
+            _check_array(path, "fps", arrays["fps"].reshape(1), "a positive scalar", lambda x: x[0] > 0)[0]
+        )
+    return out, fps
+
+
+# ---------------------------------------------------------------------- procedural motion
+
+
+def _bump(t: np.ndarray, centre: float, width: float) -> np.ndarray:
+    """Raised-cosine bump of half-width ``width`` at ``centre``."""
+    x = np.clip((t - centre) / width, -1.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * x))
+
+
+def _smooth_noise(
+    rng: np.random.Generator, t: np.ndarray, amp: float, freqs: tuple[float, ...]
+) -> np.ndarray:
+    out = np.zeros_like(t)
+    for f in freqs:
+        out += np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.5, 1.0)
+    return amp * out / len(freqs)
+
+
+def procedural_talking_motion(
+    num_frames: int = 120, fps: float = 30.0, num_expression: int = 100, seed: int = 0
+) -> MotionSequence:
+    """A deterministic talking-head motion for the procedural head (used when no file is given).
+
+    Phrases of syllables at ~4 Hz (3–5 Hz) separated by pauses drive the jaw (0.04–0.3 rad) and
+    the mouth components; blinks every 2–5 s; brow raises on phrase starts; slow small head and
+    eye movement. Uses the procedural head's fixed expression meanings (CONTRACTS.md: 0 smile,
+    1 pucker, 2 stretch, 3 brow raise, 4 brow furrow, 5/6 blink left/right, 9 mouth corners);
+    components beyond 10 stay zero.
+    """
+    if int(num_frames) < 1:
+        raise ValueError(f"num_frames = {num_frames}; expected >= 1")
+    if not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps = {fps}; expected a positive frame rate")
+    if num_expression < 0:
+        raise ValueError(f"num_expression = {num_expression}; expected >= 0")
+    rng = np.random.default_rng(seed)
+    T = int(num_frames)
+    t = np.arange(T) / float(fps)
+    end = t[-1] + 0.5
+
+    speech = np.zeros(T)  # syllable envelope, 0..1
+    pucker = np.zeros(T)
+    brow = np.zeros(T)
+    s = rng.uniform(0.0, 0.3)
+    while s < end:
+        phrase_end = s + rng.uniform(1.2, 3.0)
+        brow += rng.uniform(0.3, 0.8) * _bump(t, s + 0.2, 0.4)
+        while s < phrase_end:
+            dur = 1.0 / rng.uniform(3.0, 5.0)
+            a = rng.uniform(0.35, 1.0)
+            speech = np.maximum(speech, a * _bump(t, s + dur / 2, dur / 2))
+            if rng.random() < 0.25:
+                pucker += rng.uniform(0.4, 1.0) * _bump(t, s + dur / 2, dur / 2)
+            s += dur
+        s += rng.uniform(0.3, 0.8)  # pause
+
+    blink = np.zeros(T)
+    b = rng.uniform(0.5, 2.0)
+    while b < end:
+        blink = np.maximum(blink, _bump(t, b, 0.08))
+        b += rng.uniform(2.0, 5.0)
+
+    jaw = np.zeros((T, 3))
+    jaw[:, 0] = 0.04 + 0.26 * speech
+    neck = np.stack(
+        [
+            _smooth_noise(rng, t, 0.08, (0.21, 0.43)) + 0.02 * speech,
+            _smooth_noise(rng, t, 0.12, (0.13, 0.31)),
+            _smooth_noise(rng, t, 0.05, (0.17, 0.37)),
+        ],
+        1,
+    )
+    eye = np.zeros((T, 6))
+    gaze = np.stack([_smooth_noise(rng, t, 0.06, (0.3, 0.7)), _smooth_noise(rng, t, 0.1, (0.25, 0.6))], 1)
+    eye[:, 0:2] = gaze
+    eye[:, 3:5] = gaze
+
+    expr = np.zeros((T, num_expression))
+    comps = {
+        0: 0.3 + 0.3 * _smooth_noise(rng, t, 1.0, (0.1, 0.23)),
+        1: pucker,
+        2: 0.3 * speech,
+        3: brow,
+        4: 0.3 * np.clip(_smooth_noise(rng, t, 1.0, (0.15,)), 0, None),
+        5: blink,
+        6: blink,
+        9: 0.6 * speech,
+    }
+    for k, v in comps.items():
+        if k < num_expression:
+            expr[:, k] = v
+    return MotionSequence(
+        expression=expr,
+        jaw_pose=jaw,
+        neck_pose=neck,
+        eye_pose=eye,
+        global_orient=None,
+        translation=None,
+        fps=fps,
+    )
