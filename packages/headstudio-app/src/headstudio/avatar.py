@@ -1,0 +1,559 @@
+"""The avatar: a head model, its learnable FLAME shape, and Gaussians rigged to its triangles.
+
+Each Gaussian lives in the local frame of one triangle (``face_ids``); posing the head with any
+FLAME parameters moves it (PAPER.md, F-3DGS): ``μ' = √S·R·μ + T``, ``R(q') = R·R(q)``,
+``s' = √S·exp(log s)``. Opacities are stored as logits, colours as SH coefficients ``[N, K, 3]``
+(``K = (sh_degree + 1)²``; the DC term of colour ``c`` is ``(c − 0.5) / 0.28209479``).
+
+The file format is one standard 3DGS PLY (``rigged_gaussians.ply``): the Gaussians in world
+space at the neutral pose (so splat viewers open it), the rigging in extra properties (triangle
+id, local means / quaternions / log-scales / opacity logits) and the header metadata::
+
+    {"format": "headstudio-avatar", "format_version": 1, "shape": [...], "num_shape": S,
+     "num_expression": E, "sh_degree": d, "num_gaussians": N,
+     "head": {"identity_hash": "<sha256>", "source": "procedural" | "<path>"},
+     "config": {...} | null, "prompt": "..." | null, "metadata": {...}}
+
+Loading checks the head model's identity hash, so an avatar is never posed on another head.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._atomic import atomic_output
+from .config import InitConfig, TrainConfig
+from .errors import HeadStudioError
+from .init import uniform_superresolution_init
+
+__all__ = ["Avatar", "AvatarRender", "SH_C0", "FORMAT", "FORMAT_VERSION", "FLAME_KWARGS", "rgb_to_sh"]
+
+log = logging.getLogger(__name__)
+
+SH_C0 = 0.28209479177387814
+FORMAT = "headstudio-avatar"
+FORMAT_VERSION = 1
+#: FLAME animation inputs accepted by :meth:`Avatar.pose` (besides ``shape``).
+FLAME_KWARGS = ("expression", "global_orient", "neck_pose", "jaw_pose", "eye_pose", "translation")
+#: Names of the Gaussian parameters (the keys ``densify_and_prune`` receives).
+GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+#: PLY extra properties of the rigging (``rigged_gaussians.ply`` may prefix them with ``rg_``).
+_EXTRA_FACE = "face_id"
+_EXTRA_LOCAL = {
+    "means": "local_means",
+    "quats": "local_quats",
+    "log_scales": "local_log_scales",
+    "opacity_logits": "local_opacity_logits",
+}
+
+
+def rgb_to_sh(rgb: torch.Tensor | float) -> torch.Tensor | float:
+    """DC SH coefficient whose rendered colour is ``rgb`` (0..1)."""
+    return (rgb - 0.5) / SH_C0
+
+
+@dataclass
+class AvatarRender:
+    """Output of :meth:`Avatar.render`.
+
+    Attributes:
+        rgb: ``[B, C, H, W, 3]`` colours (background composited).
+        alpha: ``[B, C, H, W, 1]`` accumulated opacity.
+        depth: ``[B, C, H, W, 1]`` expected depth.
+        meta: ``rigged_gaussians.RasterMeta`` (per-camera entries flattened over ``B*C``;
+            ``meta.means2d.retain_grad()`` before ``backward`` for densification).
+        vertices: ``[B, V, 3]`` the posed mesh.
+    """
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+    meta: Any
+    vertices: torch.Tensor
+
+
+def _batch_size(kwargs: dict[str, torch.Tensor]) -> int:
+    sizes = {int(v.shape[0]) for v in kwargs.values()}
+    if len(sizes) > 1:
+        raise HeadStudioError(
+            f"FLAME parameters have different batch sizes {sorted(sizes)}; give [B, ·] tensors with one B."
+        )
+    return sizes.pop() if sizes else 1
+
+
+class Avatar(nn.Module):
+    """A rigged Gaussian head avatar.
+
+    Args:
+        head: the ``flame_core.FlameModel`` the Gaussians are rigged to.
+        means: ``[N, 3]`` local means.
+        quats: ``[N, 4]`` local rotations (wxyz, not necessarily normalised).
+        log_scales: ``[N, 3]`` local log-scales.
+        opacity_logits: ``[N]`` opacity logits (opacity = sigmoid).
+        sh: ``[N, K, 3]`` SH coefficients, ``K = (sh_degree + 1)²``.
+        face_ids: ``[N]`` triangle of each Gaussian.
+        shape: ``[1, S]`` FLAME shape β (``None``: zeros of ``head.num_shape``).
+        metadata: free-form JSON-serialisable information kept in the file; a loaded avatar's
+            also holds the ``prompt`` and ``config`` it was saved with.
+    """
+
+    def __init__(
+        self,
+        head: nn.Module,
+        means: torch.Tensor,
+        quats: torch.Tensor,
+        log_scales: torch.Tensor,
+        opacity_logits: torch.Tensor,
+        sh: torch.Tensor,
+        face_ids: torch.Tensor,
+        shape: torch.Tensor | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self._check_gaussians(means, quats, log_scales, opacity_logits, sh, face_ids, head)
+        object.__setattr__(self, "_head", head)  # not a submodule: its buffers stay out of state_dict
+        self.means = nn.Parameter(means.detach().float().clone())
+        self.quats = nn.Parameter(quats.detach().float().clone())
+        self.log_scales = nn.Parameter(log_scales.detach().float().clone())
+        self.opacity_logits = nn.Parameter(opacity_logits.detach().float().clone())
+        self.sh = nn.Parameter(sh.detach().float().clone())
+        self.register_buffer("face_ids", face_ids.detach().long().clone())
+        if shape is None:
+            shape = torch.zeros(1, int(getattr(head, "num_shape", 100)))
+        shape = torch.as_tensor(shape, dtype=torch.float32).reshape(1, -1)
+        self.shape = nn.Parameter(shape.detach().clone().to(self.means.device))
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    # ------------------------------------------------------------------------- construction
+
+    @staticmethod
+    def _check_gaussians(
+        means: torch.Tensor,
+        quats: torch.Tensor,
+        log_scales: torch.Tensor,
+        opacity_logits: torch.Tensor,
+        sh: torch.Tensor,
+        face_ids: torch.Tensor,
+        head: nn.Module | None = None,
+    ) -> None:
+        n = means.shape[0] if means.dim() == 2 else -1
+        expected = {
+            "means": (means, (n, 3)),
+            "quats": (quats, (n, 4)),
+            "log_scales": (log_scales, (n, 3)),
+            "opacity_logits": (opacity_logits, (n,)),
+            "face_ids": (face_ids, (n,)),
+        }
+        for name, (t, shp) in expected.items():
+            if tuple(t.shape) != shp:
+                raise HeadStudioError(f"Avatar: {name} must be {list(shp)} (N = {n}), got {list(t.shape)}.")
+        if (
+            sh.dim() != 3
+            or sh.shape[0] != n
+            or sh.shape[2] != 3
+            or sh.shape[1] < 1
+            or math.isqrt(sh.shape[1]) ** 2 != sh.shape[1]
+        ):
+            raise HeadStudioError(f"Avatar: sh must be [N, (d+1)², 3] with N = {n}, got {list(sh.shape)}.")
+        if head is not None and n > 0:
+            F = int(head.faces.shape[0])
+            lo, hi = int(face_ids.min()), int(face_ids.max())
+            if lo < 0 or hi >= F:
+                raise HeadStudioError(
+                    f"Avatar: face_ids must be in 0..{F - 1} (the head's faces), got {lo}..{hi}."
+                )
+
+    @classmethod
+    def initialize(
+        cls,
+        head: nn.Module,
+        init_cfg: InitConfig | None = None,
+        generator: torch.Generator | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Avatar:
+        """A fresh avatar by uniform super-resolution on the neutral head (PAPER.md, "Init").
+
+        Opacity ``init_cfg.opacity``, grey ``init_cfg.color``, identity rotations, the kNN scales;
+        shape β zero. Parameters are created on the head's device.
+        """
+        cfg = init_cfg or InitConfig()
+        device = head.faces.device
+        with torch.no_grad():
+            verts = head().vertices[0]
+        g = uniform_superresolution_init(verts, head.faces, cfg.points_per_face, cfg.knn, generator)
+        n = g["means"].shape[0]
+        k = (cfg.sh_degree + 1) ** 2
+        sh = torch.zeros(n, k, 3)
+        sh[:, 0, :] = rgb_to_sh(cfg.color)
+        logit = math.log(cfg.opacity / (1.0 - cfg.opacity))
+        avatar = cls(
+            head,
+            g["means"],
+            g["quats"],
+            g["log_scales"],
+            torch.full((n,), logit),
+            sh,
+            g["face_ids"],
+            torch.zeros(1, int(getattr(head, "num_shape", 100))),
+            metadata,
+        )
+        return avatar.to(device)
+
+    # ----------------------------------------------------------------------------- properties
+
+    @property
+    def head(self) -> nn.Module:
+        """The ``flame_core.FlameModel`` (moved with the avatar by ``.to``)."""
+        return self._head
+
+    @property
+    def sh_degree(self) -> int:
+        """Degree of the SH colours (0 for one RGB coefficient)."""
+        return math.isqrt(int(self.sh.shape[1])) - 1
+
+    @property
+    def num_gaussians(self) -> int:
+        """N."""
+        return int(self.means.shape[0])
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Avatar:  # noqa: D401 - nn.Module hook
+        super()._apply(fn, recurse)
+        self._head._apply(fn)
+        return self
+
+    def gaussian_params(self) -> dict[str, nn.Parameter]:
+        """The Gaussian parameters by name: ``means, quats, log_scales, opacity_logits, sh``."""
+        return {name: getattr(self, name) for name in GAUSSIAN_PARAMS}
+
+    def set_gaussians(self, params: dict[str, torch.Tensor], face_ids: torch.Tensor) -> None:
+        """Replace the Gaussians (after densification); tensors become the new parameters.
+
+        ``nn.Parameter`` values are used as they are (so an optimizer updated in place by
+        ``densify_and_prune`` keeps pointing at them).
+        """
+        missing = [k for k in GAUSSIAN_PARAMS if k not in params]
+        if missing:
+            raise HeadStudioError(
+                f"Avatar.set_gaussians: missing parameters {missing}; need {list(GAUSSIAN_PARAMS)}."
+            )
+        self._check_gaussians(*(params[k] for k in GAUSSIAN_PARAMS), face_ids, self.head)
+        for name in GAUSSIAN_PARAMS:
+            t = params[name]
+            setattr(self, name, t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach()))
+        self.face_ids = face_ids.detach().long().to(self.means.device)
+
+    def optimizer_groups(self, train_cfg: TrainConfig | None = None) -> list[dict[str, Any]]:
+        """Adam parameter groups with the paper's learning rates, one per named parameter.
+
+        Names: ``means`` (lr_position), ``log_scales`` (lr_scale), ``quats`` (lr_rotation),
+        ``sh`` (lr_color), ``opacity_logits`` (lr_opacity), ``shape`` (lr_shape).
+        """
+        t = train_cfg or TrainConfig()
+        lrs = {
+            "means": t.lr_position,
+            "log_scales": t.lr_scale,
+            "quats": t.lr_rotation,
+            "sh": t.lr_color,
+            "opacity_logits": t.lr_opacity,
+            "shape": t.lr_shape,
+        }
+        return [{"name": k, "params": [getattr(self, k)], "lr": lr} for k, lr in lrs.items()]
+
+    # --------------------------------------------------------------------------------- posing
+
+    def _flame_kwargs(self, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        unknown = sorted(set(kwargs) - set(FLAME_KWARGS))
+        if unknown:
+            raise HeadStudioError(
+                f"unknown FLAME parameter(s) {unknown}; use {', '.join(FLAME_KWARGS)} (and shape)."
+            )
+        dev = self.means.device
+        return {
+            k: torch.as_tensor(v, dtype=torch.float32, device=dev) for k, v in kwargs.items() if v is not None
+        }
+
+    def pose(self, shape: torch.Tensor | None = None, **flame_kwargs: torch.Tensor) -> torch.Tensor:
+        """Posed vertices ``[B, V, 3]``.
+
+        Args:
+            shape: ``[1|B, S]`` overrides the learned shape (default: the avatar's β).
+            **flame_kwargs: ``expression [B, E]``, ``jaw_pose [B, 3]``, ``neck_pose``,
+                ``eye_pose [B, 6]``, ``global_orient``, ``translation``; all optional (zeros).
+        """
+        kw = self._flame_kwargs(flame_kwargs)
+        b = _batch_size(kw)
+        beta = (
+            self.shape
+            if shape is None
+            else torch.as_tensor(shape, dtype=torch.float32, device=self.means.device)
+        )
+        if beta.shape[0] not in (1, b):
+            raise HeadStudioError(f"shape has batch {beta.shape[0]}; expected 1 or {b}.")
+        return self.head(shape=beta.expand(b, -1), **kw).vertices
+
+    def _backgrounds(self, background: Any, B: int, C: int) -> torch.Tensor:
+        bg = torch.as_tensor(background, dtype=torch.float32, device=self.means.device)
+        if bg.shape == (3,):
+            return bg.expand(B, C, 3).contiguous()
+        if bg.shape == (B, C, 3):
+            return bg.contiguous()
+        if bg.shape == (C, 3) and B == 1:
+            return bg[None].contiguous()
+        raise HeadStudioError(
+            f"background must be (r, g, b) or [B, C, 3] = [{B}, {C}, 3], got {list(bg.shape)}."
+        )
+
+    def render(
+        self,
+        viewmats: torch.Tensor,
+        Ks: torch.Tensor,
+        width: int,
+        height: int,
+        background: Any = (1.0, 1.0, 1.0),
+        backend: str = "auto",
+        **flame_kwargs: torch.Tensor,
+    ) -> AvatarRender:
+        """Render B poses, each seen by C cameras.
+
+        Args:
+            viewmats: ``[B, C, 4, 4]`` world→camera (OpenCV), or ``[C, 4, 4]`` for ``B = 1``.
+            Ks: ``[B, C, 3, 3]`` (or ``[C, 3, 3]``).
+            width, height: image size.
+            background: ``(r, g, b)`` in 0..1 or a tensor ``[B, C, 3]``.
+            backend: ``auto`` (compiled renderer when built, else the PyTorch reference),
+                ``cpu``, ``cuda`` or ``torch`` (``rigged_gaussians.render_rigged``'s choices).
+            **flame_kwargs: the pose, ``[B, ·]`` tensors (or ``[1, ·]``/none: the same pose for all).
+
+        Returns:
+            :class:`AvatarRender` with ``rgb [B, C, H, W, 3]`` etc.
+        """
+        if viewmats.dim() == 3:
+            viewmats = viewmats[None]
+        if Ks.dim() == 3:
+            Ks = Ks[None]
+        if viewmats.dim() != 4 or viewmats.shape[-2:] != (4, 4):
+            raise HeadStudioError(f"viewmats must be [B, C, 4, 4] or [C, 4, 4], got {list(viewmats.shape)}.")
+        if Ks.shape != (*viewmats.shape[:2], 3, 3):
+            raise HeadStudioError(
+                f"Ks must be [B, C, 3, 3] = {[*viewmats.shape[:2], 3, 3]}, got {list(Ks.shape)}."
+            )
+        B, C = int(viewmats.shape[0]), int(viewmats.shape[1])
+        verts = self.pose(**flame_kwargs)
+        if verts.shape[0] == 1 and B > 1:
+            verts = verts.expand(B, -1, -1)
+        elif verts.shape[0] != B:
+            raise HeadStudioError(
+                f"the FLAME parameters have batch {verts.shape[0]} but the cameras have B = {B}; "
+                "make them agree."
+            )
+        dev = self.means.device
+        args = (
+            verts,
+            self.head.faces.to(dev),
+            self.means,
+            self.quats,
+            self.log_scales,
+            torch.sigmoid(self.opacity_logits),
+            self.sh,
+            self.face_ids,
+            viewmats.to(dev, torch.float32).contiguous(),
+            Ks.to(dev, torch.float32).contiguous(),
+            int(width),
+            int(height),
+        )
+        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C)}
+        if backend == "auto":
+            from .rendering import render_rigged
+
+            rgb, alpha, meta = render_rigged(*args, **kw)
+        else:
+            import rigged_gaussians as rg
+
+            rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
+        return AvatarRender(rgb=rgb, alpha=alpha, depth=meta.depth, meta=meta, vertices=verts)
+
+    def world_gaussians(self, **flame_kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """World-space Gaussians of one pose (``[1, ·]`` FLAME parameters or none: neutral).
+
+        Returns:
+            ``dict(means [N, 3], quats [N, 4] (unit, wxyz), scales [N, 3] (linear),
+            opacities [N] (0..1), sh [N, K, 3])``.
+        """
+        verts = self.pose(**flame_kwargs)
+        if verts.shape[0] != 1:
+            raise HeadStudioError(f"world_gaussians takes one pose; got a batch of {verts.shape[0]}.")
+        from rigged_gaussians.reference import deform, triangle_frames
+
+        frames = triangle_frames(verts, self.head.faces.to(verts.device))
+        d = deform(self.means, self.quats, self.log_scales, self.face_ids, frames)
+        quats = d.quats[0]
+        quats = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return {
+            "means": d.means[0],
+            "quats": quats,
+            "scales": d.scales[0],
+            "opacities": torch.sigmoid(self.opacity_logits),
+            "sh": self.sh,
+        }
+
+    # ------------------------------------------------------------------------------ file I/O
+
+    def _head_identity(self) -> dict[str, str]:
+        return {
+            "identity_hash": str(self.head.identity_hash()),
+            "source": str(getattr(self.head, "source", "?")),
+        }
+
+    def save(self, path: str | Path, config: dict[str, Any] | None = None, prompt: str | None = None) -> Path:
+        """Write the avatar PLY (atomically): world space at the neutral pose + rigging + metadata.
+
+        Args:
+            path: the ``.ply`` to write.
+            config: the resolved run configuration (``config_to_dict``), kept in the metadata.
+            prompt: the text prompt.
+
+        Returns:
+            ``path`` as a ``Path``.
+        """
+        from rigged_gaussians.ply import save_ply
+
+        p = Path(path)
+        if p.suffix.lower() != ".ply":
+            raise HeadStudioError(f"avatar file '{p}' must end in .ply.")
+        with torch.no_grad():
+            g = self.world_gaussians()
+
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return t.detach().float().cpu().numpy()
+
+        extra = {_EXTRA_FACE: self.face_ids.detach().cpu().numpy().astype(np.int32)}
+        extra.update({v: arr(getattr(self, k)) for k, v in _EXTRA_LOCAL.items()})
+        metadata = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "shape": [float(x) for x in self.shape.detach().cpu().reshape(-1).tolist()],
+            "num_shape": int(self.shape.shape[1]),
+            "num_expression": int(getattr(self.head, "num_expression", 100)),
+            "sh_degree": self.sh_degree,
+            "num_gaussians": self.num_gaussians,
+            "head": self._head_identity(),
+            "config": config if config is not None else self.metadata.get("config"),
+            "prompt": prompt if prompt is not None else self.metadata.get("prompt"),
+            "metadata": {k: v for k, v in self.metadata.items() if k not in ("config", "prompt")},
+        }
+        with atomic_output(p) as tmp:
+            save_ply(
+                tmp, arr(g["means"]), arr(g["quats"]), arr(g["scales"]), arr(g["opacities"]), arr(g["sh"]),
+                extra=extra, metadata=metadata,
+            )  # fmt: skip
+        log.info("saved avatar (%d Gaussians) to %s", self.num_gaussians, p)
+        return p
+
+    @staticmethod
+    def _extra(extra: dict[str, Any], name: str, path: Path) -> np.ndarray:
+        for key in (name, f"rg_{name}"):
+            if key in extra:
+                return np.asarray(extra[key])
+        raise HeadStudioError(
+            f"'{path}' has no rigging property '{name}'; it is not a headstudio avatar "
+            "(give an avatar.ply written by `headstudio generate` or `headstudio demo`)."
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, head: nn.Module | None = None) -> Avatar:
+        """Read an avatar PLY written by :meth:`save`.
+
+        Args:
+            path: the ``.ply``.
+            head: the head model; ``None``: the procedural head if the file was made on it, else
+                ``FlameModel.resolve()`` (``HEADSTUDIO_FLAME_PATH``).
+
+        Raises:
+            HeadStudioError: not a headstudio avatar, or the head model's identity hash differs
+                from the one the avatar was made on.
+        """
+        from rigged_gaussians.ply import load_ply
+
+        p = Path(path)
+        if not p.is_file():
+            raise HeadStudioError(f"avatar '{p}' does not exist; check the path.")
+        ply = load_ply(p)
+        meta = dict(ply.metadata or {})
+        if meta.get("format") != FORMAT:
+            raise HeadStudioError(
+                f"'{p}' is a Gaussian PLY without headstudio rigging metadata; give an avatar.ply written "
+                "by `headstudio generate` or `headstudio demo`."
+            )
+        version = int(meta.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise HeadStudioError(
+                f"'{p}' has avatar format version {version}; this headstudio reads up to {FORMAT_VERSION}; "
+                "upgrade headstudio."
+            )
+        ident = meta.get("head") or {}
+        want_hash, want_src = str(ident.get("identity_hash", "")), str(ident.get("source", "?"))
+        num_shape = int(meta.get("num_shape", len(meta.get("shape", [])) or 100))
+        num_expr = int(meta.get("num_expression", 100))
+        if head is None:
+            from flame_core.model import FlameModel
+
+            if want_src == "procedural":
+                head = FlameModel.procedural(num_shape=num_shape, num_expression=num_expr)
+            else:
+                try:
+                    head = FlameModel.resolve(num_shape=num_shape, num_expression=num_expr)
+                except (OSError, ValueError) as err:
+                    raise HeadStudioError(
+                        f"avatar '{p}' was made on the FLAME model {want_src}, which could not be loaded "
+                        f"({' '.join(str(err).split())[:200]}); pass --flame <that file>."
+                    ) from err
+        got_hash = str(head.identity_hash())
+        if got_hash != want_hash:
+            got_src = str(getattr(head, "source", "?"))
+            raise HeadStudioError(
+                f"avatar '{p}' was made on head model {want_hash[:12]} ({want_src}), but {got_src} has "
+                f"{got_hash[:12]}; pass --flame <the right file> (the FLAME model {want_src})."
+            )
+        extra = dict(ply.extra or {})
+        face_ids = torch.from_numpy(cls._extra(extra, _EXTRA_FACE, p).astype(np.int64).reshape(-1))
+        local = {
+            k: torch.from_numpy(cls._extra(extra, v, p).astype(np.float32)) for k, v in _EXTRA_LOCAL.items()
+        }
+        sh = torch.as_tensor(np.asarray(ply.sh), dtype=torch.float32)
+        shape = torch.tensor(meta.get("shape", [0.0] * num_shape), dtype=torch.float32).reshape(1, -1)
+        head_shape = int(getattr(head, "num_shape", shape.shape[1]))
+        if shape.shape[1] > head_shape:
+            if shape[:, head_shape:].abs().max() > 0:
+                raise HeadStudioError(
+                    f"avatar '{p}' has {shape.shape[1]} shape components but the head model uses "
+                    f"{head_shape}; build the head with num_shape >= {shape.shape[1]}."
+                )
+            shape = shape[:, :head_shape]
+        n = face_ids.shape[0]
+        return cls(
+            head,
+            local["means"].reshape(n, 3),
+            local["quats"].reshape(n, 4),
+            local["log_scales"].reshape(n, 3),
+            local["opacity_logits"].reshape(n),
+            sh.reshape(n, -1, 3),
+            face_ids,
+            shape,
+            {
+                **(meta.get("metadata") or {}),
+                **{k: meta[k] for k in ("prompt", "config") if meta.get(k) is not None},
+            },
+        ).to(head.faces.device)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}, num_shape={self.shape.shape[1]}"
+        )

@@ -1,0 +1,609 @@
+"""Typed configuration of a HeadStudio run, with the paper's defaults.
+
+One dataclass per component (:class:`HeadConfig`, :class:`InitConfig`, :class:`CameraConfig`,
+:class:`TrainConfig`, :class:`LossConfig`, :class:`DensifyConfig`, :class:`GuidanceConfig`),
+gathered in :class:`HeadStudioConfig`. Defaults are the numbers of ``PAPER.md`` (the paper's
+equations and the authors' public ``configs/headstudio.yaml``).
+
+A run's configuration is the defaults, then a TOML file, then ``--set key=value`` overrides::
+
+    cfg = load_config("my.toml", ["train.steps=2000", "camera.fovy_deg=[30, 50]"])
+    save_config(cfg, out_dir / "config.toml")   # the resolved configuration, kept with the outputs
+
+Override values are read as TOML values (``100``, ``1e-3``, ``true``, ``[1.5, 2.0]``, ``"cuda"``)
+and, when that fails, as a bare string (``train.device=cuda``); they are then coerced to the
+field's declared type (a text field keeps the raw text of a value TOML reads as a number or bool,
+so ``--set guidance.negative_prompt=true`` is the string ``"true"``). For a field that may be
+``None`` the strings ``none`` / ``null`` mean ``None``; TOML has no null, so ``None`` values are
+left out of saved files (they load back as their default, which is ``None`` for every such
+field). Unknown keys and bad values raise
+:class:`~headstudio.errors.HeadStudioError` naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from ._atomic import atomic_output
+from .errors import HeadStudioError
+
+__all__ = [
+    "HeadConfig",
+    "InitConfig",
+    "CameraConfig",
+    "TrainConfig",
+    "LossConfig",
+    "DensifyConfig",
+    "GuidanceConfig",
+    "HeadStudioConfig",
+    "load_config",
+    "config_to_dict",
+    "config_from_dict",
+    "save_config",
+    "apply_overrides",
+]
+
+_NONE_WORDS = ("none", "null")
+
+
+@dataclass
+class HeadConfig:
+    """The head model.
+
+    Attributes:
+        flame_path: an official FLAME pickle; ``None`` uses ``HEADSTUDIO_FLAME_PATH`` if set,
+            else the open procedural head (``flame_core.FlameModel.resolve``).
+        num_shape: shape components β used (and learned).
+        num_expression: expression components ψ used by animation.
+    """
+
+    flame_path: str | None = None
+    num_shape: int = 100
+    num_expression: int = 100
+
+
+@dataclass
+class InitConfig:
+    """Uniform super-resolution initialisation (PAPER.md, "Init").
+
+    Attributes:
+        points_per_face: K Gaussians sampled uniformly on each triangle of the neutral mesh.
+        knn: neighbours used for the initial scale (world scale = sqrt(mean kNN distance)).
+        opacity: initial opacity (activated, in (0, 1)).
+        color: initial grey level of the DC colour (0..1).
+        sh_degree: spherical-harmonics degree of the colours (0..3).
+    """
+
+    points_per_face: int = 10
+    knn: int = 3
+    opacity: float = 0.1
+    color: float = 0.5
+    sh_degree: int = 0
+
+
+@dataclass
+class CameraConfig:
+    """Random training cameras (PAPER.md, "Training and evaluation").
+
+    Distances are in the paper's scene units; ``scene_scale`` converts them to metres. The
+    authors' code recentres the neutral FLAME mesh and rescales it so that its largest extent is
+    ``0.6 * 1.1**10 ≈ 1.56`` units (``create_from_flame`` with ``flame_scale = -10``); a FLAME
+    head is ≈ 0.31 m along its largest extent, hence the default ``scene_scale = 0.2`` m per unit,
+    which gives the paper's framing.
+
+    Attributes:
+        distance: ``(min, max)`` camera distance to the target, scene units.
+        fovy_deg: ``(min, max)`` vertical field of view in degrees.
+        elevation_deg: ``(min, max)`` elevation in degrees (positive looks down from above).
+        azimuth_deg: ``(min, max)`` azimuth in degrees (0 looks at the face, +x side at +90).
+        target: the look-at point in metres, or ``"auto"``: the centre of the neutral head's
+            bounding box.
+        scene_scale: metres per scene unit of ``distance``.
+    """
+
+    distance: tuple[float, float] = (1.5, 2.0)
+    fovy_deg: tuple[float, float] = (40.0, 70.0)
+    elevation_deg: tuple[float, float] = (-30.0, 30.0)
+    azimuth_deg: tuple[float, float] = (-180.0, 180.0)
+    target: tuple[float, float, float] | Literal["auto"] = "auto"
+    scene_scale: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop (PAPER.md: Adam, learning rates, 10k steps, batch 8, 1024² renders).
+
+    Attributes:
+        steps: training steps.
+        batch_size: poses (each with one random camera) per step.
+        resolution: render size in pixels (square).
+        guidance_resolution: size the renders are resized to for the diffusion model.
+        seed: seed of every random generator of the run.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        shape_stop_step: the FLAME shape β stops being updated from this step on.
+        lr_position, lr_scale, lr_rotation, lr_color, lr_opacity, lr_shape: Adam learning rates
+            of the Gaussian means, log-scales, quaternions, SH colours, opacity logits and β.
+        betas: Adam betas.
+        eps: Adam epsilon (the public code's 1e-15).
+        background: ``random`` (one random colour per view), ``white`` or ``black``.
+        log_every: steps between ``log.jsonl`` records.
+        preview_every: steps between preview PNG grids (0: never).
+        checkpoint_every: steps between checkpoints (0: only at the end / on Ctrl-C).
+        motion_path: motion file whose frames animate training (``None``: the procedural
+            talking motion).
+        animation: train with animation (sample expressions and poses) as the paper does.
+    """
+
+    steps: int = 10000
+    batch_size: int = 8
+    resolution: int = 1024
+    guidance_resolution: int = 512
+    seed: int = 0
+    device: str = "auto"
+    shape_stop_step: int = 8000
+    lr_position: float = 5e-5
+    lr_scale: float = 1e-3
+    lr_rotation: float = 1e-2
+    lr_color: float = 1.25e-2
+    lr_opacity: float = 1e-2
+    lr_shape: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-15
+    background: Literal["random", "white", "black"] = "random"
+    log_every: int = 10
+    preview_every: int = 500
+    checkpoint_every: int = 500
+    motion_path: str | None = None
+    animation: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Weights ``lambda_<name>`` of the losses ``loss_<name>`` (a new loss needs no loop change).
+
+    Attributes:
+        lambda_sds: the score-distillation loss.
+        lambda_pos: mesh regularisation of the positions (PAPER.md: 0.1).
+        lambda_scale: mesh regularisation of the scales (PAPER.md: 0.1).
+        lambda_l1: photometric L1 of the image guidance (3DGS: 0.8).
+        lambda_ssim: photometric 1 − SSIM of the image guidance (3DGS: 0.2).
+    """
+
+    lambda_sds: float = 1.0
+    lambda_pos: float = 0.1
+    lambda_scale: float = 0.1
+    lambda_l1: float = 0.8
+    lambda_ssim: float = 0.2
+
+
+@dataclass
+class DensifyConfig:
+    """Binding-aware densify / prune schedule (PAPER.md; mirrors ``rigged_gaussians.strategy``).
+
+    Attributes:
+        enabled: densify and prune at all.
+        grad_threshold: normalised view-space gradient above which a Gaussian is densified.
+        densify_from, densify_until, densify_every: densify+prune on steps in
+            ``[densify_from, densify_until]`` that are multiples of ``densify_every``.
+        prune_from, prune_until, prune_every: the prune-only phase.
+        min_opacity: prune Gaussians whose opacity is below this.
+        max_screen_size: prune Gaussians whose screen radius exceeds this many pixels (0: off).
+        max_world_size: prune Gaussians whose largest world scale exceeds this fraction of the
+            scene extent (0: off).
+        percent_dense: Gaussians larger than this fraction of the scene extent are split,
+            smaller ones cloned.
+        split_factor: children per split Gaussian.
+        split_scale_divisor: children's scales are the parent's divided by this (3DGS: 0.8·2).
+    """
+
+    enabled: bool = True
+    grad_threshold: float = 0.002
+    densify_from: int = 300
+    densify_until: int = 2100
+    densify_every: int = 300
+    prune_from: int = 2400
+    prune_until: int = 3300
+    prune_every: int = 300
+    min_opacity: float = 0.005
+    max_screen_size: float = 60.0
+    max_world_size: float = 0.1
+    percent_dense: float = 0.01
+    split_factor: int = 2
+    split_scale_divisor: float = 1.6
+
+    def to_strategy(self) -> Any:
+        """The matching ``rigged_gaussians.strategy.DensifyConfig`` (fields passed by name).
+
+        Fields the strategy does not have are left out; the strategy's own defaults fill the rest.
+        """
+        from rigged_gaussians.strategy import DensifyConfig as StrategyConfig
+
+        names = {f.name for f in dataclasses.fields(StrategyConfig)}
+        return StrategyConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+
+@dataclass
+class GuidanceConfig:
+    """Which guidance drives training, and the diffusion models of ``fsds``.
+
+    Attributes:
+        kind: ``fsds`` (ControlNet-guided score distillation, the paper) or ``image``
+            (photometric fit to target images with known cameras and FLAME parameters).
+        base_model: hub id or local diffusers directory of the SD 1.5 base model.
+        controlnet: hub id or local directory of the MediaPipe-face ControlNet.
+        controlnet_subfolder: its subfolder (``diffusion_sd15``); empty for none.
+        guidance_scale: classifier-free guidance scale.
+        controlnet_scale: ControlNet conditioning scale.
+        mode: ``dsds`` (the paper's denoised SDS) or ``sds`` (DreamFusion's).
+        dtype: ``auto`` (float16 on CUDA, float32 on CPU), ``float16``, ``bfloat16``, ``float32``.
+        t_range_phase1, t_range_phase2, t_switch_step: timestep ranges (fractions of 1000)
+            before / from the switch step.
+        negative_prompt: ``None`` uses the paper's negative prompt.
+        view_dependent: append "front/side/back/overhead view" to the prompt.
+        local_files_only: never touch the network when loading the models.
+        targets_dir: image guidance: a directory written by ``TargetSet.save``.
+    """
+
+    kind: Literal["fsds", "image"] = "fsds"
+    base_model: str = "stablediffusionapi/realistic-vision-51"
+    controlnet: str = "CrucibleAI/ControlNetMediaPipeFace"
+    controlnet_subfolder: str = "diffusion_sd15"
+    guidance_scale: float = 7.5
+    controlnet_scale: float = 1.5
+    mode: Literal["dsds", "sds"] = "dsds"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    t_range_phase1: tuple[float, float] = (0.05, 0.8)
+    t_range_phase2: tuple[float, float] = (0.02, 0.55)
+    t_switch_step: int = 3000
+    negative_prompt: str | None = None
+    view_dependent: bool = True
+    local_files_only: bool = False
+    targets_dir: str | None = None
+
+    def to_fsds_config(self, image_size: int = 512) -> Any:
+        """The ``fsds_guidance.FSDSConfig`` of these settings (``dsds`` is FSDS's ``"fsds"`` mode)."""
+        from fsds_guidance import FSDSConfig
+
+        kw: dict[str, Any] = {
+            "mode": "fsds" if self.mode == "dsds" else "sds",
+            "guidance_scale": self.guidance_scale,
+            "controlnet_scale": self.controlnet_scale,
+            "t_range_phase1": tuple(self.t_range_phase1),
+            "t_range_phase2": tuple(self.t_range_phase2),
+            "t_switch_step": self.t_switch_step,
+            "image_size": image_size,
+            "view_dependent": self.view_dependent,
+        }
+        if self.negative_prompt is not None:
+            kw["negative_prompt"] = self.negative_prompt
+        return FSDSConfig(**kw)
+
+
+@dataclass
+class HeadStudioConfig:
+    """The whole configuration of a run (``[head]``, ``[init]``, ... sections of the TOML)."""
+
+    head: HeadConfig = field(default_factory=HeadConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+
+# ----------------------------------------------------------------------------- type coercion
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _describe(tp: Any) -> str:
+    """Human-readable form of a field type for error messages."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "[" + ", ".join(_describe(a) for a in typing.get_args(tp)) + "]"
+    if tp is type(None):
+        return "none"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _BadValue(Exception):
+    pass
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` converted to the type ``tp``; raises :class:`_BadValue` when it cannot be."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+            if type(None) in args:
+                return None
+        # literals first, so "auto" is not swallowed by a str alternative
+        for a in sorted(args, key=lambda a: typing.get_origin(a) is not Literal):
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a)
+            except _BadValue:
+                continue
+        raise _BadValue
+    if origin is Literal:
+        if value in typing.get_args(tp) and type(value) in {type(a) for a in typing.get_args(tp)}:
+            return value
+        raise _BadValue
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise _BadValue
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise _BadValue
+    if tp is int:
+        if isinstance(value, bool):
+            raise _BadValue
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise _BadValue
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _BadValue
+        return float(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _BadValue
+    raise _BadValue  # pragma: no cover - every field type is handled above
+
+
+def _section_types() -> dict[str, type]:
+    return {f.name: _hints(HeadStudioConfig)[f.name] for f in dataclasses.fields(HeadStudioConfig)}
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None:
+    """Set ``section.name`` of ``cfg`` to ``value`` coerced to the field type."""
+    sections = _section_types()
+    section, dot, name = key.partition(".")
+    if not dot or section not in sections:
+        raise HeadStudioError(
+            f"unknown config key '{key}' ({origin}); keys are <section>.<name> with section one of "
+            f"{', '.join(sections)}."
+        )
+    cls = sections[section]
+    names = _field_names(cls)
+    if name not in names:
+        raise HeadStudioError(
+            f"unknown config key '{key}' ({origin}); valid keys of [{section}]: {', '.join(names)}."
+        )
+    tp = _hints(cls)[name]
+    try:
+        coerced = _coerce(value, tp)
+    except _BadValue:
+        raise HeadStudioError(
+            f"bad value for config key '{key}' ({origin}): {value!r}; expected {_describe(tp)}."
+        ) from None
+    setattr(getattr(cfg, section), name, coerced)
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (``1e-3``, ``[1, 2]``, ``"x"``, ``true``), else the bare string."""
+    text = text.strip()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(cfg: HeadStudioConfig, overrides: Sequence[str]) -> HeadStudioConfig:
+    """Apply ``key=value`` overrides (``train.steps=100``) to ``cfg`` in place; returns it.
+
+    Raises:
+        HeadStudioError: an item without ``=``, an unknown key, or a value of the wrong type.
+    """
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise HeadStudioError(
+                f"--set '{item}' is not KEY=VALUE; "
+                "e.g. --set train.steps=2000 or --set camera.fovy_deg=[30,50]."
+            )
+        value = _parse_value(text)
+        try:
+            _set_field(cfg, key.strip(), value, f"--set {item}")
+        except HeadStudioError:
+            if isinstance(value, str):
+                raise
+            try:  # a text field given an unquoted word TOML reads as a number / bool: keep the text
+                _set_field(cfg, key.strip(), text.strip(), f"--set {item}")
+            except HeadStudioError:
+                pass
+            else:
+                continue
+            raise
+    _validate(cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise HeadStudioError(f"bad value for config key '{key}': {value!r}; expected {expected}.")
+
+
+def _validate(cfg: HeadStudioConfig) -> None:
+    """Range checks that types alone do not express."""
+    h, i, c, t = cfg.head, cfg.init, cfg.camera, cfg.train
+    _check(1 <= h.num_shape <= 300, "head.num_shape", h.num_shape, "1..300")
+    _check(0 <= h.num_expression <= 100, "head.num_expression", h.num_expression, "0..100")
+    _check(i.points_per_face >= 1, "init.points_per_face", i.points_per_face, "at least 1")
+    _check(i.knn >= 1, "init.knn", i.knn, "at least 1")
+    _check(0.0 < i.opacity < 1.0, "init.opacity", i.opacity, "a number in (0, 1)")
+    _check(0.0 <= i.color <= 1.0, "init.color", i.color, "a number in [0, 1]")
+    _check(0 <= i.sh_degree <= 3, "init.sh_degree", i.sh_degree, "0, 1, 2 or 3")
+    for name, lo_min, hi_max in (
+        ("distance", 1e-6, math.inf),
+        ("fovy_deg", 1e-3, 179.0),
+        ("elevation_deg", -90.0, 90.0),
+        ("azimuth_deg", -360.0, 360.0),
+    ):
+        lo, hi = getattr(c, name)
+        _check(
+            lo_min <= lo <= hi <= hi_max,
+            f"camera.{name}",
+            [lo, hi],
+            f"[min, max] with {lo_min} <= min <= max <= {hi_max}",
+        )
+    _check(c.scene_scale > 0, "camera.scene_scale", c.scene_scale, "a positive number")
+    _check(t.steps >= 1, "train.steps", t.steps, "at least 1")
+    _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
+    _check(8 <= t.resolution <= 4096, "train.resolution", t.resolution, "8..4096 pixels")
+    _check(
+        8 <= t.guidance_resolution <= 4096 and t.guidance_resolution % 8 == 0,
+        "train.guidance_resolution",
+        t.guidance_resolution,
+        "a multiple of 8 in 8..4096",
+    )
+    for name in ("lr_position", "lr_scale", "lr_rotation", "lr_color", "lr_opacity", "lr_shape"):
+        v = getattr(t, name)
+        _check(v >= 0 and math.isfinite(v), f"train.{name}", v, "a finite number >= 0")
+    _check(all(0 <= b < 1 for b in t.betas), "train.betas", list(t.betas), "[b1, b2] each in [0, 1)")
+    for name in ("log_every", "preview_every", "checkpoint_every", "shape_stop_step"):
+        _check(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "an integer >= 0")
+    for f in dataclasses.fields(LossConfig):
+        v = getattr(cfg.loss, f.name)
+        _check(v >= 0 and math.isfinite(v), f"loss.{f.name}", v, "a finite number >= 0")
+    d = cfg.densify
+    for name in ("densify_every", "prune_every", "split_factor"):
+        _check(getattr(d, name) >= 1, f"densify.{name}", getattr(d, name), "an integer >= 1")
+    _check(
+        d.split_scale_divisor > 0, "densify.split_scale_divisor", d.split_scale_divisor, "a positive number"
+    )
+    for name in ("t_range_phase1", "t_range_phase2"):
+        lo, hi = getattr(cfg.guidance, name)
+        _check(0.0 <= lo <= hi <= 1.0, f"guidance.{name}", [lo, hi], "[min, max] with 0 <= min <= max <= 1")
+
+
+# ------------------------------------------------------------------------- dict / TOML I/O
+
+
+def config_to_dict(cfg: HeadStudioConfig) -> dict[str, dict[str, Any]]:
+    """Nested plain dict (tuples as lists, ``None`` values left out: TOML has no null)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sec in dataclasses.fields(cfg):
+        d = {}
+        for k, v in dataclasses.asdict(getattr(cfg, sec.name)).items():
+            if v is None:
+                continue
+            d[k] = list(v) if isinstance(v, tuple) else v
+        out[sec.name] = d
+    return out
+
+
+def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudioConfig:
+    """Build a config from a nested dict (missing keys keep their defaults).
+
+    Raises:
+        HeadStudioError: unknown section or key, or a value of the wrong type.
+    """
+    cfg = HeadStudioConfig()
+    sections = _section_types()
+    for section, values in d.items():
+        if section not in sections:
+            raise HeadStudioError(
+                f"unknown config section [{section}] ({origin}); sections are {', '.join(sections)}."
+            )
+        if not isinstance(values, Mapping):
+            raise HeadStudioError(
+                f"config section [{section}] ({origin}) must be a table of key = value, got {values!r}."
+            )
+        for name, value in values.items():
+            _set_field(cfg, f"{section}.{name}", value, origin)
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> HeadStudioConfig:
+    """Defaults, then the TOML file ``path`` (if given), then ``overrides`` (``key=value``).
+
+    Raises:
+        HeadStudioError: missing or unparsable file, unknown keys, bad values.
+    """
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise HeadStudioError(f"config file '{p}' does not exist; check the --config path.")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise HeadStudioError(f"config file '{p}' is not valid TOML: {err}") from None
+        origin = f"in {p}"
+    cfg = config_from_dict(data, origin)
+    return apply_overrides(cfg, overrides)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _dumps(d: Mapping[str, Mapping[str, Any]]) -> str:
+    try:
+        import tomli_w
+
+        return tomli_w.dumps(d)
+    except ImportError:  # a tiny writer for our flat sections of scalars and lists
+        lines = []
+        for sec, values in d.items():
+            lines.append(f"[{sec}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines.append("")
+        return "\n".join(lines)
+
+
+def save_config(cfg: HeadStudioConfig, path: str | Path) -> Path:
+    """Write the resolved configuration as TOML (atomically); ``load_config`` reads it back."""
+    p = Path(path)
+    with atomic_output(p) as tmp:
+        tmp.write_text(_dumps(config_to_dict(cfg)), encoding="utf-8")
+    return p

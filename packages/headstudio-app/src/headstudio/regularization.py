@@ -1,0 +1,95 @@
+"""Mesh regularisation of the rigged Gaussians (PAPER.md, F-3DGS, Eq. 8–10).
+
+Per triangle, ``τ`` is the largest distance from its centroid ``T`` to its vertices and the
+tolerances are ``τ_pos = τ_s = 0.5·τ``. For a Gaussian on that triangle (area ``S``, local
+mean ``μ``, local scale ``s``), read as a hinge (only the part above the tolerance is penalised)
+and divided by ``√S`` (which relaxes it on large triangles)::
+
+    e_pos = max(‖√S·R·μ‖₂ − τ_pos, 0) / √S            (‖√S·R·μ‖ = √S·‖μ‖, R is a rotation)
+    e_s   = ‖max(√S·s − τ_s, 0)‖₂ / √S                 (elementwise max over the 3 axes)
+    loss_pos   = mean over Gaussians (and poses) of e_pos
+    loss_scale = mean over Gaussians (and poses) of e_s
+    L_reg      = λ_pos·loss_pos + λ_s·loss_scale          (λ_pos = λ_s = 0.1)
+
+The terms are dimensionless (excess in units of the triangle's size), so the weights do not
+depend on the head's scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import HeadStudioError
+
+__all__ = ["mesh_regularization", "triangle_tolerance"]
+
+
+def triangle_tolerance(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``τ [B, F]``: the largest distance from each triangle's centroid to its three vertices."""
+    tri = vertices[:, faces.long()]  # [B, F, 3, 3]
+    centroid = tri.mean(dim=-2, keepdim=True)
+    return (tri - centroid).norm(dim=-1).amax(dim=-1)
+
+
+def mesh_regularization(
+    means_local: torch.Tensor,
+    log_scales: torch.Tensor,
+    face_ids: torch.Tensor,
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    lambda_pos: float = 0.1,
+    lambda_scale: float = 0.1,
+    frames: object | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The hinge mesh regularisation of the module docstring.
+
+    Args:
+        means_local: ``[N, 3]`` local means μ.
+        log_scales: ``[N, 3]`` local log-scales (s = exp).
+        face_ids: ``[N]`` triangle of each Gaussian.
+        vertices: ``[B, V, 3]`` (or ``[V, 3]``) the current posed mesh(es); the loss is averaged
+            over the B poses.
+        faces: ``[F, 3]``.
+        lambda_pos: weight λ_pos of ``loss_pos``.
+        lambda_scale: weight λ_s of ``loss_scale``.
+        frames: optional precomputed ``rigged_gaussians.TriangleFrames`` of ``vertices`` (only
+            its ``sqrt_areas [B, F]`` is used).
+
+    Returns:
+        ``(L_reg, {"loss_pos": ..., "loss_scale": ...})`` — the parts are unweighted scalars.
+    """
+    if vertices.dim() == 2:
+        vertices = vertices[None]
+    n = means_local.shape[0]
+    if means_local.shape != (n, 3) or log_scales.shape != (n, 3) or face_ids.shape != (n,):
+        raise HeadStudioError(
+            "mesh_regularization: means_local and log_scales must be [N, 3] and face_ids [N]; got "
+            f"{list(means_local.shape)}, {list(log_scales.shape)}, {list(face_ids.shape)}."
+        )
+    if vertices.dim() != 3 or vertices.shape[-1] != 3:
+        raise HeadStudioError(f"mesh_regularization: vertices must be [B, V, 3], got {list(vertices.shape)}.")
+    fid = face_ids.long()
+    if frames is not None:
+        sqrt_area = frames.sqrt_areas  # type: ignore[attr-defined]
+    else:
+        tri = vertices[:, faces.long()]
+        cross = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
+        area = torch.sqrt((cross * cross).sum(-1).clamp_min(1e-24)) / 2
+        sqrt_area = area.clamp_min(1e-12).sqrt()  # [B, F], as rigged_gaussians' frames
+    tau = triangle_tolerance(vertices, faces)  # [B, F]
+    sa = sqrt_area[:, fid]  # [B, N]
+    tol = 0.5 * tau[:, fid]  # [B, N]
+    radius = sa * means_local.norm(dim=-1)[None]  # ‖√S·R·μ‖ = √S‖μ‖
+    e_pos = torch.relu(radius - tol) / sa
+    world_scale = sa[..., None] * torch.exp(log_scales)[None]  # [B, N, 3]
+    over = torch.relu(world_scale - tol[..., None])
+    sq = (over * over).sum(-1)
+    outside = sq > 0
+    norm = torch.where(
+        outside, torch.sqrt(torch.where(outside, sq, torch.ones_like(sq))), torch.zeros_like(sq)
+    )
+    e_s = norm / sa  # exactly zero (and zero gradient) inside the tolerance
+    loss_pos = e_pos.mean()
+    loss_scale = e_s.mean()
+    total = lambda_pos * loss_pos + lambda_scale * loss_scale
+    return total, {"loss_pos": loss_pos, "loss_scale": loss_scale}

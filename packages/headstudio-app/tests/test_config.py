@@ -1,0 +1,218 @@
+"""Config dataclasses: the paper's defaults, TOML loading, ``--set`` overrides, save round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from headstudio.config import (
+    CameraConfig,
+    DensifyConfig,
+    GuidanceConfig,
+    HeadStudioConfig,
+    InitConfig,
+    LossConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from headstudio.errors import HeadStudioError
+
+
+def test_defaults_are_the_papers_numbers() -> None:
+    cfg = HeadStudioConfig()
+    t = cfg.train
+    # PAPER.md "Training and evaluation": 10k steps, batch 8, 1024² renders resized to 512²
+    assert (t.steps, t.batch_size, t.resolution, t.guidance_resolution) == (10000, 8, 1024, 512)
+    # PAPER.md "Adam, betas (0.9, 0.99). Learning rates ..." and shape stopped at 8,000
+    assert t.betas == (0.9, 0.99)
+    assert (t.lr_position, t.lr_scale, t.lr_rotation) == (5e-5, 1e-3, 1e-2)
+    assert (t.lr_color, t.lr_opacity, t.lr_shape) == (1.25e-2, 1e-2, 1e-3)
+    assert t.shape_stop_step == 8000
+    c = cfg.camera
+    assert c.distance == (1.5, 2.0) and c.fovy_deg == (40.0, 70.0)
+    assert c.elevation_deg == (-30.0, 30.0) and c.azimuth_deg == (-180.0, 180.0)
+    i = cfg.init
+    assert (i.points_per_face, i.opacity, i.color) == (10, 0.1, 0.5)
+    assert cfg.loss.lambda_pos == 0.1 and cfg.loss.lambda_scale == 0.1 and cfg.loss.lambda_sds == 1.0
+    d = cfg.densify
+    assert d.grad_threshold == 0.002 and d.min_opacity == 0.005
+    assert (d.densify_from, d.densify_until, d.densify_every) == (300, 2100, 300)
+    assert (d.prune_from, d.prune_until, d.prune_every) == (2400, 3300, 300)
+    g = cfg.guidance
+    assert g.kind == "fsds" and g.mode == "dsds"
+    assert g.base_model == "stablediffusionapi/realistic-vision-51"
+    assert g.controlnet == "CrucibleAI/ControlNetMediaPipeFace" and g.controlnet_subfolder == "diffusion_sd15"
+    assert (g.guidance_scale, g.controlnet_scale) == (7.5, 1.5)
+    assert g.t_range_phase1 == (0.05, 0.8) and g.t_range_phase2 == (0.02, 0.55) and g.t_switch_step == 3000
+
+
+def test_load_none_gives_defaults() -> None:
+    assert load_config(None, []) == HeadStudioConfig()
+
+
+def test_toml_file_and_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "run.toml"
+    p.write_text(
+        '[train]\nsteps = 200\nlr_position = 1e-4\nbackground = "white"\n'
+        "[camera]\nfovy_deg = [30, 50]\ntarget = [0.0, 0.01, 0.02]\n"
+        '[head]\nflame_path = "/x/flame.pkl"\n'
+    )
+    cfg = load_config(p, ["train.steps=300", "train.device=cuda", "loss.lambda_pos=0", "guidance.kind=image"])
+    assert cfg.train.steps == 300 and isinstance(cfg.train.steps, int)  # override wins over the file
+    assert cfg.train.lr_position == 1e-4 and cfg.train.background == "white"
+    assert cfg.camera.fovy_deg == (30.0, 50.0) and all(isinstance(v, float) for v in cfg.camera.fovy_deg)
+    assert cfg.camera.target == (0.0, 0.01, 0.02)
+    assert cfg.head.flame_path == "/x/flame.pkl"
+    assert cfg.train.device == "cuda"  # bare string accepted
+    assert cfg.loss.lambda_pos == 0.0 and isinstance(cfg.loss.lambda_pos, float)  # int → float
+    assert cfg.guidance.kind == "image"
+    # untouched fields keep the defaults
+    assert cfg.train.batch_size == 8 and cfg.init == InitConfig()
+
+
+def test_override_types_and_nested_values() -> None:
+    cfg = HeadStudioConfig()
+    apply_overrides(
+        cfg,
+        [
+            'train.device="cpu"',
+            "train.betas=[0.5, 0.9]",
+            "densify.enabled=false",
+            "camera.target=auto",
+            "head.flame_path=none",
+            "train.motion_path=/m/talk.npz",
+            "init.sh_degree=2",
+            "train.steps=1e3",
+            "guidance.negative_prompt=true",
+            "guidance.base_model=2024",
+        ],
+    )
+    assert cfg.guidance.negative_prompt == "true" and cfg.guidance.base_model == "2024"
+    assert cfg.train.device == "cpu"
+    assert cfg.train.betas == (0.5, 0.9)
+    assert cfg.densify.enabled is False
+    assert cfg.camera.target == "auto"
+    assert cfg.head.flame_path is None
+    assert cfg.train.motion_path == "/m/talk.npz"
+    assert cfg.init.sh_degree == 2
+    assert cfg.train.steps == 1000 and isinstance(cfg.train.steps, int)
+
+
+@pytest.mark.parametrize(
+    ("item", "fragment"),
+    [
+        ("train.stepz=3", "valid keys of [train]"),
+        ("trian.steps=3", "section one of"),
+        ("steps=3", "section one of"),
+        ("train.steps", "not KEY=VALUE"),
+        ("train.steps=abc", "expected int"),
+        ("train.steps=2.5", "expected int"),
+        ("train.background=green", "'random' | 'white' | 'black'"),
+        ("camera.fovy_deg=[1, 2, 3]", "expected [float, float]"),
+        ("densify.enabled=3", "expected bool"),
+        ("train.steps=0", "at least 1"),
+        ("camera.distance=[2.0, 1.0]", "min <= max"),
+        ("init.opacity=1.5", "(0, 1)"),
+        ("train.guidance_resolution=500", "multiple of 8"),
+        ("densify.densify_every=0", ">= 1"),
+    ],
+)
+def test_bad_overrides_name_the_key(item: str, fragment: str) -> None:
+    with pytest.raises(HeadStudioError) as ei:
+        load_config(None, [item])
+    msg = str(ei.value)
+    assert fragment in msg
+    assert "\n" not in msg
+    key = item.partition("=")[0]
+    if "." in key:
+        assert key in msg
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text("[train]\nstepz = 3\n")
+    with pytest.raises(HeadStudioError, match=r"train\.stepz.*bad\.toml.*valid keys"):
+        load_config(p, [])
+    p.write_text("[trainer]\nsteps = 3\n")
+    with pytest.raises(HeadStudioError, match=r"unknown config section \[trainer\]"):
+        load_config(p, [])
+    p.write_text("[train\nsteps = 3\n")
+    with pytest.raises(HeadStudioError, match="not valid TOML"):
+        load_config(p, [])
+    with pytest.raises(HeadStudioError, match="does not exist"):
+        load_config(tmp_path / "missing.toml", [])
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(
+        None,
+        [
+            "train.steps=123",
+            "camera.target=[0.0, 0.1, -0.2]",
+            'guidance.negative_prompt="blurry, \\"bad\\""',
+            "head.flame_path=/a b/flame.pkl",
+            "train.lr_color=0.3",
+        ],
+    )
+    p = save_config(cfg, tmp_path / "out" / "config.toml")
+    assert p.is_file()
+    back = load_config(p, [])
+    assert back == cfg
+    assert back.guidance.negative_prompt == 'blurry, "bad"'
+    # the defaults round-trip too (None fields are left out and come back as None)
+    save_config(HeadStudioConfig(), tmp_path / "d.toml")
+    assert load_config(tmp_path / "d.toml") == HeadStudioConfig()
+
+
+def test_tiny_writer_without_tomli_w(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tomli_w(name: str, *a, **k):  # type: ignore[no-untyped-def]
+        if name == "tomli_w":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tomli_w)
+    cfg = load_config(None, ["train.steps=7", 'guidance.negative_prompt="a\\\\b \\"c\\""'])
+    save_config(cfg, tmp_path / "c.toml")
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    assert load_config(tmp_path / "c.toml") == cfg
+
+
+def test_config_dict_round_trip() -> None:
+    cfg = HeadStudioConfig(camera=CameraConfig(target=(0.0, 1.0, 2.0)), loss=LossConfig(lambda_l1=0.5))
+    d = config_to_dict(cfg)
+    assert d["camera"]["target"] == [0.0, 1.0, 2.0]
+    assert "flame_path" not in d["head"]
+    assert config_from_dict(d) == cfg
+
+
+def test_to_fsds_config() -> None:
+    pytest.importorskip("fsds_guidance")
+    g = GuidanceConfig(mode="sds", guidance_scale=5.0)
+    f = g.to_fsds_config(image_size=64)
+    assert f.mode == "sds" and f.guidance_scale == 5.0 and f.image_size == 64
+    assert GuidanceConfig().to_fsds_config().mode == "fsds"
+
+
+def test_densify_to_strategy_passes_shared_fields() -> None:
+    strategy = pytest.importorskip("rigged_gaussians.strategy")
+    cfg = DensifyConfig(grad_threshold=0.01)
+    s = cfg.to_strategy()
+    assert isinstance(s, strategy.DensifyConfig)
+    names = {f.name for f in dataclasses.fields(s)}
+    for f in dataclasses.fields(cfg):
+        if f.name in names:
+            assert getattr(s, f.name) == getattr(cfg, f.name)
+    # every schedule / threshold field of the strategy is mirrored with the same default
+    ours = {f.name for f in dataclasses.fields(DensifyConfig)}
+    shared = {n for n in names if not n.endswith("_key") and n != "opacity_is_logit"}
+    assert shared <= ours, shared - ours
+    default = strategy.DensifyConfig()
+    assert all(getattr(DensifyConfig(), n) == getattr(default, n) for n in shared)

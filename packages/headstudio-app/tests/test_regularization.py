@@ -1,0 +1,131 @@
+"""Mesh regularisation: the hinge form of PAPER.md, checked against a direct formula."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from headstudio.errors import HeadStudioError
+from headstudio.regularization import mesh_regularization, triangle_tolerance
+
+
+def two_triangles() -> tuple[torch.Tensor, torch.Tensor]:
+    """A right triangle with legs 0.02 and a larger one with legs 0.1, in different planes."""
+    v = torch.tensor(
+        [
+            [0.0, 0.0, 0.0],
+            [0.02, 0.0, 0.0],
+            [0.0, 0.02, 0.0],
+            [0.0, 0.0, 0.1],
+            [0.1, 0.0, 0.1],
+            [0.0, 0.0, 0.2],
+        ],
+        dtype=torch.float64,
+    )
+    return v[None], torch.tensor([[0, 1, 2], [3, 4, 5]])
+
+
+def direct(means, log_scales, face_ids, verts, faces, lp, ls):  # noqa: ANN001, ANN202
+    """PAPER.md, one Gaussian at a time with plain Python math."""
+    v = verts[0].tolist()
+    pos_terms, scale_terms = [], []
+    for mu, ls_, f in zip(means.tolist(), log_scales.tolist(), face_ids.tolist()):
+        a, b, c = (v[i] for i in faces[f].tolist())
+        cen = [(a[k] + b[k] + c[k]) / 3 for k in range(3)]
+        tau = max(math.dist(cen, p) for p in (a, b, c))
+        e1 = [b[k] - a[k] for k in range(3)]
+        e2 = [c[k] - a[k] for k in range(3)]
+        cr = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]]
+        sqrt_s = math.sqrt(math.hypot(*cr) / 2)
+        pos_terms.append(max(sqrt_s * math.hypot(*mu) - 0.5 * tau, 0.0) / sqrt_s)
+        over = [max(sqrt_s * math.exp(x) - 0.5 * tau, 0.0) for x in ls_]
+        scale_terms.append(math.hypot(*over) / sqrt_s)
+    lpos, lsc = sum(pos_terms) / len(pos_terms), sum(scale_terms) / len(scale_terms)
+    return lp * lpos + ls * lsc, lpos, lsc
+
+
+def test_tolerance() -> None:
+    verts, faces = two_triangles()
+    tau = triangle_tolerance(verts, faces)
+    # right triangle with legs L: centroid (L/3, L/3); farthest vertex at distance sqrt(5)/3·L
+    torch.testing.assert_close(
+        tau[0], torch.tensor([math.sqrt(5) / 3 * 0.02, math.sqrt(5) / 3 * 0.1], dtype=torch.float64)
+    )
+
+
+def test_zero_inside_the_tolerance() -> None:
+    verts, faces = two_triangles()
+    # √S for legs 0.02 is 0.02/√2; τ_pos = 0.5·τ ≈ 0.00745 → ‖μ‖ ≤ 0.5 in local units stays inside
+    means = torch.tensor([[0.3, 0.0, 0.1], [0.0, 0.2, -0.3]], dtype=torch.float64, requires_grad=True)
+    log_scales = torch.full((2, 3), math.log(0.3), dtype=torch.float64, requires_grad=True)
+    loss, parts = mesh_regularization(means, log_scales, torch.tensor([0, 1]), verts, faces, 0.1, 0.1)
+    assert loss.item() == 0.0 and parts["loss_pos"].item() == 0.0 and parts["loss_scale"].item() == 0.0
+    loss.backward()
+    assert torch.equal(means.grad, torch.zeros_like(means)) and torch.equal(
+        log_scales.grad, torch.zeros_like(log_scales)
+    )
+
+
+def test_outside_matches_the_direct_formula_and_has_gradients() -> None:
+    verts, faces = two_triangles()
+    g = torch.Generator().manual_seed(0)
+    n = 12
+    means = (1.5 * torch.randn(n, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    log_scales = (torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.8).requires_grad_()
+    face_ids = torch.randint(0, 2, (n,), generator=g)
+    verts = verts.clone().requires_grad_()
+    loss, parts = mesh_regularization(means, log_scales, face_ids, verts, faces, 0.1, 0.3)
+    ref, ref_pos, ref_scale = direct(
+        means.detach(), log_scales.detach(), face_ids, verts.detach(), faces, 0.1, 0.3
+    )
+    assert loss.item() > 0
+    assert loss.item() == pytest.approx(ref, rel=1e-10)
+    assert parts["loss_pos"].item() == pytest.approx(ref_pos, rel=1e-10)
+    assert parts["loss_scale"].item() == pytest.approx(ref_scale, rel=1e-10)
+    loss.backward()
+    for t in (means, log_scales, verts):
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+def test_gradcheck_and_weights() -> None:
+    verts, faces = two_triangles()
+    means = torch.tensor([[2.0, 0.1, 0.3], [0.1, 1.5, 1.5]], dtype=torch.float64, requires_grad=True)
+    log_scales = torch.tensor([[0.5, -3.0, 0.2], [0.1, 0.3, -2.0]], dtype=torch.float64, requires_grad=True)
+    fid = torch.tensor([0, 1])
+
+    def f(m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return mesh_regularization(m, s, fid, verts, faces, 0.1, 0.1)[0]
+
+    assert torch.autograd.gradcheck(f, (means, log_scales))
+    only_pos, parts = mesh_regularization(means, log_scales, fid, verts, faces, 1.0, 0.0)
+    assert only_pos.item() == pytest.approx(parts["loss_pos"].item())
+    only_scale, parts = mesh_regularization(means, log_scales, fid, verts, faces, 0.0, 2.0)
+    assert only_scale.item() == pytest.approx(2.0 * parts["loss_scale"].item())
+
+
+def test_batch_of_poses_is_averaged_and_scale_invariant() -> None:
+    verts, faces = two_triangles()
+    means = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    ls = torch.zeros(1, 3, dtype=torch.float64)
+    one, _ = mesh_regularization(means, ls, torch.tensor([0]), verts, faces)
+    # a mesh twice as large: same local parameters give the same relative excess
+    two, _ = mesh_regularization(means, ls, torch.tensor([0]), 2 * verts, faces)
+    assert one.item() == pytest.approx(two.item())
+    both, _ = mesh_regularization(means, ls, torch.tensor([0]), torch.cat([verts, 2 * verts]), faces)
+    assert both.item() == pytest.approx(one.item())
+    with pytest.raises(HeadStudioError, match="face_ids"):
+        mesh_regularization(means, ls, torch.tensor([0, 1]), verts, faces)
+
+
+def test_precomputed_frames_agree() -> None:
+    from rigged_gaussians.reference import triangle_frames
+
+    verts, faces = two_triangles()
+    means = torch.tensor([[2.0, 0.1, 0.3], [0.1, 1.5, 1.5]], dtype=torch.float64)
+    ls = torch.tensor([[0.5, -3.0, 0.2], [0.1, 0.3, -2.0]], dtype=torch.float64)
+    a, _ = mesh_regularization(means, ls, torch.tensor([0, 1]), verts, faces)
+    b, _ = mesh_regularization(
+        means, ls, torch.tensor([0, 1]), verts, faces, frames=triangle_frames(verts, faces)
+    )
+    assert a.item() == pytest.approx(b.item(), rel=1e-12)
