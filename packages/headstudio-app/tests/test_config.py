@@ -216,3 +216,13 @@ def test_densify_to_strategy_passes_shared_fields() -> None:
     assert shared <= ours, shared - ours
     default = strategy.DensifyConfig()
     assert all(getattr(DensifyConfig(), n) == getattr(default, n) for n in shared)
+
+
+def test_shipped_default_toml_is_the_paper_defaults() -> None:
+    """`headstudio/configs/default.toml` (the documented example) must stay equal to the defaults."""
+    from importlib.resources import files
+
+    from headstudio.config import HeadStudioConfig, config_to_dict, load_config
+
+    path = files("headstudio") / "configs" / "default.toml"
+    assert config_to_dict(load_config(str(path), [])) == config_to_dict(HeadStudioConfig())
