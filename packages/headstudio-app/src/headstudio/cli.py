@@ -168,7 +168,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise
     except (ValueError, KeyError, TypeError) as err:
         raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
-    trainer = Trainer(config, prompt=args.prompt, output_dir=out_dir, resume=args.resume)
+    trainer = Trainer(
+        config, prompt=args.prompt, output_dir=out_dir, resume=args.resume, progress=not args.quiet
+    )
     avatar_path = trainer.train()
     print(f"avatar written to {avatar_path}")
     return 0
@@ -284,7 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     size, steps = (args.size, args.steps)
     if args.quick:
         size, steps = size or QUICK_DEMO_SIZE, steps or QUICK_DEMO_STEPS
-    kwargs: dict[str, Any] = {"device": resolve_device(args.device)}
+    kwargs: dict[str, Any] = {"device": resolve_device(args.device), "progress": not args.quiet}
     if size is not None:
         kwargs["size"] = check_size_arg(size)
     if steps is not None:
@@ -406,10 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"error: {err}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if args.debug:
             raise
-        sys.stderr.write("error: interrupted (Ctrl-C); unfinished outputs were removed, run it again.\n")
+        if str(err).strip():  # trainer.TrainingInterrupted: says where the checkpoint is and how to resume
+            sys.stderr.write(f"error: {_one_line(err)}\n")
+        else:
+            sys.stderr.write("error: interrupted (Ctrl-C); unfinished outputs were removed, run it again.\n")
         return EXIT_INTERRUPTED
     except Exception as err:
         if args.debug:

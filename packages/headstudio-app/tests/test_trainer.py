@@ -1,0 +1,424 @@
+"""The trainer on the CPU: outputs, exact resume, Ctrl-C, non-finite losses, skipped steps,
+shape stop and densification (tiny F-SDS models, 32² renders, one Gaussian per triangle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from headstudio.errors import HeadStudioError
+from headstudio.guidance import FSDSGuidance, GuidanceOutput, ImageGuidance, TargetSet
+from headstudio.trainer import NonFiniteLossError, Trainer, TrainingInterrupted, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def head():
+    from flame_core.model import FlameModel
+
+    return FlameModel.procedural(num_shape=10, num_expression=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    from fsds_guidance.testing import tiny_components
+
+    return tiny_components()
+
+
+def make_config(steps: int = 4, **train):
+    from headstudio.config import HeadStudioConfig
+
+    cfg = HeadStudioConfig()
+    cfg.head.num_shape, cfg.head.num_expression = 10, 10
+    t = cfg.train
+    t.steps, t.batch_size, t.resolution, t.guidance_resolution, t.device = steps, 2, 32, 64, "cpu"
+    t.log_every, t.preview_every, t.checkpoint_every = 1, 0, 0
+    for k, v in train.items():
+        setattr(t, k, v)
+    cfg.init.points_per_face = 1
+    cfg.densify.enabled = False
+    return cfg
+
+
+def fsds(cfg, head, models) -> FSDSGuidance:
+    return FSDSGuidance(cfg.guidance, head, "cpu", models=models, prompt="a portrait", image_size=64, seed=0)
+
+
+def params(tr: Trainer) -> dict[str, torch.Tensor]:
+    out = {k: p.detach().clone() for k, p in tr.avatar.gaussian_params().items()}
+    out["shape"] = tr.avatar.shape.detach().clone()
+    out["face_ids"] = tr.avatar.face_ids.clone()
+    return out
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].shape == b[k].shape, k
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+class Scripted:
+    """Wraps a guidance; ``overrides[step]`` replaces its output at that step."""
+
+    def __init__(self, inner, overrides):
+        self.inner, self.overrides = inner, overrides
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, renders, batch, step):
+        out = self.inner(renders, batch, step)
+        if step in self.overrides:
+            return self.overrides[step](out, renders)
+        return out
+
+
+# ------------------------------------------------------------------------------------ outputs
+
+
+def test_train_writes_all_outputs(tmp_path, head, tiny_models):
+    from headstudio.avatar import Avatar
+    from headstudio.config import load_config
+
+    cfg = make_config(steps=4, preview_every=2, checkpoint_every=2)
+    tr = Trainer(
+        cfg, "a portrait", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False
+    )
+    before = params(tr)
+    path = tr.train()
+    assert path == tmp_path / "avatar.ply" and path.is_file()
+    loaded = Avatar.load(path, head=head)
+    assert loaded.num_gaussians == tr.avatar.num_gaussians
+    assert torch.allclose(loaded.means, tr.avatar.means.detach(), atol=1e-6)
+    assert load_config(tmp_path / "config.toml").train.steps == 4
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(
+        "loss" in r and "loss_sds" in r and r["num_gaussians"] == loaded.num_gaussians for r in records
+    )
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["step_00002.png", "step_00004.png"]
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 4 and ckpt["num_gaussians"] == loaded.num_gaussians
+    after = params(tr)
+    assert not torch.equal(before["sh"], after["sh"])  # training changed the colours
+    # no temporary files left behind
+    assert not [p for p in tmp_path.rglob("*partial*")]
+
+
+def test_preview_grid_is_views_by_expressions(tmp_path, head, tiny_models):
+    from PIL import Image
+
+    cfg = make_config(steps=1)
+    tr = Trainer(
+        cfg, "a portrait", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False
+    )
+    rng = torch.get_rng_state()
+    p = tr.save_preview()
+    assert torch.equal(rng, torch.get_rng_state())  # previews consume no random numbers
+    img = Image.open(p)
+    assert img.size == (4 * 64, 3 * 64)
+    a = torch.tensor(__import__("numpy").array(img), dtype=torch.float32)
+    assert a.std() > 5  # not blank
+    assert (a[:64] - a[128:]).abs().mean() > 0  # the open-jaw row differs from the neutral row
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path, head, tiny_models):
+    cfg = make_config(steps=1)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"junk")
+    with pytest.raises(HeadStudioError, match="--resume"):
+        Trainer(cfg, "p", tmp_path / "run", guidance=fsds(cfg, head, tiny_models), head=head)
+    with pytest.raises(HeadStudioError, match="not readable"):
+        Trainer(cfg, "p", tmp_path / "run", resume=True, guidance=fsds(cfg, head, tiny_models), head=head)
+    with pytest.raises(HeadStudioError, match="does not exist"):
+        Trainer(cfg, "p", tmp_path / "other", resume=True, guidance=fsds(cfg, head, tiny_models), head=head)
+
+
+# ------------------------------------------------------------------------------ exact resume
+
+
+def _densify_config(cfg):
+    d = cfg.densify
+    d.enabled = True
+    d.grad_threshold = 0.0  # every visible Gaussian qualifies: the count must change
+    d.densify_from, d.densify_every, d.densify_until = 2, 2, 2
+    d.prune_from, d.prune_every, d.prune_until = 4, 2, 6
+    return cfg
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, head, tiny_models):
+    steps = 6
+    cfg_a = _densify_config(make_config(steps=steps))
+    full = Trainer(
+        cfg_a,
+        "a portrait",
+        tmp_path / "a",
+        guidance=fsds(cfg_a, head, tiny_models),
+        head=head,
+        progress=False,
+    )
+    n0 = full.avatar.num_gaussians
+    full.train()
+    assert full.avatar.num_gaussians != n0  # densification happened
+
+    def stop_at_3(trainer, step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    cfg_b = _densify_config(make_config(steps=steps))
+    part = Trainer(
+        cfg_b,
+        "a portrait",
+        tmp_path / "b",
+        guidance=fsds(cfg_b, head, tiny_models),
+        head=head,
+        progress=False,
+        callback=stop_at_3,
+    )
+    with pytest.raises(TrainingInterrupted, match="--resume") as info:
+        part.train()
+    assert "step 3/6" in str(info.value)
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 3
+    assert not (tmp_path / "b" / "avatar.ply").exists()
+    # a different process state before resuming must not matter
+    torch.manual_seed(1234)
+    torch.rand(10)
+
+    resumed = Trainer(
+        make_config(steps=steps),
+        None,
+        tmp_path / "b",
+        resume=True,
+        guidance=fsds(cfg_b, head, tiny_models),
+        head=head,
+        progress=False,
+    )
+    assert resumed.step == 3 and resumed.prompt == "a portrait"
+    resumed.train()
+    assert_same(params(full), params(resumed))
+    sa, sb = full.optimizer.state_dict(), resumed.optimizer.state_dict()
+    for i in sa["state"]:
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(sa["state"][i][k], sb["state"][i][k])
+    log_b = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in log_b] == list(range(1, steps + 1))
+    assert log_b == (tmp_path / "a" / "log.jsonl").read_text().splitlines() or all(
+        json.loads(x)["loss"] == json.loads(y)["loss"]
+        for x, y in zip(log_b, (tmp_path / "a" / "log.jsonl").read_text().splitlines())
+    )
+
+
+def test_crash_after_periodic_checkpoint_resumes_exactly(tmp_path, head, tiny_models):
+    """A run killed (any exception) after the step-2 checkpoint continues from step 2."""
+    steps = 4
+    cfg = make_config(steps=steps, checkpoint_every=2)
+    full = Trainer(cfg, "p", tmp_path / "a", guidance=fsds(cfg, head, tiny_models), head=head, progress=False)
+    full.train()
+
+    def crash(trainer, step):
+        if step == 3:
+            raise RuntimeError("killed")
+
+    part = Trainer(
+        cfg,
+        "p",
+        tmp_path / "b",
+        guidance=fsds(cfg, head, tiny_models),
+        head=head,
+        progress=False,
+        callback=crash,
+    )
+    with pytest.raises(RuntimeError, match="killed"):
+        part.train()
+    resumed = Trainer(
+        cfg,
+        "p",
+        tmp_path / "b",
+        resume=True,
+        guidance=fsds(cfg, head, tiny_models),
+        head=head,
+        progress=False,
+    )
+    assert resumed.step == 2
+    resumed.train()
+    assert_same(params(full), params(resumed))
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+
+
+def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models):
+    def ctrl_c(trainer, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = make_config(steps=5)
+    tr = Trainer(
+        cfg,
+        "a portrait",
+        tmp_path,
+        guidance=fsds(cfg, head, tiny_models),
+        head=head,
+        progress=False,
+        callback=ctrl_c,
+    )
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as info:
+        tr.train()
+    msg = str(info.value)
+    assert "checkpoint saved" in msg and f"--output {tmp_path} --resume" in msg
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+
+
+def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, monkeypatch, capsys):
+    from headstudio import cli, guidance
+
+    monkeypatch.setattr(guidance.FSDSGuidance, "_load_models", lambda self, config: tiny_models)
+    real_init = Trainer.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw, callback=lambda tr, s: (_ for _ in ()).throw(KeyboardInterrupt))
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    rc = cli.main(
+        [
+            "generate",
+            "a portrait",
+            "--output",
+            str(tmp_path / "r"),
+            "--device",
+            "cpu",
+            "-q",
+            "--set",
+            "train.resolution=32",
+            "--set",
+            "train.guidance_resolution=64",
+            "--set",
+            "init.points_per_face=1",
+            "--set",
+            "train.batch_size=1",
+            "--steps",
+            "3",
+            "--set",
+            "densify.enabled=false",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert "interrupted at step 1/3" in err and "--resume" in err
+
+
+# ------------------------------------------------------------------------------ failures
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, head, tiny_models):
+    cfg = make_config(steps=6, checkpoint_every=2)
+    nan = {4: lambda out, r: GuidanceOutput(loss=out.loss * float("nan"), logs=out.logs)}
+    guid = Scripted(fsds(cfg, head, tiny_models), nan)
+    tr = Trainer(cfg, "p", tmp_path, guidance=guid, head=head, progress=False)
+    with pytest.raises(NonFiniteLossError, match="step 4") as info:
+        tr.train()
+    assert "step 2" in str(info.value) and "intact" in str(info.value)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["avatar"]["gaussians"].values())
+    assert not (tmp_path / "avatar.ply").exists()
+
+
+def test_skipped_guidance_step_leaves_parameters_unchanged(tmp_path, head, tiny_models):
+    cfg = make_config(steps=2)
+    skip = {1: lambda out, r: GuidanceOutput(loss=r.sum() * 0.0, skipped=True)}
+    seen = {}
+    tr = Trainer(
+        cfg,
+        "p",
+        tmp_path,
+        guidance=Scripted(fsds(cfg, head, tiny_models), skip),
+        head=head,
+        progress=False,
+        callback=lambda t, s: seen.__setitem__(s, params(t)),
+    )
+    before = params(tr)
+    tr.train()
+    assert_same(before, seen[1])
+    assert not torch.equal(seen[1]["sh"], seen[2]["sh"])
+    assert tr.num_skipped == 1
+
+
+# ------------------------------------------------------------------------------ shape stop
+
+
+def _targets(head, n: int = 6, size: int = 32) -> TargetSet:
+    from headstudio.cameras import CameraSampler, head_target
+    from headstudio.config import CameraConfig
+
+    with torch.no_grad():
+        v = head().vertices
+    cams = CameraSampler(CameraConfig(), size, size, head_target(v)).sample(
+        n, torch.Generator().manual_seed(0)
+    )
+    g = torch.Generator().manual_seed(1)
+    return TargetSet(
+        images=torch.rand(n, size, size, 3, generator=g),
+        viewmats=cams.viewmats[:, 0],
+        Ks=cams.Ks[:, 0],
+        flame={"expression": 0.5 * torch.randn(n, 10, generator=g)},
+    )
+
+
+def test_shape_stops_learning_at_shape_stop_step(tmp_path, head):
+    cfg = make_config(steps=4, shape_stop_step=2, lr_shape=0.05)
+    shapes = {}
+    tr = Trainer(
+        cfg,
+        "p",
+        tmp_path,
+        guidance=ImageGuidance(_targets(head)),
+        head=head,
+        progress=False,
+        callback=lambda t, s: shapes.__setitem__(s, t.avatar.shape.detach().clone()),
+    )
+    s0 = tr.avatar.shape.detach().clone()
+    tr.train()
+    assert not torch.equal(s0, shapes[1]) and not torch.equal(shapes[1], shapes[2])  # learning
+    assert torch.equal(shapes[2], shapes[3]) and torch.equal(shapes[3], shapes[4])  # stopped
+
+
+def test_image_guidance_training_fits_teacher_renders(tmp_path, head):
+    from flame_core.motion import procedural_talking_motion
+    from headstudio.config import CameraConfig
+    from headstudio.demo import render_targets
+    from headstudio.teacher import build_teacher_avatar
+
+    teacher = build_teacher_avatar(head, points_per_face=1)
+    motion = procedural_talking_motion(num_frames=30, num_expression=10)
+    targets = render_targets(teacher, 8, 32, CameraConfig(), motion, torch.Generator().manual_seed(0))
+    cfg = make_config(steps=20, lr_color=0.05, lr_opacity=0.05, background="white")
+    cfg.train.batch_size = 4
+    tr = Trainer(cfg, "p", tmp_path, guidance=ImageGuidance(targets), head=head, progress=False)
+    tr.train()
+    losses = [json.loads(x)["loss_l1"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_resume_on_another_head_model_is_an_error(tmp_path, head, tiny_models):
+    from flame_core.model import FlameModel
+
+    cfg = make_config(steps=1)
+    Trainer(cfg, "p", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False).train()
+    other = FlameModel.procedural(num_shape=10, num_expression=10)
+    other.identity_hash = lambda: "0" * 64  # stands in for an official FLAME file
+    with pytest.raises(HeadStudioError, match="another head model"):
+        Trainer(
+            make_config(steps=2),
+            "p",
+            tmp_path,
+            resume=True,
+            head=other,
+            guidance=fsds(cfg, head, tiny_models),
+        )
