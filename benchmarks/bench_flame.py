@@ -9,6 +9,10 @@ sensitive to a busy machine). Forward only (``torch.no_grad``) by default; ``--b
 adds a forward + backward column pair (gradients to shape, expression and poses).
 
 Usage: ``python benchmarks/bench_flame.py [--threads N] [--repeats N] [--batches 1 8 256]``.
+
+Threads: on a shared or loaded machine use ``--threads 1``; with more intra-op threads than idle
+cores, OpenMP barriers wait on descheduled threads and both columns become erratic (on the
+loaded 2-core development machine ``--threads 2`` gave 1.1-7x swings between runs).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from flame_core import FlameFileError, FlameModel, FlameOutput, LandmarkEmbedding
+from flame_core import FlameFileError, FlameModel, FlameOutput, LandmarkEmbedding, lbs
 from flame_core.io import save_flame_pickle
-from flame_core.lbs import onednn_available
+from flame_core.lbs import OneDnnBlend, onednn_available
 from flame_core.procedural import build_procedural_head
+from flame_core.rotations import axis_angle_to_matrix
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +280,85 @@ def test_onednn_blend_matches_addmm_forward_and_backward(model_dict):
     clone = copy.deepcopy(fast)  # oneDNN tensors are not carried into copies
     assert clone._blend is None
     torch.testing.assert_close(clone(**p).vertices, fast(**p).vertices)
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
+def test_onednn_blend_any_batch_size_and_lazy_backward_copy():
+    g = torch.Generator().manual_seed(1)
+    dirs, bias = torch.randn(37, 300, generator=g), torch.randn(300, generator=g)
+    blend = OneDnnBlend(dirs, bias)  # packed once, then used for every batch size
+    for B in (1, 7, 40):
+        x = torch.randn(B, 37, generator=g, requires_grad=True)
+        y = blend(x)
+        torch.testing.assert_close(y, torch.addmm(bias, x.detach(), dirs), atol=1e-5, rtol=1e-5)
+        w = torch.randn(B, 300, generator=g)
+        if B == 1:
+            assert blend._weight_back is None  # the backward copy is made on the first backward
+        (y * w).sum().backward()
+        assert blend._weight_back is not None
+        torch.testing.assert_close(x.grad, w @ dirs.t(), atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="float32 CPU"):
+        OneDnnBlend(dirs.double(), bias.double())
+    with pytest.raises(ValueError, match=r"dirs \[K, N\] and bias \[N\]"):
+        OneDnnBlend(dirs, bias[:5])
+
+
+def _skin_reference(v_t, weights_t, R, posed, rest, translation):
+    """Textbook LBS (one 4x4 per vertex, as smplx), ``[B, V, 3]``."""
+    B, J = posed.shape[:2]
+    T = torch.zeros(B, J, 4, 4, dtype=v_t.dtype)
+    T[:, :, :3, :3] = R
+    T[:, :, :3, 3] = posed - (R @ rest[..., None])[..., 0]
+    T[:, :, 3, 3] = 1
+    per_vertex = torch.einsum("jv,bjrc->bvrc", weights_t, T)
+    vh = torch.cat([v_t.transpose(1, 2), torch.ones(B, v_t.shape[-1], 1, dtype=v_t.dtype)], -1)
+    out = (per_vertex @ vh[..., None])[..., :3, 0]
+    return out if translation is None else out + translation[:, None]
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 21, 12 * 16 * 2])  # one chunk; chunks of 2 poses
+def test_skin_matches_reference_gradients_and_double_backward(monkeypatch, chunk_elements):
+    monkeypatch.setattr(lbs, "_CHUNK_ELEMENTS", chunk_elements)
+    B, J, V = 3, 5, 16
+    g = torch.Generator().manual_seed(2)
+    d = torch.float64
+    w = torch.rand(J, V, generator=g, dtype=d)
+    args = (
+        torch.randn(B, 3, V, generator=g, dtype=d),
+        (w / w.sum(0)),
+        axis_angle_to_matrix(torch.randn(B, J, 3, generator=g, dtype=d)),
+        torch.randn(B, J, 3, generator=g, dtype=d),
+        torch.randn(B, J, 3, generator=g, dtype=d),
+        torch.randn(B, 3, generator=g, dtype=d),
+    )
+    assert len(lbs._pose_chunks(B, V)) == (1 if chunk_elements == 1 << 21 else 2)
+    out = lbs.skin(*args)
+    assert out.shape == (B, V, 3) and out.is_contiguous()
+    torch.testing.assert_close(out, _skin_reference(*args), atol=1e-12, rtol=0)
+    torch.testing.assert_close(lbs.skin(*args[:5]), _skin_reference(*args[:5], None), atol=1e-12, rtol=0)
+    inputs = tuple(a.clone().requires_grad_() for a in args)  # the weights too
+    assert torch.autograd.gradcheck(lbs.skin, inputs)
+    assert torch.autograd.gradgradcheck(lbs.skin, inputs)
+    inputs = inputs[:5] + (None,)
+    assert torch.autograd.gradcheck(lbs.skin, inputs)
+
+
+@pytest.mark.parametrize("parents", [[-1, 0, 1, 1, 1], [-1, 0, 0, 1, 2, 2], [-1, 0, 1, 0, 3, 1]])
+def test_skinning_affines_match_the_chain(parents):
+    """The affine form of the chain equals the textbook walk, also for trees whose levels are not
+    contiguous joint runs (the last one lists joints 2, 4, 5 at depth 2)."""
+    B, J = 3, len(parents)
+    g = torch.Generator().manual_seed(4)
+    R = axis_angle_to_matrix(torch.randn(B, J, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    rest = torch.randn(B, J, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    world_R, posed = lbs.rigid_transforms(R, rest, parents)
+    t = posed - (world_R @ rest[..., None])[..., 0]
+    A, posed2 = lbs.skinning_affines(R, rest, parents)
+    torch.testing.assert_close(
+        A, torch.cat([world_R, t[..., None]], -1).reshape(B, J, 12), atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(posed2, posed, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(lambda r, j: lbs.skinning_affines(r, j, parents), (R, rest))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

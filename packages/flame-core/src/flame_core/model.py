@@ -110,7 +110,8 @@ class FlameModel(torch.nn.Module):
         source: ``"procedural"`` or the model file's path.
         use_onednn: on CPU in float32, run the blendshape product through oneDNN (same result to
             float32 rounding, forward and backward; default ``True``; set ``False`` to use
-            ``torch.addmm``). Costs one extra float32 copy of the blendshapes, made on first use.
+            ``torch.addmm``). Costs one extra float32 copy of the blendshapes (in oneDNN's
+            layout), made on first use, and a second one on the first backward.
     """
 
     faces: torch.Tensor

@@ -37,35 +37,40 @@ def _sinc_terms(theta_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(small, a_small, a_big), torch.where(small, b_small, b_big)
 
 
+_SKEW_CACHE: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _skew_and_eye(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(S [3, 9], I [9])``: ``r @ S`` is ``r``'s cross-product matrix (row-major); ``I`` the identity."""
+    key = (dtype, device)
+    if key not in _SKEW_CACHE:
+        skew = torch.zeros(3, 9, dtype=torch.float64)
+        # K = [[0, -z, y], [z, 0, -x], [-y, x, 0]] for r = (x, y, z)
+        for axis, entry, sign in ((2, 1, -1), (1, 2, 1), (2, 3, 1), (0, 5, -1), (1, 6, -1), (0, 7, 1)):
+            skew[axis, entry] = sign
+        eye = torch.eye(3, dtype=torch.float64).reshape(9)
+        _SKEW_CACHE[key] = (skew.to(device=device, dtype=dtype), eye.to(device=device, dtype=dtype))
+    return _SKEW_CACHE[key]
+
+
 def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
     """Rodrigues' formula: ``rotvec [..., 3]`` -> rotation matrices ``[..., 3, 3]``.
 
     ``R = I + a·K + b·K²`` with ``K`` the cross-product matrix of ``rotvec`` (not normalised),
     ``a = sin(t)/t``, ``b = (1 - cos t)/t²``, so the zero rotation and its gradient are exact.
+    ``K² = r rᵀ - |r|² I`` and ``K = r @ S`` (a constant ``[3, 9]`` map), so the whole batch is a
+    handful of tensor ops (this runs on every FLAME forward, where op count is the cost).
     """
     if rotvec.shape[-1] != 3:
         raise ValueError(f"rotvec must be [..., 3]; got {tuple(rotvec.shape)}")
-    x, y, z = rotvec.unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    theta_sq = xx + yy + zz
+    if not rotvec.dtype.is_floating_point:
+        rotvec = rotvec.to(torch.get_default_dtype())
+    skew, eye = _skew_and_eye(rotvec.dtype, rotvec.device)
+    outer = (rotvec[..., :, None] * rotvec[..., None, :]).flatten(-2)  # r rᵀ, [..., 9]
+    theta_sq = (rotvec * rotvec).sum(-1, keepdim=True)  # [..., 1]
     a, b = _sinc_terms(theta_sq)
-    xy, xz, yz = b * x * y, b * x * z, b * y * z
-    ax, ay, az = a * x, a * y, a * z
-    # K² = r rᵀ - |r|² I, written out so no 3x3 matmul is needed.
-    m = torch.stack(
-        [
-            1.0 - b * (yy + zz),
-            xy - az,
-            xz + ay,
-            xy + az,
-            1.0 - b * (xx + zz),
-            yz - ax,
-            xz - ay,
-            yz + ax,
-            1.0 - b * (xx + yy),
-        ],
-        -1,
-    )
+    k2 = outer - theta_sq * eye
+    m = torch.addcmul(torch.addcmul(eye, a, rotvec @ skew), b, k2)
     return m.reshape(*rotvec.shape[:-1], 3, 3)
 
 
