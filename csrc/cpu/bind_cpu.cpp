@@ -273,7 +273,7 @@ void rg_bind_cpu(py::module_& m) {
          long long n_isects, u means2d, u conics, u colors, u opacities, u backgrounds,
          u offsets, u flatten_ids, u render_colors, u render_alphas, u last_ids,
          u v_render_colors, u v_render_alphas, u v_means2d, u v_means2d_abs, u v_conics,
-         u v_colors, u v_opacities, u /*stream*/) {
+         u v_colors, u v_opacities, u /*stream*/, u isect_grads) {
         const rg::RasterArgs a = raster_args(C, N, CH, width, height, tile_size, tile_w, tile_h,
                                               n_isects, means2d, conics, colors, opacities,
                                               backgrounds, offsets, flatten_ids, render_colors,
@@ -286,12 +286,13 @@ void rg_bind_cpu(py::module_& m) {
         g.v_conics = P<float>(v_conics);
         g.v_colors = P<float>(v_colors);
         g.v_opacities = P<float>(v_opacities);
-        rg::cpu::rasterize_bwd_cpu(a, g);
+        rg::cpu::rasterize_bwd_cpu(a, g, P<float>(isect_grads));
       },
       RASTER_ARGS, py::arg("v_render_colors"), py::arg("v_render_alphas"),
       py::arg("v_means2d"), py::arg("v_means2d_abs"), py::arg("v_conics"), py::arg("v_colors"),
-      py::arg("v_opacities"), py::arg("stream") = 0,
-      "VJP of the rasterizer (back to front) into zeroed gradient buffers.");
+      py::arg("v_opacities"), py::arg("stream") = 0, py::arg("isect_grads") = 0,
+      "VJP of the rasterizer (back to front) into zeroed gradient buffers; isect_grads: "
+      "float32 [n_isects, 8 + CH] scratch (0: allocated internally).");
   m.def(
       "isect_sort_cpu",
       [](u keys, u flatten_ids, u cum_tiles, long long n_isects, int C, int N, int tile_w,

@@ -1,8 +1,10 @@
 // Host entry points of the CPU backend: the same operations and arguments as
 // csrc/cuda/ops_cuda.h, with host pointers and no stream. Every pointer is allocated by the
 // Python wrapper through torch (float32 unless stated; contiguous, row-major). No function
-// allocates an output; gradient outputs must be zeroed by the caller (accumulated with atomic
-// adds from several threads). Shapes: B poses, C cameras, N Gaussians, V vertices, F faces.
+// allocates an output; gradient outputs must be zeroed by the caller. Every backward is
+// deterministic: the result does not depend on the thread count or on scheduling (outputs that
+// several elements share are summed in a fixed order, never with atomic adds).
+// Shapes: B poses, C cameras, N Gaussians, V vertices, F faces.
 #pragma once
 
 #include "rg/ops.h"
@@ -60,7 +62,10 @@ void isect_offset_encode_cpu(const long long* sorted_keys, long long n_isects, i
 // ---- rasterization (tile-parallel; forward front to back with early stop, backward back to
 // front from each pixel's last contributor)
 void rasterize_fwd_cpu(const RasterArgs& a);
-void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g);
+// isect_grads [n_isects, 8 + CH] scratch (contents ignored, overwritten): one row of partial
+// gradients per intersection, summed per Gaussian in a fixed order afterwards, so the gradients
+// are bit-identical for any thread count. Null: allocated internally (std::vector).
+void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g, float* isect_grads);
 // True when the rasterizer runs its AVX2 kernels (x86-64 CPU with AVX2 + FMA and
 // RG_RASTER_SIMD != 0 when first used); false: the portable scalar kernels.
 bool rasterize_uses_simd();

@@ -3,6 +3,11 @@
 // cost). The thread count is set_num_threads(n) when called (the Python glue passes
 // torch.get_num_threads()), else the RG_NUM_THREADS environment variable, else
 // std::thread::hardware_concurrency().
+//
+// Determinism: a parallel_for body must not accumulate into memory that another chunk also
+// writes (the order of the additions would follow the scheduling). Backward kernels whose
+// elements share an output write per-element rows instead and reduce them with
+// ordered_scatter_add, whose result does not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -52,6 +57,24 @@ void parallel_for(long long n, long long grain, Fn&& fn) {
   worker();
   for (auto& t : threads) t.join();
   if (error) std::rethrow_exception(error);
+}
+
+// For r = 0, 1, ..., rows - 1 in this order, calls add(r, target(r)) with target(r) in
+// [0, n_targets) (or < 0: skipped): each target's additions happen in increasing r, on one
+// thread, whatever the thread count, so float sums are bit-identical run to run. The targets
+// are split into one contiguous range per thread; every thread scans all rows and handles the
+// rows of its range (target() is called up to num_threads() times per row: keep it cheap).
+template <typename Target, typename Add>
+void ordered_scatter_add(long long rows, long long n_targets, Target&& target, Add&& add) {
+  if (rows <= 0 || n_targets <= 0) return;
+  const long long parts = std::max(1ll, std::min<long long>(num_threads(), rows / 4096 + 1));
+  parallel_for(parts, 1, [&](long long pb, long long pe) {
+    const long long lo = n_targets * pb / parts, hi = n_targets * pe / parts;
+    for (long long r = 0; r < rows; ++r) {
+      const long long t = target(r);
+      if (t >= lo && t < hi) add(r, t);
+    }
+  });
 }
 
 }  // namespace rg::cpu

@@ -4,10 +4,12 @@
 // the pixels of the row inside its ellipse sigma <= log(255 o) (outside it alpha < 1/255), so
 // the work is the number of (pixel, Gaussian) pairs that can contribute; a pixel stops before T
 // would reach 1e-4 and a row stops when all its pixels have. The backward walks each row back
-// to front from its furthest last contributor, sums each Gaussian's gradient over the row, keeps
-// per-tile buffers (no races inside a task) and adds them to the outputs with one atomic add per
-// (tile, Gaussian). Two implementations of the per-tile kernels: portable scalar C++, and AVX2
-// kernels (8 pixels per instruction) picked at run time on CPUs that have AVX2 and FMA.
+// to front from its furthest last contributor, sums each Gaussian's gradient over the row and
+// writes one row per (tile, Gaussian) intersection into a scratch buffer (each task owns its
+// tiles' rows: no races, no atomics); a second pass sums every Gaussian's rows in intersection
+// order, so the gradients are bit-identical whatever the thread count or scheduling. Two
+// implementations of the per-tile kernels: portable scalar C++, and AVX2 kernels (8 pixels per
+// instruction) picked at run time on CPUs that have AVX2 and FMA.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -85,19 +87,20 @@ void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
 
 template <int CH>
 void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
-              std::vector<float>& grads) {
+              float* isect_grads) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   if (n <= 0) return;
   const int w = r.x1 - r.x0;
   G.gather(a, r.start, r.end, CH);
   constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
-  grads.assign((size_t)n * S, 0.f);
+  // this tile's rows of the per-intersection buffer (owned by this task: no races)
+  float* grads = isect_grads + (size_t)r.start * S;
+  std::fill(grads, grads + (size_t)n * S, 0.f);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   float T[kMaxTile], T_final[kMaxTile], buffer[kMaxTile][CH], v_rc[kMaxTile][CH];
   float v_ra[kMaxTile], bg_dot[kMaxTile];
   int last[kMaxTile];
-  int max_k = -1;  // furthest contributor of the tile
   for (int i = r.y0; i < r.y1; ++i) {
     const float py = (float)i + 0.5f;
     const long long row = ((long long)r.cam * a.height + i) * a.width;
@@ -116,7 +119,6 @@ void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss
         if (bg) bg_dot[q] += bg[ch] * v_rc[q][ch];
       }
     }
-    max_k = std::max(max_k, row_last);
     for (int k = row_last; k >= 0; --k) {
       int j0, j1;
       if (!G.row_span(k, py, r.x0, r.x1, j0, j1)) continue;
@@ -161,7 +163,7 @@ void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss
         }
       }
       if (!any) continue;
-      float* Ak = grads.data() + (size_t)k * S;
+      float* Ak = grads + (size_t)k * S;
       Ak[0] += s_mx;
       Ak[1] += s_my;
       Ak[2] += s_ax;
@@ -172,21 +174,6 @@ void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss
       Ak[7] += s_op;
       for (int ch = 0; ch < CH; ++ch) Ak[8 + ch] += s_col[ch];
     }
-  }
-  for (int k = 0; k <= max_k; ++k) {
-    const float* Ak = grads.data() + (size_t)k * S;
-    const long long g = a.flatten_ids[r.start + k];
-    atomic_add(gr.v_means2d + 2 * g, Ak[0]);
-    atomic_add(gr.v_means2d + 2 * g + 1, Ak[1]);
-    if (gr.v_means2d_abs) {
-      atomic_add(gr.v_means2d_abs + 2 * g, Ak[2]);
-      atomic_add(gr.v_means2d_abs + 2 * g + 1, Ak[3]);
-    }
-    atomic_add(gr.v_conics + 3 * g, Ak[4]);
-    atomic_add(gr.v_conics + 3 * g + 1, Ak[5]);
-    atomic_add(gr.v_conics + 3 * g + 2, Ak[6]);
-    atomic_add(gr.v_opacities + g, Ak[7]);
-    for (int ch = 0; ch < CH; ++ch) atomic_add(gr.v_colors + g * CH + ch, Ak[8 + ch]);
   }
 }
 
@@ -310,7 +297,7 @@ RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
 
 template <int CH>
 RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
-              std::vector<float>& grads) {
+              float* isect_grads) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   if (n <= 0) return;
@@ -318,12 +305,13 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
   const int groups = (w + kLanes - 1) / kLanes;
   G.gather(a, r.start, r.end, CH);
   constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
-  grads.assign((size_t)n * S, 0.f);
+  // this tile's rows of the per-intersection buffer (owned by this task: no races)
+  float* grads = isect_grads + (size_t)r.start * S;
+  std::fill(grads, grads + (size_t)n * S, 0.f);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   v8f px[kMaxGroups], T[kMaxGroups], T_final[kMaxGroups], buffer[kMaxGroups][CH];
   v8f v_rc[kMaxGroups][CH], v_ra[kMaxGroups], bg_dot[kMaxGroups];
   v8i last[kMaxGroups];
-  int max_k = -1;  // furthest contributor of the tile
   for (int i = r.y0; i < r.y1; ++i) {
     const float py = (float)i + 0.5f;
     const long long row = ((long long)r.cam * a.height + i) * a.width;
@@ -355,7 +343,6 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
       T[gi] = T_final[gi];
       for (int ch = 0; ch < CH; ++ch) buffer[gi][ch] = splat(0.f);
     }
-    max_k = std::max(max_k, row_last);
     for (int k = row_last; k >= 0; --k) {
       int j0, j1;
       if (!G.row_span(k, py, r.x0, r.x1, j0, j1)) continue;
@@ -402,7 +389,7 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
         s_op = unclamped ? s_op + vis * v_alpha : s_op;
       }
       if (!hit) continue;
-      float* Ak = grads.data() + (size_t)k * S;
+      float* Ak = grads + (size_t)k * S;
       Ak[0] += hsum(s_mx);
       Ak[1] += hsum(s_my);
       Ak[2] += hsum(s_ax);
@@ -413,21 +400,6 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
       Ak[7] += hsum(s_op);
       for (int ch = 0; ch < CH; ++ch) Ak[8 + ch] += hsum(s_col[ch]);
     }
-  }
-  for (int k = 0; k <= max_k; ++k) {
-    const float* Ak = grads.data() + (size_t)k * S;
-    const long long g = a.flatten_ids[r.start + k];
-    atomic_add(gr.v_means2d + 2 * g, Ak[0]);
-    atomic_add(gr.v_means2d + 2 * g + 1, Ak[1]);
-    if (gr.v_means2d_abs) {
-      atomic_add(gr.v_means2d_abs + 2 * g, Ak[2]);
-      atomic_add(gr.v_means2d_abs + 2 * g + 1, Ak[3]);
-    }
-    atomic_add(gr.v_conics + 3 * g, Ak[4]);
-    atomic_add(gr.v_conics + 3 * g + 1, Ak[5]);
-    atomic_add(gr.v_conics + 3 * g + 2, Ak[6]);
-    atomic_add(gr.v_opacities + g, Ak[7]);
-    for (int ch = 0; ch < CH; ++ch) atomic_add(gr.v_colors + g * CH + ch, Ak[8 + ch]);
   }
 }
 
@@ -483,22 +455,50 @@ void fwd_all(const RasterArgs& a) {
   });
 }
 
+// Adds the per-intersection rows to the per-Gaussian outputs: each Gaussian's rows are summed
+// in increasing intersection order (camera, tile, depth), whatever the thread count.
 template <int CH>
-void bwd_all(const RasterArgs& a, const RasterGrads& g) {
+void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isect_grads) {
+  constexpr int S = 8 + CH;
+  ordered_scatter_add(
+      a.n_isects, (long long)a.C * a.N, [&](long long i) { return (long long)a.flatten_ids[i]; },
+      [&](long long i, long long g) {
+        const float* Ak = isect_grads + (size_t)i * S;
+        gr.v_means2d[2 * g] += Ak[0];
+        gr.v_means2d[2 * g + 1] += Ak[1];
+        if (gr.v_means2d_abs) {
+          gr.v_means2d_abs[2 * g] += Ak[2];
+          gr.v_means2d_abs[2 * g + 1] += Ak[3];
+        }
+        gr.v_conics[3 * g] += Ak[4];
+        gr.v_conics[3 * g + 1] += Ak[5];
+        gr.v_conics[3 * g + 2] += Ak[6];
+        gr.v_opacities[g] += Ak[7];
+        for (int ch = 0; ch < CH; ++ch) gr.v_colors[g * CH + ch] += Ak[8 + ch];
+      });
+}
+
+// One task per (camera, tile) writes its rows [offsets[t], offsets[t+1]) of isect_grads
+// [n_isects, 8 + CH]; then a fixed-order reduction into the outputs (deterministic).
+template <int CH>
+void bwd_all(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
   const bool simd = use_simd();
+  // rows before the first tile's range (none for well-formed offsets) must not add garbage
+  const long long first = std::min<long long>(std::max(0, a.offsets[0]), a.n_isects);
+  std::fill(isect_grads, isect_grads + (size_t)first * (8 + CH), 0.f);
   parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
     TileGauss G;
-    std::vector<float> grads;
     for (long long t = b; t < e; ++t) {
 #if defined(RG_HAVE_SIMD)
       if (simd) {
-        bwd_tile_simd<CH>(a, g, t, G, grads);
+        bwd_tile_simd<CH>(a, g, t, G, isect_grads);
         continue;
       }
 #endif
-      bwd_tile<CH>(a, g, t, G, grads);
+      bwd_tile<CH>(a, g, t, G, isect_grads);
     }
   });
+  reduce_isects<CH>(a, g, isect_grads);
 }
 
 }  // namespace
@@ -516,14 +516,19 @@ void rasterize_fwd_cpu(const RasterArgs& a) {
   }
 }
 
-void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g) {
+void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
   check_args(a, "rasterize_to_pixels_bwd");
-  if (a.C == 0 || a.width == 0 || a.height == 0) return;
+  if (a.C == 0 || a.width == 0 || a.height == 0 || a.n_isects == 0) return;
+  std::vector<float> own;  // fallback scratch when the caller passes none
+  if (isect_grads == nullptr) {
+    own.resize((size_t)a.n_isects * (8 + a.CH));
+    isect_grads = own.data();
+  }
   switch (a.CH) {
-    case 1: bwd_all<1>(a, g); break;
-    case 2: bwd_all<2>(a, g); break;
-    case 3: bwd_all<3>(a, g); break;
-    default: bwd_all<4>(a, g); break;
+    case 1: bwd_all<1>(a, g, isect_grads); break;
+    case 2: bwd_all<2>(a, g, isect_grads); break;
+    case 3: bwd_all<3>(a, g, isect_grads); break;
+    default: bwd_all<4>(a, g, isect_grads); break;
   }
 }
 

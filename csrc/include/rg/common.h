@@ -18,9 +18,11 @@
 
 namespace rg {
 
-// Accumulate into a gradient buffer: atomicAdd on the device; on the host an atomic
-// fetch_add through std::atomic_ref (C++20, used by the multithreaded CPU backend), or a plain
-// += for single-threaded host builds before C++20 (the g++ emulation checks).
+// Accumulate into a gradient buffer: atomicAdd on the device (order-dependent rounding: CUDA
+// gradients are not bit-deterministic); on the host an atomic fetch_add through std::atomic_ref
+// (C++20), or a plain += before C++20 (the g++ emulation checks). The CPU backend calls it only on
+// memory a single task owns and sums across tasks in a fixed order (csrc/README.md,
+// "Determinism"), so its gradients are bit-identical for any thread count.
 RG_HD void atomic_add(float* p, float v) {
 #if defined(__CUDA_ARCH__)
   atomicAdd(p, v);

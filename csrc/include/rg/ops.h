@@ -43,7 +43,7 @@ struct ProjGrads {
   const float* v_depths = nullptr;   // [C,N] or null
   const float* v_conics = nullptr;   // [C,N,3]
   const float* v_colors = nullptr;   // [C,N,3] or null (SH only)
-  // outputs, zeroed by the caller, accumulated with atomics
+  // outputs, zeroed by the caller (CUDA: atomics; CPU: ordered per-task sums)
   float* v_means = nullptr;   // like means
   float* v_quats = nullptr;   // like quats
   float* v_scales = nullptr;  // like scales (log-scales when rigged)

@@ -15,7 +15,9 @@ Outputs in ``output_dir``::
     previews/step_XXXXX.png views × expressions grid every N steps
     log.jsonl               one JSON record per ``log_every`` steps
 
-A resumed run (``resume=True``) continues bit-identically on the same device: the checkpoint
+A resumed run (``resume=True``) continues bit-identically on the CPU, with any thread count (the
+rigged-gaussians CPU backward sums in a fixed order); on CUDA the rasterizer's atomic adds make
+gradients, and so a resumed run, equal only to rounding. The checkpoint
 holds the Gaussians (their number changes with densification), the shape, the Adam state, the
 densification state and every random generator (torch, CUDA, numpy, python, the trainer's
 sampler generator and the guidance's own).

@@ -3,9 +3,11 @@
 Thin bindings of the shared glue in :mod:`rigged_gaussians._glue` to the CPU backend: every
 tensor is allocated with torch, the extension receives data pointers and sizes and runs
 synchronously on its own thread pool (as many threads as torch's intra-op pool unless
-``RG_NUM_THREADS`` is set). Inputs must be CPU tensors; they are computed in float32 (float64
-inputs are converted, and gradients flow back in the caller's dtype). The public wrappers in
-``api.py`` validate arguments and dispatch ``backend="cpu"`` here.
+``RG_NUM_THREADS`` is set); results and gradients are bit-identical for any thread count
+(shared gradients are summed in a fixed order, never with atomic adds: ``csrc/README.md``).
+Inputs must be CPU tensors; they are computed in float32 (float64 inputs are converted, and
+gradients flow back in the caller's dtype). The public wrappers in ``api.py`` validate
+arguments and dispatch ``backend="cpu"`` here.
 
 Entry points (return conventions in :mod:`rigged_gaussians._glue`):
 

@@ -407,11 +407,17 @@ class _Rasterize(torch.autograd.Function):
         v_conics = torch.zeros_like(conics)
         v_colors = torch.zeros_like(colors)
         v_opac = torch.zeros_like(opacities)
+        extra: dict[str, int] = {}
+        if bk.suffix == "cpu":
+            # one row of partial gradients per intersection, summed per Gaussian in a fixed
+            # order by the extension: bit-identical gradients for any thread count
+            isect_grads = colors.new_empty(ctx.args["n_isects"], 8 + colors.shape[-1])
+            extra["isect_grads"] = _ptr(isect_grads)
         bk.call(
             "rasterize_to_pixels_bwd", **ctx.args, v_render_colors=_ptr(g_rc),
             v_render_alphas=_ptr(g_ra), v_means2d=_ptr(v_means2d), v_means2d_abs=_ptr(v_abs),
             v_conics=_ptr(v_conics), v_colors=_ptr(v_colors), v_opacities=_ptr(v_opac),
-            stream=bk.stream(colors),
+            stream=bk.stream(colors), **extra,
         )  # fmt: skip
         if v_abs is not None:
             ctx.absgrad.add_(v_abs.to(ctx.absgrad.dtype))
