@@ -68,10 +68,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def build(session: nox.Session) -> None:
-    """Build wheel + sdist of each package; install each alone in a fresh venv and import it."""
+    """Build wheel + sdist of each package (or of those named after --); install each alone, import it."""
+    unknown = set(session.posargs) - set(PACKAGES)
+    if unknown:
+        session.error(f"unknown package(s) {sorted(unknown)}; choose from {list(PACKAGES)}")
     session.install("build")
     dist = Path(tempfile.mkdtemp(prefix="hs-dist-"))
-    for name, module in PACKAGES.items():
+    # Siblings a package pins are built too (in dependency order), so its install resolves offline.
+    wanted = PACKAGES if not session.posargs else _with_siblings(session.posargs)
+    for name, module in wanted.items():
         out = dist / name
         # rigged-gaussians: CPU-only unless RG_CUDA=ON/AUTO is given (a CUDA build for four
         # architectures takes many minutes); CI compiles the CUDA sources separately.
@@ -125,6 +130,12 @@ def gpu_bench(session: nox.Session) -> None:
     _install_stack(session, os.environ.get("TORCH_SPEC", "torch"), cuda="ON")
     for script in sorted((ROOT / "benchmarks").glob("gpu_bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+def _with_siblings(names: list[str]) -> dict[str, str]:
+    """The named packages plus the siblings they pin (headstudio-app pins the three libraries)."""
+    keep = set(names) | (set(PACKAGES) - {"headstudio-app"} if "headstudio-app" in names else set())
+    return {name: module for name, module in PACKAGES.items() if name in keep}
 
 
 def _gpu_guard(session: nox.Session) -> None:
