@@ -4,6 +4,8 @@
 // gradient pointer is treated as zero.
 #pragma once
 
+#include <cmath>
+
 #include "rg/common.h"
 #include "rg/math.h"
 
@@ -14,6 +16,8 @@ RG_HD void add3(float* p, V3 v) {
   atomic_add(p + 1, v.y);
   atomic_add(p + 2, v.z);
 }
+
+RG_HD bool finite3(V3 v) { return std::isfinite(v.x) && std::isfinite(v.y) && std::isfinite(v.z); }
 
 // Element idx = b * F + f of vertices [B,V,3], faces [F,3] -> cent [B,F,3], rot [B,F,3,3], sa [B,F].
 RG_HD void frames_fwd_one(const float* verts, const int* faces, int V, int F, long long idx,
@@ -40,6 +44,10 @@ RG_HD void frames_bwd_one(const float* verts, const int* faces, int V, int F, lo
   const float* vb = verts + b * V * 3;
   const int i0 = faces[3 * f], i1 = faces[3 * f + 1], i2 = faces[3 * f + 2];
   const V3 v0 = load3(vb + 3 * i0), v1 = load3(vb + 3 * i1), v2 = load3(vb + 3 * i2);
+  // A triangle with a non-finite corner (check_finite=False) has its Gaussians culled: it passes
+  // no gradient, since its NaN Jacobian times a zero incoming gradient would poison the corners
+  // it shares with finite triangles.
+  if (!finite3(v0) || !finite3(v1) || !finite3(v2)) return;
   V3 gT{0.f, 0.f, 0.f};
   M3 gR = zeros3();
   float gs = 0.f;

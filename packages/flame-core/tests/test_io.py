@@ -9,7 +9,9 @@ import types
 import numpy as np
 import pytest
 import scipy.sparse
+import torch
 from flame_core.io import FLAME_KEYS, FlameFileError, load_flame_pickle, save_flame_pickle
+from flame_core.model import FlameModel, split_shapedirs
 
 V, F = 12, 8
 
@@ -249,3 +251,99 @@ def test_python2_era_numpy_paths(tmp_path):
         out = load_flame_pickle(p)
     for k in FLAME_KEYS:
         np.testing.assert_array_equal(out[k], d[k], err_msg=k)
+
+
+def test_flame2023_style_extras_are_ignored(tmp_path):
+    """FLAME 2023-style files: chumpy posedirs, 400 shapedirs (300 + 100) and extra keys, among
+    them a derived chumpy object (``J`` as ``MatVecMult``) that the loader must not evaluate."""
+    d = _tiny_dict(5)
+    mods = _install_fake_chumpy()
+    ch_ops = types.ModuleType("chumpy.ch_ops")
+
+    class MatVecMult:
+        def __init__(self, mtx, vec):
+            self.mtx, self.vec = mtx, vec
+
+        def __getstate__(self):
+            return dict(self.__dict__)
+
+    MatVecMult.__module__, MatVecMult.__qualname__ = "chumpy.ch_ops", "MatVecMult"
+    ch_ops.MatVecMult = MatVecMult
+    sys.modules["chumpy.ch_ops"] = ch_ops
+    try:
+        Ch = mods["chumpy.ch"].Ch
+        out = dict(
+            d, v_template=Ch(d["v_template"]), shapedirs=Ch(d["shapedirs"]), posedirs=Ch(d["posedirs"])
+        )
+        out["J_regressor"] = scipy.sparse.csc_matrix(d["J_regressor"])
+        out["J"] = MatVecMult(out["J_regressor"], Ch(d["v_template"]))
+        out.update(bs_style="lbs", bs_type="lrotmin", vt=np.zeros((3, 2)), ft=np.zeros((F, 3), np.int64))
+        p = tmp_path / "flame2023.pkl"
+        with open(p, "wb") as fh:
+            pickle.dump(out, fh, protocol=2)
+    finally:
+        for name in [*mods, "chumpy.ch_ops"]:
+            sys.modules.pop(name, None)
+    loaded = load_flame_pickle(p)
+    assert set(loaded) == set(FLAME_KEYS)
+    for k in FLAME_KEYS:
+        np.testing.assert_array_equal(loaded[k], d[k], err_msg=k)
+
+    assert split_shapedirs(400) == (300, 100)
+    m = FlameModel.from_file(tmp_path, num_shape=300, num_expression=100)
+    assert (m.num_shape, m.num_expression) == (300, 100)
+    # the expression basis is the file's last 100 components: a unit expression 0 adds shapedirs[..., 300]
+    e = np.zeros((1, 100), np.float32)
+    e[0, 0] = 1.0
+    got = m(expression=torch.as_tensor(e)).vertices[0].double().numpy()
+    np.testing.assert_allclose(got, d["v_template"] + d["shapedirs"][..., 300], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("L", "split"), [(400, (300, 100)), (350, (300, 50)), (20, (10, 10)), (300, (150, 150))]
+)
+def test_split_shapedirs(L, split):
+    assert split_shapedirs(L) == split
+
+
+@pytest.mark.parametrize("L", [401, 21])
+def test_split_shapedirs_rejects(L):
+    with pytest.raises(ValueError, match=f"{L} components"):
+        split_shapedirs(L)
+
+
+@pytest.mark.parametrize("root", [-1, 4294967295, 2**31 - 1])
+def test_kintree_root_marker_spellings(tmp_path, root):
+    """The root's "no parent" may be 2**32 - 1 (official, uint32), -1 (converted files, signed) or
+    any other out-of-range id; all load as the same model (same array, same identity hash)."""
+    d = _tiny_dict(6)
+    kt = np.array([[root, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64)
+    p = tmp_path / "m.pkl"
+    with open(p, "wb") as fh:
+        pickle.dump(dict(d, kintree_table=kt), fh, protocol=2)
+    out = load_flame_pickle(p)
+    np.testing.assert_array_equal(out["kintree_table"], d["kintree_table"])
+    assert FlameModel(out).parents == [-1, 0, 1, 1, 1]
+    bad = np.array([[root, 0, 1, 1, -1], [0, 1, 2, 3, 4]], dtype=np.int64)  # a second root
+    with open(p, "wb") as fh:
+        pickle.dump(dict(d, kintree_table=bad), fh, protocol=2)
+    with pytest.raises(FlameFileError, match="kintree_table"):
+        load_flame_pickle(p)
+
+
+def test_corrupt_pickles_are_flame_file_errors(tmp_path):
+    """Corrupt bytes make the unpickler raise almost anything (OverflowError, LookupError, ...):
+    every such failure is a one-line FlameFileError naming the file."""
+    good = pickle.dumps(_tiny_dict(7), protocol=2)
+    assert b"latin1" in good
+    samples = {
+        "frame.pkl": b"\x80\x04\x95" + b"\xff" * 8,  # FRAME length beyond sys.maxsize: OverflowError
+        "bytes8.pkl": b"\x80\x04\x8e" + b"\xff" * 8,  # BINBYTES8 likewise
+        "encoding.pkl": good.replace(b"latin1", b"latinX"),  # numpy's payload encoding: LookupError
+        "empty.pkl": b"",
+    }
+    for name, raw in samples.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(FlameFileError, match=rf"{name}: not a FLAME model pickle") as info:
+            load_flame_pickle(tmp_path / name)
+        assert "\n" not in str(info.value)

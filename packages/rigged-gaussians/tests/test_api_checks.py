@@ -255,3 +255,34 @@ def test_empty_scene_renders_background() -> None:
     rgb, alpha, meta = rg.rasterize(**s, backend="torch")
     torch.testing.assert_close(rgb, s["backgrounds"][:, None, None, :].expand(2, 20, 24, 3))
     assert alpha.eq(0).all() and meta.radii.shape == (2, 0, 2)
+
+
+def test_cuda_available_needs_kernels_torch_device_and_native_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each of the three conditions is needed; the native runtime's own device count is asked."""
+    import types
+
+    def fake_ext(kernels: bool, devices: int) -> types.ModuleType:
+        m = types.ModuleType("fake_C")
+        m.cuda_device_count = lambda: devices  # type: ignore[attr-defined]
+        if kernels:
+            m.rasterize_to_pixels_fwd_cuda = lambda **kw: None  # type: ignore[attr-defined]
+        return m
+
+    monkeypatch.setattr(api.torch.cuda, "is_available", lambda: True)
+    for kernels, devices, torch_sees, want in [
+        (True, 1, True, True),
+        (False, 1, True, False),
+        (True, 1, False, False),
+        (True, 0, True, False),  # e.g. a driver older than the extension's CUDA runtime
+    ]:
+        ext = fake_ext(kernels, devices)
+        monkeypatch.setattr(api, "_extension", lambda ext=ext: ext)
+        monkeypatch.setattr(api.torch.cuda, "is_available", lambda t=torch_sees: t)
+        assert rg.cuda_available() is want, (kernels, devices, torch_sees)
+    monkeypatch.setattr(api, "_warned_fallback", False)
+    with pytest.raises(RuntimeError, match="CUDA runtime finds no device"):
+        api._resolve("cuda", torch.device("cuda"))
+    with pytest.warns(RuntimeWarning, match="CUDA runtime finds no device"):
+        assert api._resolve("auto", torch.device("cuda")) == "torch"

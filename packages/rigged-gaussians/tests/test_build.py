@@ -118,3 +118,31 @@ def test_one_source_of_math():
     for d in ("cpu", "cuda"):
         text = "\n".join(p.read_text() for p in (CSRC / d).glob("*.*[pu]"))
         assert '#include "rg/' in text, f"csrc/{d} does not include the shared headers"
+
+
+_IMPORT_AUDIT = """
+import sys, importlib, json
+import numpy, torch  # the declared dependencies (and whatever they import themselves)
+before = set(sys.modules)
+for m in ("", ".api", ".reference", ".ply", ".strategy", ".testing", "._cpu", "._cuda"):
+    importlib.import_module("rigged_gaussians" + m)
+top = {n.split(".")[0] for n in before}  # the dependencies and what they import themselves
+new = {n.split(".")[0] for n in set(sys.modules) - before} - top
+print(json.dumps(sorted(new - set(sys.stdlib_module_names) - {"rigged_gaussians"})))
+"""
+
+
+def test_imports_only_declared_dependencies():
+    """Every module imports only the standard library, numpy and torch (pyproject's dependencies),
+    so ``pip install rigged-gaussians`` alone is enough; and the package is marked typed."""
+    import json
+
+    res = subprocess.run([sys.executable, "-c", _IMPORT_AUDIT], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    deps = re.search(r"^dependencies = \[(.*?)\]", pyproject, re.M | re.S).group(1)
+    assert sorted(re.findall(r'"([a-z0-9_-]+)', deps)) == ["numpy", "torch"]
+    import rigged_gaussians
+
+    assert (Path(rigged_gaussians.__file__).parent / "py.typed").is_file()

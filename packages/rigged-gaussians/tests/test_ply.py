@@ -177,6 +177,15 @@ def test_truncated_file(tmp_path: Path) -> None:
             "missing vertex",
         ),
         (b"ply\nformat binary_little_endian 1.0\nwhat is this\nend_header\n", "unexpected header line"),
+        (
+            b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nproperty\nend_header\n",
+            "unsupported property line",
+        ),
+        (
+            b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nproperty float x\n"
+            b"property float y\nproperty float x\nend_header\n",
+            r"vertex properties \['x'\] occur more than once",
+        ),
     ],
 )
 def test_foreign_files(tmp_path: Path, content: bytes, match: str) -> None:

@@ -165,12 +165,16 @@ def _validate(d: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
     kt = arrs["kintree_table"]
     _check(path, "kintree_table", kt, f"(2, {J}) integer", kt.shape == (2, J) and kt.dtype.kind in "iu")
     kt = kt.astype(np.int64)
-    parents = np.where(kt[0] >= J, -1, kt[0])  # the root's parent is stored as 2**32 - 1
-    if kt[0, 0] < J or (parents[1:] < 0).any() or (parents[1:] >= np.arange(1, J)).any():
+    # the root's parent is stored as 2**32 - 1 in the official files (-1 in some converted ones)
+    root_ok = kt[0, 0] >= J or kt[0, 0] < 0
+    parents = kt[0, 1:]
+    if not root_ok or (parents < 0).any() or (parents >= np.arange(1, J)).any():
         raise FlameFileError(
             f"{path}: key 'kintree_table' has parents {kt[0].tolist()}; expected the root first "
-            f"(parent 4294967295) and every other joint after its parent"
+            f"(parent 4294967295 or -1) and every other joint after its parent"
         )
+    kt = kt.copy()
+    kt[0, 0] = 4294967295  # one spelling of "no parent", so equal models hash equally
     out["kintree_table"] = kt
     return out
 
@@ -193,9 +197,7 @@ def load_flame_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as fh:
             data = _FlameUnpickler(fh, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ImportError, AttributeError, IndexError, TypeError) as e:
-        raise FlameFileError(f"{path}: not a FLAME model pickle ({type(e).__name__}: {e})") from e
-    except (ValueError, KeyError) as e:
+    except Exception as e:  # corrupt pickles raise almost anything (Overflow, Memory, Lookup...)
         raise FlameFileError(f"{path}: not a FLAME model pickle ({type(e).__name__}: {e})") from e
     if not isinstance(data, dict):
         raise FlameFileError(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from flame_core.rotations import axis_angle_to_matrix
 
 __all__ = ["LandmarkEmbedding", "Flame68Embedding", "fit_to_landmarks", "FitResult"]  # noqa: F822 (lazy)
 
@@ -61,16 +64,16 @@ class LandmarkEmbedding:
     def load(cls, path: str | os.PathLike, faces: np.ndarray | None = None) -> LandmarkEmbedding:
         """Read the 105-point npz (``lmk_face_idx``, ``lmk_b_coords``, ``landmark_indices``),
         our ``(face_idx, bary_coords, landmark_indices)`` npz, or a 468-vertex index map
-        (``.npy`` / npz with one int array of vertex ids; needs ``faces``)."""
+        (``.npy`` / npz with one int array of vertex ids, row ``i`` = MediaPipe landmark ``i``, or
+        with ``landmark_indices`` beside it naming each row's landmark; needs ``faces``)."""
         path = Path(path)
         try:
             data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+            arrays = (
+                {"vertex_ids": data} if isinstance(data, np.ndarray) else {k: data[k] for k in data.files}
+            )
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a corrupt zip: BadZipFile
             raise ValueError(f"{path}: not a landmark embedding (.npz/.npy): {e}") from e
-        if isinstance(data, np.ndarray):
-            arrays = {"vertex_ids": data}
-        else:
-            arrays = {k: data[k] for k in data.files}
         if "lmk_face_idx" in arrays:
             for k in ("lmk_b_coords", "landmark_indices"):
                 if k not in arrays:
@@ -79,11 +82,29 @@ class LandmarkEmbedding:
         if "face_idx" in arrays and "bary_coords" in arrays:
             li = arrays.get("landmark_indices", np.arange(len(arrays["face_idx"])))
             return cls(arrays["face_idx"], arrays["bary_coords"], li)
-        ints = [v for v in arrays.values() if np.issubdtype(v.dtype, np.integer) and v.ndim == 1]
+        # a vertex index map: one int array of vertex ids (row i = MediaPipe landmark i), or that
+        # array plus ``landmark_indices`` naming the MediaPipe landmark of each row
+        li = arrays.get("landmark_indices")
+        ints = [
+            v
+            for k, v in arrays.items()
+            if np.issubdtype(v.dtype, np.integer) and v.ndim == 1 and k != "landmark_indices"
+        ]
         if len(ints) == 1:
             if faces is None:
                 raise ValueError(f"{path}: a vertex index map needs the mesh faces: load(path, faces=...)")
-            emb = cls.from_vertex_ids(ints[0], faces)
+            try:
+                emb = cls.from_vertex_ids(ints[0], faces)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from e
+            if li is not None:
+                li = np.asarray(li).reshape(-1)
+                if li.shape != ints[0].shape:
+                    raise ValueError(
+                        f"{path}: landmark_indices has {li.shape[0]} entries; expected one per vertex id "
+                        f"({ints[0].shape[0]})"
+                    )
+                emb.landmark_indices = torch.as_tensor(li, dtype=torch.long)
             return emb
         raise ValueError(
             f"{path}: unknown landmark file; expected keys lmk_face_idx/lmk_b_coords/landmark_indices, "
@@ -125,12 +146,22 @@ class LandmarkEmbedding:
 
 
 class Flame68Embedding:
-    """FLAME's 68-point embedding: 51 static points + a 17-point contour chosen by head yaw (as DECA).
+    """FLAME's 68-point embedding: a 17-point face contour chosen by head yaw + 51 static points.
 
     Reads ``flame_static_embedding.pkl`` (``lmk_face_idx [51]``, ``lmk_b_coords [51,3]``) and
-    ``flame_dynamic_embedding.npy`` (dict with ``lmk_face_idx [79,17]``, ``lmk_b_coords [79,17,3]``
-    for yaw -39..39 degrees).
+    ``flame_dynamic_embedding.npy`` (dict with ``lmk_face_idx [79,17]``, ``lmk_b_coords [79,17,3]``),
+    the files FLAME's release ships beside the model. Output rows follow the iBUG-68 order: the
+    contour (0..16) first, then the static points (17..67).
+
+    The dynamic table's rows are indexed as in FLAME's reference code (``smplx``'s
+    ``find_dynamic_lmk_idx_and_bcoords``): with ``d = round(yaw in degrees)`` clamped to
+    ``[-39, 39]``, row ``-d`` for ``d <= 0`` (rows 0..39) and row ``39 + d`` for ``d > 0``
+    (rows 40..78). ``yaw`` is the y Euler angle of the head rotation (root composed with neck):
+    :meth:`yaw_from_pose`.
     """
+
+    STATIC_FILE = "flame_static_embedding.pkl"
+    DYNAMIC_FILE = "flame_dynamic_embedding.npy"
 
     def __init__(self, static_path: str | os.PathLike, dynamic_path: str | os.PathLike) -> None:
         try:
@@ -138,7 +169,7 @@ class Flame68Embedding:
                 st = pickle.load(fh, encoding="latin1")
             st_face = np.asarray(st["lmk_face_idx"], np.int64)
             st_bary = np.asarray(st["lmk_b_coords"], np.float64)
-        except (OSError, pickle.UnpicklingError, KeyError, TypeError) as e:
+        except (OSError, pickle.UnpicklingError, KeyError, TypeError, IndexError, ValueError, EOFError) as e:
             raise ValueError(
                 f"{static_path}: not a FLAME static embedding (lmk_face_idx, lmk_b_coords): {e}"
             ) from e
@@ -146,22 +177,57 @@ class Flame68Embedding:
             dyn = np.load(dynamic_path, allow_pickle=True, encoding="latin1")[()]
             dy_face = np.asarray(dyn["lmk_face_idx"], np.int64)
             dy_bary = np.asarray(dyn["lmk_b_coords"], np.float64)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError) as e:
             raise ValueError(f"{dynamic_path}: not a FLAME dynamic embedding: {e}") from e
-        if st_bary.shape != (len(st_face), 3) or dy_bary.shape != (*dy_face.shape, 3) or dy_face.ndim != 2:
+        if st_face.ndim != 1 or st_bary.shape != (len(st_face), 3):
             raise ValueError(
-                f"{static_path}/{dynamic_path}: shapes {st_face.shape}/{st_bary.shape} and "
-                f"{dy_face.shape}/{dy_bary.shape}; expected [51],[51,3] and [79,17],[79,17,3]"
+                f"{static_path}: lmk_face_idx/lmk_b_coords have shapes {st_face.shape}/{st_bary.shape}; "
+                "expected [51] and [51, 3]"
+            )
+        if dy_face.shape != (79, 17) or dy_bary.shape != (79, 17, 3):
+            raise ValueError(
+                f"{dynamic_path}: lmk_face_idx/lmk_b_coords have shapes {dy_face.shape}/{dy_bary.shape}; "
+                "expected [79, 17] and [79, 17, 3] (yaw -39..39 degrees)"
             )
         self.static = LandmarkEmbedding(st_face, st_bary, np.arange(17, 17 + len(st_face)))
         self.dyn_face = torch.as_tensor(dy_face)
         self.dyn_bary = torch.as_tensor(dy_bary, dtype=torch.float32)
 
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> Flame68Embedding | None:
+        """The embedding in a FLAME folder when both of its files are there, else ``None``.
+
+        Raises:
+            ValueError: a file is malformed (the message names it).
+        """
+        folder = Path(folder)
+        st, dy = folder / cls.STATIC_FILE, folder / cls.DYNAMIC_FILE
+        if not (st.is_file() and dy.is_file()):
+            return None
+        return cls(st, dy)
+
+    @staticmethod
+    def yaw_from_pose(global_orient: torch.Tensor, neck_pose: torch.Tensor) -> torch.Tensor:
+        """Head yaw ``[B]`` (radians) of ``R(global_orient) @ R(neck_pose)`` (both ``[B, 3]`` axis-angle).
+
+        The y Euler angle ``atan2(-R[2,0], hypot(R[0,0], R[1,0]))``, as FLAME's reference code.
+        """
+        for name, x in (("global_orient", global_orient), ("neck_pose", neck_pose)):
+            if x.ndim != 2 or x.shape[1] != 3:
+                raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [B, 3]")
+        R = axis_angle_to_matrix(global_orient) @ axis_angle_to_matrix(neck_pose)
+        return torch.atan2(-R[:, 2, 0], torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2))
+
+    def contour_rows(self, yaw: torch.Tensor) -> torch.Tensor:
+        """Row of the dynamic table ``[B]`` long for head yaw ``[B]`` in radians (see the class doc)."""
+        deg = torch.round(torch.rad2deg(yaw.detach().reshape(-1))).clamp(-39, 39).long()
+        return torch.where(deg <= 0, -deg, 39 + deg).cpu()
+
     def __call__(self, vertices: torch.Tensor, faces: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
-        """68 landmarks ``[B, 68, 3]``; ``yaw [B]`` in radians (head rotation about y) picks the contour."""
-        n = self.dyn_face.shape[0]
-        deg = torch.rad2deg(yaw.detach()).round().long().clamp(-(n // 2), n // 2)
-        idx = (deg + n // 2).cpu()
+        """68 landmarks ``[B, 68, 3]``; ``yaw [B]`` in radians (:meth:`yaw_from_pose`) picks the contour."""
+        if yaw.reshape(-1).shape[0] != vertices.shape[0]:
+            raise ValueError(f"yaw has {yaw.numel()} values; expected one per pose (B={vertices.shape[0]})")
+        idx = self.contour_rows(yaw)
         faces = torch.as_tensor(faces, device=vertices.device).long()
         tri = faces[self.dyn_face[idx].to(vertices.device)]  # [B,17,3]
         corners = torch.gather(

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from flame_core.io import FlameFileError, load_flame_pickle
-from flame_core.landmarks import LandmarkEmbedding
+from flame_core.landmarks import Flame68Embedding, LandmarkEmbedding
 from flame_core.lbs import LbsBases, OneDnnBlend, build_bases, kinematic_levels, lbs, onednn_available
 from flame_core.rotations import axis_angle_to_matrix
 
@@ -107,6 +107,9 @@ class FlameModel(torch.nn.Module):
         faces: ``[F, 3]`` int64 buffer.
         landmark_embedding: MediaPipe landmark embedding or ``None`` (the procedural head always
             has its 478-row embedding).
+        flame68_embedding: FLAME's 68-point static+dynamic embedding when the model's folder has
+            ``flame_static_embedding.pkl`` and ``flame_dynamic_embedding.npy`` (:meth:`from_file`),
+            else ``None``.
         source: ``"procedural"`` or the model file's path.
         use_onednn: on CPU in float32, run the blendshape product through oneDNN (same result to
             float32 rounding, forward and backward; default ``True``; set ``False`` to use
@@ -160,6 +163,7 @@ class FlameModel(torch.nn.Module):
         self.use_onednn = True
         self._blend: OneDnnBlend | None = None
         self.landmark_embedding = landmark_embedding
+        self.flame68_embedding: Flame68Embedding | None = None
         self._identity_hash = _identity or _hash_arrays(model_dict)
         self.register_buffer("dirs", bases.dirs.to(dtype, copy=True), persistent=False)
         self.register_buffer("v_template", bases.v_template.to(dtype, copy=True), persistent=False)
@@ -188,6 +192,8 @@ class FlameModel(torch.nn.Module):
                 ``generic_model.pkl``, ``FLAME_NEUTRAL.pkl``.
             landmark_embedding: a :class:`LandmarkEmbedding`, a path to one, or ``None`` (then
                 ``mediapipe_landmark_embedding.npz`` beside the model is used if present).
+                FLAME's 68-point embedding files beside the model, when both are there, become
+                :attr:`flame68_embedding`.
 
         Raises:
             FileNotFoundError: no model at ``path``.
@@ -212,7 +218,16 @@ class FlameModel(torch.nn.Module):
                 f"{p}: landmark embedding refers to face {int(emb.face_idx.max())}; "
                 f"the mesh has {len(d['f'])} faces"
             )
-        return cls(d, num_shape, num_expression, dtype, emb, source=str(p))
+        model = cls(d, num_shape, num_expression, dtype, emb, source=str(p))
+        model.flame68_embedding = Flame68Embedding.from_folder(p.parent)
+        if model.flame68_embedding is not None:
+            faces = model.flame68_embedding.dyn_face.max(), model.flame68_embedding.static.face_idx.max()
+            if int(max(faces)) >= len(d["f"]):
+                raise FlameFileError(
+                    f"{p.parent}: the 68-point embedding (flame_*_embedding) refers to face "
+                    f"{int(max(faces))}; the mesh has {len(d['f'])} faces"
+                )
+        return model
 
     @classmethod
     def procedural(

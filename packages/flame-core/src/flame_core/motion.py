@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,7 @@ def _read_show_pkl(path: Path) -> tuple[dict[str, Any], float | None]:
     try:
         with open(path, "rb") as fh:
             d = pickle.load(fh, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, ImportError, AttributeError, ValueError) as e:
+    except Exception as e:  # corrupt pickles raise almost anything (Overflow, Memory, Lookup...)
         raise MotionFileError(f"{path}: not a SHOW/TalkSHOW .pkl: {e}") from e
     if isinstance(d, (list, tuple)) and len(d) == 1 and isinstance(d[0], dict):
         d = d[0]
@@ -315,7 +316,7 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], float | None]:
     try:
         data = np.load(path, allow_pickle=False)
         arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a corrupt zip: BadZipFile
         raise MotionFileError(f"{path}: not a motion .npz: {e}") from e
     if "expression" not in arrays:
         raise MotionFileError(f"{path}: field 'expression' is missing (found {sorted(arrays)})")

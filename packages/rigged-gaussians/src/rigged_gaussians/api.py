@@ -50,10 +50,36 @@ def _extension() -> ModuleType | None:
     return _C
 
 
-def cuda_available() -> bool:
-    """True when ``_C`` was built with the CUDA kernels and torch sees a CUDA device."""
+@cache
+def _native_cuda_devices(ext: ModuleType) -> int:
+    """CUDA devices the extension's own (static) CUDA runtime sees: 0 when the driver is missing
+    or older than that runtime, even where torch (with its own runtime) sees a GPU."""
+    count = getattr(ext, "cuda_device_count", None)
+    return int(count()) if count is not None else 0
+
+
+def _cuda_unavailable_reason() -> str | None:
+    """Why the CUDA backend cannot run here, or ``None`` when it can."""
     ext = _extension()
-    return ext is not None and hasattr(ext, "rasterize_to_pixels_fwd_cuda") and torch.cuda.is_available()
+    if ext is None:
+        return "the compiled extension rigged_gaussians._C is not built"
+    if not hasattr(ext, "rasterize_to_pixels_fwd_cuda"):
+        return "rigged_gaussians._C was built without the CUDA backend"
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA device"
+    if _native_cuda_devices(ext) == 0:
+        return (
+            "rigged_gaussians._C's CUDA runtime finds no device (is the NVIDIA driver older than the "
+            "CUDA toolkit the extension was built with?)"
+        )
+    return None
+
+
+def cuda_available() -> bool:
+    """True when the CUDA backend can run: ``_C`` was built with the CUDA kernels, torch sees a
+    CUDA device and the extension's own CUDA runtime finds one too (it fails where the driver is
+    older than the toolkit the extension was built with)."""
+    return _cuda_unavailable_reason() is None
 
 
 def _warn_fallback(reason: str) -> None:
@@ -75,9 +101,10 @@ def _resolve(backend: object, device: torch.device) -> str:
     ext = _extension()
     if backend == "auto":
         if device.type == "cuda":
-            if cuda_available():
+            reason = _cuda_unavailable_reason()
+            if reason is None:
                 return "cuda"
-            _warn_fallback("rigged_gaussians._C has no CUDA backend for these CUDA tensors")
+            _warn_fallback(f"CUDA tensors, but {reason}")
             return "torch"
         if device.type == "cpu" and ext is not None:
             return "cpu"
@@ -90,9 +117,11 @@ def _resolve(backend: object, device: torch.device) -> str:
         if device.type != "cpu":
             raise ValueError(f"backend='cpu' needs CPU tensors, got tensors on {device}; use backend='auto'")
     if backend == "cuda":
-        if not cuda_available():
+        reason = _cuda_unavailable_reason()
+        if reason is not None:
             raise RuntimeError(
-                f"backend='cuda' needs rigged_gaussians._C built with CUDA and a visible GPU; {_BUILD_HINT}"
+                f"backend='cuda' needs rigged_gaussians._C built with CUDA and a visible GPU, but {reason}; "
+                f"{_BUILD_HINT}"
             )
         if device.type != "cuda":
             raise ValueError(f"backend='cuda' needs CUDA tensors, got tensors on {device}")

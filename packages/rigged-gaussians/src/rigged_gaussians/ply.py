@@ -287,7 +287,7 @@ def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
             parts = rest.split()
             if not elements:
                 raise PlyError(f"'{path}': property before any element: {ln!r}")
-            if parts[0] == "list":
+            if parts and parts[0] == "list":
                 elements[-1][2].append(("list", parts[-1]))
                 continue
             if len(parts) != 2 or parts[0] not in _TYPES:
@@ -309,8 +309,11 @@ def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
     _, N, props = elements[0]
     if any(t == "list" for t, _ in props):
         raise PlyError(f"'{path}': list properties in the vertex element are not supported")
-    dtype = np.dtype([(n, "<" + t) for t, n in props])
     names = {n for _, n in props}
+    if len(names) != len(props):
+        dup = sorted({n for _, n in props if sum(m == n for _, m in props) > 1})
+        raise PlyError(f"'{path}': vertex properties {dup} occur more than once")
+    dtype = np.dtype([(n, "<" + t) for t, n in props])
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
     required += [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
     missing = [n for n in required if n not in names]
