@@ -264,3 +264,16 @@ def test_corrupt_files_are_motion_file_errors(tmp_path):
     (tmp_path / "frame.pkl").write_bytes(b"\x80\x04\x95" + b"\xff" * 8)  # OverflowError in pickle
     with pytest.raises(MotionFileError, match="frame.pkl: not a SHOW/TalkSHOW .pkl"):
         MotionSequence.load(tmp_path / "frame.pkl")
+
+
+def test_saved_files_have_the_usual_permissions(tmp_path):
+    """Atomic writes go through mkstemp (0600); the saved files must be 0666 less the umask."""
+    from flame_core.io import default_file_mode, save_flame_pickle
+    from flame_core.procedural import build_procedural_head
+
+    seq = procedural_talking_motion(num_frames=4)
+    p = seq.save(tmp_path / "m.npz")
+    assert p.stat().st_mode & 0o777 == default_file_mode()
+    q = tmp_path / "head.pkl"
+    save_flame_pickle(build_procedural_head().model_dict, q)
+    assert q.stat().st_mode & 0o777 == default_file_mode()

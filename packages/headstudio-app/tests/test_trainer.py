@@ -251,10 +251,11 @@ def test_crash_after_periodic_checkpoint_resumes_exactly(tmp_path, head, tiny_mo
 # ------------------------------------------------------------------------------ Ctrl-C
 
 
-def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models, signum):
     def ctrl_c(trainer, step):
         if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     cfg = make_config(steps=5)
     tr = Trainer(
@@ -266,13 +267,13 @@ def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models):
         progress=False,
         callback=ctrl_c,
     )
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.getsignal(signum)
     with pytest.raises(TrainingInterrupted) as info:
         tr.train()
     msg = str(info.value)
     assert "checkpoint saved" in msg and f"--output {tmp_path} --resume" in msg
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    assert signal.getsignal(signum) is previous  # handler restored
 
 
 def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, monkeypatch, capsys):

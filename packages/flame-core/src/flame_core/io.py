@@ -206,6 +206,17 @@ def load_flame_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _validate(data, path)
 
 
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file (0o666 less the umask).
+
+    ``tempfile.mkstemp`` creates owner-only (0600) files; atomic writers chmod their temporary file
+    to this before renaming it, so outputs are as readable as any other file the user writes.
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_flame_pickle(d: dict[str, Any], path: str | os.PathLike) -> None:
     """Write a FLAME-layout dict as a protocol-2 pickle, atomically (temporary file + rename).
 
@@ -225,6 +236,7 @@ def save_flame_pickle(d: dict[str, Any], path: str | os.PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             pickle.dump(out, fh, protocol=2)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

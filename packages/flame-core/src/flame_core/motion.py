@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flame_core.io import default_file_mode
 from flame_core.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_quaternion,
@@ -170,6 +171,7 @@ class MotionSequence:
         os.close(fd)
         try:
             np.savez(tmp, fps=np.float64(self.fps), format=np.array(_FORMAT), **arrays)
+            os.chmod(tmp, default_file_mode())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -518,9 +518,18 @@ class Avatar(nn.Module):
         got_hash = str(head.identity_hash())
         if got_hash != want_hash:
             got_src = str(getattr(head, "source", "?"))
+            if want_src == "procedural":
+                what_to_do = (
+                    "it was made on headstudio's procedural head, which differs in this version (or the "
+                    "file was modified); re-create the avatar with this version"
+                )
+                if got_src != "procedural":
+                    what_to_do = "leave out --flame: the avatar was made on headstudio's procedural head"
+            else:
+                what_to_do = f"pass --flame <the right file> (the FLAME model {want_src})"
             raise HeadStudioError(
                 f"avatar '{p}' was made on head model {want_hash[:12]} ({want_src}), but {got_src} has "
-                f"{got_hash[:12]}; pass --flame <the right file> (the FLAME model {want_src})."
+                f"{got_hash[:12]}; {what_to_do}."
             )
         extra = dict(ply.extra or {})
         face_ids = torch.from_numpy(cls._extra(extra, _EXTRA_FACE, p).astype(np.int64).reshape(-1))

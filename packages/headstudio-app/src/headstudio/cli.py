@@ -12,6 +12,7 @@ import argparse
 import copy
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -72,7 +73,14 @@ def load_avatar(path: str | Path, flame: str | Path | None, device: Any) -> Any:
     if flame is not None:
         from flame_core import FlameModel
 
-        head = FlameModel.from_file(require_file(flame, "FLAME model", (".pkl",)))
+        flame_path = require_file(flame, "FLAME model", (".pkl",))
+        try:
+            head = FlameModel.from_file(flame_path)
+        except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as err:
+            raise HeadStudioError(
+                f"--flame '{flame_path}' is not a readable FLAME model ({_one_line(err)[:160]}); "
+                "give the generic_model.pkl / flame2023.pkl the avatar was made with, or leave --flame out."
+            ) from err
     try:
         avatar = Avatar.load(p, head=head)
     except HeadStudioError:
@@ -121,6 +129,23 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    v = _finite_float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be zero or positive")
+    return v
+
+
 def _check_output(path: str, suffixes: tuple[str, ...], what: str = "output") -> Path:
     p = Path(path)
     if p.suffix.lower() not in suffixes:
@@ -162,8 +187,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
     overrides.append(f'train.device="{device}"')
+    config_file = args.config
+    if args.resume and config_file is None and (out_dir / "config.toml").is_file():
+        # the run's own resolved config: without it the defaults (10,000 steps, F-SDS guidance, ...)
+        # would replace the original run's settings, e.g. its --steps and --set values
+        config_file = out_dir / "config.toml"
     try:
-        config = load_config(args.config, overrides)
+        config = load_config(config_file, overrides)
     except HeadStudioError:
         raise
     except (ValueError, KeyError, TypeError) as err:
@@ -291,7 +321,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         kwargs["size"] = check_size_arg(size)
     if steps is not None:
         kwargs["steps"] = steps
-    result = run_demo(out, **kwargs)
+    try:
+        result = run_demo(out, **kwargs)
+    except KeyboardInterrupt as err:
+        # the trainer's message suggests `headstudio generate ... --resume`, which would finish the
+        # avatar but not the demo's videos and PSNR; the demo itself always starts afresh
+        raise KeyboardInterrupt(
+            f"demo interrupted; its outputs in '{out}' are incomplete. Run `headstudio demo --output {out}` "
+            "(with the same options) again to start afresh."
+        ) from err
     if result is not None:
         print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
     return 0
@@ -338,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--video", required=True, metavar="IN.mp4")
     d.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
     d.add_argument("--save-motion", metavar="MOTION.npz")
-    d.add_argument("--smoothing", type=float, help="temporal smoothing weight of the FLAME fit")
+    d.add_argument("--smoothing", type=_non_negative_float, help="temporal smoothing weight of the FLAME fit")
     d.add_argument("--landmarker", metavar="TASK", help="MediaPipe face_landmarker.task")
     d.add_argument("--max-frames", type=_positive_int)
     d.add_argument("--size", type=_size, default=(512, 512))
@@ -352,13 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=_size, default=(512, 512))
     r.add_argument("--frames", type=_positive_int, default=120, help="turntable frames")
     r.add_argument("--fps", type=_positive_float, default=30.0)
-    r.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees")
+    r.add_argument("--elevation", type=_finite_float, default=0.0, help="camera elevation in degrees")
     r.set_defaults(func=cmd_render)
 
     e = sub.add_parser("export", parents=[common, av], help="posed PLY for splat viewers")
     e.add_argument("-o", "--output", required=True, metavar="OUT.ply")
     e.add_argument("--expression", action="append", metavar="I=V", help="set expression component I to V")
-    e.add_argument("--jaw", type=float, metavar="RAD", help="jaw opening in radians")
+    e.add_argument("--jaw", type=_finite_float, metavar="RAD", help="jaw opening in radians")
     e.add_argument("--motion", metavar="FILE")
     e.add_argument("--motion-frame", type=int, metavar="K")
     e.set_defaults(func=cmd_export)

@@ -184,9 +184,10 @@ def run_demo(
     dev = resolve_device(str(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stale = out / "checkpoints" / "last.pt"
-    if stale.exists():
-        stale.unlink()  # a previous demo in the same directory: start afresh
+    # a previous demo in the same directory: start afresh, and remove its results so that an
+    # interrupted or failed run does not leave them beside the new targets looking current
+    for name in ("checkpoints/last.pt", "avatar.ply", "turntable.mp4", "animation.mp4", "demo.json"):
+        (out / name).unlink(missing_ok=True)
     cfg = demo_config(int(size), int(steps), str(dev), seed)
     started = time.perf_counter()
 

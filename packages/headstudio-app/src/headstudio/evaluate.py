@@ -65,6 +65,36 @@ def resolve_clip_source(model: str) -> str:
     return model
 
 
+def _image_processor_class() -> Any:
+    """``CLIPImageProcessor``, or its PIL twin when torchvision is missing (which transformers
+    would otherwise pick itself, with a warning line on stderr in the middle of the CLI's output)."""
+    import importlib.util
+
+    import transformers
+
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
+        return transformers.CLIPImageProcessorPil
+    return transformers.CLIPImageProcessor
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 class ClipScorer:
     """One CLIP model with its tokenizer and image processor.
 
@@ -74,14 +104,26 @@ class ClipScorer:
     """
 
     def __init__(self, model: str, device: str | torch.device = "cpu") -> None:
-        from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+        src = resolve_clip_source(model)  # before importing transformers: a bad path fails fast
+        from transformers import CLIPModel, CLIPTokenizer
 
-        src = resolve_clip_source(model)
+        CLIPImageProcessor = _image_processor_class()
+
         self.name = model
+
+        def load(local_only: bool) -> None:
+            kw = {"local_files_only": local_only}
+            self.model = CLIPModel.from_pretrained(src, **kw).to(device).eval()
+            self.tokenizer = CLIPTokenizer.from_pretrained(src, **kw)
+            self.image_processor = CLIPImageProcessor.from_pretrained(src, **kw)
+
         try:
-            self.model = CLIPModel.from_pretrained(src).to(device).eval()
-            self.tokenizer = CLIPTokenizer.from_pretrained(src)
-            self.image_processor = CLIPImageProcessor.from_pretrained(src)
+            try:  # the local cache first: no network round trips (and retries) when it is there
+                load(local_only=True)
+            except (OSError, ValueError):
+                if Path(src).is_dir() or _hf_offline() or not _hub_reachable():
+                    raise
+                load(local_only=False)
         except (OSError, ValueError) as err:
             raise HeadStudioError(
                 f"could not load CLIP model '{model}' ({str(err).strip().splitlines()[0][:160]}); "

@@ -8,6 +8,7 @@ the result opens in common viewers (SuperSplat, antimatter15/splat, ...).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ def parse_expression_args(items: Sequence[str], num_expression: int) -> dict[int
     """Parse ``["0=1.5", "3=-0.5"]`` into ``{component index: value}``.
 
     Raises:
-        HeadStudioError: malformed item, non-numeric value, or index outside ``0..num_expression-1``.
+        HeadStudioError: malformed item, non-numeric or non-finite value, or index outside
+            ``0..num_expression-1``.
     """
     out: dict[int, float] = {}
     for item in items:
@@ -44,6 +46,8 @@ def parse_expression_args(items: Sequence[str], num_expression: int) -> dict[int
             raise HeadStudioError(
                 f"--expression index {i} is out of range; this head has components 0..{num_expression - 1}."
             )
+        if not math.isfinite(v):
+            raise HeadStudioError(f"--expression '{item}': the value must be a finite number, e.g. 1.5.")
         out[i] = v
     return out
 

@@ -521,7 +521,19 @@ class FSDSGuidance:
                 local_files_only=True if _cfg(config, "local_files_only", False) else None,
             )
         except GuidanceModelError as err:
-            raise HeadStudioError(str(err)) from err
+            # fsds-guidance's message is several lines written for the Python API; the CLI's says
+            # the same in one line, with the --set keys instead of load_guidance_models(...)
+            first = (str(err).strip().splitlines() or ["could not load the guidance models"])[0].rstrip(".")
+            base = _cfg(config, "base_model", "stablediffusionapi/realistic-vision-51")
+            cn = _cfg(config, "controlnet", "CrucibleAI/ControlNetMediaPipeFace")
+            sub = _cfg(config, "controlnet_subfolder", "diffusion_sd15")
+            include = f" --include '{sub}/*'" if sub else ""
+            raise HeadStudioError(
+                f"{first}. Download them once (needs network, ~4 GB): `hf download {base}` and "
+                f"`hf download {cn}{include}`, then run again; or use local copies with "
+                "--set guidance.base_model=DIR --set guidance.controlnet=DIR "
+                "(or HEADSTUDIO_SD_MODEL / HEADSTUDIO_CONTROLNET_MODEL)."
+            ) from err
 
     # ------------------------------------------------------------------ state (checkpoints)
     def state_dict(self) -> dict[str, Any]:

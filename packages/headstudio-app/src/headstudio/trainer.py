@@ -546,7 +546,8 @@ class Trainer:
     # ------------------------------------------------------------------------ loop
     @contextlib.contextmanager
     def _sigint_deferred(self) -> Iterator[None]:
-        """First Ctrl-C: finish the current step, checkpoint, stop. A second one stops at once."""
+        """First Ctrl-C (or SIGTERM, e.g. from a job scheduler or `timeout`): finish the current
+        step, checkpoint, stop. A second one stops at once."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -555,13 +556,16 @@ class Trainer:
             if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
-            log.warning("Ctrl-C: stopping after this step (press again to stop at once)")
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            log.warning("%s: stopping after this step (again to stop at once)", name)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        signums = [signal.SIGINT, signal.SIGTERM]
+        previous = {s: signal.signal(s, handler) for s in signums}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def _interrupted(self) -> TrainingInterrupted:
         msg = (

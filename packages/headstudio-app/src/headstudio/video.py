@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from types import TracebackType
 
 import numpy as np
 
+from ._atomic import temp_path_beside
 from .errors import HeadStudioError
 
 __all__ = ["VideoWriter", "VideoInfo", "write_video", "probe_video", "read_video_frames", "to_uint8"]
@@ -56,9 +56,7 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
 
 
 def _temp_path(target: Path, tag: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.{tag}-", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    return Path(name)
+    return temp_path_beside(target, tag)
 
 
 def _check_audio(audio: str | Path) -> Path:
@@ -74,7 +72,11 @@ def _check_audio(audio: str | Path) -> Path:
             with wave.open(str(p), "rb") as wf:
                 wf.getnframes()
         except (wave.Error, EOFError) as err:
-            raise HeadStudioError(f"audio file '{p}' is not a readable WAV file ({err}).") from err
+            why = str(err).strip() or "truncated or not RIFF/WAVE data"
+            raise HeadStudioError(
+                f"audio file '{p}' is not a readable WAV file ({why}); give a PCM .wav, or another format "
+                f"({', '.join(AUDIO_SUFFIXES)})."
+            ) from err
     return p
 
 
