@@ -66,12 +66,30 @@ def test_fov_sets_the_focal_length() -> None:
     assert project(vm, K, top)[0][1].item() == pytest.approx(0.0, abs=1e-3)
 
 
-def test_matches_rendering_fallback() -> None:
-    from headstudio.rendering import _orbit_camera
+def _look_at(az_deg: float, el_deg: float, distance: float, fovy_deg: float, width: int, height: int, target):
+    """An independent look-at construction of the same convention (FLAME y-up, azimuth 0 on +z,
+    OpenCV x right / y down / z forward): the oracle for ``orbit_camera``."""
+    tgt = torch.as_tensor(target, dtype=torch.float32).reshape(3)
+    az, el = math.radians(az_deg), math.radians(el_deg)
+    direction = [math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)]
+    eye = tgt + distance * torch.tensor(direction)
+    forward = (tgt - eye) / (tgt - eye).norm()
+    right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0]))
+    right = right / right.norm().clamp_min(1e-12)
+    down = torch.linalg.cross(forward, right)
+    rot = torch.stack([right, down, forward])  # rows: camera axes in world coordinates
+    viewmat = torch.eye(4)
+    viewmat[:3, :3] = rot
+    viewmat[:3, 3] = -rot @ eye
+    f = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
+    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    return viewmat, K
 
+
+def test_matches_an_independent_look_at() -> None:
     for az, el in ((0.0, 0.0), (45.0, 20.0), (-100.0, -10.0)):
         vm, K = orbit_camera(az, el, 0.7, 45.0, 40, 30, (0.0, 0.05, 0.0))
-        vm2, K2 = _orbit_camera(az, el, 0.7, 45.0, 40, 30, (0.0, 0.05, 0.0))
+        vm2, K2 = _look_at(az, el, 0.7, 45.0, 40, 30, (0.0, 0.05, 0.0))
         torch.testing.assert_close(vm, vm2, atol=1e-5, rtol=0)
         torch.testing.assert_close(K, K2, atol=1e-4, rtol=0)
 

@@ -370,14 +370,9 @@ class Avatar(nn.Module):
             int(height),
         )
         kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C)}
-        if backend == "auto":
-            from .rendering import render_rigged
+        import rigged_gaussians as rg  # its "auto" falls back to the reference when _C is not built
 
-            rgb, alpha, meta = render_rigged(*args, **kw)
-        else:
-            import rigged_gaussians as rg
-
-            rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
+        rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
         return AvatarRender(rgb=rgb, alpha=alpha, depth=meta.depth, meta=meta, vertices=verts)
 
     def world_gaussians(self, **flame_kwargs: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,8 +1,5 @@
 """Rendering an avatar to videos and still images.
 
-* :func:`render_rigged` is the one indirection to the rasterizer: the public
-  ``rigged_gaussians.render_rigged`` (compiled backends) when importable, else the pure-PyTorch
-  ``rigged_gaussians.reference.render_rigged``.
 * :func:`render_turntable` renders a full orbit around the neutral avatar to an MP4.
 * :func:`render_motion` animates the avatar with a FLAME motion (TalkSHOW / SHOW / ``.npz`` via
   ``flame_core.MotionSequence.load``, or the procedural talking motion) to an MP4, optionally with
@@ -16,10 +13,9 @@ object with ``rgb [B, C, H, W, 3]`` (``headstudio.avatar.Avatar``).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +24,11 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_output
+from .cameras import orbit_camera
 from .errors import HeadStudioError
 from .video import VideoWriter, probe_video
 
 __all__ = [
-    "render_rigged",
     "ViewSettings",
     "frame_avatar",
     "orbit_views",
@@ -48,28 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_SIZE = 4096
-
-
-@functools.lru_cache(maxsize=1)
-def _render_rigged_impl() -> Callable[..., Any]:
-    try:
-        from rigged_gaussians import render_rigged as fn  # compiled CPU / CUDA backends
-
-        log.debug("rendering with rigged_gaussians.render_rigged")
-    except ImportError:
-        from rigged_gaussians.reference import render_rigged as fn
-
-        log.info("rigged_gaussians.render_rigged not importable; using the pure-PyTorch reference renderer")
-    return fn
-
-
-def render_rigged(*args: Any, **kwargs: Any) -> Any:
-    """Render rigged Gaussians: ``(rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], meta)``.
-
-    Same arguments as ``rigged_gaussians.render_rigged`` (docs/CONTRACTS.md). This is the only
-    place in headstudio that chooses between the compiled renderer and the reference.
-    """
-    return _render_rigged_impl()(*args, **kwargs)
 
 
 def check_size(width: int, height: int | None = None) -> tuple[int, int]:
@@ -128,11 +102,6 @@ def orbit_views(
     target: torch.Tensor | Sequence[float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cameras on an orbit (``headstudio.cameras.orbit_camera``): ``(viewmats [C, 4, 4], Ks [C, 3, 3])``."""
-    try:
-        from .cameras import orbit_camera
-    except ImportError:  # headstudio.cameras not built yet: same convention, local implementation
-        orbit_camera = _orbit_camera
-
     elevs = [elevation_deg] * len(azimuths_deg) if isinstance(elevation_deg, (int, float)) else elevation_deg
     vms, ks = [], []
     for az, el in zip(azimuths_deg, elevs):
@@ -140,38 +109,6 @@ def orbit_views(
         vms.append(torch.as_tensor(vm, dtype=torch.float32))
         ks.append(torch.as_tensor(k, dtype=torch.float32))
     return torch.stack(vms), torch.stack(ks)
-
-
-def _orbit_camera(
-    azimuth_deg: float,
-    elevation_deg: float,
-    distance: float,
-    fovy_deg: float,
-    width: int,
-    height: int,
-    target: torch.Tensor | Sequence[float],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Look-at camera on a sphere around ``target`` (FLAME y-up world, azimuth 0 on +z, OpenCV).
-
-    Returns:
-        ``(viewmat [4, 4] world→camera, K [3, 3])``.
-    """
-    tgt = torch.as_tensor(target, dtype=torch.float32).reshape(3)
-    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-    eye = tgt + distance * torch.tensor(
-        [math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)]
-    )
-    forward = (tgt - eye) / (tgt - eye).norm()
-    right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0]))
-    right = right / right.norm().clamp_min(1e-12)
-    down = torch.linalg.cross(forward, right)
-    rot = torch.stack([right, down, forward])  # rows: camera axes in world coordinates
-    viewmat = torch.eye(4)
-    viewmat[:3, :3] = rot
-    viewmat[:3, 3] = -rot @ eye
-    f = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
-    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
-    return viewmat, K
 
 
 def _to_device(avatar: Any, *ts: torch.Tensor) -> list[torch.Tensor]:
