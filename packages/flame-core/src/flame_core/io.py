@@ -10,9 +10,11 @@ chumpy is never imported. :func:`save_flame_pickle` writes the same layout (prot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,12 +211,30 @@ def load_flame_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def default_file_mode() -> int:
     """The mode ``open(path, "w")`` gives a new file (0o666 less the umask).
 
-    ``tempfile.mkstemp`` creates owner-only (0600) files; atomic writers chmod their temporary file
-    to this before renaming it, so outputs are as readable as any other file the user writes.
+    ``tempfile.mkstemp`` creates owner-only (0600) files; :func:`atomic_path` gives its temporary
+    file this mode before renaming it, so outputs are as readable as any other file the user writes.
     """
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary file name beside ``path`` (ending in ``suffix``); when the block succeeds
+    it gets the usual file mode and is renamed onto ``path``, otherwise it is deleted, so a
+    half-written file never appears under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_flame_pickle(d: dict[str, Any], path: str | os.PathLike) -> None:
@@ -231,14 +251,5 @@ def save_flame_pickle(d: dict[str, Any], path: str | os.PathLike) -> None:
     out: dict[str, Any] = {k: (v if scipy.sparse.issparse(v) else np.asarray(v)) for k, v in d.items()}
     _validate(out, path)  # refuse to write something we could not read back
     out["J_regressor"] = scipy.sparse.csc_matrix(np.asarray(_to_numpy(d["J_regressor"]), dtype=np.float64))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(out, fh, protocol=2)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(out, fh, protocol=2)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flame_core.io import default_file_mode
+from flame_core.io import atomic_path
 from flame_core.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_quaternion,
@@ -165,18 +164,9 @@ class MotionSequence:
         path = Path(path)
         if path.suffix.lower() != ".npz":
             raise ValueError(f"path {str(path)!r}: MotionSequence.save writes .npz files")
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.tensors().items()}
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".tmp.npz") as tmp:  # np.savez keeps a name ending in .npz
             np.savez(tmp, fps=np.float64(self.fps), format=np.array(_FORMAT), **arrays)
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     @classmethod
