@@ -93,7 +93,7 @@ def test_clip_offline_fails_without_network_retries(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HEADSTUDIO_CLIP_ROOT", raising=False)
     monkeypatch.setattr(transformers.CLIPModel, "from_pretrained", fake_from_pretrained)
-    monkeypatch.setattr(evaluate, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(evaluate, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(HeadStudioError, match="hf download openai/clip-vit-base-patch32"):
         evaluate.ClipScorer("openai/clip-vit-base-patch32")
     assert calls == [{"local_files_only": True}]

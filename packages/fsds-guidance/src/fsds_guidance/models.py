@@ -100,11 +100,14 @@ def _help(base: str, controlnet: str, subfolder: str, reason: str) -> str:
     )
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` forbids the Hugging Face hub (``1``/``true``/``yes``/``on``)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint (``HF_ENDPOINT``) accepts a TCP connection within
+    ``timeout`` seconds: a quick check before a download that would otherwise hang and retry."""
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     url = urlparse(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -175,13 +178,13 @@ def load_guidance_models(
     if Path(controlnet).is_dir() and sub and not (Path(controlnet) / sub).is_dir():
         cn_sub = None
 
-    offline = _offline() or local_files_only is True
+    offline = hub_offline() or local_files_only is True
     attempts = [True] if offline else [True, False]
     last: Exception | None = None
     loaded = None
     for local_only in attempts:
         if not local_only:
-            if local_files_only is None and not _hub_reachable():
+            if local_files_only is None and not hub_reachable():
                 reason = "weights are not in the local cache and the hub is unreachable."
                 raise GuidanceModelError(_help(base, controlnet, sub or "", reason)) from None
             logger.info("downloading guidance models %s, %s", base, controlnet)

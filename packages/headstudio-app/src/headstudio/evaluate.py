@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fsds_guidance.models import hub_offline, hub_reachable
 
 from .errors import HeadStudioError
 from .rendering import ViewSettings, check_size, frame_avatar, orbit_views, render_views
@@ -77,24 +78,6 @@ def _image_processor_class() -> Any:
     return transformers.CLIPImageProcessor
 
 
-def _hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 class ClipScorer:
     """One CLIP model with its tokenizer and image processor.
 
@@ -121,7 +104,7 @@ class ClipScorer:
             try:  # the local cache first: no network round trips (and retries) when it is there
                 load(local_only=True)
             except (OSError, ValueError):
-                if Path(src).is_dir() or _hf_offline() or not _hub_reachable():
+                if Path(src).is_dir() or hub_offline() or not hub_reachable():
                     raise
                 load(local_only=False)
         except (OSError, ValueError) as err:
