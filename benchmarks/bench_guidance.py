@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from _timing import median_ms
 from fsds_guidance import FSDS, FSDSConfig
 from fsds_guidance.control import CONTROL_PALETTE, draw_control_map, draw_control_map_naive
 from fsds_guidance.testing import tiny_components
@@ -34,17 +32,6 @@ class ThreeCallFSDS(FSDS):
         return torch.cat(
             [super(ThreeCallFSDS, self).predict_noise(latents_noisy, t, e, control) for e in parts]
         )
-
-
-def _time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def bench_step(repeats: int) -> None:
@@ -63,8 +50,8 @@ def bench_step(repeats: int) -> None:
             out = f(images, control, "a portrait of a man", az, el, step=10)
             out.loss.backward()
 
-        t_base = _time(lambda: step(base), repeats)
-        t_ours = _time(lambda: step(ours), repeats)
+        t_base = median_ms(lambda: step(base), repeats, warmup=2)
+        t_ours = median_ms(lambda: step(ours), repeats, warmup=2)
         print(f"{bsz:>5} {t_base:>10.2f} {t_ours:>10.2f} {t_base / t_ours:>8.2f}x")
 
 
@@ -111,8 +98,8 @@ def bench_control(repeats: int) -> None:
         fast = draw_control_map(pts, vis, size=size)
         if not torch.equal(fast, draw_control_map_naive(pts, vis, size=size)):
             raise RuntimeError("vectorised drawing differs from the naive reference")
-        t_naive = _time(lambda p=pts: draw_control_map_naive(p, vis, size=size), max(repeats // 4, 2), 1)
-        t_fast = _time(lambda p=pts: draw_control_map(p, vis, size=size), repeats)
+        t_naive = median_ms(lambda p=pts: draw_control_map_naive(p, vis, size=size), max(repeats // 4, 2))
+        t_fast = median_ms(lambda p=pts: draw_control_map(p, vis, size=size), repeats, warmup=2)
         print(f"{name:>10} {t_naive:>11.1f} {t_fast:>11.1f} {t_naive / t_fast:>8.1f}x")
 
 

@@ -22,26 +22,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from _timing import median_ms
 from rigged_gaussians import _cpu, _glue, reference, testing
 
 _REF_BYTES_BWD = 96  # bytes per element the reference keeps for autograd (measured: 72-96)
-
-
-def _time(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall seconds of ``fn`` over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _scene(n: int, batch: int, size: int) -> dict[str, Any]:
@@ -127,9 +115,9 @@ def main() -> None:
                 ref_fn = _per_camera(reference.rasterize)
                 for name in ("fwd", "fwd+bwd"):
                     if name == "fwd":
-                        t_cpu = _time(_fwd(_cpu.rasterize_cpu, scene), args.repeats)
+                        t_cpu = median_ms(_fwd(_cpu.rasterize_cpu, scene), args.repeats)
                     else:
-                        t_cpu = _time(_fwd_bwd(_cpu.rasterize_cpu, scene), args.repeats)
+                        t_cpu = median_ms(_fwd_bwd(_cpu.rasterize_cpu, scene), args.repeats)
                     gb = max(E) * _REF_BYTES_BWD / 2**30
                     if name == "fwd" and sum(E) > args.max_ref_elements:
                         ref = f"skipped (E={sum(E):.1e} > {args.max_ref_elements:.1e} elements)"
@@ -137,9 +125,9 @@ def main() -> None:
                         ref = f"skipped (autograd needs ~{gb:.0f} GB per camera > {args.max_ref_gb:g} GB)"
                     else:
                         make = _fwd(ref_fn, scene) if name == "fwd" else _fwd_bwd(ref_fn, scene, True)
-                        t_ref = _time(make, args.ref_repeats)
-                        ref = f"{1e3 * t_ref:10.1f} {t_ref / t_cpu:7.1f}x"
-                    print(f"{size:5d} {n:6d} {batch:2d} {name:>8} {1e3 * t_cpu:9.1f} {ref}", flush=True)
+                        t_ref = median_ms(make, args.ref_repeats)
+                        ref = f"{t_ref:10.1f} {t_ref / t_cpu:7.1f}x"
+                    print(f"{size:5d} {n:6d} {batch:2d} {name:>8} {t_cpu:9.1f} {ref}", flush=True)
 
 
 if __name__ == "__main__":
