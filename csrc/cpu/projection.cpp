@@ -8,6 +8,7 @@
 // per-(pose, Gaussian) copies of the frames (face_ids -> identity) and writes per-(pose,
 // Gaussian) frame gradients, which ordered_scatter_add then sums per face in Gaussian order.
 // Scratch: 26 floats per (pose, Gaussian) in std::vectors.
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -21,6 +22,13 @@ namespace {
 constexpr long long kGrain = 1024;
 
 template <bool RIGGED>
+void fwd(const ProjArgs& a) {
+  parallel_for((long long)a.C * a.N, kGrain, [&](long long b, long long e) {
+    for (long long i = b; i < e; ++i) projection_fwd_one<RIGGED>(a, i);
+  });
+}
+
+template <bool RIGGED>
 void bwd_by_gaussian(const ProjArgs& a, const ProjGrads& g) {
   parallel_for(a.N, kGrain, [&](long long b, long long e) {
     for (long long n = b; n < e; ++n)
@@ -29,36 +37,33 @@ void bwd_by_gaussian(const ProjArgs& a, const ProjGrads& g) {
 }
 }  // namespace
 
-void projection_fwd_cpu(const ProjArgs& a, bool rigged) {
-  parallel_for((long long)a.C * a.N, kGrain, [&](long long b, long long e) {
-    if (rigged) {
-      for (long long i = b; i < e; ++i) projection_fwd_one<true>(a, i);
-    } else {
-      for (long long i = b; i < e; ++i) projection_fwd_one<false>(a, i);
-    }
-  });
+void projection_fwd(const ProjArgs& a) { fwd<false>(a); }
+void projection_rigged_fwd(const ProjArgs& a) { fwd<true>(a); }
+
+void projection_bwd(const ProjArgs& a, const ProjGrads& g) {
+  if (a.C > 0 && a.N > 0) bwd_by_gaussian<false>(a, g);
 }
 
-void projection_bwd_cpu(const ProjArgs& a, const ProjGrads& g, bool rigged) {
+void projection_rigged_bwd(const ProjArgs& a, const ProjGrads& g) {
   if (a.C <= 0 || a.N <= 0) return;
-  if (!rigged) {
-    bwd_by_gaussian<false>(a, g);
-    return;
-  }
   const int cpp = a.cams_per_pose > 0 ? a.cams_per_pose : 1;
   const long long B = (a.C + cpp - 1) / cpp, N = a.N, rows = B * N;
   // per-(pose, Gaussian) frames: row r = pose * N + n holds the frame of face face_ids[n]
+  // (a face id out of range: NaN frame, culled by the forward, so never read)
   std::vector<int> ident(N);
   std::iota(ident.begin(), ident.end(), 0);
   std::vector<float> cent(rows * 3), rot(rows * 9), sa(rows);
   std::vector<float> v_cent(rows * 3, 0.f), v_rot(rows * 9, 0.f), v_sa(rows, 0.f);
-  auto face_of = [&](long long r) { return (r / N) * a.F + a.face_ids[r % N]; };
+  auto face_of = [&](long long r) -> long long {
+    const int fid = a.face_ids[r % N];
+    return in_range(fid, a.F) ? (r / N) * a.F + fid : -1;
+  };
   parallel_for(rows, 4 * kGrain, [&](long long b, long long e) {
     for (long long r = b; r < e; ++r) {
       const long long f = face_of(r);
-      for (int k = 0; k < 3; ++k) cent[3 * r + k] = a.centroids[3 * f + k];
-      for (int k = 0; k < 9; ++k) rot[9 * r + k] = a.rotations[9 * f + k];
-      sa[r] = a.sqrt_areas[f];
+      for (int k = 0; k < 3; ++k) cent[3 * r + k] = f < 0 ? NAN : a.centroids[3 * f + k];
+      for (int k = 0; k < 9; ++k) rot[9 * r + k] = f < 0 ? NAN : a.rotations[9 * f + k];
+      sa[r] = f < 0 ? NAN : a.sqrt_areas[f];
     }
   });
   ProjArgs a2 = a;

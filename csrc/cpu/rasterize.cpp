@@ -85,7 +85,7 @@ void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
   }
 }
 
-template <int CH>
+template <int CH, bool ABS>
 void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
               float* isect_grads) {
   const TileRange r = tile_range(a, t);
@@ -154,8 +154,10 @@ void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss
           const float v_my = v_sigma * (cbk * dx + cck * dy);
           s_mx += v_mx;
           s_my += v_my;
-          s_ax += fabsf(v_mx);
-          s_ay += fabsf(v_my);
+          if constexpr (ABS) {
+            s_ax += fabsf(v_mx);
+            s_ay += fabsf(v_my);
+          }
           s_ca += 0.5f * v_sigma * dx * dx;
           s_cb += v_sigma * dx * dy;
           s_cc += 0.5f * v_sigma * dy * dy;
@@ -295,7 +297,7 @@ RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
   }
 }
 
-template <int CH>
+template <int CH, bool ABS>
 RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
               float* isect_grads) {
   const TileRange r = tile_range(a, t);
@@ -381,8 +383,10 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
         const v8f v_my = v_sigma * (cbk * dx + cck * dyv);
         s_mx = unclamped ? s_mx + v_mx : s_mx;
         s_my = unclamped ? s_my + v_my : s_my;
-        s_ax = unclamped ? s_ax + vabs(v_mx) : s_ax;
-        s_ay = unclamped ? s_ay + vabs(v_my) : s_ay;
+        if constexpr (ABS) {
+          s_ax = unclamped ? s_ax + vabs(v_mx) : s_ax;
+          s_ay = unclamped ? s_ay + vabs(v_my) : s_ay;
+        }
         s_ca = unclamped ? s_ca + 0.5f * v_sigma * dx * dx : s_ca;
         s_cb = unclamped ? s_cb + v_sigma * dx * dyv : s_cb;
         s_cc = unclamped ? s_cc + 0.5f * v_sigma * dyv * dyv : s_cc;
@@ -457,7 +461,7 @@ void fwd_all(const RasterArgs& a) {
 
 // Adds the per-intersection rows to the per-Gaussian outputs: each Gaussian's rows are summed
 // in increasing intersection order (camera, tile, depth), whatever the thread count.
-template <int CH>
+template <int CH, bool ABS>
 void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isect_grads) {
   constexpr int S = 8 + CH;
   ordered_scatter_add(
@@ -466,7 +470,7 @@ void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isec
         const float* Ak = isect_grads + (size_t)i * S;
         gr.v_means2d[2 * g] += Ak[0];
         gr.v_means2d[2 * g + 1] += Ak[1];
-        if (gr.v_means2d_abs) {
+        if constexpr (ABS) {
           gr.v_means2d_abs[2 * g] += Ak[2];
           gr.v_means2d_abs[2 * g + 1] += Ak[3];
         }
@@ -480,7 +484,7 @@ void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isec
 
 // One task per (camera, tile) writes its rows [offsets[t], offsets[t+1]) of isect_grads
 // [n_isects, 8 + CH]; then a fixed-order reduction into the outputs (deterministic).
-template <int CH>
+template <int CH, bool ABS>
 void bwd_all(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
   const bool simd = use_simd();
   // rows before the first tile's range (none for well-formed offsets) must not add garbage
@@ -491,21 +495,21 @@ void bwd_all(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
     for (long long t = b; t < e; ++t) {
 #if defined(RG_HAVE_SIMD)
       if (simd) {
-        bwd_tile_simd<CH>(a, g, t, G, isect_grads);
+        bwd_tile_simd<CH, ABS>(a, g, t, G, isect_grads);
         continue;
       }
 #endif
-      bwd_tile<CH>(a, g, t, G, isect_grads);
+      bwd_tile<CH, ABS>(a, g, t, G, isect_grads);
     }
   });
-  reduce_isects<CH>(a, g, isect_grads);
+  reduce_isects<CH, ABS>(a, g, isect_grads);
 }
 
 }  // namespace
 
 bool rasterize_uses_simd() { return use_simd(); }
 
-void rasterize_fwd_cpu(const RasterArgs& a) {
+void rasterize_to_pixels_fwd(const RasterArgs& a) {
   check_args(a, "rasterize_to_pixels_fwd");
   if (a.C == 0 || a.width == 0 || a.height == 0) return;
   switch (a.CH) {
@@ -516,19 +520,29 @@ void rasterize_fwd_cpu(const RasterArgs& a) {
   }
 }
 
-void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
+template <int CH>
+void bwd_ch(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
+  if (g.v_means2d_abs != nullptr) {
+    bwd_all<CH, true>(a, g, isect_grads);
+  } else {
+    bwd_all<CH, false>(a, g, isect_grads);
+  }
+}
+
+void rasterize_to_pixels_bwd(const RasterArgs& a, const RasterGrads& g) {
   check_args(a, "rasterize_to_pixels_bwd");
   if (a.C == 0 || a.width == 0 || a.height == 0 || a.n_isects == 0) return;
+  float* isect_grads = g.isect_grads;
   std::vector<float> own;  // fallback scratch when the caller passes none
   if (isect_grads == nullptr) {
     own.resize((size_t)a.n_isects * (8 + a.CH));
     isect_grads = own.data();
   }
   switch (a.CH) {
-    case 1: bwd_all<1>(a, g, isect_grads); break;
-    case 2: bwd_all<2>(a, g, isect_grads); break;
-    case 3: bwd_all<3>(a, g, isect_grads); break;
-    default: bwd_all<4>(a, g, isect_grads); break;
+    case 1: bwd_ch<1>(a, g, isect_grads); break;
+    case 2: bwd_ch<2>(a, g, isect_grads); break;
+    case 3: bwd_ch<3>(a, g, isect_grads); break;
+    default: bwd_ch<4>(a, g, isect_grads); break;
   }
 }
 

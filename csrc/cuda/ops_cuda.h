@@ -1,67 +1,50 @@
-// Host entry points of the CUDA backend. Every pointer is a device pointer allocated by the
-// Python wrapper through torch (float32 unless stated; contiguous, row-major); `stream` is
-// torch.cuda.current_stream().cuda_stream. No function allocates memory.
-// Shapes: B poses, C cameras (C = B * cams_per_pose for rigged projection), N Gaussians,
-// V vertices, F faces, K SH coefficients per channel.
+// Entry points of the CUDA backend: one function per op, taking the argument records of
+// rg/ops.h (device pointers on record.device, kernels on record.stream). No function allocates
+// memory; gradient outputs are zeroed by the caller (the backwards accumulate with atomics, so
+// CUDA gradients are not bit-deterministic). The binding (bind_cuda.cpp) runs every op under a
+// DeviceGuard of record.device.
 #pragma once
-
-#include <cstdint>
 
 #include "rg/ops.h"
 
-namespace rgc {
+namespace rg::gpu {
 
-// The shared math and argument structs (csrc/include/rg) are used unqualified here.
-using namespace rg;
+// X(op, docstring): the ops, bound as _C.<op>_cuda(record[, grads]) by bind_cuda.cpp.
+#define RG_CUDA_OPS(X)                                                                         \
+  X(triangle_frames_fwd, "Triangle frames of vertices [B,V,3] and faces [F,3] (FramesArgs).")   \
+  X(triangle_frames_bwd, "VJP of triangle_frames into zeroed v_vertices (FramesArgs).")        \
+  X(deform_fwd, "Deform local Gaussians by triangle frames (DeformArgs).")                     \
+  X(deform_bwd, "VJP of deform into zeroed gradient buffers (DeformArgs).")                    \
+  X(projection_fwd, "Project world Gaussians: radii, means2d, depths, conics, SH colours.")    \
+  X(projection_rigged_fwd, "Fused deformation + projection of local Gaussians.")               \
+  X(projection_bwd, "VJP of projection into zeroed buffers (ProjArgs, ProjGrads).")            \
+  X(projection_rigged_bwd, "VJP of the fused projection (ProjArgs, ProjGrads).")               \
+  X(isect_count, "Tiles of each element of the depth order -> counts (IsectArgs).")            \
+  X(isect_fill, "Tile keys and flatten ids of every intersection, in depth order.")            \
+  X(isect_offsets, "First intersection of every tile from the sorted keys (IsectArgs).")       \
+  X(radix_sort, "Stable radix sort of int32 (key, value) pairs over bits [begin, end).")       \
+  X(radix_sort_temp_bytes, "Scratch bytes radix_sort needs for n items (SortArgs).")           \
+  X(rasterize_to_pixels_fwd, "Alpha-blend each tile's sorted Gaussians front to back.")        \
+  X(rasterize_to_pixels_bwd, "VJP of the rasterizer into zeroed buffers (RasterArgs, RasterGrads).")
 
-// ---- triangle frames
-// vertices [B,V,3], faces [F,3] int32 -> centroids [B,F,3], rotations [B,F,3,3], sqrt_areas [B,F]
-void triangle_frames_fwd_cuda(const float* vertices, const int* faces, int B, int V, int F,
-                              float* centroids, float* rotations, float* sqrt_areas,
-                              std::uintptr_t stream);
-// v_vertices [B,V,3] must be zeroed by the caller (accumulated with atomics).
-void triangle_frames_bwd_cuda(const float* vertices, const int* faces, int B, int V, int F,
-                              const float* v_centroids, const float* v_rotations,
-                              const float* v_sqrt_areas, float* v_vertices,
-                              std::uintptr_t stream);
+void triangle_frames_fwd(const FramesArgs& a);
+void triangle_frames_bwd(const FramesArgs& a);
+void deform_fwd(const DeformArgs& a);
+void deform_bwd(const DeformArgs& a);
+void projection_fwd(const ProjArgs& a);
+void projection_rigged_fwd(const ProjArgs& a);
+void projection_bwd(const ProjArgs& a, const ProjGrads& g);
+void projection_rigged_bwd(const ProjArgs& a, const ProjGrads& g);
+// counts[s] = tiles of element order[s] (or s without an order)
+void isect_count(const IsectArgs& a);
+// keys (camera * n_tiles + tile) and ids of element s at [cum[s-1], cum[s])
+void isect_fill(const IsectArgs& a);
+// offsets [C,tile_h,tile_w] from sorted_keys [n_isects]
+void isect_offsets(const IsectArgs& a);
+// cub::DeviceRadixSort::SortPairs over key bits [begin_bit, end_bit) (keys as unsigned)
+void radix_sort(const SortArgs& a);
+long long radix_sort_temp_bytes(const SortArgs& a);
+void rasterize_to_pixels_fwd(const RasterArgs& a);
+void rasterize_to_pixels_bwd(const RasterArgs& a, const RasterGrads& g);
 
-// ---- deformation
-// means [N,3], quats [N,4], log_scales [N,3], face_ids [N] int32, frames of B poses
-// -> out_means [B,N,3], out_quats [B,N,4], out_scales [B,N,3]
-void deform_fwd_cuda(const float* means, const float* quats, const float* log_scales,
-                     const int* face_ids, const float* centroids, const float* rotations,
-                     const float* sqrt_areas, int B, int N, int F, float* out_means,
-                     float* out_quats, float* out_scales, std::uintptr_t stream);
-// Gradients are accumulated with atomics: every output must be zeroed by the caller.
-// v_means/v_quats/v_log_scales [N,·], v_centroids [B,F,3], v_rotations [B,F,3,3], v_sqrt_areas [B,F]
-void deform_bwd_cuda(const float* means, const float* quats, const float* log_scales,
-                     const int* face_ids, const float* centroids, const float* rotations,
-                     const float* sqrt_areas, int B, int N, int F, const float* v_out_means,
-                     const float* v_out_quats, const float* v_out_scales, float* v_means,
-                     float* v_quats, float* v_log_scales, float* v_centroids, float* v_rotations,
-                     float* v_sqrt_areas, std::uintptr_t stream);
-
-// ---- projection (plain and rigged/fused); ProjArgs/ProjGrads are in rg/ops.h
-void projection_fwd_cuda(const ProjArgs& a, bool rigged, std::uintptr_t stream);
-void projection_bwd_cuda(const ProjArgs& a, const ProjGrads& g, bool rigged,
-                         std::uintptr_t stream);
-
-// ---- tile intersection
-// radii [C,N,2] int32, means2d [C,N,2] -> tiles_per_gauss [C,N] int32
-void isect_count_cuda(const int* radii, const float* means2d, int C, int N, int tile_size,
-                      int tile_w, int tile_h, int* tiles_per_gauss, std::uintptr_t stream);
-// cum_tiles [C,N] int64 inclusive cumsum of tiles_per_gauss -> keys [n_isects] int64
-// (camera | tile | depth bits), flatten_ids [n_isects] int32 (c * N + n)
-void isect_fill_cuda(const int* radii, const float* means2d, const float* depths,
-                     const long long* cum_tiles, int C, int N, int tile_size, int tile_w,
-                     int tile_h, long long* keys, int* flatten_ids, std::uintptr_t stream);
-// sorted keys [n_isects] -> offsets [C, tile_h, tile_w] int32
-void isect_offset_encode_cuda(const long long* sorted_keys, long long n_isects, int C,
-                              int tile_w, int tile_h, int* offsets, std::uintptr_t stream);
-int tile_id_bits(int tile_w, int tile_h);
-
-// ---- rasterization; RasterArgs/RasterGrads are in rg/ops.h
-void rasterize_fwd_cuda(const RasterArgs& a, std::uintptr_t stream);
-void rasterize_bwd_cuda(const RasterArgs& a, const RasterGrads& g, std::uintptr_t stream);
-
-}  // namespace rgc
+}  // namespace rg::gpu
