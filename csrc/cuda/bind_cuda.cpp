@@ -9,21 +9,8 @@
 
 namespace py = pybind11;
 
-namespace {
-
-// fn(record, rest...) with record.device current for the call.
-template <class R, class A, class... Rest>
-auto guarded(R (*fn)(const A&, Rest...)) {
-  return [fn](const A& a, Rest... rest) -> R {
-    const rg::gpu::DeviceGuard guard(a.device);
-    return fn(a, rest...);
-  };
-}
-
-}  // namespace
-
 void rg_bind_cuda(py::module_& m) {
-#define RG_DEF_CUDA(op, doc) m.def(#op "_cuda", guarded(&rg::gpu::op), doc);
+#define RG_DEF_CUDA(op, doc) m.def(#op "_cuda", rg::gpu::guarded(&rg::gpu::op), doc);
   RG_CUDA_OPS(RG_DEF_CUDA)
 #undef RG_DEF_CUDA
 }

@@ -45,11 +45,18 @@ void launch(const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block,
   check_launch(op);
 }
 
-// One thread per element of [0, n) in blocks of kThreads.
+// One thread per element of [0, n) in blocks of kThreads, for per-element kernels (no block
+// synchronisation, no warp operations: the emulation runs their threads one by one).
 template <class... KArgs, class... Args>
 void launch_1d(const char* op, void (*kernel)(KArgs...), long long n, const Exec& exec,
                Args... args) {
-  if (n > 0) launch(op, kernel, dim3(n_blocks(n)), dim3(kThreads), 0, exec, args...);
+  if (n <= 0) return;
+#if defined(RG_EMULATE)
+  emu::launch_serial(dim3(n_blocks(n)), dim3(kThreads), [=] { kernel(args...); });
+  check_launch(op);
+#else
+  launch(op, kernel, dim3(n_blocks(n)), dim3(kThreads), 0, exec, args...);
+#endif
 }
 
 // Shared-memory declarations through macros so the kernels can also be compiled by a host-side

@@ -39,4 +39,14 @@ class DeviceGuard {
   int previous_ = -1;
 };
 
+// fn(record, rest...) with record.device current for the call: how bind_cuda.cpp binds every
+// CUDA op (and how host_check/check_device.cpp calls them).
+template <class R, class A, class... Rest>
+auto guarded(R (*fn)(const A&, Rest...)) {
+  return [fn](const A& a, Rest... rest) -> R {
+    const DeviceGuard guard(a.device);
+    return fn(a, rest...);
+  };
+}
+
 }  // namespace rg::gpu

@@ -172,7 +172,9 @@ def test_frames_and_deform_match_reference(B, edge):
         loc = {k: conv(rig[k]).clone().requires_grad_(True) for k in ("means", "quats", "log_scales")}
         cent, rot, sa = frames_fn(v, rig["faces"])
         if name == "cpu":
-            m, q, s = deform_fn(loc["means"], loc["quats"], loc["log_scales"], rig["face_ids"], (cent, rot, sa))
+            m, q, s = deform_fn(
+                loc["means"], loc["quats"], loc["log_scales"], rig["face_ids"], (cent, rot, sa)
+            )
         else:
             m, q, s = deform_fn(
                 loc["means"],

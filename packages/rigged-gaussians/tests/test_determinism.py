@@ -126,7 +126,12 @@ def test_frames_and_deform_gradients_bit_identical_across_threads():
             with _threads(k):
                 frames = rg.triangle_frames(verts, rig["faces"], backend="cpu")
                 out = rg.deform(
-                    local["means"], local["quats"], local["log_scales"], rig["face_ids"], frames, backend="cpu"
+                    local["means"],
+                    local["quats"],
+                    local["log_scales"],
+                    rig["face_ids"],
+                    frames,
+                    backend="cpu",
                 )
                 g.manual_seed(5)
                 loss = sum((o * torch.randn(o.shape, generator=g)).sum() for o in out)

@@ -116,8 +116,8 @@ class NativeOps:
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()
             rec.set(device=index, stream=int(torch.cuda.current_stream(device).cuda_stream))
-            if self.checks is not None and self.checks.errors is not None:
-                rec.set(errors=self.checks.errors)
+        if self.checks is not None and self.checks.errors is not None:
+            rec.set(errors=self.checks.errors)
         if settings is not None:
             own = set(rec.native.fields)
             opts = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in own}
@@ -243,7 +243,9 @@ class NativeOps:
         self.call("isect_offsets", rec)
         return Intersections(offsets, sorted_ids)
 
-    def _radix_sort(self, keys: Tensor, values: Tensor, bits: int, dev: torch.device) -> tuple[Tensor, Tensor]:
+    def _radix_sort(
+        self, keys: Tensor, values: Tensor, bits: int, dev: torch.device
+    ) -> tuple[Tensor, Tensor]:
         """(keys, values) int32 sorted by the keys' low ``bits`` bits (stable; CUDA)."""
         keys_out, values_out = torch.empty_like(keys), torch.empty_like(values)
         rec = self.record(
@@ -460,7 +462,9 @@ class _RasterizeToPixels(torch.autograd.Function):
         )  # fmt: skip
         ops.call("rasterize_to_pixels_fwd", rec)
         ctx.rec, ctx.ops, ctx.absgrad, ctx.has_bg = rec, ops, absgrad, backgrounds is not None
-        ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, offsets, flatten_ids, rc, ra, last)
+        ctx.save_for_backward(
+            means2d, conics, colors, opacities, backgrounds, offsets, flatten_ids, rc, ra, last
+        )
         return rc, ra
 
     @staticmethod

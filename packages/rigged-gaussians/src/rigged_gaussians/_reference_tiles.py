@@ -52,7 +52,14 @@ def _ellipse_u(v: Tensor, side: float, B: Tensor, A: Tensor, s: Tensor, det: Ten
 
 
 def _row_spans(
-    m: Tensor, conics: Tensor, opac: Tensor, rows_of: Tensor, ty: Tensor, x0: Tensor, x1: Tensor, st: RasterSettings
+    m: Tensor,
+    conics: Tensor,
+    opac: Tensor,
+    rows_of: Tensor,
+    ty: Tensor,
+    x0: Tensor,
+    x1: Tensor,
+    st: RasterSettings,
 ) -> tuple[Tensor, Tensor]:
     """``rg::isect_row`` for each (Gaussian, tile row): the tiles ``[tx0, tx1)`` of row ``ty``
     the ellipse may reach. ``rows_of`` maps rows to Gaussians; ``m``, ``conics``, ``opac`` are
@@ -75,8 +82,12 @@ def _row_spans(
     v0 = torch.maximum(tyd * ts + 0.5 - my, -vmax)
     v1 = torch.minimum(torch.clamp((tyd + 1) * ts, max=float(st.height)) - 0.5 - my, vmax)
     vl = -vr
-    u_hi = torch.where((vr >= v0) & (vr <= v1), ur, _ellipse_u(torch.where(vr < v0, v0, v1), 1.0, B, A, s, det))
-    u_lo = torch.where((vl >= v0) & (vl <= v1), -ur, _ellipse_u(torch.where(vl < v0, v0, v1), -1.0, B, A, s, det))
+    u_hi = torch.where(
+        (vr >= v0) & (vr <= v1), ur, _ellipse_u(torch.where(vr < v0, v0, v1), 1.0, B, A, s, det)
+    )
+    u_lo = torch.where(
+        (vl >= v0) & (vl <= v1), -ur, _ellipse_u(torch.where(vl < v0, v0, v1), -1.0, B, A, s, det)
+    )
     j0 = torch.ceil(mx + u_lo - 0.5)
     j1 = torch.floor(mx + u_hi - 0.5)
     lim = float(st.tile_w) + 1.0
@@ -97,7 +108,12 @@ def _never_blended(opac: Tensor, conics: Tensor) -> Tensor:
 
 
 def isect_tiles(
-    means2d: Tensor, radii: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor, settings: RasterSettings
+    means2d: Tensor,
+    radii: Tensor,
+    depths: Tensor,
+    conics: Tensor,
+    opacities: Tensor,
+    settings: RasterSettings,
 ) -> Intersections:
     """The ``isect_tiles`` stage: tile intersections of projected Gaussians ``[C,N,·]``.
 

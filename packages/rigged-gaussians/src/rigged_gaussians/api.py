@@ -90,7 +90,8 @@ def build_info() -> dict[str, Any]:
     ext = _extension()
     if ext is None:
         return {"extension": False, "backends": [], "cuda_skipped": "rigged_gaussians._C is not built"}
-    return {"extension": True, **dict(ext.build_info())}
+    info = getattr(ext, "build_info", None)
+    return {"extension": True, **(dict(info()) if info is not None else {})}
 
 
 def _cuda_unavailable_reason() -> str | None:

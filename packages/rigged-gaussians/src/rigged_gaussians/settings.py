@@ -68,9 +68,7 @@ class RasterSettings:
         known = {f.name for f in fields(cls)} - {"width", "height"}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise TypeError(
-                f"{unknown[0]}: not a render option; the options are {', '.join(sorted(known))}"
-            )
+            raise TypeError(f"{unknown[0]}: not a render option; the options are {', '.join(sorted(known))}")
         return cls(width=width, height=height, **options)  # type: ignore[arg-type]
 
     def validated(self, cameras: int) -> RasterSettings:
