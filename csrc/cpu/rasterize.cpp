@@ -30,11 +30,11 @@ namespace {
 using namespace raster;
 
 template <int CH>
-void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
+void fwd_tile(const RasterArgs& a, const GaussPrep& prep, long long t, TileGauss& G) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   const int w = r.x1 - r.x0;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   float T[kMaxTile], acc[kMaxTile][CH];
   int cur[kMaxTile];
@@ -86,13 +86,13 @@ void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
 }
 
 template <int CH, bool ABS>
-void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
-              float* isect_grads) {
+void bwd_tile(const RasterArgs& a, const RasterGrads& gr, const GaussPrep& prep, long long t,
+              TileGauss& G, float* isect_grads) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   if (n <= 0) return;
   const int w = r.x1 - r.x0;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
   // this tile's rows of the per-intersection buffer (owned by this task: no races)
   float* grads = isect_grads + (size_t)r.start * S;
@@ -196,15 +196,22 @@ constexpr int kMaxGroups = kMaxTile / kLanes;
 
 RG_SIMD_INLINE v8f splat(float x) { return v8f{} + x; }
 RG_SIMD_INLINE v8i splati(int x) { return v8i{} + x; }
-RG_SIMD_INLINE bool any(v8i m) {
-  int r = 0;
-  for (int l = 0; l < kLanes; ++l) r |= m[l];
-  return r != 0;
+// Lane masks are 0 / -1 per lane: their sign bits, gathered by one movemask.
+RG_SIMD_INLINE int mask_bits(v8i m) {
+  return __builtin_ia32_movmskps256(reinterpret_cast<v8f>(m));
 }
+RG_SIMD_INLINE bool any(v8i m) { return mask_bits(m) != 0; }
 RG_SIMD_INLINE float hsum(v8f v) {
   float s = 0.f;
   for (int l = 0; l < kLanes; ++l) s += v[l];
   return s;
+}
+// p[0..8) += v (unaligned)
+RG_SIMD_INLINE void add_lanes(float* p, v8f v) {
+  v8f cur;
+  __builtin_memcpy(&cur, p, sizeof(cur));
+  cur += v;
+  __builtin_memcpy(p, &cur, sizeof(cur));
 }
 RG_SIMD_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }
 RG_SIMD_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
@@ -235,12 +242,12 @@ RG_SIMD_INLINE v8f vexp_neg(v8f x) {
 }
 
 template <int CH>
-RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
+RG_SIMD void fwd_tile_simd(const RasterArgs& a, const GaussPrep& prep, long long t, TileGauss& G) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   const int w = r.x1 - r.x0;
   const int groups = (w + kLanes - 1) / kLanes;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   v8f px[kMaxGroups], T[kMaxGroups], acc[kMaxGroups][CH];
   v8i cur[kMaxGroups], done[kMaxGroups];
@@ -277,7 +284,7 @@ RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
         if (any(stop)) {
           done[gi] |= stop;
           in &= ~stop;
-          for (int l = 0; l < kLanes; ++l) active -= stop[l] ? 1 : 0;
+          active -= __builtin_popcount(mask_bits(stop));
         }
         const v8f vis = alpha * T[gi];
         for (int ch = 0; ch < CH; ++ch) acc[gi][ch] = in ? acc[gi][ch] + c[ch] * vis : acc[gi][ch];
@@ -298,18 +305,20 @@ RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
 }
 
 template <int CH, bool ABS>
-RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
-              float* isect_grads) {
+RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, const GaussPrep& prep,
+                           long long t, TileGauss& G, float* isect_grads) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   if (n <= 0) return;
   const int w = r.x1 - r.x0;
   const int groups = (w + kLanes - 1) / kLanes;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
   // this tile's rows of the per-intersection buffer (owned by this task: no races)
   float* grads = isect_grads + (size_t)r.start * S;
-  std::fill(grads, grads + (size_t)n * S, 0.f);
+  // each Gaussian's gradient terms summed lane-wise over the rows, reduced across the lanes
+  // once at the end of the tile (a fixed order: deterministic)
+  G.lanes.assign((size_t)n * S * kLanes, 0.f);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   v8f px[kMaxGroups], T[kMaxGroups], T_final[kMaxGroups], buffer[kMaxGroups][CH];
   v8f v_rc[kMaxGroups][CH], v_ra[kMaxGroups], bg_dot[kMaxGroups];
@@ -393,18 +402,26 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
         s_op = unclamped ? s_op + vis * v_alpha : s_op;
       }
       if (!hit) continue;
-      float* Ak = grads + (size_t)k * S;
-      Ak[0] += hsum(s_mx);
-      Ak[1] += hsum(s_my);
-      Ak[2] += hsum(s_ax);
-      Ak[3] += hsum(s_ay);
-      Ak[4] += hsum(s_ca);
-      Ak[5] += hsum(s_cb);
-      Ak[6] += hsum(s_cc);
-      Ak[7] += hsum(s_op);
-      for (int ch = 0; ch < CH; ++ch) Ak[8 + ch] += hsum(s_col[ch]);
+      float* lk = &G.lanes[(size_t)k * S * kLanes];
+      add_lanes(lk, s_mx);
+      add_lanes(lk + kLanes, s_my);
+      if constexpr (ABS) {
+        add_lanes(lk + 2 * kLanes, s_ax);
+        add_lanes(lk + 3 * kLanes, s_ay);
+      }
+      add_lanes(lk + 4 * kLanes, s_ca);
+      add_lanes(lk + 5 * kLanes, s_cb);
+      add_lanes(lk + 6 * kLanes, s_cc);
+      add_lanes(lk + 7 * kLanes, s_op);
+      for (int ch = 0; ch < CH; ++ch) add_lanes(lk + (8 + ch) * kLanes, s_col[ch]);
     }
   }
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < S; ++j) {
+      v8f v;
+      __builtin_memcpy(&v, &G.lanes[((size_t)k * S + j) * kLanes], sizeof(v));
+      grads[(size_t)k * S + j] = hsum(v);
+    }
 }
 
 #endif  // x86-64 SIMD kernels
@@ -445,16 +462,18 @@ bool use_simd() {
 template <int CH>
 void fwd_all(const RasterArgs& a) {
   const bool simd = use_simd();
+  GaussPrep prep;
+  prep.compute(a);
   parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
     TileGauss G;
     for (long long t = b; t < e; ++t) {
 #if defined(RG_HAVE_SIMD)
       if (simd) {
-        fwd_tile_simd<CH>(a, t, G);
+        fwd_tile_simd<CH>(a, prep, t, G);
         continue;
       }
 #endif
-      fwd_tile<CH>(a, t, G);
+      fwd_tile<CH>(a, prep, t, G);
     }
   });
 }
@@ -490,16 +509,18 @@ void bwd_all(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
   // rows before the first tile's range (none for well-formed offsets) must not add garbage
   const long long first = std::min<long long>(std::max(0, a.offsets[0]), a.n_isects);
   std::fill(isect_grads, isect_grads + (size_t)first * (8 + CH), 0.f);
+  GaussPrep prep;
+  prep.compute(a);
   parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
     TileGauss G;
     for (long long t = b; t < e; ++t) {
 #if defined(RG_HAVE_SIMD)
       if (simd) {
-        bwd_tile_simd<CH, ABS>(a, g, t, G, isect_grads);
+        bwd_tile_simd<CH, ABS>(a, g, prep, t, G, isect_grads);
         continue;
       }
 #endif
-      bwd_tile<CH, ABS>(a, g, t, G, isect_grads);
+      bwd_tile<CH, ABS>(a, g, prep, t, G, isect_grads);
     }
   });
   reduce_isects<CH, ABS>(a, g, isect_grads);

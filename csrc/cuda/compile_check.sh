@@ -5,8 +5,9 @@
 # CUDA binding (bind_cuda.cpp) and the module (bindings.cpp with RG_WITH_CUDA) with the host
 # compiler against pybind11, Python and the CUDA runtime headers.
 set -euo pipefail
-PY=$(command -v "${PYTHON:-python3}")  # a Python with pybind11 (resolved before the cd)
-PY=$(realpath "$PY")
+# a Python with pybind11, made absolute before the cd (without resolving a venv's symlink)
+PY=$(command -v "${PYTHON:-python3}")
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 cd "$(dirname "$0")"
 command -v nvcc >/dev/null || { echo "nvcc not on PATH: CUDA sources not compiled"; exit 1; }
 out=$(mktemp -d)

@@ -58,9 +58,13 @@ struct IsectGauss {
   double A, B, C, det;  // Q_delta (positive definite when exact)
   double s;            // the ellipse A u^2 + 2 B u v + C v^2 <= s, s = 2 (t + margin)
   double ur, vr;       // its rightmost point (u, v) relative to the mean
+  double vmax;         // its half-height
 };
 
-RG_HD double clampd(double v, double lo, double hi) { return fmin(fmax(v, lo), hi); }
+// min / max of finite doubles (inline: fmin/fmax are library calls without fast-math)
+RG_HD double dmin(double a, double b) { return a < b ? a : b; }
+RG_HD double dmax(double a, double b) { return a > b ? a : b; }
+RG_HD double clampd(double v, double lo, double hi) { return dmin(dmax(v, lo), hi); }
 
 RG_HD IsectGauss isect_gauss(const IsectArgs& a, long long g) {
   IsectGauss q;
@@ -94,13 +98,14 @@ RG_HD IsectGauss isect_gauss(const IsectArgs& a, long long g) {
   q.my = my;
   q.ur = sqrt(q.s * q.C / q.det);
   q.vr = -q.B * q.ur / q.C;
+  q.vmax = sqrt(q.s * q.A / q.det);
   q.exact = true;
   return q;
 }
 
-// u of the ellipse's boundary at height v, right (side = 1) or left (side = -1) branch.
-RG_HD double ellipse_u(const IsectGauss& q, double v, double side) {
-  return (-q.B * v + side * sqrt(fmax(q.s * q.A - q.det * v * v, 0.0))) / q.A;
+// The ellipse's half-chord term at height v: u = (-B v +- root) / A on its boundary.
+RG_HD double ellipse_root(const IsectGauss& q, double v) {
+  return sqrt(dmax(q.s * q.A - q.det * v * v, 0.0));
 }
 
 // The tiles [tx0, tx1) of tile row ty (inside the box) whose pixel centres the ellipse may
@@ -111,15 +116,19 @@ RG_HD bool isect_row(const IsectGauss& q, const IsectArgs& a, int ty, int& tx0, 
   if (!q.exact) return tx0 < tx1;
   const double ts = a.tile_size;
   // the band of pixel-centre heights of the row, relative to the mean
-  const double vmax = sqrt(q.s * q.A / q.det);
-  const double v0 = fmax(ty * ts + 0.5 - q.my, -vmax);
-  const double v1 = fmin(fmin((ty + 1) * ts, (double)a.height) - 0.5 - q.my, vmax);
+  const double v0 = dmax(ty * ts + 0.5 - q.my, -q.vmax);
+  const double v1 = dmin(dmin((ty + 1) * ts, (double)a.height) - 0.5 - q.my, q.vmax);
   if (!(v0 <= v1)) return false;
   // the ellipse's x-extent over the band: its extreme points when inside, else the band edge
-  // nearest to them (the right branch is concave in v, the left one convex)
+  // nearest to them (the right branch is concave in v, the left one convex); each edge's root
+  // is computed once
   const double vl = -q.vr;
-  const double u_hi = (q.vr >= v0 && q.vr <= v1) ? q.ur : ellipse_u(q, q.vr < v0 ? v0 : v1, 1.0);
-  const double u_lo = (vl >= v0 && vl <= v1) ? -q.ur : ellipse_u(q, vl < v0 ? v0 : v1, -1.0);
+  const bool r_in = q.vr >= v0 && q.vr <= v1, l_in = vl >= v0 && vl <= v1;
+  const bool need0 = (!r_in && q.vr < v0) || (!l_in && vl < v0);
+  const bool need1 = (!r_in && !(q.vr < v0)) || (!l_in && !(vl < v0));
+  const double root0 = need0 ? ellipse_root(q, v0) : 0.0, root1 = need1 ? ellipse_root(q, v1) : 0.0;
+  const double u_hi = r_in ? q.ur : (q.vr < v0 ? (-q.B * v0 + root0) / q.A : (-q.B * v1 + root1) / q.A);
+  const double u_lo = l_in ? -q.ur : (vl < v0 ? (-q.B * v0 - root0) / q.A : (-q.B * v1 - root1) / q.A);
   // pixel columns j whose centre j + 0.5 lies in [mx + u_lo, mx + u_hi], then their tiles
   const double j0 = ceil(q.mx + u_lo - 0.5), j1 = floor(q.mx + u_hi - 0.5);
   if (!(j0 <= j1)) return false;

@@ -216,6 +216,8 @@ def _configure(build: Path, path: str, **env: str) -> subprocess.CompletedProces
         _cmake(), "-S", str(PKG), "-B", str(build), "-DRG_CUDA=AUTO", "-DCMAKE_CUDA_ARCHITECTURES=80",
         f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}",
     ]  # fmt: skip
+    if shutil.which("ninja", path=path):
+        cmd += ["-G", "Ninja"]
     full_env = {"PATH": path, "HOME": str(Path.home()), **env}
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600)
 

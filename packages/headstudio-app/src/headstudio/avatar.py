@@ -67,7 +67,7 @@ class AvatarRender:
     Attributes:
         rgb: ``[B, C, H, W, 3]`` colours (background composited).
         alpha: ``[B, C, H, W, 1]`` accumulated opacity.
-        depth: ``[B, C, H, W, 1]`` expected depth.
+        depth: ``[B, C, H, W, 1]`` expected depth, or ``None`` unless ``render(depth=True)``.
         meta: ``rigged_gaussians.RasterMeta`` (per-camera entries flattened over ``B*C``;
             ``meta.means2d.retain_grad()`` before ``backward`` for densification).
         vertices: ``[B, V, 3]`` the posed mesh.
@@ -75,7 +75,7 @@ class AvatarRender:
 
     rgb: torch.Tensor
     alpha: torch.Tensor
-    depth: torch.Tensor
+    depth: torch.Tensor | None
     meta: Any
     vertices: torch.Tensor
 
@@ -319,6 +319,7 @@ class Avatar(nn.Module):
         height: int,
         background: Any = (1.0, 1.0, 1.0),
         backend: str = "auto",
+        depth: bool = False,
         **flame_kwargs: torch.Tensor,
     ) -> AvatarRender:
         """Render B poses, each seen by C cameras.
@@ -330,6 +331,7 @@ class Avatar(nn.Module):
             background: ``(r, g, b)`` in 0..1 or a tensor ``[B, C, 3]``.
             backend: ``auto`` (compiled renderer when built, else the PyTorch reference),
                 ``cpu``, ``cuda`` or ``torch`` (``rigged_gaussians.render_rigged``'s choices).
+            depth: also render the expected depth (one more blended channel).
             **flame_kwargs: the pose, ``[B, ·]`` tensors (or ``[1, ·]``/none: the same pose for all).
 
         Returns:
@@ -369,7 +371,7 @@ class Avatar(nn.Module):
             int(width),
             int(height),
         )
-        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C)}
+        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C), "depth": depth}
         import rigged_gaussians as rg  # its "auto" falls back to the reference when _C is not built
 
         rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
