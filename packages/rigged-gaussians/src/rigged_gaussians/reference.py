@@ -367,8 +367,7 @@ def projection(g: Gaussians, viewmats: Tensor, Ks: Tensor, settings: RasterSetti
     """The ``projection`` stage: ``g`` (world, or rigged to ``g.frames``) seen by ``C`` cameras.
 
     Returns :class:`Projected` (:func:`project`'s outputs and the colours: SH evaluated from the
-    camera centre, culled Gaussians given a harmless direction and zero gradient, or the input
-    colours per camera).
+    camera centre, 0 with zero gradient for culled Gaussians, or the input colours per camera).
     """
     C = viewmats.shape[0]
     means, R, s = _world(g, C)
@@ -378,8 +377,9 @@ def projection(g: Gaussians, viewmats: Tensor, Ks: Tensor, settings: RasterSetti
         sh = _per_camera(g.colors, C, 3)
         campos = -(viewmats[:, :3, :3].transpose(-1, -2) @ viewmats[:, :3, 3:4])[..., 0]  # [C,3]
         dirs = means - campos[:, None, :]
-        dirs = torch.where((radii > 0).all(-1)[..., None], dirs, torch.ones_like(dirs))
-        colors = spherical_harmonics(settings.sh_degree, dirs, sh)
+        kept = (radii > 0).all(-1)[..., None]
+        dirs = torch.where(kept, dirs, torch.ones_like(dirs))
+        colors = torch.where(kept, spherical_harmonics(settings.sh_degree, dirs, sh), 0.0)  # as the kernels
     else:
         colors = _per_camera(g.colors, C, 2)
     return Projected(radii, means2d, depths, conics, colors)
