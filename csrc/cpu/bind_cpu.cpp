@@ -1,4 +1,4 @@
-// pybind11 registration of the CPU backend: one line per op of RG_CPU_OPS (ops_cpu.h), each
+// pybind11 registration of the CPU backend: one line for every op of RG_CPU_OPS (ops_cpu.h), each
 // taking the argument records of rg/ops.h (bound by csrc/bind.h). The CPU backend runs
 // synchronously on its own thread pool; the records' device and stream are ignored.
 #include <pybind11/pybind11.h>
@@ -9,7 +9,7 @@
 namespace py = pybind11;
 
 void rg_bind_cpu(py::module_& m) {
-#define RG_DEF_CPU(op, doc) m.def(#op "_cpu", &rg::cpu::op, doc);
+#define RG_DEF_CPU(ret, op, params, doc) m.def(#op "_cpu", &rg::cpu::op, doc);
   RG_CPU_OPS(RG_DEF_CPU)
 #undef RG_DEF_CPU
   m.def("set_num_threads", &rg::cpu::set_num_threads, py::arg("n"),

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <vector>
 
+#include "frame_rows.h"
 #include "ops_cpu.h"
 #include "parallel.h"
 #include "rg/frames.h"
@@ -76,43 +77,15 @@ void deform_fwd(const DeformArgs& a) {
 
 void deform_bwd(const DeformArgs& a) {
   if (a.B <= 0 || a.N <= 0) return;
-  // per-(pose, Gaussian) frames: row r = b * N + n holds the frame of face face_ids[n] in pose b
-  const long long N = a.N, rows = (long long)a.B * N;
-  std::vector<int> ident(N);
-  std::iota(ident.begin(), ident.end(), 0);
-  std::vector<float> cent(rows * 3), rot(rows * 9), sa(rows);
-  std::vector<float> v_cent(rows * 3, 0.f), v_rot(rows * 9, 0.f), v_sa(rows, 0.f);
-  auto face_of = [&](long long r) -> long long {
-    const int fid = a.face_ids[r % N];
-    return in_range(fid, a.F) ? (r / N) * a.F + fid : -1;  // -1: skipped
-  };
-  parallel_for(rows, 4 * kGrain, [&](long long b, long long e) {
-    for (long long r = b; r < e; ++r) {
-      const long long f = face_of(r);
-      for (int k = 0; k < 3; ++k) cent[3 * r + k] = f < 0 ? NAN : a.centroids[3 * f + k];
-      for (int k = 0; k < 9; ++k) rot[9 * r + k] = f < 0 ? NAN : a.rotations[9 * f + k];
-      sa[r] = f < 0 ? NAN : a.sqrt_areas[f];
-    }
-  });
-  DeformArgs a2 = a;
-  a2.F = a.N;
-  a2.face_ids = ident.data();
-  a2.centroids = cent.data();
-  a2.rotations = rot.data();
-  a2.sqrt_areas = sa.data();
-  a2.v_centroids = v_cent.data();
-  a2.v_rotations = v_rot.data();
-  a2.v_sqrt_areas = v_sa.data();
+  FrameRows fr(a.B, a.N, a.F, a.face_ids, a.centroids, a.rotations, a.sqrt_areas);
+  const DeformArgs a2 = fr.row_grads(fr.rows_of(a));
+  const long long N = a.N;
   parallel_for(N, kGrain, [&](long long b, long long e) {
     for (long long n = b; n < e; ++n)
       for (int p = 0; p < a.B; ++p)
-        if (face_of(p * N + n) >= 0) deform_bwd_one(a2, p * N + n);
+        if (fr.face_of(p * N + n) >= 0) deform_bwd_one(a2, p * N + n);
   });
-  ordered_scatter_add(rows, (long long)a.B * a.F, face_of, [&](long long r, long long f) {
-    for (int k = 0; k < 3; ++k) a.v_centroids[3 * f + k] += v_cent[3 * r + k];
-    for (int k = 0; k < 9; ++k) a.v_rotations[9 * f + k] += v_rot[9 * r + k];
-    a.v_sqrt_areas[f] += v_sa[r];
-  });
+  fr.scatter(a.v_centroids, a.v_rotations, a.v_sqrt_areas);
 }
 
 }  // namespace rg::cpu

@@ -10,7 +10,7 @@
 namespace py = pybind11;
 
 void rg_bind_cuda(py::module_& m) {
-#define RG_DEF_CUDA(op, doc) m.def(#op "_cuda", rg::gpu::guarded(&rg::gpu::op), doc);
+#define RG_DEF_CUDA(ret, op, params, doc) m.def(#op "_cuda", rg::gpu::guarded(&rg::gpu::op), doc);
   RG_CUDA_OPS(RG_DEF_CUDA)
 #undef RG_DEF_CUDA
 }

@@ -7,46 +7,34 @@
 namespace rg::gpu {
 namespace {
 
-__global__ void frames_fwd_kernel(FramesArgs a, long long n) {
+// Fn(record, element) for every element of [0, n).
+template <class A, void (*Fn)(const A&, long long)>
+__global__ void each_element(A a, long long n) {
   const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx < n) frames_fwd_one(a, idx);
+  if (idx < n) Fn(a, idx);
 }
 
-__global__ void frames_bwd_kernel(FramesArgs a, long long n) {
-  const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx < n) frames_bwd_one(a, idx);
-}
-
-__global__ void deform_fwd_kernel(DeformArgs a, long long n) {
-  const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx < n) deform_fwd_one(a, idx);
-}
-
-__global__ void deform_bwd_kernel(DeformArgs a, long long n) {
-  const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx < n) deform_bwd_one(a, idx);
+template <class A, void (*Fn)(const A&, long long)>
+void run(const char* op, const A& a, long long n) {
+  launch_1d(op, each_element<A, Fn>, n, a, a, n);
 }
 
 }  // namespace
 
 void triangle_frames_fwd(const FramesArgs& a) {
-  const long long n = (long long)a.B * a.F;
-  launch_1d("triangle_frames_fwd", frames_fwd_kernel, n, a, a, n);
+  run<FramesArgs, frames_fwd_one>("triangle_frames_fwd", a, (long long)a.B * a.F);
 }
 
 void triangle_frames_bwd(const FramesArgs& a) {
-  const long long n = (long long)a.B * a.F;
-  launch_1d("triangle_frames_bwd", frames_bwd_kernel, n, a, a, n);
+  run<FramesArgs, frames_bwd_one>("triangle_frames_bwd", a, (long long)a.B * a.F);
 }
 
 void deform_fwd(const DeformArgs& a) {
-  const long long n = (long long)a.B * a.N;
-  launch_1d("deform_fwd", deform_fwd_kernel, n, a, a, n);
+  run<DeformArgs, deform_fwd_one>("deform_fwd", a, (long long)a.B * a.N);
 }
 
 void deform_bwd(const DeformArgs& a) {
-  const long long n = (long long)a.B * a.N;
-  launch_1d("deform_bwd", deform_bwd_kernel, n, a, a, n);
+  run<DeformArgs, deform_bwd_one>("deform_bwd", a, (long long)a.B * a.N);
 }
 
 }  // namespace rg::gpu

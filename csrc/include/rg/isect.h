@@ -35,15 +35,30 @@ struct TileRect {
 
 RG_HD int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-// gsplat's tile box: [floor((m - r)/ts), ceil((m + r)/ts)) per axis, clamped to the grid.
+// floor / ceil of v clamped to [lo, hi], exactly, through an int conversion (the default x86-64
+// target has no rounding instruction: floor/ceil would be library calls). NaN gives lo.
+RG_HD int floor_in(double v, int lo, int hi) {
+  if (!(v >= lo)) return lo;
+  if (v > hi) return hi;
+  const int t = (int)v;
+  return t - (t > v ? 1 : 0);
+}
+RG_HD int ceil_in(double v, int lo, int hi) {
+  if (!(v >= lo)) return lo;
+  if (v > hi) return hi;
+  const int t = (int)v;
+  return t + (t < v ? 1 : 0);
+}
+
+// gsplat's tile box: [floor((m - r)/ts), ceil((m + r)/ts)) per axis (float32), clamped to the grid.
 RG_HD TileRect tile_rect(float mx, float my, int rx, int ry, int tile_size, int tile_w,
                          int tile_h) {
   const float ts = (float)tile_size;
   TileRect r;
-  r.x0 = clampi((int)floorf((mx - rx) / ts), 0, tile_w);
-  r.y0 = clampi((int)floorf((my - ry) / ts), 0, tile_h);
-  r.x1 = clampi((int)ceilf((mx + rx) / ts), 0, tile_w);
-  r.y1 = clampi((int)ceilf((my + ry) / ts), 0, tile_h);
+  r.x0 = floor_in((mx - rx) / ts, 0, tile_w);
+  r.y0 = floor_in((my - ry) / ts, 0, tile_h);
+  r.x1 = ceil_in((mx + rx) / ts, 0, tile_w);
+  r.y1 = ceil_in((my + ry) / ts, 0, tile_h);
   return r;
 }
 
@@ -56,6 +71,7 @@ struct IsectGauss {
   bool exact;          // rows get exact spans (else the whole box row)
   double mx, my;       // mean
   double A, B, C, det;  // Q_delta (positive definite when exact)
+  double inv_a;        // 1 / A
   double s;            // the ellipse A u^2 + 2 B u v + C v^2 <= s, s = 2 (t + margin)
   double ur, vr;       // its rightmost point (u, v) relative to the mean
   double vmax;         // its half-height
@@ -99,6 +115,7 @@ RG_HD IsectGauss isect_gauss(const IsectArgs& a, long long g) {
   q.ur = sqrt(q.s * q.C / q.det);
   q.vr = -q.B * q.ur / q.C;
   q.vmax = sqrt(q.s * q.A / q.det);
+  q.inv_a = 1.0 / q.A;
   q.exact = true;
   return q;
 }
@@ -127,14 +144,15 @@ RG_HD bool isect_row(const IsectGauss& q, const IsectArgs& a, int ty, int& tx0, 
   const bool need0 = (!r_in && q.vr < v0) || (!l_in && vl < v0);
   const bool need1 = (!r_in && !(q.vr < v0)) || (!l_in && !(vl < v0));
   const double root0 = need0 ? ellipse_root(q, v0) : 0.0, root1 = need1 ? ellipse_root(q, v1) : 0.0;
-  const double u_hi = r_in ? q.ur : (q.vr < v0 ? (-q.B * v0 + root0) / q.A : (-q.B * v1 + root1) / q.A);
-  const double u_lo = l_in ? -q.ur : (vl < v0 ? (-q.B * v0 - root0) / q.A : (-q.B * v1 - root1) / q.A);
-  // pixel columns j whose centre j + 0.5 lies in [mx + u_lo, mx + u_hi], then their tiles
-  const double j0 = ceil(q.mx + u_lo - 0.5), j1 = floor(q.mx + u_hi - 0.5);
-  if (!(j0 <= j1)) return false;
-  const double lim = (double)a.tile_w + 1.0;
-  const int t0 = (int)clampd(floor(j0 / ts), -1.0, lim);
-  const int t1 = (int)clampd(floor(j1 / ts) + 1.0, -1.0, lim);
+  const double u_hi = r_in ? q.ur : (q.vr < v0 ? (-q.B * v0 + root0) : (-q.B * v1 + root1)) * q.inv_a;
+  const double u_lo = l_in ? -q.ur : (vl < v0 ? (-q.B * v0 - root0) : (-q.B * v1 - root1)) * q.inv_a;
+  // pixel columns j whose centre j + 0.5 lies in [mx + u_lo, mx + u_hi] (clamped to the box's
+  // pixel columns, one tile of slack), then their tiles by exact integer floor division
+  const int its = a.tile_size, lo = (tx0 - 1) * its, hi = (tx1 + 1) * its;
+  const int c0 = ceil_in(q.mx + u_lo - 0.5, lo, hi), c1 = floor_in(q.mx + u_hi - 0.5, lo, hi);
+  if (!(c0 <= c1)) return false;
+  const int t0 = (c0 >= 0 ? c0 : c0 - its + 1) / its;      // floor(c0 / ts)
+  const int t1 = (c1 >= 0 ? c1 : c1 - its + 1) / its + 1;  // floor(c1 / ts) + 1
   tx0 = t0 > tx0 ? t0 : tx0;
   tx1 = t1 < tx1 ? t1 : tx1;
   return tx0 < tx1;
@@ -156,15 +174,13 @@ RG_HD int isect_count_one(const IsectArgs& a, long long s) {
   return n;
 }
 
-// Writes the keys (camera * n_tiles + tile) and flatten ids of element s at
-// [cum[s-1], cum[s]) (never beyond cum[s]).
-RG_HD void isect_fill_one(const IsectArgs& a, long long s) {
-  long long cur = s == 0 ? 0 : a.cum[s - 1];
-  const long long end = a.cum[s];
-  if (cur >= end) return;
-  const long long g = isect_element(a, s);
+// Writes the keys (camera * n_tiles + tile) and flatten ids of Gaussian g from index `start`,
+// never at or beyond `end`; returns how many it wrote.
+RG_HD int isect_fill_range(const IsectArgs& a, long long g, long long start, long long end) {
+  if (start >= end) return 0;
   const IsectGauss q = isect_gauss(a, g);
   const long long base = (g / a.N) * (long long)a.tile_w * a.tile_h;
+  long long cur = start;
   for (int ty = q.box.y0; ty < q.box.y1; ++ty) {
     int tx0, tx1;
     if (!isect_row(q, a, ty, tx0, tx1)) continue;
@@ -173,6 +189,12 @@ RG_HD void isect_fill_one(const IsectArgs& a, long long s) {
       a.ids[cur] = (int)g;
     }
   }
+  return (int)(cur - start);
+}
+
+// Writes the intersections of element s at [cum[s-1], cum[s]).
+RG_HD void isect_fill_one(const IsectArgs& a, long long s) {
+  isect_fill_range(a, isect_element(a, s), s == 0 ? 0 : a.cum[s - 1], a.cum[s]);
 }
 
 }  // namespace rg

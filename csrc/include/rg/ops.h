@@ -171,6 +171,35 @@ struct RasterGrads {
 
 #undef RG_DECLARE_FIELD
 
+// The ops both backends implement, X(return type, op, parameters, docstring): each backend's
+// header declares them in its namespace (rg::cpu, rg::gpu) with its own extras, and its binding
+// binds them as _C.<op>_<backend>(record[, grads]).
+#define RG_COMMON_OPS(X)                                                                       \
+  X(void, triangle_frames_fwd, (const FramesArgs& a),                                          \
+    "Triangle frames of vertices [B,V,3] and faces [F,3] int32 (FramesArgs).")                \
+  X(void, triangle_frames_bwd, (const FramesArgs& a),                                          \
+    "VJP of triangle_frames into zeroed v_vertices; null incoming gradients are zero.")       \
+  X(void, deform_fwd, (const DeformArgs& a), "Deform local Gaussians by triangle frames.")     \
+  X(void, deform_bwd, (const DeformArgs& a), "VJP of deform into zeroed gradient buffers.")    \
+  X(void, projection_fwd, (const ProjArgs& a),                                                 \
+    "Project world Gaussians: radii, means2d, depths, conics, SH colours.")                  \
+  X(void, projection_rigged_fwd, (const ProjArgs& a),                                          \
+    "Fused deformation + projection of local Gaussians bound to triangle frames.")            \
+  X(void, projection_bwd, (const ProjArgs& a, const ProjGrads& g),                             \
+    "VJP of projection into zeroed buffers.")                                                 \
+  X(void, projection_rigged_bwd, (const ProjArgs& a, const ProjGrads& g),                      \
+    "VJP of the fused projection into the local parameters and zeroed frame gradients.")      \
+  X(void, isect_count, (const IsectArgs& a),                                                   \
+    "Tiles of each (camera, Gaussian) -> counts (in `order` when set).")                      \
+  X(void, isect_fill, (const IsectArgs& a),                                                    \
+    "Keys camera * n_tiles + tile and flatten ids of every intersection at the cum offsets.") \
+  X(void, rasterize_to_pixels_fwd, (const RasterArgs& a),                                      \
+    "Alpha-blend each tile's sorted Gaussians front to back.")                                \
+  X(void, rasterize_to_pixels_bwd, (const RasterArgs& a, const RasterGrads& g),                \
+    "VJP of the rasterizer (back to front) into zeroed gradient buffers.")
+
+#define RG_DECLARE_OP(ret, op, params, doc) ret op params;
+
 // The records and their field lists, for the binding generator (csrc/bind.h).
 #define RG_RECORDS(X)                                            \
   X(FramesArgs, RG_FRAMES_FIELDS) X(DeformArgs, RG_DEFORM_FIELDS) \

@@ -13,14 +13,9 @@ import pytest
 import torch
 
 rg = pytest.importorskip("rigged_gaussians")
+from rigged_gaussians import testing  # noqa: E402
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(
-        not (hasattr(rg, "cuda_available") and rg.cuda_available()),
-        reason="needs an NVIDIA GPU and rigged_gaussians built with CUDA (RG_CUDA=ON)",
-    ),
-]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not rg.cuda_available(), reason=testing.NO_CUDA)]
 
 DEV = "cuda"
 
@@ -231,8 +226,6 @@ def test_frames_and_deform_match_cpu(B, N, degenerate):
 @pytest.mark.parametrize(("sh_degree", "rigged"), [(None, False), (2, False), (1, True)])
 def test_testing_edge_scenes_match_cpu(sh_degree, rigged):
     """The shared ``rigged_gaussians.testing`` scenes with every edge case, absgrad included."""
-    from rigged_gaussians import testing
-
     if rigged:
         inputs = testing.random_rig(
             200, B=2, C=2, width=40, height=36, sh_degree=sh_degree, edge_cases=True, backgrounds=True

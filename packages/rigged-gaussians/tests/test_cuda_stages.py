@@ -20,13 +20,7 @@ from rigged_gaussians import _checks, testing  # noqa: E402
 from rigged_gaussians._types import Gaussians  # noqa: E402
 from rigged_gaussians.settings import RasterSettings  # noqa: E402
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(
-        not (hasattr(rg, "cuda_available") and rg.cuda_available()),
-        reason="needs an NVIDIA GPU and rigged_gaussians built with CUDA (RG_CUDA=ON)",
-    ),
-]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not rg.cuda_available(), reason=testing.NO_CUDA)]
 
 
 def _ops(backend: str) -> Any:

@@ -128,6 +128,28 @@ def test_isect_tiles_stage_is_exact(tight: bool, tile_size: int) -> None:
     assert torch.equal(a.flatten_ids, b.flatten_ids)
 
 
+def test_isect_tiles_stage_any_thread_count() -> None:
+    """The CPU sort splits its scatter over the threads by tile range: 1, 2 and 3 threads give
+    the reference's lists."""
+    s = testing.random_scene(6000, C=1, width=160, height=128, seed=1)
+    s["scales"] = s["scales"] * 3
+    st = RasterSettings(160, 128)
+    g = Gaussians(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"])
+    with torch.no_grad():
+        p = CPU.projection(g, s["viewmats"], s["Ks"], st)
+    args = (p.means2d, p.radii, p.depths, p.conics, s["opacities"][None].contiguous())
+    ref = reference.isect_tiles(*args, st)
+    assert ref.n_isects > 60_000  # enough to split the scatter
+    before = torch.get_num_threads()
+    try:
+        for k in (1, 2, 3):
+            torch.set_num_threads(k)
+            got = CPU.isect_tiles(*args, st)
+            assert torch.equal(got.offsets, ref.offsets) and torch.equal(got.flatten_ids, ref.flatten_ids), k
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_isect_tiles_stage_with_nothing_visible() -> None:
     st = RasterSettings(40, 30)
     z = torch.zeros(2, 5)

@@ -49,6 +49,16 @@ def _i32(t: Tensor) -> Tensor:
     return t.to(torch.int32).contiguous()
 
 
+def _checked_isects(n: int) -> int:
+    """``n`` tile intersections, or an ``OverflowError`` beyond the rasterizer's int32 range."""
+    if n > INT32_MAX:
+        raise OverflowError(
+            f"{n} tile intersections exceed the int32 range of the rasterizer; render fewer cameras "
+            "per call, fewer Gaussians, or a smaller image"
+        )
+    return n
+
+
 class Record:
     """A ``_C`` argument record and the tensors its pointers refer to, kept alive with it (a
     record stored on an autograd context keeps its inputs for the backward)."""
@@ -188,21 +198,17 @@ class NativeOps:
         return Projected(radii, means2d, depths, conics, colors)
 
     def isect_tiles(
-        self,
-        means2d: Tensor,
-        radii: Tensor,
-        depths: Tensor,
-        conics: Tensor,
-        opacities: Tensor,
+        self, means2d: Tensor, radii: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor,
         settings: RasterSettings,
-    ) -> Intersections:
+    ) -> Intersections:  # fmt: skip
         """Tile intersections of projected Gaussians ``[C,N,·]``, sorted by camera, tile, depth.
 
         The count is summed in int64; more than 2^31-1 intersections raise an ``OverflowError``.
         On CUDA the total is the render's one device->host read, which also carries the
-        deferred input checks. The CPU sorts by a radix sort of the depths and a counting sort
-        by tile (``isect_sort``); CUDA sorts the depth bits first, emits the intersections in
-        depth order and radix-sorts their 32-bit tile keys over the bits in use (stable).
+        deferred input checks: the depth bits are sorted first, the intersections emitted in
+        depth order and their 32-bit tile keys radix-sorted over the bits in use (stable). The
+        CPU counts the tile boxes, runs the exact test once while filling each Gaussian's box
+        slots, and sorts by a radix sort of the depths and a counting sort by tile.
         """
         dev = self._device(means2d=means2d, radii=radii, depths=depths, conics=conics, opacities=opacities)
         C, N = depths.shape
@@ -214,34 +220,55 @@ class NativeOps:
         m2, dep, con, opac = (_f32(t).detach() for t in (means2d, depths, conics, opacities))
         tw, th = settings.tile_w, settings.tile_h
         counts = torch.empty(C * N, dtype=torch.int32, device=dev)
+        offsets = torch.empty(C, th, tw, dtype=torch.int32, device=dev)
         rec = self.record(
             "IsectArgs", dev, settings, C=C, N=N, tile_w=tw, tile_h=th, radii=radii.contiguous(),
-            means2d=m2, depths=dep, conics=con, opacities=opac, counts=counts,
+            means2d=m2, depths=dep, conics=con, opacities=opac, counts=counts, offsets=offsets,
         )  # fmt: skip
-        order = self._depth_order(dep, dev) if self.backend == "cuda" else None
-        rec.set(order=order)
+        if self.backend == "cpu":
+            return Intersections(offsets, self._isect_cpu(rec, counts, dev))
+        rec.set(order=self._depth_order(dep, dev))
         self.call("isect_count", rec)
         cum = torch.cumsum(counts, 0, dtype=torch.int64)
-        n_isects = self._read_total(cum, dev)
-        if n_isects > INT32_MAX:
-            raise OverflowError(
-                f"{n_isects} tile intersections exceed the int32 range of the rasterizer; render "
-                "fewer cameras per call, fewer Gaussians, or a smaller image"
-            )
+        n_isects = _checked_isects(self._read_total(cum, dev))
         keys = torch.empty(n_isects, dtype=torch.int32, device=dev)
         ids = torch.empty(n_isects, dtype=torch.int32, device=dev)
-        offsets = torch.empty(C, th, tw, dtype=torch.int32, device=dev)
-        rec.set(cum=cum, n_isects=n_isects, keys=keys, ids=ids, offsets=offsets)
+        rec.set(cum=cum, n_isects=n_isects, keys=keys, ids=ids)
         self.call("isect_fill", rec)
-        if self.backend == "cpu":
-            sorted_ids = torch.empty_like(ids)
-            rec.set(sorted_ids=sorted_ids)
-            self.call("isect_sort", rec)
-            return Intersections(offsets, sorted_ids)
         sorted_keys, sorted_ids = self._radix_sort(keys, ids, (C * tw * th - 1).bit_length(), dev)
         rec.set(sorted_keys=sorted_keys)
         self.call("isect_offsets", rec)
         return Intersections(offsets, sorted_ids)
+
+    def _isect_cpu(self, rec: Record, counts: Tensor, dev: torch.device) -> Tensor:
+        """The CPU's flatten ids: box counts, one exact fill into the box slots, the sort."""
+        tight = bool(rec.native.tight_tiles)
+        rec.set(tight_tiles=False)
+        self.call("isect_count", rec)  # box sizes: the slots
+        rec.set(tight_tiles=tight)
+        cum = torch.cumsum(counts, 0, dtype=torch.int64)
+        slots = int(cum[-1]) if cum.numel() else 0
+        if slots > INT32_MAX:  # too many box slots: count exactly first (the exact test twice)
+            self.call("isect_count", rec)
+            cum = torch.cumsum(counts, 0, dtype=torch.int64)
+            slots = _checked_isects(int(cum[-1]))
+            rec.set(cum=cum, n_isects=slots)
+            fill = "isect_fill"
+        else:
+            rec.set(cum=cum)
+            fill = "isect_fill_box"
+        keys = torch.empty(slots, dtype=torch.int32, device=dev)
+        ids = torch.empty(slots, dtype=torch.int32, device=dev)
+        rec.set(keys=keys, ids=ids)
+        self.call(fill, rec)  # isect_fill_box writes the actual counts
+        if fill == "isect_fill_box":
+            n_isects = _checked_isects(int(counts.sum(dtype=torch.int64)) if counts.numel() else 0)
+        else:
+            n_isects = slots
+        sorted_ids = torch.empty(n_isects, dtype=torch.int32, device=dev)
+        rec.set(n_isects=n_isects, sorted_ids=sorted_ids)
+        self.call("isect_sort", rec)
+        return sorted_ids
 
     def _radix_sort(
         self, keys: Tensor, values: Tensor, bits: int, dev: torch.device
@@ -275,16 +302,9 @@ class NativeOps:
         return int(values[0])
 
     def rasterize_to_pixels(
-        self,
-        means2d: Tensor,
-        conics: Tensor,
-        colors: Tensor,
-        opacities: Tensor,
-        backgrounds: Tensor | None,
-        isect: Intersections,
-        settings: RasterSettings,
-        absgrad: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+        self, means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, backgrounds: Tensor | None,
+        isect: Intersections, settings: RasterSettings, absgrad: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """Alpha-blend each tile's Gaussians front to back: ``[C,H,W,CH]``, ``[C,H,W,1]``.
 
         ``absgrad`` (``[C,N,2]`` zeros) receives the summed absolute per-pixel gradients of

@@ -20,14 +20,9 @@ __all__ = ["render", "render_rigged"]
 
 
 def render(
-    ops: Any,
-    g: Gaussians,
-    viewmats: Tensor,
-    Ks: Tensor,
-    backgrounds: Tensor | None,
-    settings: RasterSettings,
-    absgrad: Tensor | None = None,
-) -> tuple[Tensor, Tensor, RasterMeta]:
+    ops: Any, g: Gaussians, viewmats: Tensor, Ks: Tensor, backgrounds: Tensor | None,
+    settings: RasterSettings, absgrad: Tensor | None = None,
+) -> tuple[Tensor, Tensor, RasterMeta]:  # fmt: skip
     """Render ``g`` to ``C`` cameras: projection, tile intersection, blending.
 
     ``viewmats [C,4,4]``, ``Ks [C,3,3]``, ``backgrounds [C,D]``. Returns ``rgb [C,H,W,D]``,
@@ -56,16 +51,9 @@ def render(
 
 
 def render_rigged(
-    ops: Any,
-    vertices: Tensor,
-    faces: Tensor,
-    g: Gaussians,
-    viewmats: Tensor,
-    Ks: Tensor,
-    backgrounds: Tensor | None,
-    settings: RasterSettings,
-    absgrad: Tensor | None = None,
-) -> tuple[Tensor, Tensor, RasterMeta]:
+    ops: Any, vertices: Tensor, faces: Tensor, g: Gaussians, viewmats: Tensor, Ks: Tensor,
+    backgrounds: Tensor | None, settings: RasterSettings, absgrad: Tensor | None = None,
+) -> tuple[Tensor, Tensor, RasterMeta]:  # fmt: skip
     """Render local Gaussians ``g`` (``g.face_ids`` set) on ``vertices [B,V,3]`` / ``faces``
     posed ``B`` times, ``C`` cameras each: ``viewmats [B,C,4,4]``, ``Ks [B,C,3,3]``,
     ``backgrounds [B,C,D]``. Returns ``rgb [B,C,H,W,D]``, ``alpha [B,C,H,W,1]`` and meta with

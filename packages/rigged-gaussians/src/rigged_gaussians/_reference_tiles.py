@@ -46,9 +46,10 @@ def _boxes(m: Tensor, r: Tensor, st: RasterSettings) -> tuple[Tensor, Tensor, Te
     return x0, y0, x1, y1
 
 
-def _ellipse_u(v: Tensor, side: float, B: Tensor, A: Tensor, s: Tensor, det: Tensor) -> Tensor:
-    """``rg::ellipse_u``: the ellipse's boundary ``u`` at height ``v`` (right or left branch)."""
-    return (-B * v + side * torch.sqrt(torch.clamp(s * A - det * v * v, min=0.0))) / A
+def _ellipse_u(v: Tensor, side: float, B: Tensor, inv_a: Tensor, s: Tensor, A: Tensor, det: Tensor) -> Tensor:
+    """``rg::isect_row``'s boundary ``u`` at height ``v`` (right or left branch)."""
+    root = torch.sqrt(torch.clamp(s * A - det * v * v, min=0.0))  # rg::ellipse_root
+    return (-B * v + side * root) * inv_a
 
 
 def _row_spans(
@@ -81,18 +82,16 @@ def _row_spans(
     tyd = ty.to(torch.float64)
     v0 = torch.maximum(tyd * ts + 0.5 - my, -vmax)
     v1 = torch.minimum(torch.clamp((tyd + 1) * ts, max=float(st.height)) - 0.5 - my, vmax)
-    vl = -vr
-    u_hi = torch.where(
-        (vr >= v0) & (vr <= v1), ur, _ellipse_u(torch.where(vr < v0, v0, v1), 1.0, B, A, s, det)
-    )
-    u_lo = torch.where(
-        (vl >= v0) & (vl <= v1), -ur, _ellipse_u(torch.where(vl < v0, v0, v1), -1.0, B, A, s, det)
-    )
-    j0 = torch.ceil(mx + u_lo - 0.5)
-    j1 = torch.floor(mx + u_hi - 0.5)
-    lim = float(st.tile_w) + 1.0
-    t0 = torch.clamp(torch.floor(j0 / ts), -1.0, lim).long()
-    t1 = torch.clamp(torch.floor(j1 / ts) + 1.0, -1.0, lim).long()
+    vl, inv_a = -vr, 1.0 / A
+    edge_r, edge_l = torch.where(vr < v0, v0, v1), torch.where(vl < v0, v0, v1)
+    u_hi = torch.where((vr >= v0) & (vr <= v1), ur, _ellipse_u(edge_r, 1.0, B, inv_a, s, A, det))
+    u_lo = torch.where((vl >= v0) & (vl <= v1), -ur, _ellipse_u(edge_l, -1.0, B, inv_a, s, A, det))
+    # pixel columns clamped to the box's (one tile of slack), tiles by integer floor division
+    lo, hi = ((x0 - 1) * st.tile_size).double(), ((x1 + 1) * st.tile_size).double()
+    j0 = torch.ceil(torch.minimum(torch.maximum(mx + u_lo - 0.5, lo), hi))
+    j1 = torch.floor(torch.minimum(torch.maximum(mx + u_hi - 0.5, lo), hi))
+    t0 = torch.div(torch.nan_to_num(j0).long(), st.tile_size, rounding_mode="floor")
+    t1 = torch.div(torch.nan_to_num(j1).long(), st.tile_size, rounding_mode="floor") + 1
     empty = exact & ~((v0 <= v1) & (j0 <= j1))
     tx0 = torch.where(exact & ~empty, torch.maximum(x0, t0), x0)
     tx1 = torch.where(exact & ~empty, torch.minimum(x1, t1), torch.where(empty, x0, x1))
@@ -108,13 +107,9 @@ def _never_blended(opac: Tensor, conics: Tensor) -> Tensor:
 
 
 def isect_tiles(
-    means2d: Tensor,
-    radii: Tensor,
-    depths: Tensor,
-    conics: Tensor,
-    opacities: Tensor,
+    means2d: Tensor, radii: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor,
     settings: RasterSettings,
-) -> Intersections:
+) -> Intersections:  # fmt: skip
     """The ``isect_tiles`` stage: tile intersections of projected Gaussians ``[C,N,·]``.
 
     Each kept Gaussian (``radii > 0``) lists the tiles of its box; with ``tight_tiles`` only those
@@ -227,15 +222,9 @@ def blend_tiles(
 
 
 def rasterize_to_pixels(
-    means2d: Tensor,
-    conics: Tensor,
-    colors: Tensor,
-    opacities: Tensor,
-    backgrounds: Tensor | None,
-    isect: Intersections,
-    settings: RasterSettings,
-    absgrad: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+    means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, backgrounds: Tensor | None,
+    isect: Intersections, settings: RasterSettings, absgrad: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """The ``rasterize_to_pixels`` stage: each tile's Gaussians (``isect``) blended front to back.
 
     ``means2d [C,N,2]``, ``conics [C,N,3]``, ``colors [C,N,D]``, ``opacities [C,N]``,
