@@ -247,7 +247,7 @@ class NativeOps:
         self.call("isect_count", rec)  # box sizes: the slots
         rec.set(tight_tiles=tight)
         cum = torch.cumsum(counts, 0, dtype=torch.int64)
-        slots = int(cum[-1]) if cum.numel() else 0
+        slots = self._read_total(cum, dev)  # with the deferred checks, if any
         if slots > INT32_MAX:  # too many box slots: count exactly first (the exact test twice)
             self.call("isect_count", rec)
             cum = torch.cumsum(counts, 0, dtype=torch.int64)
@@ -292,14 +292,26 @@ class NativeOps:
 
     def _read_total(self, cum: Tensor, dev: torch.device) -> int:
         """The last entry of ``cum`` (0 when empty), read with the deferred check flags in one
-        transfer; raises the first flagged input error."""
+        transfer; raises the first flagged input error.
+
+        On CUDA this is the render's one wait for the GPU: an asynchronous copy into pinned host
+        memory and a CUDA event's synchronize (so ``torch.cuda.set_sync_debug_mode("error")``
+        around a render only flags unintended synchronisations, not this one).
+        """
         total = cum[-1:] if cum.numel() else torch.zeros(1, dtype=torch.int64, device=dev)
         flags = self.checks.device_flags() if self.checks is not None else None
-        if flags is None:
-            return int(total.item())
-        values = torch.cat([total, flags]).tolist()
-        self.checks.raise_flagged(values[1:])  # type: ignore[union-attr]
-        return int(values[0])
+        values = total if flags is None else torch.cat([total, flags])
+        if dev.type == "cuda":
+            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            host.copy_(values, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(torch.cuda.current_stream(dev))
+            done.synchronize()
+            values = host
+        read = values.tolist()
+        if flags is not None:
+            self.checks.raise_flagged(read[1:])  # type: ignore[union-attr]
+        return int(read[0])
 
     def rasterize_to_pixels(
         self, means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, backgrounds: Tensor | None,
