@@ -172,9 +172,13 @@ def test_cache_memory_disk_and_damage(proc, tmp_path, monkeypatch, caplog):
         refit = fit_targets(proc, targets)
     assert len(calls) == 2 and torch.allclose(refit["expression"], disk["expression"])
     assert any("unreadable retarget cache" in r.getMessage() for r in caplog.records)
-    # a head with another expression width is another cache entry
+    # a head with another expression width, or another landmark embedding, is another cache entry
     fit_targets(FlameModel.procedural(num_shape=3, num_expression=20), targets)
     assert len(calls) == 3
+    other = FlameModel.procedural(num_shape=3, num_expression=100)
+    other.landmark_embedding = other.landmark_embedding.select(range(0, 468, 2))
+    fit_targets(other, targets)
+    assert len(calls) == 4
 
 
 def test_targets_validation_and_errors(proc):

@@ -18,7 +18,8 @@ Conventions:
 - The fit is 3D least squares over the shared landmarks (no camera, so no depth ambiguity), with
   small priors: ridge on the expression, and on the jaw's yaw/roll. Adam warm start, then L-BFGS.
 
-Fits are cached in memory and on disk by ``(head.identity_hash(), targets.fingerprint())`` under
+Fits are cached in memory and on disk by ``(head.identity_hash()`` with its landmark embedding,
+``targets.fingerprint())`` under
 ``$HEADSTUDIO_CACHE`` (default ``~/.cache/headstudio``)``/retarget``.
 """
 
@@ -242,7 +243,7 @@ def fit_targets(
         ValueError: the head has no landmark embedding, or shares fewer than 8 landmarks with the
             targets.
     """
-    key = (head.identity_hash(), targets.fingerprint(), head.num_expression, int(iterations))
+    key = (_head_key(head), targets.fingerprint(), head.num_expression, int(iterations))
     if cache and key in _memory_cache:
         return {k: v.clone() for k, v in _memory_cache[key].items()}
     path = _cache_dir() / f"{key[0][:24]}-{key[1][:24]}-e{key[2]}-i{iterations}-v{_FIT_VERSION}.pt"
@@ -256,6 +257,15 @@ def fit_targets(
         _memory_cache[key] = result
         _cache_save(path, result)
     return {k: v.clone() for k, v in result.items()}
+
+
+def _head_key(head: FlameModel) -> str:
+    """The head's identity hash combined with its landmark embedding (both decide the fit)."""
+    emb = _embedding(head)
+    h = hashlib.sha256(head.identity_hash().encode())
+    for t, kind in ((emb.face_idx, "<i8"), (emb.bary_coords, "<f4"), (emb.landmark_indices, "<i8")):
+        h.update(np.ascontiguousarray(t.detach().cpu().numpy(), dtype=kind).tobytes())
+    return h.hexdigest()
 
 
 def _fit(head: FlameModel, targets: LandmarkTargets, iterations: int) -> dict[str, torch.Tensor]:
