@@ -184,8 +184,8 @@ class Trainer:
         guidance = guidance if guidance is not None else build_guidance(config, head, device, prompt)
         init_gen = torch.Generator().manual_seed(seed)
         avatar = Avatar.initialize(head, config.init, generator=init_gen).to(device)
-        return cls(config, prompt, out, head, cls._ready(guidance, prompt, device), avatar, device,
-                   generator, progress, callback)  # fmt: skip
+        guidance = cls._ready(guidance, prompt, device)
+        return cls(config, prompt, out, head, guidance, avatar, device, generator, progress, callback)
 
     @classmethod
     def resume(
@@ -226,10 +226,18 @@ class Trainer:
             )
         guidance = guidance if guidance is not None else build_guidance(config, head, device, prompt)
         g = ckpt.gaussians
-        avatar = Avatar(head, g["means"], g["quats"], g["log_scales"], g["opacity_logits"], g["sh"],
-                        ckpt.face_ids, ckpt.shape).to(device)  # fmt: skip
-        trainer = cls(config, prompt, out, head, cls._ready(guidance, prompt, device), avatar, device,
-                      generator, progress, callback)  # fmt: skip
+        avatar = Avatar(
+            head,
+            g["means"],
+            g["quats"],
+            g["log_scales"],
+            g["opacity_logits"],
+            g["sh"],
+            ckpt.face_ids,
+            ckpt.shape,
+        ).to(device)
+        guidance = cls._ready(guidance, prompt, device)
+        trainer = cls(config, prompt, out, head, guidance, avatar, device, generator, progress, callback)
         trainer._restore(ckpt)
         return trainer
 
@@ -361,7 +369,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         # 6. densify / prune on the schedule
         self._densify(step, out)
-        # 7. log record
+        # 7. log: the step's record (train() writes it to log.jsonl every train.log_every steps)
         self.step = step
         return logs
 
