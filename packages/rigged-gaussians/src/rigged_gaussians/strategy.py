@@ -298,8 +298,9 @@ def _quat_to_rotmat(q: Tensor) -> Tensor:
     ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
 
 
-def _check_params(params: dict[str, Tensor], face_ids: Tensor) -> int:
-    """``N`` of ``params``; raises ``ValueError`` naming a missing key or a wrong row count."""
+def _check_inputs(params: dict[str, Tensor], face_ids: Tensor, state: DensifyState) -> tuple[int, Tensor]:
+    """``(N, face_ids as long on the parameters' device)``; sizes an empty ``state``. Raises
+    ``ValueError`` naming a missing key, a wrong row count or a state of another ``N``."""
     missing = [k for k in PARAM_KEYS if k not in params]
     if missing:
         raise ValueError(f"params: missing {missing}; expected keys {list(PARAM_KEYS)}")
@@ -309,7 +310,8 @@ def _check_params(params: dict[str, Tensor], face_ids: Tensor) -> int:
             raise ValueError(f"params['{k}']: expected {n} rows (from 'means'), got {list(v.shape)}")
     if tuple(face_ids.shape) != (n,):
         raise ValueError(f"face_ids: expected shape [{n}], got {list(face_ids.shape)}")
-    return int(n)
+    state._sized(n, face_ids.device)
+    return int(n), face_ids.to(params["means"].device).long()
 
 
 def _world_size(log_scales: Tensor, face_ids: Tensor, sqrt_areas: Tensor | None) -> Tensor:
@@ -426,12 +428,10 @@ def grow(
         ``(new_params, new_face_ids, info)``: rows ordered as the kept originals, the clones,
         then the children; ``info.action == "densify"``.
     """
-    n = _check_params(params, face_ids)
-    dev = params["means"].device
-    state._sized(n, face_ids.device)
+    n, fid = _check_inputs(params, face_ids, state)
+    dev = fid.device
     with torch.no_grad():
         vals = {k: v.detach() for k, v in params.items()}
-        fid = face_ids.to(dev).long()
         high = state.average_grad().to(dev) >= config.grad_threshold
         small = _world_size(vals["log_scales"], fid, sqrt_areas) <= config.percent_dense * scene_scale
         clone_idx = (high & small).nonzero(as_tuple=True)[0]
@@ -482,13 +482,10 @@ def prune(
     Returns:
         ``(new_params, new_face_ids, info)`` with ``info.action == "prune"``.
     """
-    n = _check_params(params, face_ids)
-    dev = params["means"].device
-    state._sized(n, face_ids.device)
+    n, fid = _check_inputs(params, face_ids, state)
     with torch.no_grad():
-        fid = face_ids.to(dev).long()
         opac = _opacity(params)
-        radii = state.max_radii.to(dev)
+        radii = state.max_radii.to(fid.device)
         remove = opac < config.min_opacity
         if config.max_screen_size > 0:
             remove |= radii > config.max_screen_size
