@@ -100,7 +100,7 @@ def test_unknown_device(capsys, tmp_path: Path) -> None:
     rc, _, err = _run(capsys, "animate", str(av), "-o", str(tmp_path / "o.mp4"), "--device", "tpu")
     _assert_one_error_line(rc, err, "unknown device 'tpu'", "cpu")
     rc, _, err = _run(capsys, "generate", "a head", "--device", "quantum", "--output", str(tmp_path / "r"))
-    _assert_one_error_line(rc, err, "unknown device 'quantum'")
+    _assert_one_error_line(rc, err, "error: --device: unknown device 'quantum'")
     if not torch.cuda.is_available():
         rc, _, err = _run(capsys, "animate", str(av), "-o", str(tmp_path / "o.mp4"), "--device", "cuda")
         _assert_one_error_line(rc, err, "CUDA is not available")

@@ -2,8 +2,11 @@
 
 Every user-facing failure ends with one line ``error: <what was wrong and what to do>`` on stderr
 and a non-zero exit status (2 for bad input, 130 for Ctrl-C, 1 for an internal error), with no
-traceback unless ``--debug`` is given. Outputs are written atomically, so a failed or interrupted
-command leaves no partial file under the final name.
+traceback unless ``--debug`` is given. Library errors name the argument they are about; the CLI
+prefixes the flag that set it (``error: --device: ...``). Outputs are written atomically, so a
+failed or interrupted command leaves no partial file under the final name.
+
+Each command is one ``cmd_<name>(args)`` function and one block in :func:`build_parser`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import HeadStudioError, require_file
+import torch
+from fsds_guidance import GuidanceModelError
 
-__all__ = ["main", "build_parser", "resolve_device", "load_avatar"]
+from ._atomic import atomic_output
+from .config import load_config
+from .demo import run_demo
+from .drive import resolve_landmarker, video_to_motion
+from .errors import HeadStudioError, require_file
+from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
+from .export import export_posed, parse_expression_args, posed_flame_kwargs
+from .motion import MOTION_SUFFIXES
+from .rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
+from .runtime import load_avatar, resolve_device
+from .trainer import Trainer, TrainingInterrupted
+
+__all__ = ["main", "build_parser"]
 
 log = logging.getLogger("headstudio")
 
@@ -31,6 +47,8 @@ EXIT_INTERRUPTED = 130
 #: `headstudio demo --quick`: render size and training steps of the smoke run.
 QUICK_DEMO_SIZE = 32
 QUICK_DEMO_STEPS = 60
+#: The flag that sets each library argument named by ``HeadStudioError.argument``.
+FLAGS = {"device": "--device", "flame": "--flame", "head": "--flame", "output_dir": "--output"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,58 +57,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_USAGE)
-
-
-def resolve_device(name: str) -> Any:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` → ``torch.device``; errors say what to use instead."""
-    import torch
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    m = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if m is None:
-        raise HeadStudioError(f"unknown device '{name}'; use --device auto, cpu, cuda or cuda:N.")
-    if not torch.cuda.is_available():
-        raise HeadStudioError(f"--device {name} was asked for but CUDA is not available; use --device cpu.")
-    idx = int(m.group(1) or 0)
-    if idx >= torch.cuda.device_count():
-        raise HeadStudioError(
-            f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here; "
-            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}."
-        )
-    return torch.device(name)
-
-
-def load_avatar(path: str | Path, flame: str | Path | None, device: Any) -> Any:
-    """Load an avatar PLY onto ``device``; its head from ``flame`` or the file's metadata."""
-    p = require_file(path, "avatar", (".ply",))
-    from .avatar import Avatar
-
-    head = None
-    if flame is not None:
-        from flame_core import FlameModel
-
-        flame_path = require_file(flame, "FLAME model", (".pkl",))
-        try:
-            head = FlameModel.from_file(flame_path)
-        except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as err:
-            raise HeadStudioError(
-                f"--flame '{flame_path}' is not a readable FLAME model ({_one_line(err)[:160]}); "
-                "give the generic_model.pkl / flame2023.pkl the avatar was made with, or leave --flame out."
-            ) from err
-    try:
-        avatar = Avatar.load(p, head=head)
-    except HeadStudioError:
-        raise
-    except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as err:
-        raise HeadStudioError(
-            f"'{p}' is not a readable headstudio avatar ({str(err).strip()[:160] or type(err).__name__}); "
-            "give an avatar.ply written by `headstudio generate` or `headstudio demo`."
-        ) from err
-    return avatar.to(device).eval()
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -104,8 +70,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def check_size_arg(size: int) -> int:
     """Validate a square render size given on the command line."""
-    from .rendering import check_size
-
     return check_size(size)[0]
 
 
@@ -175,14 +139,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else Path("outputs") / _slug(args.prompt)
     if out_dir.exists() and not out_dir.is_dir():
         raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
-    if args.resume and not (out_dir / "checkpoints" / "last.pt").is_file():
+    checkpoint = out_dir / "checkpoints" / "last.pt"
+    if args.resume and not checkpoint.is_file():
         raise HeadStudioError(
-            f"--resume: no checkpoint at '{out_dir / 'checkpoints' / 'last.pt'}'; "
+            f"--resume: no checkpoint at '{checkpoint}'; "
             "run without --resume to start, or give the --output of the run to continue."
         )
-    from .config import load_config
-    from .trainer import Trainer
-
+    if not args.resume and checkpoint.exists():
+        raise HeadStudioError(
+            f"--output '{out_dir}' already holds a run (checkpoints/last.pt); continue it with --resume "
+            "or choose another --output."
+        )
     overrides = list(args.set or [])
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
@@ -198,21 +165,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise
     except (ValueError, KeyError, TypeError) as err:
         raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
-    trainer = Trainer(
-        config, prompt=args.prompt, output_dir=out_dir, resume=args.resume, progress=not args.quiet
-    )
-    avatar_path = trainer.train()
+    if args.resume:
+        trainer = Trainer.resume(out_dir, config, args.prompt, progress=not args.quiet)
+    else:
+        trainer = Trainer.new(config, args.prompt, out_dir, progress=not args.quiet)
+    try:
+        avatar_path = trainer.train()
+    except TrainingInterrupted as err:
+        raise KeyboardInterrupt(
+            f"{err.summary}. Continue with: headstudio generate {json.dumps(args.prompt)} --output {out_dir} "
+            "--resume"
+        ) from None
     print(f"avatar written to {avatar_path}")
     return 0
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from .rendering import check_size, render_motion
-
     w, h = check_size(*args.size)
     out = _check_output(args.output, (".mp4",))
     if args.motion is not None:
-        require_file(args.motion, "motion file", (".npy", ".npz", ".pkl"))
+        require_file(args.motion, "motion file", MOTION_SUFFIXES)
     if args.audio is not None:
         require_file(args.audio, "audio file")
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
@@ -225,9 +197,6 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
-    from .drive import resolve_landmarker, video_to_motion
-    from .rendering import check_size, render_motion
-
     w, h = check_size(*args.size)
     out = _check_output(args.output, (".mp4",))
     require_file(args.video, "video", (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"))
@@ -248,8 +217,6 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .rendering import ViewSettings, check_size, render_stills, render_turntable
-
     w, h = check_size(*args.size)
     settings = ViewSettings(elevation_deg=args.elevation)
     if args.turntable:
@@ -268,15 +235,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_posed, parse_expression_args, posed_flame_kwargs
-
     out = _check_output(args.output, (".ply",))
     if args.motion is not None:
-        require_file(args.motion, "motion file", (".npy", ".npz", ".pkl"))
+        require_file(args.motion, "motion file", MOTION_SUFFIXES)
     elif args.motion_frame is not None:
         raise HeadStudioError("--motion-frame needs --motion FILE.")
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
-    num_expr = int(getattr(avatar.head, "num_expression", 100))
+    num_expr = int(avatar.head.num_expression)
     kw = posed_flame_kwargs(
         num_expr, parse_expression_args(args.expression or [], num_expr), args.jaw, args.motion,
         args.motion_frame or 0,
@@ -287,9 +252,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
-    from .rendering import check_size
-
     if not args.prompt.strip():
         raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with --prompt.")
     check_size(args.size)
@@ -299,8 +261,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for m, s in res.scores.items():
         print(f"CLIP score {m}: {s:.4f}")
     if args.json:
-        from ._atomic import atomic_output
-
         with atomic_output(args.json) as tmp:
             doc = {"prompt": res.prompt, "num_views": res.num_views, "scores": res.scores}
             tmp.write_text(json.dumps(doc, indent=2))
@@ -308,8 +268,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise HeadStudioError(f"--output '{out}' exists and is not a directory.")
@@ -361,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", metavar="DIR", help="output directory (default outputs/<slug-of-prompt>)")
     g.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
     g.add_argument("--steps", type=_positive_int)
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=cmd_generate, flags={**FLAGS, "head": "--set head.flame_path"})
 
     a = sub.add_parser("animate", parents=[common, av], help="animate an avatar with a FLAME motion to MP4")
     a.add_argument("--motion", metavar="FILE", help="TalkSHOW .npy, SHOW .pkl or .npz (default: procedural)")
@@ -444,12 +402,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HeadStudioError as err:
         if args.debug:
             raise
-        sys.stderr.write(f"error: {err}\n")
+        flag = getattr(args, "flags", FLAGS).get(err.argument or "")
+        sys.stderr.write(f"error: {flag + ': ' if flag else ''}{err}\n")
+        return EXIT_USAGE
+    except GuidanceModelError as err:  # fsds-guidance's own message, then the flags that set its arguments
+        if args.debug:
+            raise
+        sys.stderr.write(
+            f"error: {_one_line(err)} With headstudio, give local copies with --set guidance.base_model=DIR "
+            "--set guidance.controlnet=DIR.\n"
+        )
         return EXIT_USAGE
     except KeyboardInterrupt as err:
         if args.debug:
             raise
-        if str(err).strip():  # trainer.TrainingInterrupted: says where the checkpoint is and how to resume
+        if str(err).strip():  # an interrupted run: says where the checkpoint is and how to resume
             sys.stderr.write(f"error: {_one_line(err)}\n")
         else:
             sys.stderr.write("error: interrupted (Ctrl-C); unfinished outputs were removed, run it again.\n")
@@ -457,8 +424,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        import torch
-
         if isinstance(err, torch.cuda.OutOfMemoryError):
             sys.stderr.write(
                 "error: CUDA out of memory; use a smaller --size (or batch / resolution via --set), "

@@ -11,13 +11,16 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import torch
+from flame_core.motion import MotionSequence
+from rigged_gaussians.ply import save_ply
 
 from ._atomic import atomic_output
+from .avatar import Avatar
 from .errors import HeadStudioError
-from .rendering import fit_flame_kwargs, load_motion
+from .motion import as_motion, fit_flame_kwargs
 
 __all__ = ["parse_expression_args", "posed_flame_kwargs", "export_posed"]
 
@@ -56,7 +59,7 @@ def posed_flame_kwargs(
     num_expression: int,
     expression: dict[int, float] | None = None,
     jaw: float | None = None,
-    motion: Any | str | Path | None = None,
+    motion: MotionSequence | str | Path | None = None,
     motion_frame: int = 0,
 ) -> dict[str, torch.Tensor]:
     """FLAME parameters for one pose (``B = 1``): a motion frame, then explicit overrides.
@@ -74,7 +77,7 @@ def posed_flame_kwargs(
     """
     kw: dict[str, torch.Tensor] = {}
     if motion is not None:
-        seq = load_motion(motion) if isinstance(motion, (str, Path)) else motion
+        seq = as_motion(motion)
         if not 0 <= motion_frame < len(seq):
             raise HeadStudioError(
                 f"--motion-frame {motion_frame} is out of range; the motion has frames 0..{len(seq) - 1}."
@@ -94,21 +97,19 @@ def posed_flame_kwargs(
 
 
 def export_posed(
-    avatar: Any, out_path: str | Path, flame_kwargs: dict[str, torch.Tensor] | None = None
+    avatar: Avatar, out_path: str | Path, flame_kwargs: dict[str, torch.Tensor] | None = None
 ) -> Path:
     """Write the avatar's world-space Gaussians at one pose to a PLY (atomically).
 
     Args:
-        avatar: an ``Avatar`` (``world_gaussians(**flame) -> dict(means [N,3], quats [N,4],
-            scales [N,3] linear, opacities [N] in 0..1, sh [N,K,3])``, ``metadata``).
+        avatar: the avatar (its ``world_gaussians(**flame) -> dict(means [N,3], quats [N,4],
+            scales [N,3] linear, opacities [N] in 0..1, sh [N,K,3])`` and ``metadata``).
         out_path: the ``.ply`` to write.
         flame_kwargs: the pose (``B = 1`` tensors); ``None`` is the neutral pose.
 
     Returns:
         ``out_path`` as a ``Path``.
     """
-    from rigged_gaussians.ply import save_ply
-
     out = Path(out_path)
     if out.suffix.lower() != ".ply":
         raise HeadStudioError(f"output '{out}' must end in .ply.")
@@ -124,10 +125,10 @@ def export_posed(
     metadata = {
         "posed": True,
         "pose": pose,
-        "source_avatar": dict(getattr(avatar, "metadata", None) or {}),
+        "source_avatar": dict(avatar.metadata or {}),
     }
 
-    def arr(t: torch.Tensor) -> Any:
+    def arr(t: torch.Tensor) -> np.ndarray:
         return t.detach().float().cpu().numpy()
 
     with atomic_output(out) as tmp:

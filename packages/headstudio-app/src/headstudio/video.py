@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import imageio_ffmpeg
 import numpy as np
 
 from ._atomic import temp_path_beside
@@ -30,8 +31,6 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg")
 
 
 def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -137,8 +136,6 @@ class VideoWriter:
         img = _pad_even(to_uint8(frame))
         h, w = img.shape[:2]
         if self._gen is None:
-            import imageio_ffmpeg
-
             self._size = (w, h)
             self._gen = imageio_ffmpeg.write_frames(
                 str(self._tmp), (w, h), fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
@@ -214,8 +211,6 @@ class VideoInfo:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read frame count (by decoding), fps, size, duration and audio presence of a video."""
-    import imageio_ffmpeg
-
     p = Path(path)
     if not p.is_file():
         raise HeadStudioError(f"video '{p}' does not exist; check the path.")
@@ -245,8 +240,6 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> tuple[
     Raises:
         HeadStudioError: missing or undecodable file, or no frames.
     """
-    import imageio_ffmpeg
-
     p = Path(path)
     if not p.is_file():
         raise HeadStudioError(f"video '{p}' does not exist; check the --video path.")
