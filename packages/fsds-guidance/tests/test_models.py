@@ -124,3 +124,28 @@ def test_tokenizer_without_a_usable_model_max_length(saved_tiny, tmp_path, max_l
     # the same embedding as with a tokenizer that has the right length
     want = FSDS(tiny_models).prompts.embed("a portrait")
     torch.testing.assert_close(fsds.prompts.embed("a portrait"), want)
+
+
+def test_sd15_configurations_have_the_published_sizes():
+    """The kept configurations build SD 1.5's networks: parameter counts of the published models."""
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from fsds_guidance.testing import sd15_config, tiny_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.device("meta"):  # shapes only, no memory
+        nets = {
+            "unet": UNet2DConditionModel.from_config(sd15_config("unet")),
+            "controlnet": ControlNetModel.from_config(sd15_config("controlnet")),
+            "vae": AutoencoderKL.from_config(sd15_config("vae")),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**sd15_config("text_encoder"))),
+        }
+    counts = {k: sum(p.numel() for p in m.parameters()) for k, m in nets.items()}
+    published = {"unet": 859_520_964, "controlnet": 361_279_120, "vae": 83_653_863}
+    published["text_encoder"] = 123_060_480
+    assert counts == published
+    # the stand-in tokenizer speaks CLIP's id space: 49,408 ids, start/end of text at 49406/49407
+    tok = tiny_tokenizer(vocab_size=49408)
+    ids = tok("a DSLR portrait of Kratos, front view", padding="max_length", max_length=77).input_ids
+    assert len(tok) == 49408 and (ids[0], max(ids)) == (49406, 49407) and len(ids) == 77
+    with pytest.raises(ValueError, match="no SD 1.5 configuration"):
+        sd15_config("unet2")

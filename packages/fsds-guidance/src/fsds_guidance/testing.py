@@ -23,6 +23,8 @@ from .models import DEFAULT_CONTROLNET_SUBFOLDER, GuidanceModels, freeze, make_s
 
 TINY_IMAGE_SIZE = 64
 TINY_HIDDEN = 32
+#: Stable Diffusion 1.5's architecture configurations (see the README there).
+SD15_CONFIG_DIR = Path(__file__).parent / "configs" / "sd15"
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -116,18 +118,51 @@ def tiny_components(seed: int = 0, device: str | torch.device = "cpu") -> Guidan
             pad_token_id=tokenizer.pad_token_id,
         )
     )
+    return _assemble(unet, controlnet, vae, text_encoder, tokenizer, device, torch.float32)
+
+
+def _assemble(unet, controlnet, vae, text_encoder, tokenizer, device, dtype) -> GuidanceModels:
     device = torch.device(device)
-    models = GuidanceModels(
-        unet=unet.to(device),
-        controlnet=controlnet.to(device),
-        vae=vae.to(device),
-        text_encoder=text_encoder.to(device),
-        tokenizer=tokenizer,
-        scheduler=make_scheduler(),
-        device=device,
-        dtype=torch.float32,
-    )
+    parts = [m.to(device=device, dtype=dtype) for m in (unet, controlnet, vae, text_encoder)]
+    models = GuidanceModels(*parts, tokenizer, make_scheduler(), device=device, dtype=dtype)
     return freeze(models)
+
+
+def sd15_config(name: str) -> dict:
+    """The published architecture configuration ``name`` (``unet``, ``controlnet``, ``vae`` or
+    ``text_encoder``) of Stable Diffusion 1.5, kept in ``fsds_guidance/configs/sd15/``."""
+    path = SD15_CONFIG_DIR / f"{name}.json"
+    if not path.is_file():
+        have = sorted(p.stem for p in SD15_CONFIG_DIR.glob("*.json"))
+        raise ValueError(f"no SD 1.5 configuration {name!r}; have {have}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def full_size_components(
+    seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> GuidanceModels:
+    """SD 1.5-sized UNet (860 M parameters), ControlNet (361 M), VAE (84 M) and CLIP ViT-L/14
+    text encoder (123 M), built from :func:`sd15_config` with random weights, and DDIM.
+
+    The real CLIP vocabulary cannot be downloaded here: the tokenizer is :func:`tiny_tokenizer`
+    padded to CLIP's 49,408 ids (same special ids), so every id it emits is valid for the
+    encoder but prompts are split into bytes, not CLIP's words. Shapes, time and memory are the
+    real model's; outputs are noise. Needs about 6 GB in float32.
+    """
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    text = sd15_config("text_encoder")
+    return _assemble(
+        UNet2DConditionModel.from_config(sd15_config("unet")),
+        ControlNetModel.from_config(sd15_config("controlnet")),
+        AutoencoderKL.from_config(sd15_config("vae")),
+        CLIPTextModel(CLIPTextConfig(**text)),
+        tiny_tokenizer(max_length=text["max_position_embeddings"], vocab_size=text["vocab_size"]),
+        device,
+        dtype,
+    )
 
 
 def save_guidance_models(
