@@ -54,6 +54,11 @@ def build_models(directory: Path) -> None:
     print(f"built and saved the models in {time.perf_counter() - t0:.0f} s: {sizes}", flush=True)
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def machine(device: str) -> str:
     import torch
 
@@ -107,9 +112,9 @@ def rehearse(base: Path, controlnet: Path, out: Path, args: argparse.Namespace) 
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     code = cli.main(argv)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     if code != 0:
         print(f"rehearsal failed: headstudio generate exited with {code}", file=sys.stderr)
         return code
@@ -121,6 +126,7 @@ def rehearse(base: Path, controlnet: Path, out: Path, args: argparse.Namespace) 
     print(f"  machine: {machine(args.device)}")
     print(f"  command: headstudio {' '.join(argv)}")
     print(f"  wall time of the command (load + {len(steps)} steps + save): {wall:.1f} s")
+    print(f"  CPU time of the command (all threads; wall time on a shared machine is more): {cpu:.1f} s")
     for i, (s, r) in enumerate(zip(steps, records, strict=True), 1):
         loss = r.get("loss_sds", float("nan"))
         print(f"  step {i}: {s:.1f} s  (N = {r['num_gaussians']}, loss_sds = {loss:.4g})")
