@@ -132,6 +132,17 @@ def gpu_bench(session: nox.Session) -> None:
         session.run("python", str(script), *session.posargs)
 
 
+@nox.session
+def rehearse(session: nox.Session) -> None:
+    """Full-size rehearsal: SD 1.5-sized random models through `headstudio generate`, 2 steps, batch 1.
+
+    Not a default session (it needs ~10 GB of memory and minutes on a CPU). On a GPU machine give
+    TORCH_SPEC (a CUDA torch) and RG_CUDA=ON; `-- ARGS` go to benchmarks/rehearse.py.
+    """
+    _install_stack(session, os.environ.get("TORCH_SPEC", TORCH_CPU))
+    session.run("python", "benchmarks/rehearse.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
 def _with_siblings(names: list[str]) -> dict[str, str]:
     """The named packages plus the siblings they pin (headstudio-app pins the three libraries)."""
     keep = set(names) | (set(PACKAGES) - {"headstudio-app"} if "headstudio-app" in names else set())
