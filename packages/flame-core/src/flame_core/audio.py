@@ -136,7 +136,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             raw = wf.readframes(wf.getnframes())
     except (wave.Error, EOFError, OSError) as err:
         why = str(err).strip() or type(err).__name__
-        raise SpeechError(f"{p}: not a readable PCM WAV file ({why})") from err
+        raise SpeechError(f"{p}: not a readable WAV file ({why})") from err
     if width == 3:
         b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
         ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)

@@ -120,8 +120,8 @@ def segments_from_phonemes(phonemes: Sequence[Phoneme], duration: float | None =
 
 
 def num_frames_for(duration: float, fps: float) -> int:
-    """Video frames for ``duration`` seconds: ``round(duration · fps)`` (at least 1)."""
-    return max(1, int(round(duration * fps)))
+    """Video frames that cover ``duration`` seconds: ``ceil(duration · fps)`` (at least 1)."""
+    return max(1, math.ceil(duration * fps - 1e-6))
 
 
 def coarticulate(
@@ -223,7 +223,7 @@ def _stressed(segments: list[VisemeSegment], utt: Utterance) -> list[VisemeSegme
 def utterance_to_motion(
     head: FlameModel, utterance: Utterance, *, fps: float = 30.0, seed: int = 0
 ) -> MotionSequence:
-    """``head`` saying ``utterance`` (:func:`flame_core.speech.synthesize`): ``round(duration · fps)``
+    """``head`` saying ``utterance`` (:func:`flame_core.speech.synthesize`): ``ceil(duration · fps)``
     frames, frame ``k`` at ``k / fps`` seconds into the utterance's audio."""
     segments = _stressed(segments_from_phonemes(utterance.phonemes, utterance.duration), utterance)
     T = num_frames_for(utterance.duration, fps)

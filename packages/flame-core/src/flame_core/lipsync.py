@@ -197,7 +197,7 @@ def audio_segments(
 def audio_to_motion(
     head: FlameModel, samples: np.ndarray, sample_rate: int, *, fps: float = 30.0, seed: int = 0
 ) -> MotionSequence:
-    """Lip sync ``head`` to a recording: ``round(duration · fps)`` frames, frame ``k`` at ``k / fps``.
+    """Lip sync ``head`` to a recording: ``ceil(duration · fps)`` frames, frame ``k`` at ``k / fps``.
 
     Args:
         head: the head to animate (needs a MediaPipe landmark embedding).
