@@ -52,14 +52,6 @@ SENTENCES = (
 UPPER, LOWER = 13, 14  # MediaPipe inner-lip midpoints
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HEADSTUDIO_CACHE", str(tmp_path_factory.mktemp("retarget-cache")))
-    yield
-    mp.undo()
-
-
 @functools.lru_cache(maxsize=1)
 def _head() -> FlameModel:
     return FlameModel.procedural()

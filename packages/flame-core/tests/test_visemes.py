@@ -17,14 +17,6 @@ from flame_core.visemes import GESTURES, VISEMES, fit_visemes, viseme_poses, vis
 UPPER, LOWER, RIGHT, LEFT = 13, 14, 61, 291  # inner-lip midpoints, mouth corners (MediaPipe ids)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HEADSTUDIO_CACHE", str(tmp_path_factory.mktemp("retarget-cache")))
-    yield
-    mp.undo()
-
-
 @functools.lru_cache(maxsize=1)
 def _procedural() -> FlameModel:
     return FlameModel.procedural()
@@ -110,7 +102,7 @@ def test_mixed_expression_basis_gets_the_same_mouth_shapes(tmp_path) -> None:
     assert not torch.allclose(a.expression, b.expression, atol=1e-2)
 
 
-def test_fits_are_cached_by_identity(tmp_path) -> None:
+def test_fits_are_cached_by_identity() -> None:
     import time
 
     head = _procedural()

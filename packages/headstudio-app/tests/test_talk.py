@@ -25,12 +25,6 @@ HELLO = "Hello, I am a Gaussian head."
 FPS = 30.0
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Viseme fits go to a test directory, not ~/.cache."""
-    monkeypatch.setenv("HEADSTUDIO_CACHE", str(tmp_path_factory.getbasetemp() / "retarget-cache"))
-
-
 @pytest.fixture(scope="module")
 def avatar_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real avatar (one Gaussian per face of a 10-expression procedural head)."""
