@@ -21,9 +21,9 @@ public header ``speak_lib.h`` (API revision 12).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
+import sys
 import threading
 import wave
 from collections.abc import Sequence
@@ -54,6 +54,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ESPEAK_LIBRARY_ENV = "HEADSTUDIO_ESPEAK_LIBRARY"
+_DEFAULT_LIBRARY = {"darwin": "libespeak-ng.1.dylib", "win32": "libespeak-ng.dll"}.get(
+    sys.platform, "libespeak-ng.so.1"
+)
 INSTALL_HINT = "install it with `apt-get install espeak-ng` (Debian/Ubuntu; the library is libespeak-ng1)"
 #: espeak-ng's speaking rates in words per minute (espeakRATE_MINIMUM / _MAXIMUM / _NORMAL).
 MIN_RATE, MAX_RATE, DEFAULT_RATE = 80, 450, 175
@@ -170,19 +173,25 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
 # ------------------------------------------------------------------------------ the library
 
 
+class _VoiceNotFound(Exception):
+    pass
+
+
+# libespeak-ng keeps global state (voice, parameters, callback): one synthesis at a time per process
+_synth_lock = threading.Lock()
+
+
 class _Espeak:
-    """One initialised libespeak-ng (the library keeps global state: one per process and path)."""
+    """One initialised libespeak-ng."""
 
     def __init__(self, lib: ctypes.CDLL, sample_rate: int, data_path: str, version: str) -> None:
         self.lib = lib
         self.sample_rate = sample_rate
         self.data_path = data_path
         self.version = version
-        self.lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, str]] = []
         self._callback = _SynthCallback(self._on_synth)  # kept alive as long as the library uses it
-        lib.espeak_SetSynthCallback(self._callback)
 
     def _on_synth(self, wav, num_samples: int, events) -> int:
         if wav and num_samples > 0:
@@ -197,9 +206,11 @@ class _Espeak:
         return 0
 
     def speak(self, text: str, voice_name: str, rate: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        with self.lock:
+        """``(samples [N] int16, [(milliseconds, IPA name)] of the phoneme events)``."""
+        with _synth_lock:
+            self.lib.espeak_SetSynthCallback(self._callback)
             if self.lib.espeak_SetVoiceByName(voice_name.encode()) != _EE_OK:
-                raise SpeechError(f"no voice '{voice_name}'")
+                raise _VoiceNotFound(voice_name)
             self.lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
             self._chunks, self._events = [], []
             data = text.encode("utf-8")
@@ -216,16 +227,7 @@ _engines_lock = threading.Lock()
 
 
 def _library_name() -> str:
-    env = os.environ.get(ESPEAK_LIBRARY_ENV, "").strip()
-    if env:
-        return env
-    return "libespeak-ng.so.1" if os.name == "posix" and not _is_macos() else (
-        ctypes.util.find_library("espeak-ng") or "libespeak-ng"
-    )  # fmt: skip
-
-
-def _is_macos() -> bool:
-    return os.uname().sysname == "Darwin" if hasattr(os, "uname") else False
+    return os.environ.get(ESPEAK_LIBRARY_ENV, "").strip() or _DEFAULT_LIBRARY
 
 
 def _engine() -> _Espeak:
@@ -324,7 +326,7 @@ def _check_rate(rate: int) -> int:
     return r
 
 
-def _voice_name(eng: _Espeak, language: str, voice: str | None) -> str:
+def _voice_name(language: str, voice: str | None) -> str:
     language = (language or "").strip()
     if not language or any(c in language for c in "+/\\ "):
         raise SpeechError(
@@ -383,16 +385,14 @@ def synthesize(
     text = _check_text(text)
     rate = _check_rate(rate)
     eng = _engine()
-    name = _voice_name(eng, language, voice)
+    name = _voice_name(language, voice)
     try:
         audio, events = eng.speak(text, name, rate)
-    except SpeechError as err:
-        if str(err).startswith("no voice"):
-            raise SpeechError(
-                f"espeak-ng has no language '{language}'; give one it has, e.g. en, en-us, de, fr "
-                "(`espeak-ng --voices` lists them)"
-            ) from None
-        raise
+    except _VoiceNotFound:
+        raise SpeechError(
+            f"espeak-ng has no language '{language}'; give one it has, e.g. en, en-us, de, fr "
+            "(`espeak-ng --voices` lists them)"
+        ) from None
     phonemes = _phonemes(events, len(audio), eng.sample_rate)
     spoken = [p for p in phonemes if p.symbol != PAUSE]
     if not spoken or not np.any(audio):
