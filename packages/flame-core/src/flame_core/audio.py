@@ -1,16 +1,17 @@
 """Speech audio analysis for lip sync: WAV reading, loudness and spectral shape every 10 ms.
 
-Frames are 25 ms Hamming windows every 10 ms at 16 kHz; frame ``k`` is centred at ``k · 10 ms``.
+Frames are 25 ms Hamming windows every 10 ms at the recording's own sample rate (no resampling);
+frame ``k`` is centred at ``k · 10 ms``.
 Loudness is the frame's RMS in dB, given relative to the recording's *loud level* (the 95th
 percentile of its frames), so a quiet and a loud recording of the same speech look the same.
-The spectral shape is 12 mel-cepstral coefficients (26 mel bands, 80–7600 Hz) with the
-recording's mean removed, which takes out much of the voice's and the microphone's colouring.
+The spectral shape is 12 mel-cepstral coefficients (26 mel bands, 80–7600 Hz, or up to 95% of
+the Nyquist frequency for recordings below 16 kHz) with the recording's mean removed, which takes
+out much of the voice's and the microphone's colouring.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import wave
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.fft import dct
-from scipy.signal import resample_poly
 
 from flame_core.speech import SpeechError
 
@@ -27,15 +27,13 @@ __all__ = [
     "audio_features",
     "mono_float",
     "read_wav",
-    "ANALYSIS_RATE",
     "HOP_SECONDS",
     "SILENCE_DB",
     "SILENT_DBFS",
 ]
 
-ANALYSIS_RATE = 16000
 HOP_SECONDS = 0.010
-_WIN, _HOP, _NFFT, _NMEL, _NCEP = 400, 160, 512, 26, 12
+_WIN_SECONDS, _NMEL, _NCEP, _FMIN, _FMAX = 0.025, 26, 12, 80.0, 7600.0
 #: Frames this far below the loud level are silence.
 SILENCE_DB = 35.0
 #: A recording whose loudest frame is below this (dB full scale) is silent.
@@ -58,9 +56,9 @@ class AudioFeatures:
         return np.concatenate([self.cepstrum, self.loudness[:, None] / 10.0], 1)
 
 
-@functools.lru_cache(maxsize=1)
-def _mel_filterbank() -> np.ndarray:
-    """``[26, 257]`` triangular filters, 80–7600 Hz on the mel scale."""
+@functools.lru_cache(maxsize=8)
+def _mel_filterbank(sample_rate: int, nfft: int) -> np.ndarray:
+    """``[26, nfft // 2 + 1]`` triangular filters, 80–7600 Hz on the mel scale."""
 
     def mel(f):
         return 2595.0 * np.log10(1.0 + f / 700.0)
@@ -68,8 +66,8 @@ def _mel_filterbank() -> np.ndarray:
     def hz(m):
         return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
-    edges = hz(np.linspace(mel(80.0), mel(7600.0), _NMEL + 2))
-    freqs = np.fft.rfftfreq(_NFFT, 1.0 / ANALYSIS_RATE)
+    edges = hz(np.linspace(mel(_FMIN), mel(min(_FMAX, 0.475 * sample_rate)), _NMEL + 2))
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     fb = np.zeros((_NMEL, len(freqs)))
     for i in range(_NMEL):
         lo, mid, hi = edges[i : i + 3]
@@ -100,13 +98,14 @@ def audio_features(samples: np.ndarray, sample_rate: int) -> AudioFeatures:
         raise SpeechError("the audio is empty (no samples); give a recording of speech")
     if not np.isfinite(x).all():
         raise SpeechError("the audio contains NaN or infinite samples; give a valid recording")
-    duration = len(x) / float(sample_rate)
-    if sample_rate != ANALYSIS_RATE:
-        g = math.gcd(int(sample_rate), ANALYSIS_RATE)
-        x = resample_poly(x, ANALYSIS_RATE // g, int(sample_rate) // g)
+    sr = int(sample_rate)
+    duration = len(x) / float(sr)
+    win = max(16, int(round(_WIN_SECONDS * sr)))
+    nfft = 1 << (win - 1).bit_length()
     n = max(1, int(round(duration / HOP_SECONDS)) + 1)
-    padded = np.pad(x, (_WIN // 2, _WIN // 2 + n * _HOP))
-    frames = padded[np.arange(n)[:, None] * _HOP + np.arange(_WIN)[None]]  # [n, 400]
+    starts = np.round(np.arange(n) * HOP_SECONDS * sr).astype(np.int64)  # frame k centred at k · 10 ms
+    padded = np.pad(x, (win // 2, win // 2 + win))
+    frames = padded[starts[:, None] + np.arange(win)[None]]  # [n, win]
     level = 10.0 * np.log10(np.mean(frames**2, 1) + 1e-12)
     if level.max() < SILENT_DBFS:
         raise SpeechError(
@@ -114,8 +113,8 @@ def audio_features(samples: np.ndarray, sample_rate: int) -> AudioFeatures:
             "give a recording with speech"
         )
     emph = np.concatenate([frames[:, :1], frames[:, 1:] - 0.97 * frames[:, :-1]], 1)
-    spec = np.abs(np.fft.rfft(emph * np.hamming(_WIN), _NFFT)) ** 2
-    logmel = np.log(spec @ _mel_filterbank().T + 1e-10)
+    spec = np.abs(np.fft.rfft(emph * np.hamming(win), nfft)) ** 2
+    logmel = np.log(spec @ _mel_filterbank(sr, nfft).T + 1e-10)
     cep = dct(logmel, type=2, norm="ortho", axis=1)[:, 1 : 1 + _NCEP]
     rel = level - np.percentile(level, 95)
     audible = (rel > -SILENCE_DB) & (level > SILENT_DBFS)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from flame_core.audio import HOP_SECONDS, AudioFeatures, audio_features
 from flame_core.coarticulation import (
@@ -168,6 +167,14 @@ def build_templates(
     return VisemeTemplates(_CLASSES, means, variance, np.log(counts / counts.sum()))
 
 
+def _majority(labels: np.ndarray, num_classes: int, width: int = _MAJORITY_FRAMES) -> np.ndarray:
+    """``[N]`` the most frequent of ``labels [N]`` in a window of ``width`` (odd) frames around each."""
+    pad = width // 2
+    onehot = np.pad(np.eye(num_classes)[labels], ((pad, pad), (0, 0)), mode="edge")
+    csum = np.concatenate([np.zeros((1, num_classes)), np.cumsum(onehot, 0)])
+    return (csum[width:] - csum[:-width]).argmax(1)
+
+
 def audio_segments(
     samples: np.ndarray, sample_rate: int, templates: VisemeTemplates | None = None
 ) -> tuple[list[VisemeSegment], AudioFeatures]:
@@ -182,9 +189,7 @@ def audio_segments(
     tpl = templates or load_templates()
     f = audio_features(samples, sample_rate)
     classes = ("sil",) + tpl.classes
-    labels = np.where(f.audible, tpl.classify(f.vectors()) + 1, 0)
-    onehot = np.eye(len(classes))[labels]
-    labels = uniform_filter1d(onehot, size=_MAJORITY_FRAMES, axis=0, mode="nearest").argmax(1)
+    labels = _majority(np.where(f.audible, tpl.classify(f.vectors()) + 1, 0), len(classes))
     half = 0.5 * HOP_SECONDS
     segments = []
     for k, c in enumerate(labels):
