@@ -1,4 +1,4 @@
-"""The ``headstudio`` command line: generate, animate, drive, render, export, eval, demo.
+"""The ``headstudio`` command line: generate, animate, say, drive, render, export, eval, demo.
 
 Every user-facing failure ends with one line ``error: <what was wrong and what to do>`` on stderr
 and a non-zero exit status (2 for bad input, 130 for Ctrl-C, 1 for an internal error), with no
@@ -35,6 +35,7 @@ from .export import export_posed, parse_expression_args, posed_flame_kwargs
 from .motion import MOTION_SUFFIXES
 from .rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
 from .runtime import load_avatar, resolve_device
+from .talk import lipsync_motion, say, synthesize_speech
 from .trainer import Trainer, TrainingInterrupted
 
 __all__ = ["main", "build_parser"]
@@ -188,11 +189,30 @@ def cmd_animate(args: argparse.Namespace) -> int:
     if args.audio is not None:
         require_file(args.audio, "audio file")
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    motion: Any = args.motion
+    if args.audio is not None and args.motion is None:  # lip sync to the audio itself
+        motion = lipsync_motion(avatar, args.audio, fps=args.fps or 30.0)
     n = render_motion(
-        avatar, args.motion, out, audio=args.audio, fps=args.fps, size=(w, h), num_frames=args.frames,
+        avatar, motion, out, audio=args.audio, fps=args.fps, size=(w, h), num_frames=args.frames,
         progress=not args.quiet,
     )  # fmt: skip
     print(f"wrote {out} ({n} frames)")
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    w, h = check_size(*args.size)
+    out = _check_output(args.output, (".mp4",))
+    if args.motion_out is not None:
+        _check_output(args.motion_out, (".npz",), "--motion-out")
+    utterance = synthesize_speech(args.text, language=args.language, voice=args.voice, rate=args.rate)
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    res = say(
+        avatar, utterance, out, fps=args.fps, size=(w, h), motion_out=args.motion_out, progress=not args.quiet
+    )
+    print(f"wrote {out} ({res.num_frames} frames, {res.duration:.2f} s of speech)")
+    if res.motion is not None:
+        print(f"motion saved to {res.motion}")
     return 0
 
 
@@ -323,12 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("animate", parents=[common, av], help="animate an avatar with a FLAME motion to MP4")
     a.add_argument("--motion", metavar="FILE", help="TalkSHOW .npy, SHOW .pkl or .npz (default: procedural)")
-    a.add_argument("--audio", metavar="WAV", help="audio muxed into the video")
+    a.add_argument("--audio", metavar="WAV", help="audio muxed in; without --motion, lip sync to it")
     a.add_argument("--fps", type=_positive_float, help="video frame rate (default: the motion's)")
     a.add_argument("--size", type=_size, default=(512, 512), help="512 or WxH")
     a.add_argument("--frames", type=_positive_int, help="render at most this many frames")
     a.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
     a.set_defaults(func=cmd_animate)
+
+    t = sub.add_parser("say", parents=[common, av], help="speak a text (offline, espeak-ng) to MP4")
+    t.add_argument("text", help='what to say, e.g. "Hello, I am a Gaussian head."')
+    t.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
+    t.add_argument("--voice", metavar="VARIANT", help="espeak-ng voice variant: f1..f5, m1..m7, klatt, ...")
+    t.add_argument("--rate", type=_positive_int, default=175, metavar="WPM", help="words per minute (80-450)")
+    t.add_argument("--language", default="en", metavar="L", help="espeak-ng language: en, en-us, de, fr, ...")
+    t.add_argument("--motion-out", metavar="MOTION.npz", help="also save the motion")
+    t.add_argument("--fps", type=_positive_float, default=30.0, help="video frame rate")
+    t.add_argument("--size", type=_size, default=(512, 512), help="512 or WxH")
+    t.set_defaults(func=cmd_say)
 
     d = sub.add_parser("drive", parents=[common, av], help="animate an avatar from a face video")
     d.add_argument("--video", required=True, metavar="IN.mp4")

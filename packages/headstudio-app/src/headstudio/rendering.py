@@ -202,7 +202,7 @@ def render_motion(
         motion: a ``MotionSequence``, a motion file path, or ``None`` for the procedural talking
             motion (as long as ``audio`` when given, else ``num_frames`` or 4 s).
         out_path: the ``.mp4`` to write (atomically).
-        audio: optional audio muxed into the video (``-shortest``).
+        audio: optional audio muxed into the video (padded with silence or cut to its length).
         fps: video frame rate; the motion is resampled to it. Default: the motion's own rate.
         size: output size (square int or ``(width, height)``).
         settings: camera framing.

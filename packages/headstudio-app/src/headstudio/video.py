@@ -79,11 +79,17 @@ def _check_audio(audio: str | Path) -> Path:
     return p
 
 
-def mux_audio(video: Path, audio: Path, out: Path) -> None:
-    """Mux ``audio`` into ``video`` (video stream copied, audio AAC, ``-shortest``) as ``out``."""
+def mux_audio(video: Path, audio: Path, out: Path, duration: float | None = None) -> None:
+    """Mux ``audio`` into ``video`` (video stream copied, audio AAC) as ``out``.
+
+    With ``duration`` (the video's length in seconds) the audio is padded with silence or cut to
+    exactly that length, so both streams end together (``-shortest`` alone cuts at AAC packet
+    boundaries, up to ~50 ms off, and may drop the video's last frames); without it, ``-shortest``.
+    """
+    fit = ["-af", f"apad=whole_dur={duration:.6f},atrim=end={duration:.6f}"] if duration else ["-shortest"]
     cmd = [
         _ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video), "-i", str(audio),
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", *fit,
         "-movflags", "+faststart", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -104,7 +110,7 @@ class VideoWriter:
     Args:
         path: target ``.mp4`` path; parent directories are created.
         fps: frames per second (> 0).
-        audio: optional audio file muxed in with ``-shortest``.
+        audio: optional audio file muxed in, padded with silence or cut to the video's length.
         quality: imageio-ffmpeg quality 0..10 (libx264 CRF mapping).
     """
 
@@ -176,7 +182,7 @@ class VideoWriter:
         if self.audio is not None:
             muxed = _temp_path(self.path, "mux")
             try:
-                mux_audio(self._tmp, self.audio, muxed)
+                mux_audio(self._tmp, self.audio, muxed, duration=self.num_frames / self.fps)
                 os.replace(muxed, self.path)
             except BaseException:
                 self._cleanup(muxed, self._tmp)
