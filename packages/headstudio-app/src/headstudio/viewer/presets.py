@@ -1,0 +1,25 @@
+"""The viewer's named expressions (neutral, smile, open mouth, blink, surprise) on this avatar's head.
+
+They are defined once, as MediaPipe landmark targets (``flame_core.retarget.expression_presets``),
+and fitted to whatever head the avatar was built on (``fit_targets``: cached per head identity),
+so the same preset means the same face on the procedural head and on FLAME.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from flame_core.retarget import expression_presets, fit_targets
+
+__all__ = ["fit_presets"]
+
+
+def fit_presets(head: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """``{name: {"expression" [E], "jaw_pose" [3], "eye_pose" [6]}}`` of every preset on ``head``."""
+    targets = expression_presets()
+    fit = fit_targets(head, targets)
+    return {
+        name: {key: fit[key][i].detach().float().cpu() for key in ("expression", "jaw_pose", "eye_pose")}
+        for i, name in enumerate(targets.names)
+    }
