@@ -267,7 +267,7 @@ def export_web(
     Returns:
         ``out_dir`` as a ``Path``.
     """
-    from .viewer.assets import build_viewer_data, pack_arrays, preset_entries
+    from .viewer.assets import build_viewer_data, pack_arrays
     from .viewer.bake import bake_motion, head_model_arrays
     from .viewer.bundle import static_files
 
@@ -276,10 +276,9 @@ def export_web(
     procedural = str(getattr(avatar.head, "source", "")) == "procedural"
     with_model = procedural or include_head_model
     presets = presets if with_model else None
-    data = build_viewer_data(avatar)
+    data = build_viewer_data(avatar, presets, audio=audio)
     num_sliders = len(data.manifest["head"]["sliders"])
     m = data.manifest
-    m["presets"] = preset_entries(presets or {}, num_sliders)
     arrays, spec = bake_motion(avatar, seq, progress=progress)
     data.blobs["motion.bin"], m["buffers"]["motion.bin"] = pack_arrays(arrays)
     m["motion"] = {**spec, "file": "motion.bin"}
@@ -287,8 +286,6 @@ def export_web(
         arrays, spec = head_model_arrays(avatar, presets or {}, num_sliders)
         data.blobs["head.bin"], m["buffers"]["head.bin"] = pack_arrays(arrays)
         m["head_model"] = {**spec, "file": "head.bin"}
-    if audio is not None:
-        m["audio"] = "audio" + Path(audio).suffix.lower()
     payload = {
         "manifest": m,
         "blobs": {name: base64.b64encode(blob).decode("ascii") for name, blob in data.blobs.items()},

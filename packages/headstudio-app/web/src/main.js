@@ -39,6 +39,7 @@ class Viewer {
     this.lastRender = 0;
     this.frameTimes = [];
     this.shownFrame = -1;
+    this.playLog = []; // [clock seconds, frame on screen] at each render while playing
 
     const canvas = document.getElementById("view");
     this.canvas = canvas;
@@ -183,12 +184,13 @@ class Viewer {
 
   applyPose() {
     const s = this.state;
-    if (s.f >= 0 && this.hasMotion) this.poses.showFrame(Math.min(s.f, this.manifest.motion.frames - 1), 8);
+    if (s.f >= 0 && this.hasMotion) this.poses.showFrame(Math.min(s.f, this.manifest.motion.frames - 1), this.prefetchFrames());
     else if (this.canPose) this.poses.showSliders(s);
   }
 
   setVertices(v, frame) {
     this.rig.setVertices(v);
+    this.lastVertices = v;
     this.shownFrame = frame;
     this.vertexVersion += 1;
     this.needsRender = true;
@@ -226,23 +228,38 @@ class Viewer {
   }
 
   tick() {
-    if (this.state.play && this.hasMotion) {
+    const playing = this.state.play && this.hasMotion;
+    if (playing) {
       const f = this.player.tick();
       if (f !== this.state.f) {
         this.state.f = f;
-        this.poses.showFrame(f, 8);
+        this.poses.showFrame(f, this.prefetchFrames());
         this.refreshPanel();
         this.writeHash();
       }
     }
-    if (this.needsRender) {
-      this.needsRender = false;
-      const t0 = performance.now();
-      this.renderer.render(this.scene, this.camera);
-      this.frameTimes.push(t0 - this.lastRender);
-      if (this.frameTimes.length > 60) this.frameTimes.shift();
-      this.lastRender = t0;
+    if (this.recorder) this.needsRender = true; // a recording takes a frame per redraw
+    if (!this.needsRender) return;
+    const now = performance.now();
+    // while playing, wait (up to a second) for the frame's vertices rather than draw a stale pose
+    if (playing && this.poses.pending && now - this.poses.since < 1000) return;
+    this.needsRender = false;
+    if (playing) {
+      const t = this.player.time();
+      this.playLog.push([t, this.shownFrame]);
+      if (this.playLog.length > 1000) this.playLog.shift();
     }
+    this.renderer.render(this.scene, this.camera);
+    this.frameTimes.push(now - this.lastRender);
+    if (this.frameTimes.length > 60) this.frameTimes.shift();
+    this.lastRender = now;
+  }
+
+  /** Motion frames to fetch ahead: two frame intervals' worth of playback (at least 8). */
+  prefetchFrames() {
+    const n = this.frameTimes.length;
+    const ms = n ? this.frameTimes.reduce((a, b) => a + b, 0) / n : 16;
+    return Math.min(120, Math.max(8, Math.ceil((2 * ms * this.manifest.motion.fps) / 1000)));
   }
 
   // ------------------------------------------------------------------ sharing
@@ -295,6 +312,11 @@ class Viewer {
       let quiet = 0;
       const check = () => {
         const sp = this.spark;
+        if (this.state.play && this.hasMotion) {
+          // a playing motion never rests: one drawn frame is as settled as it gets
+          if (!this.needsRender) return resolve();
+          return requestAnimationFrame(check);
+        }
         const busy = this.poses.pending || sp.sorting || sp.sortDirty || this.needsRender;
         quiet = busy ? 0 : quiet + 1;
         if (quiet >= 3) resolve();
@@ -347,6 +369,8 @@ async function boot() {
       screenshot: () => viewer.screenshot(false),
       benchmark: (n, moveMesh) => viewer.benchmark(n, moveMesh),
       shownFrame: () => viewer.shownFrame,
+      playLog: () => viewer.playLog.slice(),
+      vertices: () => Array.from(viewer.lastVertices || []),
       audioTime: () => (viewer.audio ? viewer.audio.currentTime : null),
       record: (ms) =>
         new Promise((resolve) => {

@@ -49,16 +49,19 @@ export class Player {
     this.start = performance.now() - t * 1000;
   }
 
+  /** The playback clock in seconds: the audio's position when there is audio. */
+  time() {
+    return this.audio ? this.audio.currentTime : (performance.now() - this.start) / 1000;
+  }
+
   /** The frame the clock says should be on screen now (advances while playing, loops). */
   tick() {
     if (!this.playing || !this.motion) return this.frame;
-    let t = this.audio ? this.audio.currentTime : (performance.now() - this.start) / 1000;
-    let f = Math.floor(t * this.motion.fps + 1e-6);
+    let f = Math.floor(this.time() * this.motion.fps + 1e-6);
     const ended = this.audio ? this.audio.ended || f >= this.frames : f >= this.frames;
     if (ended) {
       this.seek(0);
       if (this.audio) this.audio.play().catch(() => {});
-      t = 0;
       f = 0;
     }
     this.frame = Math.min(f, this.frames - 1);

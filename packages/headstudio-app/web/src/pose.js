@@ -56,6 +56,7 @@ export class PoseSource {
     this.apply = apply;
     this.static = data.static;
     this.pending = false;
+    this.since = 0; // when the pending request was sent (performance.now())
     this.cache = new Map(); // motion frame -> vertices (server mode)
     this.requested = new Set();
     this.latest = 0;
@@ -110,6 +111,7 @@ export class PoseSource {
       return;
     }
     this.pending = true;
+    this.since = performance.now();
     this.latest = this.socket.send({
       type: "pose", preset: state.preset || null, expression: state.e, jaw: state.jaw,
       neck: state.neck, eyes: state.eyes,
@@ -133,8 +135,9 @@ export class PoseSource {
     if (this.cache.has(k)) {
       this.pending = false;
       this.apply(this.cache.get(k), k);
-    } else {
+    } else if (!this.pending) {
       this.pending = true;
+      this.since = performance.now();
     }
   }
 }

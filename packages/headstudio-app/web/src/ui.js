@@ -8,6 +8,7 @@ import GUI from "lil-gui";
  */
 export function buildPanel(app) {
   const gui = new GUI({ title: "HeadStudio" });
+  if (window.innerWidth < 600) gui.close(); // small screens: the panel opens on demand
   const m = app.manifest;
   const s = app.state;
   const controllers = [];

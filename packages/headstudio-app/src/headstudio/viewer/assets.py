@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,16 +173,25 @@ class ViewerData:
         return json.dumps(self.manifest, separators=(",", ":"), allow_nan=False).encode()
 
 
-def build_viewer_data(avatar: Any, presets: list[dict[str, Any]] | None = None) -> ViewerData:
-    """Manifest + ``avatar.bin`` of an avatar (no motion, audio or head model yet).
+def build_viewer_data(
+    avatar: Any,
+    presets: dict[str, dict[str, torch.Tensor]] | None = None,
+    motion: Any | None = None,
+    audio: str | Path | None = None,
+) -> ViewerData:
+    """Manifest + ``avatar.bin`` of an avatar, as ``headstudio view`` serves them.
 
     Args:
         avatar: a ``headstudio.avatar.Avatar``.
-        presets: the presets as the page shows them (:func:`preset_entries`).
+        presets: fitted presets (:func:`headstudio.viewer.presets.fit_presets`) listed for the page.
+        motion: a ``MotionSequence`` the server streams frame by frame (manifest ``motion.file``
+            is ``null``; an export replaces it with baked frames).
+        audio: an audio file served as ``audio<suffix>`` beside the page.
     """
     blob, layout = pack_arrays(avatar_arrays(avatar))
     head = avatar.head
     source = str(getattr(head, "source", "?"))
+    sliders = slider_names(head)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -194,11 +204,11 @@ def build_viewer_data(avatar: Any, presets: list[dict[str, Any]] | None = None) 
         "head": {
             "source": "procedural" if source == "procedural" else "flame",
             "num_expression": int(head.num_expression),
-            "sliders": slider_names(head),
+            "sliders": sliders,
         },
-        "presets": presets or [],
-        "motion": None,
-        "audio": None,
+        "presets": preset_entries(presets or {}, len(sliders)),
+        "motion": None if motion is None else {"frames": len(motion), "fps": float(motion.fps), "file": None},
+        "audio": None if audio is None else "audio" + Path(audio).suffix.lower(),
         "head_model": None,
         "prompt": avatar.metadata.get("prompt"),
     }

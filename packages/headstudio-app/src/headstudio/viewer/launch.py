@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadStudioError
-from .assets import build_viewer_data, preset_entries
+from .assets import build_viewer_data
 from .presets import fit_presets
 from .server import ViewerServer
 
@@ -33,13 +33,7 @@ def prepare_server(
         host, port: where to listen.
     """
     presets = fit_presets(avatar.head)
-    data = build_viewer_data(avatar)
-    m = data.manifest
-    m["presets"] = preset_entries(presets, len(m["head"]["sliders"]))
-    if motion is not None:
-        m["motion"] = {"frames": len(motion), "fps": float(motion.fps), "file": None}
-    if audio is not None:
-        m["audio"] = "audio" + Path(audio).suffix.lower()
+    data = build_viewer_data(avatar, presets, motion, audio)
     return ViewerServer(avatar, data, presets, motion, audio, host=host, port=port)
 
 

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 COOKIE = "headstudio_token"
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 _FRAME_CACHE = 512
+_FRAME_BATCH = 32
 
 
 def is_loopback(host: str) -> bool:
@@ -216,19 +217,30 @@ class ViewerServer:
         with torch.no_grad():
             return self.avatar.pose(**{k: v.to(dev) for k, v in kwargs.items()})[0]
 
+    def _evaluate_frames(self, start: int) -> None:
+        """Pose motion frames ``start .. start + _FRAME_BATCH - 1`` in one batch (the page asks
+        for frames ahead of the playhead, so the next ones are wanted soon) into the cache."""
+        from ..rendering import fit_flame_kwargs
+
+        idx = list(range(start, min(start + _FRAME_BATCH, self.num_frames)))
+        kw = fit_flame_kwargs(self.motion.flame_kwargs(idx), self.num_expression)
+        dev = self.avatar.means.device
+        with torch.no_grad():
+            verts = self.avatar.pose(**{k: v.to(dev) for k, v in kw.items()})
+        for i, v in zip(idx, verts):
+            self._frames[i] = encode_vertices(0, i, v)
+            self._frames.move_to_end(i)
+        while len(self._frames) > _FRAME_CACHE:
+            self._frames.popitem(last=False)
+
     def answer(self, message: str | bytes) -> bytes:
         """The binary answer to one message (raises :class:`ProtocolError` for a bad one)."""
         req = parse_message(message, self.num_sliders, list(self.presets), self.num_frames)
         if isinstance(req, FrameRequest):
             cached = self._frames.get(req.index)
             if cached is None:
-                from ..rendering import fit_flame_kwargs
-
-                kw = fit_flame_kwargs(self.motion.flame_kwargs([req.index]), self.num_expression)
-                cached = encode_vertices(0, req.index, self._vertices(kw))
-                self._frames[req.index] = cached
-                if len(self._frames) > _FRAME_CACHE:
-                    self._frames.popitem(last=False)
+                self._evaluate_frames(req.index)
+                cached = self._frames[req.index]
             return cached[:4] + req.seq.to_bytes(4, "little") + cached[8:]
         kw = pose_flame_kwargs(req, self.presets, self.num_expression)
         return encode_vertices(req.seq, -1, self._vertices(kw))
