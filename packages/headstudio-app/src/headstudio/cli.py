@@ -326,7 +326,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from .export import default_motion
     from .rendering import load_motion
-    from .viewer.launch import prepare_server, start_or_explain
+    from .viewer.launch import check_port, prepare_server, start_or_explain
     from .viewer.server import is_loopback
 
     if args.motion is not None:
@@ -335,6 +335,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         require_file(args.audio, "audio file")
     if not 0 <= args.port <= 65535:
         raise HeadStudioError(f"--port {args.port} is not a TCP port; give 1..65535, or 0 for any free one.")
+    check_port(args.host, args.port)
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
     motion = load_motion(args.motion) if args.motion is not None else default_motion(args.audio)
     server = prepare_server(avatar, motion, args.audio, host=args.host, port=args.port)
@@ -348,7 +349,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
             webbrowser.open(url)
 
-    start_or_explain(server, ready)
+    try:
+        start_or_explain(server, ready)
+    except KeyboardInterrupt:  # Ctrl-C is how a viewer stops: no error
+        print("viewer stopped")
     return 0
 
 

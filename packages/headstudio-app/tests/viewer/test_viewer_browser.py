@@ -231,3 +231,33 @@ def test_screenshot_and_clip(open_page: Any, teacher: Any, serve: Any) -> None:
     clip = page.js("window.headstudio.record(1500)")
     assert clip["type"] == "video/webm" and clip["size"] > 0
     assert page.errors == []
+
+
+def test_presets_fitted_to_the_head_pull_faces(open_page: Any, teacher: Any) -> None:
+    """The named presets (landmark targets fitted to this head) move the right parts of the face."""
+    from headstudio.viewer.launch import prepare_server
+
+    srv = prepare_server(teacher, None, port=0)
+    srv.start()
+    try:
+        camera = srv.data.manifest["camera"]
+        page = open_page(srv.url)
+        neutral = page.image()
+        page.js("window.headstudio.applyPreset('smile')")
+        page.settle()
+        smile = page.image()
+        state = page.js("window.headstudio.getState()")
+        assert state["preset"] == "smile" and state["e"][0] == pytest.approx(1.0, abs=0.05)  # smile slider
+        page.page.wait_for_timeout(300)  # the hash follows within 100 ms
+        assert "preset=smile" in page.js("window.location.hash")
+        corner_l, corner_r, forehead, eye = landmark_pixels(teacher, [61, 291, 151, 159], {}, camera)
+        for corner in (corner_l, corner_r):
+            assert np.abs(box(smile, corner, 3) - box(neutral, corner, 3)).mean() > 0.02
+        assert np.abs(box(smile, forehead) - box(neutral, forehead)).max() < 2 / 255
+        page.js("window.headstudio.applyPreset('blink')")
+        page.settle()
+        blink = page.image()
+        assert np.abs(box(blink, eye, 3) - box(neutral, eye, 3)).mean() > 0.05
+        assert page.errors == []
+    finally:
+        srv.stop()

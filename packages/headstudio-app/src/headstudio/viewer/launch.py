@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from .assets import build_viewer_data
 from .presets import fit_presets
 from .server import ViewerServer
 
-__all__ = ["prepare_server", "start_or_explain"]
+__all__ = ["check_port", "prepare_server", "start_or_explain"]
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,41 @@ def prepare_server(
     return ViewerServer(avatar, data, presets, motion, audio, host=host, port=port)
 
 
+def _explain(err: OSError, host: str, port: int) -> HeadStudioError | None:
+    if err.errno in (errno.EADDRINUSE, errno.EACCES):
+        return HeadStudioError(
+            f"cannot listen on {host}:{port} ({err.strerror}); pass another --port, "
+            "or --port 0 for any free one."
+        )
+    if err.errno in (errno.EADDRNOTAVAIL, -2, -3, -5):  # gai errors: unknown host name
+        return HeadStudioError(
+            f"--host {host} is not an address of this machine; use 127.0.0.1 (default) or 0.0.0.0."
+        )
+    return None
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail fast (before loading anything) when ``host:port`` cannot be listened on."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as err:
+        explained = _explain(err, host, port)
+        if explained is not None:
+            raise explained from err
+        raise
+
+
 def start_or_explain(server: ViewerServer, on_ready: Any) -> None:
     """Serve until Ctrl-C; a port that cannot be opened becomes one clear error."""
     try:
         server.serve_forever(on_ready)
     except OSError as err:
-        if err.errno in (errno.EADDRINUSE, errno.EACCES):
-            raise HeadStudioError(
-                f"cannot listen on {server.host}:{server.port} ({err.strerror}); pass another --port, "
-                "or --port 0 for any free one."
-            ) from err
-        if err.errno in (errno.EADDRNOTAVAIL, -2, -3, -5):  # gai errors: unknown host name
-            raise HeadStudioError(
-                f"--host {server.host} is not an address of this machine; use 127.0.0.1 (default) or 0.0.0.0."
-            ) from err
+        explained = _explain(err, server.host, server.port)
+        if explained is not None:
+            raise explained from err
         raise
