@@ -77,6 +77,7 @@ export class HeadSocket {
       this.ws.onopen = () => resolve();
       this.ws.onerror = () => reject(new Error("websocket to the headstudio server failed"));
       this.ws.onmessage = (ev) => this.receive(ev.data);
+      this.ws.onclose = () => this.onClose && this.onClose();
     });
   }
 

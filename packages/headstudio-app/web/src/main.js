@@ -8,7 +8,7 @@
 
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
-import { SparkRenderer } from "@sparkjsdev/spark";
+import { SparkRenderer, SplatMesh } from "@sparkjsdev/spark";
 
 import { assetUrl, loadAvatar } from "./data.js";
 import { RiggedSplats } from "./rig.js";
@@ -31,8 +31,6 @@ class Viewer {
     if (!m.motion) {
       this.state.f = -1;
       this.state.play = 0;
-    } else if (!window.location.hash.includes("f=")) {
-      this.state.f = -1;
     }
     this.hasMotion = !!m.motion;
     this.needsRender = true;
@@ -86,6 +84,10 @@ class Viewer {
     this.player = new Player(m.motion, this.audio);
     this.poses = new PoseSource(data, (v, frame) => this.setVertices(v, frame));
     this.canPose = this.poses.canPose;
+    this.poses.onLost = () => {
+      document.getElementById("status").textContent = "disconnected: the headstudio server stopped";
+      this.lostServer = true;
+    };
 
     this.refreshPanel = buildPanel(this);
     window.addEventListener("resize", () => this.resize());
@@ -253,6 +255,16 @@ class Viewer {
     this.frameTimes.push(now - this.lastRender);
     if (this.frameTimes.length > 60) this.frameTimes.shift();
     this.lastRender = now;
+    if (now - (this.statusTime || 0) > 500) {
+      this.statusTime = now;
+      const recent = this.frameTimes.slice(-10), ms = recent.reduce((a, b) => a + b, 0) / recent.length;
+      const fps = ms > 0 && ms < 5000 ? ` · ${(1000 / ms).toFixed(1)} fps while changing` : "";
+      this.status(`${this.rig.numSplats} Gaussians${fps}`);
+    }
+  }
+
+  status(text) {
+    if (!this.lostServer) document.getElementById("status").textContent = text;
   }
 
   /** Motion frames to fetch ahead: two frame intervals' worth of playback (at least 8). */
@@ -326,31 +338,75 @@ class Viewer {
     });
   }
 
-  /** Average wall time per frame over ``frames`` frames of a moving camera and moving mesh. */
+  /**
+   * Average wall time per frame over ``frames`` frames, each with a new camera and (``moveMesh``)
+   * new vertices: upload, GPU deformation, sort, draw; the GPU is waited for every frame.
+   */
   async benchmark(frames = 30, moveMesh = true) {
-    const gl = this.renderer.getContext();
-    const px = new Uint8Array(4);
     const v0 = Float32Array.from(this.data.arrays["avatar.bin"].vertices);
     const v = new Float32Array(v0.length);
+    const result = await this.timeFrames(frames, (i) => {
+      if (!moveMesh) return;
+      const s = 1 + 0.02 * Math.sin(i);
+      for (let k = 0; k < v.length; k++) v[k] = v0[k] * s;
+      this.rig.setVertices(v);
+    });
+    this.applyPose();
+    return result;
+  }
+
+  /**
+   * The baseline: the same Gaussians as a plain static Spark SplatMesh (world space, what a
+   * common splat viewer draws), timed like ``benchmark`` with a moving camera.
+   * @param {object} w world-space arrays: means [N*3], quats [N*4] (wxyz), scales [N*3],
+   *   opacities [N], colors [N*3]
+   */
+  async benchmarkStatic(w, frames = 30) {
+    const N = w.opacities.length;
+    const mesh = new SplatMesh({
+      constructSplats: (splats) => {
+        const c = new THREE.Vector3(), s = new THREE.Vector3(), q = new THREE.Quaternion(), col = new THREE.Color();
+        for (let i = 0; i < N; i++) {
+          c.fromArray(w.means, 3 * i);
+          s.fromArray(w.scales, 3 * i);
+          q.set(w.quats[4 * i + 1], w.quats[4 * i + 2], w.quats[4 * i + 3], w.quats[4 * i]);
+          col.setRGB(w.colors[3 * i], w.colors[3 * i + 1], w.colors[3 * i + 2]);
+          splats.pushSplat(c, s, q, w.opacities[i], col);
+        }
+      },
+    });
+    await mesh.initialized;
+    this.scene.remove(this.rig.object);
+    this.scene.add(mesh);
+    try {
+      return await this.timeFrames(frames, () => {});
+    } finally {
+      this.scene.remove(mesh);
+      mesh.dispose();
+      this.scene.add(this.rig.object);
+      this.needsRender = true;
+    }
+  }
+
+  async timeFrames(frames, perFrame) {
+    const gl = this.renderer.getContext();
+    const px = new Uint8Array(4);
     const az0 = this.state.az;
-    const t0 = performance.now();
-    for (let i = 0; i < frames; i++) {
+    const run = async (i) => {
       this.state.az = az0 + 2 * (i + 1);
       this.applyCamera();
-      if (moveMesh) {
-        const s = 1 + 0.02 * Math.sin(i);
-        for (let k = 0; k < v.length; k++) v[k] = v0[k] * s;
-        this.rig.setVertices(v);
-      }
+      perFrame(i);
       await this.spark.update({ scene: this.scene, camera: this.camera });
       this.renderer.render(this.scene, this.camera);
       gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px); // wait for the GPU
-    }
+    };
+    await run(-1); // warm-up: shader compilation, first sort
+    const t0 = performance.now();
+    for (let i = 0; i < frames; i++) await run(i);
     const ms = (performance.now() - t0) / frames;
     this.state.az = az0;
     this.applyCamera();
-    this.applyPose();
-    return { ms_per_frame: ms, fps: 1000 / ms, splats: this.rig.numSplats, width: this.canvas.width, height: this.canvas.height };
+    return { ms_per_frame: ms, fps: 1000 / ms, width: this.canvas.width, height: this.canvas.height };
   }
 }
 
@@ -368,6 +424,7 @@ async function boot() {
       settled: () => viewer.settled(),
       screenshot: () => viewer.screenshot(false),
       benchmark: (n, moveMesh) => viewer.benchmark(n, moveMesh),
+      benchmarkStatic: (world, n) => viewer.benchmarkStatic(world, n),
       shownFrame: () => viewer.shownFrame,
       playLog: () => viewer.playLog.slice(),
       vertices: () => Array.from(viewer.lastVertices || []),

@@ -68,6 +68,10 @@ export class PoseSource {
       this.ready = Promise.resolve();
     } else {
       this.socket = new HeadSocket((v, seq, frame) => this.receive(v, seq, frame));
+      this.socket.onClose = () => {
+        this.pending = false;
+        if (this.onLost) this.onLost();
+      };
       this.ready = this.socket.open;
     }
   }

@@ -3,8 +3,8 @@
 // az/el: camera azimuth/elevation in degrees (headstudio's orbit: az 0 looks at the face from +z,
 // az 90 from +x; el > 0 from above); d: distance to the target t (metres, FLAME's world);
 // jaw: opening in radians; neck: x, y, z axis-angle; eyes: pitch, yaw of both eyes (radians);
-// e: the expression sliders; preset: the named expression under the sliders; f: motion frame;
-// play: 1 while the motion plays.
+// e: the expression sliders; preset: the named expression under the sliders; f: the motion frame
+// on screen (-1: the sliders pose the head); play: 1 while the motion plays.
 
 /** A fresh state from the manifest's defaults. */
 export function defaultState(manifest) {
@@ -19,7 +19,7 @@ export function defaultState(manifest) {
     eyes: [0, 0],
     e: new Array(manifest.head.sliders.length).fill(0),
     preset: "",
-    f: 0,
+    f: -1,
     play: 0,
   };
 }
@@ -40,7 +40,7 @@ export function parseHash(hash, base) {
     if (Number.isFinite(v)) state[key] = v;
   }
   if (!(state.d > 0)) state.d = base.d;
-  state.f = Math.max(0, Math.round(state.f));
+  state.f = Math.max(-1, Math.round(state.f));
   state.play = state.play ? 1 : 0;
   for (const [key, count] of [["t", 3], ["neck", 3], ["eyes", 2], ["e", base.e.length]]) {
     if (!params.has(key)) continue;
