@@ -14,6 +14,7 @@ export function buildPanel(app) {
   const controllers = [];
   const track = (c) => {
     controllers.push(c);
+    if (typeof c.decimals === "function" && typeof c.getValue() === "number") c.decimals(c._step >= 1 ? 0 : 3);
     return c;
   };
 
@@ -32,7 +33,7 @@ export function buildPanel(app) {
     const names = ["", ...m.presets.map((p) => p.name)];
     track(face.add(s, "preset", names).name("preset")).onChange((v) => app.applyPreset(v));
     track(face.add(s, "jaw", -0.1, 0.6, 0.001).name("jaw open")).onChange(() => app.setState({ jaw: s.jaw }, "panel"));
-    const neck = face.addFolder("neck");
+    const neck = face.addFolder("neck").close();
     ["pitch", "yaw", "roll"].forEach((label, i) => {
       const o = { v: s.neck[i] };
       track(neck.add(o, "v", -0.8, 0.8, 0.001).name(label)).onChange((v) => {
@@ -41,7 +42,7 @@ export function buildPanel(app) {
         app.setState({ neck: n }, "panel");
       }).__hs = () => (o.v = app.state.neck[i]);
     });
-    const eyes = face.addFolder("eyes");
+    const eyes = face.addFolder("eyes").close();
     ["pitch", "yaw"].forEach((label, i) => {
       const o = { v: s.eyes[i] };
       track(eyes.add(o, "v", -0.6, 0.6, 0.001).name(label)).onChange((v) => {
@@ -69,6 +70,7 @@ export function buildPanel(app) {
       () => (o.frame = Math.max(0, app.state.f));
   }
 
+  cam.close(); // the mouse orbits: left drag turns, wheel zooms, right drag pans
   const out = gui.addFolder("Share");
   out.add({ shot: () => app.screenshot(true) }, "shot").name("screenshot (PNG)");
   const rec = { toggle: () => app.toggleRecording() };
