@@ -12,7 +12,6 @@ import io
 import math
 import os
 import shutil
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,15 +94,11 @@ def hard_path(hard_avatar: Any, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="session")
 def tone_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3 s, 16 kHz mono 440 Hz tone."""
+    from scipy.io import wavfile
+
     p = tmp_path_factory.mktemp("audio") / "tone.wav"
-    sr = 16000
-    t = np.arange(3 * sr) / sr
-    data = (0.2 * np.sin(2 * math.pi * 440 * t) * 32767).astype("<i2")
-    with wave.open(str(p), "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(sr)
-        wf.writeframes(data.tobytes())
+    t = np.arange(3 * 16000) / 16000
+    wavfile.write(p, 16000, (0.2 * 32767 * np.sin(2 * math.pi * 440 * t)).astype(np.int16))
     return p
 
 

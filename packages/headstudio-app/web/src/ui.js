@@ -33,33 +33,19 @@ export function buildPanel(app) {
     const names = ["", ...m.presets.map((p) => p.name)];
     track(face.add(s, "preset", names).name("preset")).onChange((v) => app.applyPreset(v));
     track(face.add(s, "jaw", -0.1, 0.6, 0.001).name("jaw open")).onChange(() => app.setState({ jaw: s.jaw }, "panel"));
-    const neck = face.addFolder("neck").close();
-    ["pitch", "yaw", "roll"].forEach((label, i) => {
-      const o = { v: s.neck[i] };
-      track(neck.add(o, "v", -0.8, 0.8, 0.001).name(label)).onChange((v) => {
-        const n = app.state.neck.slice();
-        n[i] = v;
-        app.setState({ neck: n }, "panel");
-      }).__hs = () => (o.v = app.state.neck[i]);
-    });
-    const eyes = face.addFolder("eyes").close();
-    ["pitch", "yaw"].forEach((label, i) => {
-      const o = { v: s.eyes[i] };
-      track(eyes.add(o, "v", -0.6, 0.6, 0.001).name(label)).onChange((v) => {
-        const e = app.state.eyes.slice();
-        e[i] = v;
-        app.setState({ eyes: e }, "panel");
-      }).__hs = () => (o.v = app.state.eyes[i]);
-    });
-    const expr = face.addFolder("expression");
-    m.head.sliders.forEach((label, i) => {
-      const o = { v: s.e[i] };
-      track(expr.add(o, "v", -3, 3, 0.01).name(label)).onChange((v) => {
-        const e = app.state.e.slice();
-        e[i] = v;
-        app.setState({ e }, "panel");
-      }).__hs = () => (o.v = app.state.e[i]);
-    });
+    // one slider per component of the state's array ``key``
+    const vector = (folder, key, labels, lo, hi, step) =>
+      labels.forEach((label, i) => {
+        const o = { v: s[key][i] };
+        track(folder.add(o, "v", lo, hi, step).name(label)).onChange((v) => {
+          const next = app.state[key].slice();
+          next[i] = v;
+          app.setState({ [key]: next }, "panel");
+        }).__hs = () => (o.v = app.state[key][i]);
+      });
+    vector(face.addFolder("neck").close(), "neck", ["pitch", "yaw", "roll"], -0.8, 0.8, 0.001);
+    vector(face.addFolder("eyes").close(), "eyes", ["pitch", "yaw"], -0.6, 0.6, 0.001);
+    vector(face.addFolder("expression"), "e", m.head.sliders, -3, 3, 0.01);
   }
 
   if (app.hasMotion) {
