@@ -88,3 +88,30 @@ def test_manifest_describes_the_avatar(teacher: Any) -> None:
     assert m["camera"]["target"] == pytest.approx(target.tolist(), abs=1e-6)
     assert m["camera"]["fovy"] == 30.0
     data.manifest_json()  # strict JSON (no NaN)
+
+
+def test_presets_are_fitted_to_the_head(head: Any) -> None:
+    from headstudio.viewer.presets import fit_presets
+
+    presets = fit_presets(head)
+    assert list(presets) == ["neutral", "smile", "open_mouth", "blink", "surprise"]
+    assert float(presets["neutral"]["expression"].abs().max()) < 1e-4
+    assert presets["smile"]["expression"][0] == pytest.approx(1.0, abs=0.05)  # the procedural smile
+    assert presets["open_mouth"]["jaw_pose"][0] == pytest.approx(0.3, abs=0.02)
+    assert presets["blink"]["expression"][5:7].tolist() == pytest.approx([1.0, 1.0], abs=0.05)
+
+
+def test_a_head_that_cannot_be_fitted_gets_no_presets(
+    head: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit_targets refuses heads without a landmark embedding (a FLAME file without the MediaPipe
+    embedding beside it); the viewer then has no presets, and says so, instead of failing."""
+    from headstudio.viewer import presets
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise ValueError("head 'flame2023.pkl' has no MediaPipe landmark embedding")
+
+    monkeypatch.setattr(presets, "fit_targets", refuse)
+    with caplog.at_level("WARNING"):
+        assert presets.fit_presets(head) == {}
+    assert "no expression presets" in caplog.text and "landmark embedding" in caplog.text
