@@ -261,3 +261,13 @@ def test_presets_fitted_to_the_head_pull_faces(open_page: Any, teacher: Any) -> 
         assert page.errors == []
     finally:
         srv.stop()
+
+
+def test_token_protected_server_works_end_to_end(open_page: Any, teacher: Any, serve: Any) -> None:
+    """Bound beyond loopback, the page opened with its token loads everything (files, websocket)."""
+    srv = serve(teacher, host="0.0.0.0")
+    page = open_page(srv.url + "#jaw=0.3")
+    assert page.js("window.headstudio.getState().jaw") == pytest.approx(0.3)
+    assert page.js("window.headstudio.vertices().length") == 3 * teacher.head.num_vertices
+    assert np.abs(page.image()[SIZE // 2, SIZE // 2] - 1.0).sum() > 0.2
+    assert page.errors == []
