@@ -3,8 +3,9 @@
 // Image conventions follow headstudio's renderer (gsplat's): the camera is headstudio's orbit
 // (cameras.orbit_camera) with a vertical field of view, the 2D covariance gets +0.3 px² without
 // opacity compensation (gsplat's eps2d), splats are cut where alpha < 1/255 (so at 3.33 sigma),
-// sorted by view depth, blended front to back over an opaque background; colours are the SH
-// values as they are (no colour-space conversion anywhere: ColorManagement is off).
+// sorted by view depth and blended back to front over an opaque background (the same sum as
+// gsplat's front-to-back compositing); colours are the SH values as they are (no colour-space
+// conversion anywhere: ColorManagement is off).
 
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
@@ -68,7 +69,6 @@ class Viewer {
       sh: a.sh, shDegree: m.sh_degree, faces: a.faces, vertices: a.vertices,
     });
     this.scene.add(this.rig.object);
-    this.vertexVersion = 0;
 
     this.controls = new OrbitControls(this.camera, canvas);
     this.controls.enableDamping = false;
@@ -194,7 +194,6 @@ class Viewer {
     this.rig.setVertices(v);
     this.lastVertices = v;
     this.shownFrame = frame;
-    this.vertexVersion += 1;
     this.needsRender = true;
   }
 
