@@ -162,7 +162,8 @@ def test_fidelity_posed_oblique_view_sh3(open_page: Any, hard_avatar: Any, serve
         "v.camera.setViewOffset(SIZE, SIZE, 0.5, 0.5, SIZE, SIZE)",
         "v.camera.clearViewOffset(); v.spark.preBlurAmount = 0",
     ):
-        page.js(f"(() => {{ const v = window.headstudio.viewer, SIZE = {SIZE}; {fault}; v.needsRender = true; }})()")
+        setup = f"const v = window.headstudio.viewer, SIZE = {SIZE}"
+        page.js(f"(() => {{ {setup}; {fault}; v.needsRender = true; }})()")
         page.settle()
         assert psnr(page.image(), ref) < FIDELITY_DB, fault
     # the pose really is different from the neutral head (the comparison is not vacuous)
