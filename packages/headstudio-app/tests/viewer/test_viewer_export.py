@@ -130,6 +130,11 @@ def test_web_folder_plays_from_file_offline(open_page: Any, web_dir: Path, teach
     page.page.wait_for_timeout(1500)
     page.settle()
     assert page.js("window.headstudio.getState().f") != 20
+    # the shipped audio plays beside the page and is the clock of what is drawn
+    assert page.js("window.headstudio.viewer.player.audio !== null")  # it did not fall back
+    assert not page.js("window.headstudio.viewer.audio.paused")
+    log = page.js("window.headstudio.playLog()")
+    assert log and all(0 <= int(t * 30) - shown <= 2 for t, shown in log), log
     assert page.errors == []
 
 
