@@ -102,7 +102,7 @@ def test_fidelity_against_headstudio_render(
     open_page: Any, teacher_path: Path, serve: Any, tmp_path: Path
 ) -> None:
     """``headstudio render --views 1`` (azimuth 0, the default framing) against the page's default view."""
-    from headstudio.cli import load_avatar
+    from headstudio.avatar import Avatar
     from PIL import Image
 
     ref_png = tmp_path / "ref.png"
@@ -119,7 +119,7 @@ def test_fidelity_against_headstudio_render(
     ]
     subprocess.run([*cmd, "-o", str(ref_png), "--device", "cpu"], check=True, capture_output=True)
     ref = np.asarray(Image.open(ref_png).convert("RGB")).astype(np.float64) / 255
-    avatar = load_avatar(teacher_path, None, torch.device("cpu"))
+    avatar = Avatar.load(teacher_path)  # the file, as the render command read it
     page = open_page(serve(avatar).url)
     img = page.image()
     value = psnr(img, ref)
