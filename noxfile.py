@@ -27,7 +27,16 @@ PACKAGES = {
     "fsds-guidance": "fsds_guidance",
     "headstudio-app": "headstudio",
 }
-TEST_DEPS = ["pytest>=8", "pytest-xdist>=3", "smplx==0.1.28", "scikit-image>=0.22", "gsplat==1.5.3"]
+# playwright drives Debian's chromium (installed by .ci/run) in the browser viewer's tests.
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-xdist>=3",
+    "smplx==0.1.28",
+    "scikit-image>=0.22",
+    "gsplat==1.5.3",
+    "playwright>=1.40",
+]
+WEB_DIR = ROOT / "packages" / "headstudio-app" / "web"
 
 
 def _install_stack(
@@ -112,6 +121,18 @@ def demo(session: nox.Session) -> None:
     """Offline end-to-end run on embedded defaults: teacher, training, avatar PLY and MP4s."""
     _install_stack(session)
     session.run("headstudio", "demo", *session.posargs)  # writes outputs/demo/
+
+
+@nox.session(venv_backend="none")
+def web(session: nox.Session) -> None:
+    """Rebuild the browser viewer's bundle (npm ci, then esbuild) into headstudio/viewer/static."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            session.error(f"{tool} not found: install Node.js 18+ (with npm) to rebuild the viewer bundle")
+    with session.chdir(WEB_DIR):
+        # --ignore-scripts: no package runs code at install time (esbuild ships its binary as a package)
+        session.run("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", external=True)
+        session.run("node", "build.mjs", external=True)
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""The ``headstudio`` command line: generate, animate, say, drive, render, export, eval, demo.
+"""The ``headstudio`` command line: generate, animate, say, drive, render, export, view, eval, demo.
 
 Every user-facing failure ends with one line ``error: <what was wrong and what to do>`` on stderr
 and a non-zero exit status (2 for bad input, 130 for Ctrl-C, 1 for an internal error), with no
@@ -18,6 +18,7 @@ import logging
 import math
 import re
 import sys
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,12 +32,15 @@ from .demo import run_demo
 from .drive import resolve_landmarker, video_to_motion
 from .errors import HeadStudioError, require_file
 from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
-from .export import export_posed, parse_expression_args, posed_flame_kwargs
-from .motion import MOTION_SUFFIXES
+from .export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
+from .motion import MOTION_SUFFIXES, as_motion, default_motion
 from .rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
 from .runtime import load_avatar, resolve_device
 from .talk import lipsync_motion, say, synthesize_speech
 from .trainer import Trainer, TrainingInterrupted
+from .viewer.launch import check_port, prepare_server, start_or_explain
+from .viewer.presets import fit_presets
+from .viewer.server import is_loopback
 
 __all__ = ["main", "build_parser"]
 
@@ -255,19 +259,74 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    out = _check_output(args.output, (".ply",))
+    fmt = args.format
     if args.motion is not None:
         require_file(args.motion, "motion file", MOTION_SUFFIXES)
-    elif args.motion_frame is not None:
-        raise HeadStudioError("--motion-frame needs --motion FILE.")
+    if args.audio is not None:
+        require_file(args.audio, "audio file")
+    ply_only = {"--expression": args.expression, "--jaw": args.jaw, "--motion-frame": args.motion_frame}
+    for flag, value in ply_only.items():
+        if value is not None and fmt != "ply":
+            raise HeadStudioError(f"{flag} poses a single PLY; it applies to --format ply, not {fmt}.")
+    if args.audio is not None and fmt != "web":
+        raise HeadStudioError("--audio goes into a web export; use it with --format web.")
+    if args.include_head_model and fmt != "web":
+        raise HeadStudioError("--include-head-model applies to --format web.")
+    if fmt == "ply":
+        out = _check_output(args.output, (".ply",))
+        if args.motion is None and args.motion_frame is not None:
+            raise HeadStudioError("--motion-frame needs --motion FILE.")
+    else:
+        out = Path(args.output)
+        if out.suffix.lower() == ".ply":
+            raise HeadStudioError(f"--format {fmt} writes a folder; give -o a folder name, not '{out}'.")
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
-    num_expr = int(avatar.head.num_expression)
+    if fmt == "ply-sequence":
+        paths = export_ply_sequence(avatar, out, args.motion, progress=not args.quiet)
+        print(f"wrote {len(paths)} PLY frames to {out}")
+        return 0
+    if fmt == "web":
+        procedural = avatar.head.source == "procedural"
+        presets = fit_presets(avatar.head) if procedural or args.include_head_model else None
+        export_web(
+            avatar, out, args.motion, args.audio, include_head_model=args.include_head_model, presets=presets,
+            progress=not args.quiet,
+        )  # fmt: skip
+        print(f"wrote {out}/index.html (open it in a browser; it needs no server)")
+        return 0
+    num_expr = avatar.head.num_expression
     kw = posed_flame_kwargs(
         num_expr, parse_expression_args(args.expression or [], num_expr), args.jaw, args.motion,
         args.motion_frame or 0,
     )  # fmt: skip
     export_posed(avatar, out, kw)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    if args.motion is not None:
+        require_file(args.motion, "motion file", MOTION_SUFFIXES)
+    if args.audio is not None:
+        require_file(args.audio, "audio file")
+    if not 0 <= args.port <= 65535:
+        raise HeadStudioError(f"--port {args.port} is not a TCP port; give 1..65535, or 0 for any free one.")
+    check_port(args.host, args.port)
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    motion = as_motion(args.motion) if args.motion is not None else default_motion(avatar.head, args.audio)
+    server = prepare_server(avatar, motion, args.audio, host=args.host, port=args.port)
+
+    def ready(url: str) -> None:
+        if not is_loopback(args.host):
+            print(f"serving beyond this machine on {args.host}: the page needs the token in this URL")
+        print(f"headstudio viewer at {url}  (Ctrl-C to stop)", flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+
+    try:
+        start_or_explain(server, ready)
+    except KeyboardInterrupt:  # Ctrl-C is how a viewer stops: no error
+        print("viewer stopped")
     return 0
 
 
@@ -382,13 +441,45 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--elevation", type=_finite_float, default=0.0, help="camera elevation in degrees")
     r.set_defaults(func=cmd_render)
 
-    e = sub.add_parser("export", parents=[common, av], help="posed PLY for splat viewers")
-    e.add_argument("-o", "--output", required=True, metavar="OUT.ply")
-    e.add_argument("--expression", action="append", metavar="I=V", help="set expression component I to V")
-    e.add_argument("--jaw", type=_finite_float, metavar="RAD", help="jaw opening in radians")
-    e.add_argument("--motion", metavar="FILE")
-    e.add_argument("--motion-frame", type=int, metavar="K")
+    e = sub.add_parser(
+        "export", parents=[common, av], help="posed PLY, PLY sequence, or a self-contained web viewer folder"
+    )
+    e.add_argument(
+        "--format", choices=("ply", "ply-sequence", "web"), default="ply",
+        help="ply: one posed PLY (default); ply-sequence: one world-space PLY per motion frame in the "
+        "folder -o; web: a folder with the browser viewer that plays from file:// with no server",
+    )  # fmt: skip
+    e.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="OUT.ply, or a folder for the other formats"
+    )
+    e.add_argument(
+        "--expression", action="append", metavar="I=V", help="set expression component I to V (ply)"
+    )
+    e.add_argument("--jaw", type=_finite_float, metavar="RAD", help="jaw opening in radians (ply)")
+    e.add_argument(
+        "--motion", metavar="FILE", help="motion (default for ply-sequence/web: the procedural one)"
+    )
+    e.add_argument("--motion-frame", type=int, metavar="K", help="which motion frame (ply)")
+    e.add_argument("--audio", metavar="WAV", help="audio played with the motion (web)")
+    e.add_argument(
+        "--include-head-model", action="store_true",
+        help="web: also ship a FLAME head's model so the sliders work offline. Off by default because the "
+        "FLAME model is licensed and may not be passed on; without it a FLAME avatar's folder plays its "
+        "baked motion only. The open procedural head's model is always included.",
+    )  # fmt: skip
     e.set_defaults(func=cmd_export)
+
+    w = sub.add_parser("view", parents=[common, av], help="view and animate an avatar in the browser")
+    w.add_argument("--motion", metavar="FILE", help="motion to play (default: the procedural talking motion)")
+    w.add_argument("--audio", metavar="WAV", help="audio played in sync with the motion")
+    w.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
+    w.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only); any other address requires the "
+        "random token printed in the URL",
+    )  # fmt: skip
+    w.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    w.set_defaults(func=cmd_view)
 
     v = sub.add_parser("eval", parents=[common, av], help="CLIP score against a prompt")
     v.add_argument("--prompt", required=True)

@@ -11,11 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from flame_core import FlameModel
 from flame_core.motion import MotionSequence
+from flame_core.retarget import default_training_motion
 
 from .errors import HeadStudioError, require_file
+from .video import audio_seconds
 
-__all__ = ["MOTION_SUFFIXES", "load_motion", "as_motion", "fit_expression", "fit_flame_kwargs"]
+__all__ = [
+    "MOTION_SUFFIXES",
+    "load_motion",
+    "as_motion",
+    "default_motion",
+    "fit_expression",
+    "fit_flame_kwargs",
+]
 
 #: Motion file suffixes ``load_motion`` reads.
 MOTION_SUFFIXES = (".npy", ".npz", ".pkl")
@@ -39,6 +49,18 @@ def load_motion(path: str | Path) -> MotionSequence:
 def as_motion(motion: MotionSequence | str | Path) -> MotionSequence:
     """``motion`` itself, or the motion file it names loaded with :func:`load_motion`."""
     return load_motion(motion) if isinstance(motion, (str, Path)) else motion
+
+
+def default_motion(
+    head: FlameModel, audio: str | Path | None = None, fps: float = 30.0, num_frames: int | None = None
+) -> MotionSequence:
+    """The talking motion used when none is given: ``num_frames`` frames, else as long as ``audio``,
+    else 4 s; the procedural talking motion retargeted to ``head`` through landmarks
+    (``flame_core.retarget.default_training_motion``), so it means the same on any head."""
+    if num_frames is None:
+        secs = audio_seconds(audio) if audio is not None else None
+        num_frames = int(round((secs or 4.0) * fps))
+    return default_training_motion(head, num_frames=max(1, int(num_frames)), fps=fps)
 
 
 def fit_expression(expr: torch.Tensor, num_expression: int) -> torch.Tensor:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
-import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from flame_core.motion import MotionSequence, procedural_talking_motion
+from flame_core.motion import MotionSequence
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -30,8 +29,8 @@ from ._atomic import atomic_output
 from .avatar import Avatar
 from .cameras import orbit_camera
 from .errors import HeadStudioError
-from .motion import as_motion, fit_flame_kwargs
-from .video import VideoWriter, probe_video
+from .motion import as_motion, default_motion, fit_flame_kwargs
+from .video import VideoWriter
 
 __all__ = [
     "ViewSettings",
@@ -172,17 +171,6 @@ def render_turntable(
     return vw.num_frames
 
 
-def _audio_seconds(audio: str | Path) -> float | None:
-    try:
-        with wave.open(str(audio), "rb") as wf:
-            return wf.getnframes() / float(wf.getframerate())
-    except Exception:
-        try:
-            return probe_video(audio).duration  # ffmpeg reads the duration of any media file
-        except Exception:
-            return None
-
-
 def render_motion(
     avatar: Avatar,
     motion: MotionSequence | str | Path | None,
@@ -199,8 +187,9 @@ def render_motion(
 
     Args:
         avatar: the avatar (see module docstring).
-        motion: a ``MotionSequence``, a motion file path, or ``None`` for the procedural talking
-            motion (as long as ``audio`` when given, else ``num_frames`` or 4 s).
+        motion: a ``MotionSequence``, a motion file path, or ``None`` for
+            :func:`~headstudio.motion.default_motion` (as long as ``audio`` when given, else
+            ``num_frames`` or 4 s).
         out_path: the ``.mp4`` to write (atomically).
         audio: optional audio muxed into the video (padded with silence or cut to its length).
         fps: video frame rate; the motion is resampled to it. Default: the motion's own rate.
@@ -217,10 +206,7 @@ def render_motion(
     if fps is not None and not (0 < fps <= 240):
         raise HeadStudioError(f"fps = {fps} is out of range; give a frame rate between 1 and 240.")
     if motion is None:
-        rate = float(fps or 30.0)
-        secs = _audio_seconds(audio) if audio is not None else None
-        n = num_frames if num_frames is not None else int(round((secs or 4.0) * rate))
-        motion = procedural_talking_motion(num_frames=max(n, 1), fps=rate, num_expression=100)
+        motion = default_motion(avatar.head, audio, float(fps or 30.0), num_frames)
     else:
         motion = as_motion(motion)
     if fps is not None and abs(float(motion.fps) - fps) > 1e-6:

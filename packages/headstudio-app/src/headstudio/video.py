@@ -265,3 +265,16 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> tuple[
     if not frames:
         raise HeadStudioError(f"video '{p}' has no frames.")
     return frames, fps
+
+
+def audio_seconds(audio: str | Path) -> float | None:
+    """Duration in seconds of a WAV (read directly) or any media file ffmpeg reads; ``None`` if
+    neither can tell."""
+    try:
+        with wave.open(str(audio), "rb") as wf:
+            return wf.getnframes() / float(wf.getframerate())
+    except Exception:
+        try:
+            return probe_video(audio).duration
+        except Exception:
+            return None
