@@ -45,7 +45,8 @@ def _target_landmarks(head: FlameModel, names: tuple[str, ...]) -> tuple[torch.T
     targets = viseme_targets()
     neutral, ids = neutral_landmarks(head)
     row = {int(m): i for i, m in enumerate(targets.landmark_ids.tolist())}
-    shared = [i for i, m in enumerate(ids.tolist()) if int(m) in row]
+    # the rows the head measures (not the face oval / irises derived for a FLAME folder)
+    shared = [i for i, m in enumerate(ids.tolist()) if int(m) in row and m not in head.derived_landmark_ids]
     rows = torch.tensor([row[int(ids[i])] for i in shared])
     per_unit = face_scale(neutral[shared]) / face_scale(targets.neutral[rows])
     sel = torch.tensor([targets.names.index(n) for n in names])
@@ -85,7 +86,9 @@ def test_mixed_expression_basis_gets_the_same_mouth_shapes(tmp_path) -> None:
     ph.embedding105.save(tmp_path / "mediapipe_landmark_embedding.npz")
     mixed = FlameModel.from_file(tmp_path / "mixed_flame.pkl")
     assert mixed.identity_hash() != _procedural().identity_hash()
-    assert len(mixed.landmark_embedding) == 105
+    # FLAME's 105 points, then the face oval and irises flame_core derives for such a folder
+    assert torch.equal(mixed.landmark_embedding.landmark_indices[:105], ph.embedding105.landmark_indices)
+    assert len(mixed.derived_landmark_ids) == len(mixed.landmark_embedding) - 105 > 0
 
     err = _fitted_error_px(mixed)
     print(

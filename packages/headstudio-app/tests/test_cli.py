@@ -188,11 +188,6 @@ def test_debug_shows_traceback(capsys, tmp_path: Path) -> None:
 def test_animate_render_commands(
     capsys, tmp_path: Path, fake_avatar_file: Path, sine_wav: Path, point_avatar
 ) -> None:
-    from flame_core.model import FlameModel
-
-    # --audio without --motion lip-syncs to the audio, which places the mouth shapes through the
-    # head's landmarks: give the point avatar a real (procedural) head
-    point_avatar.head = FlameModel.procedural(num_shape=1, num_expression=10)
     out = tmp_path / "talk.mp4"
     rc, stdout, err = _run(
         capsys,

@@ -76,7 +76,8 @@ def test_say_writes_the_video_with_the_speech(capsys, tmp_path: Path, avatar_fil
     # the sentence's speech: espeak-ng's timing varies by a few tens of ms between calls in a process
     assert abs(audio_s - utt.duration) <= 0.15
     motion = MotionSequence.load(motion_out)
-    assert len(motion) == math.ceil(utt.duration * FPS) == round(video_s * FPS) and motion.fps == FPS
+    assert len(motion) == round(video_s * FPS) and motion.fps == FPS
+    assert abs(len(motion) - math.ceil(utt.duration * FPS)) <= 0.15 * FPS  # the re-synthesis varies too
     assert motion.num_expression == 10  # the avatar's head
     assert float(motion.jaw_pose[:, 0].max()) > 0.1  # the mouth opens
     assert _files(tmp_path) == ["talk.mp4", "talk.npz"]

@@ -270,7 +270,9 @@ def _head_key(head: FlameModel) -> str:
 
 def _fit(head: FlameModel, targets: LandmarkTargets, iterations: int) -> dict[str, torch.Tensor]:
     emb = _embedding(head)
-    head_ids = emb.landmark_indices.cpu().tolist()
+    # rows the model derived (face oval, irises of a FLAME folder) are approximations of where
+    # MediaPipe would put them: fitting them would pull the measured rows off their targets
+    head_ids = [m for m in emb.landmark_indices.cpu().tolist() if m not in head.derived_landmark_ids]
     tgt_row = {int(m): i for i, m in enumerate(targets.landmark_ids.tolist())}
     shared = [m for m in head_ids if m in tgt_row]
     if len(shared) < 8:
