@@ -27,7 +27,16 @@ PACKAGES = {
     "fsds-guidance": "fsds_guidance",
     "headstudio-app": "headstudio",
 }
-TEST_DEPS = ["pytest>=8", "pytest-xdist>=3", "smplx==0.1.28", "scikit-image>=0.22", "gsplat==1.5.3"]
+# playwright drives Debian's chromium (installed by .ci/run) in the browser viewer's tests.
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-xdist>=3",
+    "smplx==0.1.28",
+    "scikit-image>=0.22",
+    "gsplat==1.5.3",
+    "playwright>=1.40",
+]
+WEB_DIR = ROOT / "packages" / "headstudio-app" / "web"
 # the rigged-gaussians build tests (CMake configure, loud RG_CUDA=AUTO) and compile_check.sh
 BUILD_TEST_DEPS = ["pybind11>=2.12", "cmake>=3.24", "ninja"]
 
@@ -122,6 +131,18 @@ def demo(session: nox.Session) -> None:
     session.run("headstudio", "demo", *session.posargs)  # writes outputs/demo/
 
 
+@nox.session(venv_backend="none")
+def web(session: nox.Session) -> None:
+    """Rebuild the browser viewer's bundle (npm ci, then esbuild) into headstudio/viewer/static."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            session.error(f"{tool} not found: install Node.js 18+ (with npm) to rebuild the viewer bundle")
+    with session.chdir(WEB_DIR):
+        # --ignore-scripts: no package runs code at install time (esbuild ships its binary as a package)
+        session.run("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", external=True)
+        session.run("node", "build.mjs", external=True)
+
+
 @nox.session
 def gpu_tests(session: nox.Session) -> None:
     """Run the CUDA tests on this GPU: rigged-gaussians built with RG_CUDA=ON for the GPU's
@@ -171,6 +192,17 @@ def _cuda_arch_env(session: nox.Session) -> dict[str, str]:
 def _python(session: nox.Session) -> str:
     """The session virtualenv's python."""
     return str(Path(session.virtualenv.location) / "bin" / "python")
+
+
+@nox.session
+def rehearse(session: nox.Session) -> None:
+    """Full-size rehearsal: SD 1.5-sized random models through `headstudio generate`, 2 steps, batch 1.
+
+    Not a default session (it needs ~10 GB of memory and minutes on a CPU). On a GPU machine give
+    TORCH_SPEC (a CUDA torch) and RG_CUDA=ON; `-- ARGS` go to benchmarks/rehearse.py.
+    """
+    _install_stack(session, os.environ.get("TORCH_SPEC", TORCH_CPU))
+    session.run("python", "benchmarks/rehearse.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
 
 
 def _with_siblings(names: list[str]) -> dict[str, str]:

@@ -23,7 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from flame_core import FlameModel
+from flame_core.landmarks import fit_to_landmarks
+from flame_core.motion import MotionSequence
 
+from ._atomic import atomic_output
 from .errors import HeadStudioError
 from .video import read_video_frames
 
@@ -158,7 +162,7 @@ class DriveResult:
 
 
 def fit_video(
-    head: Any,
+    head: FlameModel,
     frames: Sequence[np.ndarray],
     fps: float,
     smoothing: float | None = None,
@@ -173,8 +177,6 @@ def fit_video(
         smoothing: temporal smoothing weight of the fitter (``None``: :data:`DEFAULT_SMOOTHING`).
         landmarker: FaceLandmarker model path (see :func:`resolve_landmarker`).
     """
-    from flame_core.landmarks import fit_to_landmarks
-
     if len(frames) == 0:
         raise HeadStudioError("the video has no frames.")
     h, w = frames[0].shape[:2]
@@ -201,8 +203,6 @@ def fit_video(
         raise HeadStudioError(f"could not fit FLAME to the video's landmarks: {err}") from err
     motion = fit.motion
     if isinstance(motion, dict):
-        from flame_core.motion import MotionSequence
-
         motion = MotionSequence(**{k: v.detach() for k, v in motion.items()}, fps=float(fps))
     err = torch.as_tensor(fit.error_px).detach().float()
     log.info("fitted %d frames, mean landmark error %.2f px", len(motion), float(err.mean()))
@@ -210,7 +210,7 @@ def fit_video(
 
 
 def video_to_motion(
-    head: Any,
+    head: FlameModel,
     video: str | Path,
     smoothing: float | None = None,
     landmarker: str | Path | None = None,
@@ -223,8 +223,6 @@ def video_to_motion(
     frames, fps = read_video_frames(video, max_frames=max_frames)
     result = fit_video(head, frames, fps, smoothing=smoothing, landmarker=landmarker)
     if save_motion is not None:
-        from ._atomic import atomic_output
-
         with atomic_output(save_motion) as tmp:
             result.motion.save(tmp)
         log.info("saved the fitted motion to %s", save_motion)
