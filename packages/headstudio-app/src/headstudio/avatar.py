@@ -55,7 +55,7 @@ class AvatarRender:
     Attributes:
         rgb: ``[B, C, H, W, 3]`` colours (background composited).
         alpha: ``[B, C, H, W, 1]`` accumulated opacity.
-        depth: ``[B, C, H, W, 1]`` expected depth.
+        depth: ``[B, C, H, W, 1]`` expected depth, or ``None`` unless ``render(depth=True)``.
         meta: per-camera entries flattened over ``B*C`` (``rigged_gaussians.strategy``'s
             ``step_pre_backward`` keeps ``meta.means2d``'s gradient for densification).
         vertices: ``[B, V, 3]`` the posed mesh.
@@ -63,7 +63,7 @@ class AvatarRender:
 
     rgb: torch.Tensor
     alpha: torch.Tensor
-    depth: torch.Tensor
+    depth: torch.Tensor | None
     meta: rg.RasterMeta
     vertices: torch.Tensor
 
@@ -308,6 +308,7 @@ class Avatar(nn.Module):
         height: int,
         background: Any = (1.0, 1.0, 1.0),
         backend: str = "auto",
+        depth: bool = False,
         **flame_kwargs: torch.Tensor,
     ) -> AvatarRender:
         """Render B poses, each seen by C cameras.
@@ -319,6 +320,7 @@ class Avatar(nn.Module):
             background: ``(r, g, b)`` in 0..1 or a tensor ``[B, C, 3]``.
             backend: ``auto`` (compiled renderer when built, else the PyTorch reference),
                 ``cpu``, ``cuda`` or ``torch`` (``rigged_gaussians.render_rigged``'s choices).
+            depth: also render the expected depth (one more blended channel).
             **flame_kwargs: the pose, ``[B, ·]`` tensors (or ``[1, ·]``/none: the same pose for all).
 
         Returns:
@@ -358,7 +360,7 @@ class Avatar(nn.Module):
             int(width),
             int(height),
         )
-        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C)}
+        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C), "depth": depth}
         # "auto" falls back to the PyTorch renderer when rigged_gaussians._C is not built
         rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
         return AvatarRender(rgb=rgb, alpha=alpha, depth=meta.depth, meta=meta, vertices=verts)
