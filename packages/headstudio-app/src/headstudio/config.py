@@ -322,6 +322,12 @@ def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None
         raise HeadStudioError(
             f"bad value for config key '{key}' ({origin}): {value!r}; expected {describe(tp)}."
         ) from None
+    numbers = coerced if isinstance(coerced, tuple) else (coerced,)
+    if any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
+        raise HeadStudioError(
+            f"bad value for config key '{key}' ({origin}): {value!r}; expected finite numbers "
+            f"({describe(tp)}), not nan or inf."
+        )
     setattr(getattr(cfg, section), name, coerced)
 
 
