@@ -151,7 +151,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _damaged(path: Path, detail: str) -> AvatarFileError:
-    return AvatarFileError(path, f"is damaged: {detail}")
+    return AvatarFileError(path, detail if detail.startswith("is ") else f"is damaged: {detail}")
 
 
 def _is_int(x: Any) -> bool:
@@ -160,7 +160,8 @@ def _is_int(x: Any) -> bool:
 
 def _meta_int(meta: dict[str, Any], key: str, lo: int, hi: int, path: Path) -> None:
     if key in meta and not (_is_int(meta[key]) and lo <= meta[key] <= hi):
-        raise _damaged(path, f"metadata field '{key}' is {_short(meta[key])}; expected an integer {lo}..{hi}")
+        expected = f"the integer {lo}" if lo == hi else f"an integer {lo}..{hi}"
+        raise _damaged(path, f"metadata field '{key}' is {_short(meta[key])}; expected {expected}")
 
 
 def _check_header(meta: dict[str, Any], path: Path) -> None:
@@ -322,7 +323,6 @@ def read_avatar_file(path: str | Path, verify: bool = True) -> AvatarFile:
         raise _damaged(
             p, f"its metadata says sh_degree = {meta['sh_degree']} but it holds {k} SH coefficients"
         )
-    _check_types(ply, p)
     face = _extra(ply, EXTRA_FACE, 0, p)
     if not np.issubdtype(face.dtype, np.integer):
         raise _damaged(p, f"rigging property '{EXTRA_FACE}' is {face.dtype}; expected integer triangle ids")
@@ -330,6 +330,7 @@ def read_avatar_file(path: str | Path, verify: bool = True) -> AvatarFile:
     local = {
         k: torch.from_numpy(_extra(ply, v, cols[k], p).astype(np.float32)) for k, v in EXTRA_LOCAL.items()
     }
+    _check_types(ply, p)
     _check_values(local, p)
     face_ids = torch.from_numpy(face.astype(np.int64))
     sh = torch.as_tensor(np.asarray(ply.sh), dtype=torch.float32)

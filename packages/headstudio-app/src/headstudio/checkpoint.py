@@ -26,10 +26,10 @@ pair). Resuming never falls back to it silently: when ``last.pt`` is damaged the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ from rigged_gaussians.strategy import DensifyState
 from torch import Tensor
 
 from ._atomic import atomic_output
+from ._checkpoint_fields import FieldError, check_fields, content_digest, short, tensor_field
 from .config import HeadStudioConfig, config_from_dict, config_to_dict
 from .errors import HeadStudioError
 
@@ -70,10 +71,6 @@ CHECKPOINT_KEYS = (
 DIGEST_KEY = "sha256"
 #: The file ``last.pt`` turns into when a new one is written, and where a damaged one is set aside.
 PREVIOUS_NAME, SET_ASIDE_NAME = "previous.pt", "last.set-aside.pt"
-#: The Gaussian parameters of a checkpoint and their columns (0: ``[N]``; ``None``: ``[N, K, 3]``).
-_GAUSSIAN_COLUMNS: dict[str, int | None] = {
-    "means": 3, "quats": 4, "log_scales": 3, "opacity_logits": 0, "sh": None,
-}  # fmt: skip
 _DENSIFY_TAG = "DensifyState"
 #: Configuration keys a resumed run takes from the caller instead of the checkpoint.
 RESUME_OVERRIDES = ("train.steps", "train.device")
@@ -131,14 +128,14 @@ def _densify_to_plain(state: DensifyState | None) -> dict[str, Any] | None:
     }
 
 
-def _densify_from_plain(d: Any, path: Path, n: int) -> DensifyState | None:
+def _densify_from_plain(d: Any, n: int) -> DensifyState | None:
     if d is None:
         return None
     if not isinstance(d, dict) or d.get("__dataclass__") != _DENSIFY_TAG:
-        raise DamagedCheckpointError(path, "the densification state does not match this version")
+        raise FieldError("the densification state does not match this version")
     for key in ("grad_accum", "count", "max_radii"):  # [N], or [0] before the first statistics
         t = d.get(key)
-        _tensor(t, f"densify_state.{key}", (0 if isinstance(t, Tensor) and not t.numel() else n,), path)
+        tensor_field(t, f"densify_state.{key}", (0 if isinstance(t, Tensor) and not t.numel() else n,))
     return DensifyState(grad_accum=d["grad_accum"], count=d["count"], max_radii=d["max_radii"])
 
 
@@ -155,113 +152,19 @@ def _damage_advice(path: Path) -> str:
     previous = previous_checkpoint_path(path)
     if path.name != PREVIOUS_NAME and previous.is_file():
         try:
-            step = load_checkpoint(previous).step
+            ckpt = load_checkpoint(previous)
         except HeadStudioError:
             pass
         else:
+            run = shlex.quote(str(path.parent.parent))
+            command = (
+                f"headstudio generate {shlex.quote(ckpt.prompt or 'PROMPT')} --output {run} --resume-previous"
+            )
             return (
-                f"the previous checkpoint '{previous}' (step {step}) is intact: continue from it with "
-                "`headstudio generate PROMPT --output RUN --resume-previous` (the damaged file is kept as "
-                f"{SET_ASIDE_NAME})"
+                f"the previous checkpoint '{previous}' (step {ckpt.step}) is intact: continue from it with "
+                f"`{command}` (the damaged file is kept as {SET_ASIDE_NAME})"
             )
     return "no intact earlier checkpoint is kept, so start the run again (with another --output)"
-
-
-def content_digest(d: dict[str, Any]) -> str:
-    """SHA-256 of a checkpoint dict's entries except :data:`DIGEST_KEY`: every key, scalar and
-    tensor (dtype, shape and bytes) in order, so any change to the contents changes it."""
-    h = hashlib.sha256()
-    _feed(h, {k: v for k, v in d.items() if k != DIGEST_KEY})
-    return h.hexdigest()
-
-
-def _feed(h: Any, obj: Any) -> None:
-    if isinstance(obj, Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    elif isinstance(obj, dict):
-        h.update(f"D{len(obj)}:".encode())
-        for k, v in obj.items():
-            _feed(h, k)
-            _feed(h, v)
-    elif isinstance(obj, (list, tuple)):
-        h.update(f"L{len(obj)}:".encode())
-        for v in obj:
-            _feed(h, v)
-    elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
-        h.update(f"{type(obj).__name__}{obj!r};".encode())
-    else:
-        raise TypeError(f"a checkpoint cannot hold a {type(obj).__name__}")
-
-
-def _tensor(x: Any, name: str, shape: tuple[int | None, ...], path: Path, kind: str = "f") -> Tensor:
-    """``x`` checked: a tensor of ``shape`` (``None``: any size), float (``kind="f"``, finite) or
-    integer (``"i"``)."""
-    want = "[" + ", ".join("·" if d is None else str(d) for d in shape) + "]"
-    if not isinstance(x, Tensor):
-        raise DamagedCheckpointError(path, f"'{name}' is a {type(x).__name__}; expected a tensor {want}")
-    if x.dim() != len(shape) or any(d is not None and d != g for d, g in zip(shape, x.shape, strict=True)):
-        raise DamagedCheckpointError(path, f"'{name}' has shape {list(x.shape)}; expected {want}")
-    if kind == "f" and not (x.is_floating_point() and bool(torch.isfinite(x).all())):
-        raise DamagedCheckpointError(
-            path, f"'{name}' is {x.dtype} with non-finite values; expected finite floats"
-        )
-    if kind == "i" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
-        raise DamagedCheckpointError(path, f"'{name}' is {x.dtype}; expected integers")
-    return x
-
-
-def _field(d: dict[str, Any], key: str, kinds: type, path: Path) -> Any:
-    if key not in d:
-        raise DamagedCheckpointError(path, f"the entry '{key}' is missing")
-    v = d[key]
-    if not isinstance(v, kinds) or (isinstance(v, bool) and kinds is int):
-        raise DamagedCheckpointError(path, f"'{key}' is {_short(v)}; expected a {kinds.__name__}")
-    return v
-
-
-def _short(v: Any) -> str:
-    text = repr(v) if not isinstance(v, Tensor) else f"a tensor {list(v.shape)}"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_optimizer(opt: Any, tensors: dict[str, Tensor], path: Path) -> None:
-    """Adam's state matches the parameters: each named group's moments have its parameter's shape."""
-    if (
-        not isinstance(opt, dict)
-        or not isinstance(opt.get("state"), dict)
-        or not isinstance(opt.get("param_groups"), list)
-    ):
-        raise DamagedCheckpointError(path, "'optimizer' is not an optimizer state (state, param_groups)")
-    for group in opt["param_groups"]:
-        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
-            raise DamagedCheckpointError(path, f"'optimizer.param_groups' holds {_short(group)}")
-        name = group.get("name")
-        for pid in group["params"]:
-            moments = opt["state"].get(pid, {})
-            if not isinstance(moments, dict):
-                raise DamagedCheckpointError(path, f"'optimizer.state[{pid}]' is {_short(moments)}")
-            for key, value in moments.items():
-                if key == "step":
-                    continue
-                if name in tensors:
-                    _tensor(value, f"optimizer.state[{pid}].{key}", tuple(tensors[name].shape), path)
-
-
-def _check_rng(rng: Any, path: Path) -> None:
-    ok = (
-        isinstance(rng, dict)
-        and isinstance(rng.get("torch"), Tensor)
-        and isinstance(rng.get("numpy"), (tuple, list))
-        and len(rng["numpy"]) == 5
-        and isinstance(rng.get("python"), (tuple, list))
-        and len(rng["python"]) == 3
-        and isinstance(rng.get("generators"), dict)
-        and all(isinstance(g, Tensor) for g in rng["generators"].values())
-    )
-    if not ok:
-        raise DamagedCheckpointError(path, "'rng' is not the random state headstudio saves")
 
 
 @dataclass
@@ -316,7 +219,7 @@ class Checkpoint:
             "prompt": self.prompt,
             "head_hash": self.head_hash,
         }
-        d[DIGEST_KEY] = content_digest(d)
+        d[DIGEST_KEY] = content_digest(d, DIGEST_KEY)
         return d
 
     @classmethod
@@ -324,56 +227,30 @@ class Checkpoint:
         """Parse :meth:`to_dict` read from ``path``, checking the digest and every field.
 
         Raises:
-            HeadStudioError: another format.
-            DamagedCheckpointError: a digest that does not match, or a field of the wrong type,
-                shape or count (the message names it).
+            HeadStudioError: a newer format.
+            DamagedCheckpointError: not format 1, a digest that does not match, or a field of the
+                wrong type, shape or count (the message names it).
         """
-        if d.get("format") != CHECKPOINT_FORMAT:
+        fmt = d.get("format")
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > CHECKPOINT_FORMAT:
             raise HeadStudioError(
-                f"'{path}' is not a headstudio trainer checkpoint (format {CHECKPOINT_FORMAT})."
+                f"checkpoint '{path}' has format {fmt}; this headstudio reads format {CHECKPOINT_FORMAT}: "
+                "upgrade headstudio to resume it."
             )
+        if fmt != CHECKPOINT_FORMAT:
+            raise DamagedCheckpointError(path, f"'format' is {short(fmt)}, not a headstudio checkpoint's 1")
         digest = d.get(DIGEST_KEY)
         if digest is None:
             log.warning("checkpoint '%s' has no integrity digest (an older headstudio wrote it)", path)
-        elif verify and digest != content_digest(d):
+        elif verify and digest != content_digest(d, DIGEST_KEY):
             raise DamagedCheckpointError(path, "its content digest (sha256) does not match its contents")
-        step = _field(d, "step", int, path)
-        skipped = d.get("num_skipped", 0)
-        n = _field(d, "num_gaussians", int, path)
-        if step < 0 or n < 0 or not isinstance(skipped, int) or skipped < 0:
-            raise DamagedCheckpointError(path, f"step {step}, num_gaussians {n}, num_skipped {skipped!r}")
-        a = _field(d, "avatar", dict, path)
-        g = _field(a, "gaussians", dict, path)
-        gaussians = {}
-        for name, cols in _GAUSSIAN_COLUMNS.items():
-            shape = (n, None, 3) if cols is None else (n,) if cols == 0 else (n, cols)
-            gaussians[name] = _tensor(g.get(name), f"avatar.gaussians.{name}", shape, path)
-        face_ids = _tensor(a.get("face_ids"), "avatar.face_ids", (n,), path, kind="i")
-        shape = _tensor(a.get("shape"), "avatar.shape", (1, None), path)
-        _check_optimizer(d.get("optimizer"), {**gaussians, "shape": shape}, path)
-        _check_rng(d.get("rng"), path)
-        guidance = d.get("guidance")
-        prompt, head_hash = d.get("prompt"), d.get("head_hash")
-        if not (
-            (guidance is None or isinstance(guidance, dict))
-            and (prompt is None or isinstance(prompt, str))
-            and (head_hash is None or isinstance(head_hash, str))
-        ):
-            raise DamagedCheckpointError(path, "'guidance', 'prompt' or 'head_hash' has the wrong type")
-        return cls(
-            step=step,
-            num_skipped=skipped,
-            gaussians=gaussians,
-            face_ids=face_ids,
-            shape=shape,
-            optimizer=d["optimizer"],
-            densify_state=_densify_from_plain(d.get("densify_state"), path, n),
-            guidance=guidance,
-            rng=d["rng"],
-            config=_field(d, "config", dict, path),
-            prompt=prompt,
-            head_hash=head_hash,
-        )
+        try:
+            f = check_fields(d)
+            densify_state = _densify_from_plain(d.get("densify_state"), f["num_gaussians"])
+        except FieldError as err:
+            raise DamagedCheckpointError(path, str(err)) from None
+        del f["num_gaussians"]
+        return cls(**f, densify_state=densify_state)
 
 
 def previous_checkpoint_path(path: str | Path) -> Path:
@@ -413,9 +290,9 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> Checkpoint:
     """Read a trainer checkpoint (``torch.load(weights_only=True)``), checking its digest and fields.
 
     Raises:
-        HeadStudioError: the file is missing or not a headstudio checkpoint.
-        DamagedCheckpointError: unreadable, a digest mismatch or a malformed field; the message
-            names the previous checkpoint when it is intact.
+        HeadStudioError: the file is missing, or of a newer format.
+        DamagedCheckpointError: unreadable, not a checkpoint, a digest mismatch or a malformed
+            field; the message names the previous checkpoint when it is intact.
     """
     p = Path(path)
     if not p.is_file():
@@ -428,7 +305,7 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> Checkpoint:
             p, f"not readable by torch.load ({type(err).__name__}: {detail})"
         ) from None
     if not isinstance(d, dict):
-        raise HeadStudioError(f"'{p}' is not a headstudio trainer checkpoint (format {CHECKPOINT_FORMAT}).")
+        raise DamagedCheckpointError(p, f"it holds a {type(d).__name__}, not a headstudio checkpoint's dict")
     return Checkpoint.from_dict(d, p, verify=verify)
 
 
@@ -460,7 +337,12 @@ def use_previous_checkpoint(path: str | Path) -> Checkpoint:
 def resumed_config(config: HeadStudioConfig | None, ckpt: Checkpoint, path: Path) -> HeadStudioConfig:
     """The checkpoint's configuration, with :data:`RESUME_OVERRIDES` taken from ``config`` (other
     differences are logged and ignored: a run continues with the settings it started with)."""
-    saved = config_from_dict(ckpt.config, origin=str(path))
+    try:
+        saved = config_from_dict(ckpt.config, origin=str(path))
+    except HeadStudioError as err:
+        raise DamagedCheckpointError(
+            path, f"its configuration does not load ({err.message.rstrip('.')})"
+        ) from None
     if config is None:
         return saved
     mine, theirs = config_to_dict(config), config_to_dict(saved)

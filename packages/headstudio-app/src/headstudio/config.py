@@ -466,7 +466,10 @@ def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudio
             )
         for name, value in values.items():
             _set_field(cfg, f"{section}.{name}", value, origin)
-    _validate(cfg)
+    try:
+        _validate(cfg)
+    except HeadStudioError as err:  # name where the value came from, as _set_field does
+        raise HeadStudioError(f"{err.message.rstrip('.')} ({origin}).") from None
     return cfg
 
 
