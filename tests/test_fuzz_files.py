@@ -19,6 +19,8 @@ import json
 import pickle
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -499,3 +501,74 @@ def test_fuzz_motion_files(
     if suffix == ".pkl":
         ex.run("a-list", pickle.dumps([fields, fields]), must_reject=True)
     fuzz_tally.check()
+
+
+def test_checksum_lines(tiny_avatar: Path, tiny_flame: Path, tmp_path: Path, headstudio_cli) -> None:
+    """A flipped bit: one error line naming the checksum and the ways out; ``--no-verify`` reads it
+    with one warning line. A file without checksum (older headstudio) reads with one line."""
+    raw = tiny_avatar.read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    flipped = bytearray(raw)
+    flipped[end + 101] ^= 0x10
+    src = tmp_path / "flipped.ply"
+    src.write_bytes(flipped)
+    argv = ["export", str(src), "--flame", str(tiny_flame), "-o", str(tmp_path / "out.ply")]
+    res = headstudio_cli(*argv)
+    assert res.verdict == "rejected", res.err
+    assert res.err.count("\n") == 1 and str(src) in res.error, res.err
+    assert "rg_sha256 checksum does not match" in res.error and "--no-verify" in res.error, res.error
+    assert "re-export it from its run's checkpoint" in res.error, res.error
+    res = headstudio_cli(*argv, "--no-verify")
+    assert res.verdict == "accepted" and res.err.count("\n") == 1 and "integrity check skipped" in res.err
+
+    src.write_bytes(re.sub(rb"comment rg_sha256 [0-9a-f]+\n", b"", raw))
+    res = headstudio_cli(*argv)
+    assert res.verdict == "accepted", res.err
+    assert res.err.count("\n") == 1 and "has no integrity checksum" in res.err, res.err
+    reference = tmp_path / "reference.ply"
+    assert (
+        headstudio_cli("export", str(tiny_avatar), "--flame", str(tiny_flame), "-o", str(reference)).rc == 0
+    )
+    assert _same(_gaussians(tmp_path / "out.ply"), _gaussians(reference))
+
+
+@pytest.mark.slow
+def test_real_processes(tiny_avatar: Path, tiny_flame: Path, tmp_path: Path) -> None:
+    """A sample through the real entry point in its own process: the exit status is 2, stderr is
+    one ``error:`` line, and nothing leaks a traceback."""
+    raw = tiny_avatar.read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    nan = bytearray(raw)
+    nan[end + 8 : end + 12] = np.float32(np.nan).tobytes()
+    (tmp_path / "nan.ply").write_bytes(nan)  # both the checksum and the value check refuse it
+    (tmp_path / "motion.npz").write_bytes(b"PK\x03\x04 half a zip")
+    (tmp_path / "bad.toml").write_text('[train]\nsteps = "ten"\n', encoding="utf-8")
+    out, flame = str(tmp_path / "o.ply"), ["--flame", str(tiny_flame)]
+    cases = {
+        "nan.ply": ["export", str(tmp_path / "nan.ply"), *flame, "-o", out],
+        "motion.npz": [
+            "export",
+            str(tiny_avatar),
+            *flame,
+            "--motion",
+            str(tmp_path / "motion.npz"),
+            "-o",
+            out,
+        ],
+        "bad.toml": [
+            "generate",
+            "x",
+            "--config",
+            str(tmp_path / "bad.toml"),
+            "--output",
+            str(tmp_path / "r"),
+        ],
+    }
+    for name, argv in cases.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "headstudio.cli", *argv, "-q", "--device", "cpu"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], (name, proc.stderr)

@@ -323,3 +323,23 @@ def test_fuzz_configs(tiny_setup: dict, tmp_path: Path, headstudio_cli, fuzz_tal
         run(case, edited.encode())
     run("latin1-bytes", raw.replace(b"# a tiny run", b"# a tiny run \xe9\xff"))
     fuzz_tally.check()
+
+
+def test_resume_previous_after_damage(tiny_setup: dict, tmp_path: Path, headstudio_cli) -> None:
+    """A half ``last.pt``: ``--resume`` says so and names ``previous.pt`` with the command; that
+    command continues from step 1, keeps the damaged file, and ends on the clean run's avatar."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_setup["run"], run)
+    last = run / "checkpoints" / "last.pt"
+    damaged = last.read_bytes()[: last.stat().st_size // 2]
+    last.write_bytes(damaged)
+    (run / "avatar.ply").unlink()
+    res = headstudio_cli("generate", PROMPT, "--output", str(run), "--resume")
+    assert res.verdict == "rejected", res.err
+    assert f"checkpoint '{last}' is damaged" in res.error, res.error
+    assert "previous.pt' (step 1) is intact" in res.error and "--resume-previous" in res.error, res.error
+    assert not (run / "avatar.ply").exists()
+    res = headstudio_cli("generate", PROMPT, "--output", str(run), "--resume-previous")
+    assert res.verdict == "accepted", res.err
+    assert (run / "checkpoints" / "last.set-aside.pt").read_bytes() == damaged
+    assert _same(_gaussians(run / "avatar.ply"), _gaussians(tiny_setup["run"] / "avatar.ply"))
