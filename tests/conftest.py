@@ -105,6 +105,17 @@ class CliResult:
     def error(self) -> str:
         return next((ln for ln in self.err.splitlines() if ln.startswith("error:")), "")
 
+    def refusal_problem(self, name: str, output: Path) -> str | None:
+        """What is wrong with a run that was not accepted (``None``: a clean refusal, one line
+        naming the file ``name``, nothing written at ``output``)."""
+        if self.verdict != "rejected":
+            return f"{self.verdict}: {self.err.strip()[-400:]}"
+        if name not in self.error:
+            return f"the error line does not name the file: {self.error}"
+        if output.exists():
+            return f"rejected, yet '{output.name}' was written"
+        return None
+
 
 @pytest.fixture
 def headstudio_cli(capsys) -> Callable[..., CliResult]:

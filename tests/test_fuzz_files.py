@@ -97,13 +97,8 @@ class Exporter:
                     problem = "accepted a changed file and exported non-finite values"
             elif not _same(got, self.reference):
                 problem = "accepted, but the export differs from the clean file's"
-        elif verdict == "rejected":
-            if src.name not in res.error:
-                problem = f"the error line does not name the file: {res.error}"
-            elif out.exists():
-                problem = "rejected, yet the output was written"
         else:
-            problem = f"{verdict}: {res.err.strip()[-400:]}"
+            problem = res.refusal_problem(src.name, out)
         self.tally.add(self.kind, case, verdict if problem is None else "bad", problem)
         src.unlink()
         return verdict

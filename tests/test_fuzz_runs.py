@@ -297,13 +297,8 @@ def test_fuzz_configs(tiny_setup: dict, tmp_path: Path, headstudio_cli, fuzz_tal
             ]
             if diff:
                 problem = f"accepted, but the run resolved {diff} differently from the file"
-        elif verdict == "rejected":
-            if src.name not in res.error:
-                problem = f"the error line does not name the file: {res.error}"
-            elif out.exists():
-                problem = "rejected, yet the run folder was created"
         else:
-            problem = f"{verdict}: {res.err.strip()[-400:]}"
+            problem = res.refusal_problem(src.name, out)
         fuzz_tally.add("TOML config", case, verdict if problem is None else "bad", problem)
         src.unlink()
         shutil.rmtree(out, ignore_errors=True)

@@ -300,7 +300,7 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> Checkpoint:
     try:
         d = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        detail = " ".join(str(err).split())[:120]
+        detail = " ".join(str(err).split()).split(". ")[0][:120]  # the first sentence
         raise DamagedCheckpointError(
             p, f"not readable by torch.load ({type(err).__name__}: {detail})"
         ) from None

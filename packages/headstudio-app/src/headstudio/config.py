@@ -488,7 +488,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise HeadStudioError(f"config file '{p}' is not valid TOML: {err}") from None
+            raise HeadStudioError(
+                f"config file '{p}' is not valid TOML: {err}; correct the file there."
+            ) from None
         origin = f"in {p}"
     cfg = config_from_dict(data, origin)
     return apply_overrides(cfg, overrides)
