@@ -22,7 +22,7 @@ import pytest
 import tomllib
 import torch
 from headstudio import cli  # noqa: E402
-from headstudio._checkpoint_fields import content_digest  # noqa: E402
+from headstudio.checkpoint import content_digest  # noqa: E402
 from headstudio.config import HeadStudioConfig, config_to_dict  # noqa: E402
 from headstudio.targets import TargetSet  # noqa: E402
 from rigged_gaussians.ply import load_ply  # noqa: E402
@@ -145,7 +145,7 @@ def _checkpoint_bytes(obj: object, folder: Path, sign: bool) -> bytes:
     if isinstance(obj, dict):
         obj = {k: v for k, v in obj.items() if k != "sha256"}
         if sign:
-            obj["sha256"] = content_digest(obj, "sha256")
+            obj["sha256"] = content_digest(obj)
     p = folder / "tmp.pt"
     torch.save(obj, p)
     data = p.read_bytes()

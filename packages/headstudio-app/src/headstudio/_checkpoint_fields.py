@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FieldError", "GAUSSIAN_COLUMNS", "content_digest", "check_fields", "short", "tensor_field"]
+__all__ = [
+    "DIGEST_KEY", "FieldError", "GAUSSIAN_COLUMNS", "content_digest", "check_fields", "short", "tensor_field",
+]  # fmt: skip
+
+#: The key of the content digest (absent in format-1 files of earlier versions).
+DIGEST_KEY = "sha256"
 
 #: The Gaussian parameters of a checkpoint and their columns (0: ``[N]``; ``None``: ``[N, K, 3]``).
 GAUSSIAN_COLUMNS: dict[str, int | None] = {
@@ -28,15 +33,15 @@ class FieldError(ValueError):
     """A checkpoint field of the wrong type, shape or value; the message names it."""
 
 
-def content_digest(d: dict[str, Any], skip: str) -> str:
-    """SHA-256 of the entries of ``d`` except ``skip``: every key, scalar and tensor (dtype, shape
-    and bytes) in order, so any change to the contents changes it.
+def content_digest(d: dict[str, Any]) -> str:
+    """SHA-256 of the entries of ``d`` except :data:`DIGEST_KEY`: every key, scalar and tensor
+    (dtype, shape and bytes) in order, so any change to the contents changes it.
 
     Raises:
         TypeError: ``d`` holds something a checkpoint cannot (not a tensor, container or scalar).
     """
     h = hashlib.sha256()
-    _feed(h, {k: v for k, v in d.items() if k != skip})
+    _feed(h, {k: v for k, v in d.items() if k != DIGEST_KEY})
     return h.hexdigest()
 
 

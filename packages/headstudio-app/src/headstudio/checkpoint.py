@@ -41,7 +41,7 @@ from rigged_gaussians.strategy import DensifyState
 from torch import Tensor
 
 from ._atomic import atomic_output
-from ._checkpoint_fields import FieldError, check_fields, content_digest, short, tensor_field
+from ._checkpoint_fields import DIGEST_KEY, FieldError, check_fields, content_digest, short, tensor_field
 from .config import HeadStudioConfig, config_from_dict, config_to_dict
 from .errors import HeadStudioError
 
@@ -67,8 +67,6 @@ CHECKPOINT_KEYS = (
     "format", "step", "num_gaussians", "num_skipped", "avatar", "optimizer", "densify_state", "guidance",
     "rng", "config", "prompt", "head_hash", "sha256",
 )  # fmt: skip
-#: The key of the content digest (absent in format-1 files of earlier versions).
-DIGEST_KEY = "sha256"
 #: The file ``last.pt`` turns into when a new one is written, and where a damaged one is set aside.
 PREVIOUS_NAME, SET_ASIDE_NAME = "previous.pt", "last.set-aside.pt"
 _DENSIFY_TAG = "DensifyState"
@@ -219,7 +217,7 @@ class Checkpoint:
             "prompt": self.prompt,
             "head_hash": self.head_hash,
         }
-        d[DIGEST_KEY] = content_digest(d, DIGEST_KEY)
+        d[DIGEST_KEY] = content_digest(d)
         return d
 
     @classmethod
@@ -242,7 +240,7 @@ class Checkpoint:
         digest = d.get(DIGEST_KEY)
         if digest is None:
             log.warning("checkpoint '%s' has no integrity digest (an older headstudio wrote it)", path)
-        elif verify and digest != content_digest(d, DIGEST_KEY):
+        elif verify and digest != content_digest(d):
             raise DamagedCheckpointError(path, "its content digest (sha256) does not match its contents")
         try:
             f = check_fields(d)
