@@ -27,7 +27,15 @@ from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
-from .avatar_io import FORMAT, FORMAT_VERSION, read_avatar_file, resolve_head, rigging_extras, shape_for_head
+from .avatar_io import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_face_ids,
+    read_avatar_file,
+    resolve_head,
+    rigging_extras,
+    shape_for_head,
+)
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
 from .init import uniform_superresolution_init
@@ -433,20 +441,24 @@ class Avatar(nn.Module):
         return p
 
     @classmethod
-    def load(cls, path: str | Path, head: FlameModel | None = None) -> Avatar:
+    def load(cls, path: str | Path, head: FlameModel | None = None, verify: bool = True) -> Avatar:
         """Read an avatar PLY written by :meth:`save`.
 
         Args:
             path: the ``.ply``.
             head: the head model; ``None``: the procedural head if the file was made on it, else
                 ``FlameModel.resolve()`` (``HEADSTUDIO_FLAME_PATH``).
+            verify: check the file's integrity checksum (``False``: forensics on a damaged file).
 
         Raises:
-            HeadStudioError: not a headstudio avatar, or the head model's identity hash differs
-                from the one the avatar was made on (``argument="head"`` when another head would do).
+            headstudio.avatar_io.AvatarFileError: a damaged file (the message names the field) or
+                not a headstudio avatar.
+            HeadStudioError: the head model's identity hash differs from the one the avatar was
+                made on (``argument="head"`` when another head would do).
         """
-        f = read_avatar_file(path)
+        f = read_avatar_file(path, verify=verify)
         head = resolve_head(f, head)
+        check_face_ids(f, head)
         loc = f.local
         avatar = cls(
             head, loc["means"], loc["quats"], loc["log_scales"], loc["opacity_logits"], f.sh, f.face_ids,
