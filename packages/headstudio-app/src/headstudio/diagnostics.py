@@ -57,7 +57,7 @@ SKIPPED_MIN_STEPS = 20
 #: Gaussians near their triangles and they drift into floaters (weights too small, a regulariser
 #: that faded with N, or a guidance gradient that exploded). The ratio does not depend on the
 #: loss's scale, and hardly on N: both norms go as 1/sqrt(N) when densification splits the
-#: Gaussians. Measured: 2.5-5 in the offline demo (docs/METHOD.md, "Diagnostics").
+#: Gaussians. Measured: 1.9-8.9 over the offline demo (docs/METHOD.md, "Diagnostics").
 REG_RATIO_RANGE = (1e-2, 1e2)
 
 
