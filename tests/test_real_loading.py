@@ -4,6 +4,7 @@ named with --set guidance.base_model=DIR --set guidance.controlnet=DIR; nothing 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -62,3 +63,29 @@ def test_generate_with_a_flame_folder_and_a_tokenizer_without_max_length(
     code = _generate(tmp_path / "run", base, tiny_pipeline[1], "--set", f"head.flame_path={flame}")
     assert code == 0, capsys.readouterr().err
     _check_avatar(tmp_path / "run")
+
+
+def test_dry_run_reports_and_writes_nothing(tmp_path: Path, tiny_pipeline, capsys) -> None:
+    """`generate --dry-run`: the real loading path (hub-layout models, a FLAME folder), 3 training
+    steps of the run's settings, ms/step, the ETA of the configured steps and peak memory; no avatar,
+    no output folder. On a FLAME head without a motion file it names the motion that trains."""
+    from flame_core.procedural import build_procedural_head
+
+    flame = build_procedural_head().save(tmp_path / "flame", full_embedding=False) / "procedural_flame.pkl"
+    out = tmp_path / "run"
+    code = _generate(out, *tiny_pipeline, "--dry-run", "--steps", "500", "--set", f"head.flame_path={flame}")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    text = captured.out
+    assert "dry run: 3 steps" in text and "nothing written" in text
+    step_ms = re.search(r"ms per step: (\d+), (\d+), (\d+) ", text)
+    assert step_ms and all(int(x) > 0 for x in step_ms.groups())
+    eta = re.search(r"ETA of the whole run \(500 steps at (\d+) ms/step\): (.+) at the initial N", text)
+    assert eta and int(eta.group(1)) > 0
+    assert re.search(r"peak resident memory of the process: \d+\.\d\d GiB", text)
+    assert "regulariser / guidance" in text
+    assert not out.exists()  # no avatar, no checkpoint, no log
+    motion_lines = [ln for ln in captured.err.splitlines() if "no train.motion_path" in ln]
+    assert len(motion_lines) == 1 and "retargeted to" in motion_lines[0]
+    assert cli.main(["generate", "a head", "--output", str(out), "--dry-run", "--resume", "-q"]) == 2
+    assert "--dry-run rehearses a new run" in capsys.readouterr().err

@@ -57,9 +57,12 @@ def test_neutral_probability() -> None:
     assert (nothing["expression"].abs().sum(-1) > 0).all()
 
 
-def test_procedural_default_and_determinism() -> None:
-    s = AnimationSampler(None, num_expression=20)
-    assert len(s) == 300
+def test_default_training_motion_and_determinism() -> None:
+    from flame_core.model import FlameModel
+    from headstudio.motion import TRAINING_MOTION_FRAMES, training_motion
+
+    s = AnimationSampler(training_motion(FlameModel.procedural(num_shape=10, num_expression=20)), 20)
+    assert len(s) == TRAINING_MOTION_FRAMES == 300
     a = s.sample(16, torch.Generator().manual_seed(4))
     b = s.sample(16, torch.Generator().manual_seed(4))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,10 @@ def test_defaults_are_the_papers_numbers() -> None:
     assert (t.steps, t.batch_size, t.resolution, t.guidance_resolution) == (10000, 8, 1024, 512)
     # docs/METHOD.md: Adam betas (0.9, 0.99), the paper's learning rates, shape stopped at 8,000
     assert t.betas == (0.9, 0.99)
-    assert (t.lr_position, t.lr_scale, t.lr_rotation) == (5e-5, 1e-3, 1e-2)
+    # the position rate is the public code's effective one: 5e-5 x its spatial scale 4, decaying
+    # to 2.5e-5 x 4 over 30,000 steps; scale and rotation are the paper's table
+    assert (t.lr_position, t.lr_position_final, t.lr_position_decay_steps) == (2e-4, 1e-4, 30000)
+    assert (t.lr_scale, t.lr_rotation) == (1e-3, 1e-2)
     assert (t.lr_color, t.lr_opacity, t.lr_shape) == (1.25e-2, 1e-2, 1e-3)
     assert t.shape_stop_step == 8000
     c = cfg.camera
@@ -43,6 +47,9 @@ def test_defaults_are_the_papers_numbers() -> None:
     assert d.grad_threshold == 0.002 and d.min_opacity == 0.005
     assert (d.densify_from, d.densify_until, d.densify_every) == (300, 2100, 300)
     assert (d.prune_from, d.prune_until, d.prune_every) == (2400, 3300, 300)
+    # sizes: fractions of the public code's scene extent, 4 scene units; screen pruning from 1500
+    assert (d.scene_extent, d.percent_dense, d.max_world_size, d.screen_size_from) == (4.0, 0.01, 0.03, 1500)
+    assert d.max_gaussians == 500_000
     g = cfg.guidance
     assert g.kind == "fsds" and g.mode == "fsds"
     assert g.base_model == "stablediffusionapi/realistic-vision-51"
@@ -222,3 +229,19 @@ def test_shipped_default_toml_is_the_paper_defaults() -> None:
 
     path = files("headstudio") / "configs" / "default.toml"
     assert config_to_dict(load_config(str(path), [])) == config_to_dict(HeadStudioConfig())
+
+
+def test_position_learning_rate_decays_exponentially() -> None:
+    t = HeadStudioConfig().train
+    assert t.position_lr(0) == pytest.approx(2e-4)
+    assert t.position_lr(15000) == pytest.approx(math.sqrt(2e-4 * 1e-4))  # log-linear: the geometric mean
+    assert t.position_lr(30000) == pytest.approx(1e-4) and t.position_lr(10**6) == pytest.approx(1e-4)
+    assert t.position_lr(10000) == pytest.approx(2e-4 * 0.5 ** (1 / 3))  # the paper's run ends here
+    steps = [t.position_lr(s) for s in range(0, 30001, 1000)]
+    assert all(a > b for a, b in zip(steps, steps[1:]))
+    t.lr_position_final = 0.0  # a zero end rate: constant (a log-linear decay cannot reach 0)
+    assert t.position_lr(5000) == t.lr_position
+    with pytest.raises(HeadStudioError, match="lr_position_decay_steps"):
+        load_config(None, ["train.lr_position_decay_steps=0"])
+    with pytest.raises(HeadStudioError, match="max_gaussians"):
+        load_config(None, ["densify.max_gaussians=-5"])

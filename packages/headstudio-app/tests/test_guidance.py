@@ -184,6 +184,7 @@ def test_image_guidance_needs_target_indices():
 
 
 def test_guidance_base_class_defaults():
+    from flame_core.motion import procedural_talking_motion
     from headstudio.animation import AnimationSampler
     from headstudio.cameras import CameraSampler
     from headstudio.config import CameraConfig
@@ -196,7 +197,9 @@ def test_guidance_base_class_defaults():
 
     g = Plain()
     sampler = BatchSampler(
-        CameraSampler(CameraConfig(), 16, 16, (0.0, 0.0, 0.0)), AnimationSampler(None, 10), 10
+        CameraSampler(CameraConfig(), 16, 16, (0.0, 0.0, 0.0)),
+        AnimationSampler(procedural_talking_motion(num_frames=20), 10),
+        10,
     )
     a = g.sample_batch(sampler, 3, torch.Generator().manual_seed(0))
     b = sampler.sample(3, torch.Generator().manual_seed(0))

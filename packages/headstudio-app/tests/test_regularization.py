@@ -1,4 +1,5 @@
-"""Mesh regularisation: the hinge form of docs/METHOD.md, checked against a direct formula."""
+"""Mesh regularisation: the hinge form of docs/METHOD.md, checked against a direct formula, and a
+pull on each violator that does not fade as compliant Gaussians are added."""
 
 from __future__ import annotations
 
@@ -48,7 +49,12 @@ def direct(means, log_scales, face_ids, verts, faces, lp, ls):  # noqa: ANN001, 
         pos_terms.append(max(sqrt_s * math.hypot(*mu) - 0.5 * tau, 0.0) / sqrt_s)
         over = [max(sqrt_s * math.exp(x) - 0.5 * tau, 0.0) for x in ls_]
         scale_terms.append(math.hypot(*over) / sqrt_s)
-    lpos, lsc = sum(pos_terms) / len(pos_terms), sum(scale_terms) / len(scale_terms)
+
+    def violator_mean(terms: list[float]) -> float:
+        bad = [t for t in terms if t > 0]
+        return sum(bad) / len(bad) if bad else 0.0
+
+    lpos, lsc = violator_mean(pos_terms), violator_mean(scale_terms)
     return lp * lpos + ls * lsc, lpos, lsc
 
 
@@ -139,3 +145,38 @@ def test_precomputed_frames_agree() -> None:
     assert set(a) == set(b) == set(REGULARIZER_TERMS)
     for k in a:
         assert a[k].item() == pytest.approx(b[k].item(), rel=1e-12)
+
+
+def test_a_violators_pull_does_not_depend_on_how_many_gaussians_comply() -> None:
+    verts, faces = two_triangles()
+    violator_mean = torch.tensor([[2.0, 0.1, 0.3]], dtype=torch.float64)
+    violator_scale = torch.tensor([[0.5, -3.0, 0.2]], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    grads = []
+    for n_compliant in (0, 10, 1000):
+        # compliant: means inside 0.5 local units, scales 0.3: within both tolerances
+        means = torch.cat([violator_mean, 0.2 * torch.rand(n_compliant, 3, generator=g, dtype=torch.float64)])
+        scales = torch.cat([violator_scale, torch.full((n_compliant, 3), math.log(0.3), dtype=torch.float64)])
+        means.requires_grad_(True)
+        scales.requires_grad_(True)
+        fid = torch.cat([torch.tensor([0]), torch.randint(0, 2, (n_compliant,), generator=g)])
+        parts = mesh_regularization(means, scales, fid, verts, faces)
+        weighted(parts).backward()
+        assert (means.grad[1:] == 0).all() and (scales.grad[1:] == 0).all()  # compliant: no pull
+        grads.append((parts["loss_pos"].item(), means.grad[0].clone(), scales.grad[0].clone()))
+    for loss, gm, gs in grads[1:]:
+        assert loss == pytest.approx(grads[0][0], rel=1e-12)
+        torch.testing.assert_close(gm, grads[0][1], rtol=1e-12, atol=0)
+        torch.testing.assert_close(gs, grads[0][2], rtol=1e-12, atol=0)
+    assert grads[0][1].abs().max() > 0 and grads[0][2].abs().max() > 0
+
+
+def test_no_violator_gives_zero_not_nan() -> None:
+    verts, faces = two_triangles()
+    means = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+    parts = mesh_regularization(
+        means, torch.full((3, 3), -5.0, dtype=torch.float64), torch.zeros(3), verts, faces
+    )
+    assert parts["loss_pos"].item() == 0.0 and parts["loss_scale"].item() == 0.0
+    weighted(parts).backward()
+    assert torch.equal(means.grad, torch.zeros_like(means))

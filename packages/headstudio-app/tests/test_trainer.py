@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 
@@ -487,3 +488,125 @@ def test_weighted_loss_leaves_zero_weights_out(tmp_path, head):
     cfg.loss = LossConfig(lambda_l1=0.0, lambda_ssim=0.0)
     with pytest.raises(HeadStudioError, match="lambda_l1"):
         Trainer.new(cfg, "p", tmp_path / "b", guidance=ImageGuidance(_targets(head)), head=head)
+
+
+# ------------------------------------------------------------- densification, units, diagnostics
+
+
+def _teacher_targets(head, n: int = 8, size: int = 32) -> TargetSet:
+    from flame_core.motion import procedural_talking_motion
+    from headstudio.config import CameraConfig
+    from headstudio.demo import render_targets
+    from headstudio.teacher import build_teacher_avatar
+
+    teacher = build_teacher_avatar(head, points_per_face=1)
+    motion = procedural_talking_motion(num_frames=30, num_expression=10)
+    return render_targets(teacher, n, size, CameraConfig(), motion, torch.Generator().manual_seed(0))
+
+
+def _densifying_config(steps: int = 6):
+    """Image guidance at 32², densify on steps 2 and 4, prune-only on step 6, default threshold."""
+    cfg = make_config(steps=steps, lr_color=0.05, lr_opacity=0.05, background="white")
+    cfg.train.batch_size = 2
+    d = cfg.densify
+    d.enabled = True
+    d.densify_from, d.densify_every, d.densify_until = 2, 2, 4
+    d.prune_from, d.prune_every, d.prune_until = 6, 2, 6
+    d.screen_size_from = 0
+    return cfg
+
+
+def test_budget_is_never_exceeded_and_says_when_it_binds(tmp_path, head, caplog):
+    cfg = _densifying_config(steps=4)
+    n0 = head.num_faces  # one Gaussian per triangle, below 80 % of the budget
+    cfg.densify.max_gaussians = n0 + 3000
+    tr = Trainer.new(
+        cfg, "p", tmp_path, guidance=ImageGuidance(_teacher_targets(head)), head=head, progress=False
+    )
+    with caplog.at_level(logging.WARNING, logger="headstudio.trainer"):
+        tr.train()
+    counts = [json.loads(x)["num_gaussians"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert counts[0] == n0 and max(counts) == n0 + 3000 and all(c <= n0 + 3000 for c in counts)
+    bound = [r.getMessage() for r in caplog.records if "budget bound" in r.getMessage()]
+    assert len(bound) == 2 and "step 2" in bound[0] and "step 4" in bound[1]  # each time it binds
+    passed = [r.getMessage() for r in caplog.records if "passed 80% of the budget" in r.getMessage()]
+    assert len(passed) == 1  # once per run, though N stays above 80 % at every later record
+
+
+def test_log_records_carry_the_health_figures(tmp_path, head):
+    cfg = _densifying_config(steps=3)
+    tr = Trainer.new(
+        cfg, "p", tmp_path, guidance=ImageGuidance(_teacher_targets(head)), head=head, progress=False
+    )
+    tr.train()
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    for r in records:
+        for key in ("num_gaussians", "stat_mean", "stat_p50", "stat_p99", "n_cloned", "n_split", "n_pruned",
+                    "grad_guidance", "reg_ratio", "ms_per_step", "n_skipped"):  # fmt: skip
+            assert key in r, key
+        assert r["ms_per_step"] > 0 and r["grad_guidance"] > 0 and r["n_skipped"] == 0
+        assert "peak_cuda_gib" not in r  # CPU run
+    # step 1: the statistic of one step (normalised: sum of squares 1 over the visible Gaussians)
+    assert 0 < records[0]["stat_p50"] <= records[0]["stat_p99"]
+    # densification on step 2 shows in the record of step 2, then the statistic restarts
+    assert records[1]["n_cloned"] + records[1]["n_split"] > 0 and records[1]["stat_p99"] == 0
+    assert records[0]["n_cloned"] == records[2]["n_cloned"] == 0
+    assert records[1]["num_gaussians"] > records[0]["num_gaussians"]
+
+
+def test_position_learning_rate_follows_its_schedule(tmp_path, head):
+    cfg = make_config(steps=3)
+    cfg.train.lr_position_decay_steps = 2
+    tr = Trainer.new(cfg, "p", tmp_path, guidance=ImageGuidance(_targets(head)), head=head, progress=False)
+    seen = []
+    for _ in range(3):
+        tr.train_step()
+        seen.append(next(g["lr"] for g in tr.optimizer.param_groups if g["name"] == "means"))
+    assert seen == pytest.approx([2e-4, 2e-4 * 0.5**0.5, 1e-4])  # steps 1, 2, 3 use the rates at 0, 1, 2
+
+
+def test_batch_size_does_not_change_the_gradients_end_to_end(tmp_path, head, tiny_models, monkeypatch):
+    """B copies of one view give every parameter the gradient of B = 1 (the SDS term is a batch
+    mean, the regulariser a mean over its violators), through render, guidance and regulariser."""
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    real_randn = torch.randn
+
+    def randn(*shape, **kw):  # F-SDS's noise: the same for every view
+        size = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        if len(size) == 4 and tuple(size[1:]) == (4, 8, 8):
+            return noise.expand(*size).clone()
+        return real_randn(*shape, **kw)
+
+    monkeypatch.setattr(torch, "randn", randn)
+    grads = {}
+    for b in (1, 3):
+        cfg = make_config(steps=1)
+        cfg.train.batch_size = b
+        g = fsds(cfg, head, tiny_models)
+        monkeypatch.setattr(g.fsds, "sample_timesteps", lambda n, step, generator=None: torch.full((n,), 600))
+        tr = Trainer.new(cfg, "p", tmp_path / str(b), guidance=g, head=head, progress=False)
+        one = tr.batch_sampler.sample(1, torch.Generator().manual_seed(0))
+        tr.sample_batch = lambda one=one, b=b: dataclasses.replace(
+            one,
+            viewmats=one.viewmats.expand(b, -1, -1, -1), Ks=one.Ks.expand(b, -1, -1, -1),
+            flame={k: v.expand(b, -1) for k, v in one.flame.items()},
+            azimuth_deg=one.azimuth_deg.expand(b), elevation_deg=one.elevation_deg.expand(b),
+            backgrounds=one.backgrounds.expand(b, -1, -1),
+        )  # fmt: skip
+        step = tr.optimizer.step
+
+        def capture(b=b, step=step, tr=tr):
+            grads[b] = {k: p.grad.clone() for k, p in tr.avatar.gaussian_params().items()}
+            grads[b]["shape"] = tr.avatar.shape.grad.clone()
+            step()
+
+        tr.optimizer.step = capture
+        logs = tr.train_step()
+        grads[b]["loss"] = torch.tensor(logs["loss"])
+    assert grads[1]["means"].abs().sum() > 0
+    for k in grads[1]:  # a batch sum instead of a mean would be 3x; rounding is ~1e-4 of the largest
+        atol = max(1e-4 * float(grads[1][k].abs().max()), 1e-8)  # the quaternions' are ~1e-9: noise
+        torch.testing.assert_close(grads[3][k], grads[1][k], rtol=1e-3, atol=atol)

@@ -22,8 +22,9 @@ from rigged_gaussians.strategy import (
 from torch import nn
 
 CFG = DensifyConfig(
-    densify_from=1, densify_until=100, densify_every=1, prune_from=200, prune_until=300, prune_every=10
-)
+    densify_from=1, densify_until=100, densify_every=1, prune_from=200, prune_until=300, prune_every=10,
+    scene_extent=1.0, max_world_size=0.1, screen_size_from=0,
+)  # fmt: skip
 
 
 def _params(n: int, seed: int = 0, log_scale: float = -6.0, opacity: float = 0.5) -> dict[str, nn.Parameter]:
@@ -52,12 +53,59 @@ def test_accumulate_formula() -> None:
     radii = torch.tensor([[[3, 4], [1, 1], [0, 0]], [[7, 2], [0, 0], [0, 0]]], dtype=torch.int32)
     st = accumulate(DensifyState(), g, vis, width=20, height=10, radii=radii)
     # n=0: (1*10 + 1*10, 2*5 - 1*5) = (20, 5); n=1: (5, 0); n=2 invisible
-    torch.testing.assert_close(st.grad_accum, torch.tensor([math.hypot(20, 5), 5.0, 0.0]))
+    a = torch.tensor([math.hypot(20, 5), 5.0, 0.0])
+    a = a / a.norm()  # normalised over the step's visible Gaussians
+    torch.testing.assert_close(st.grad_accum, a)
     torch.testing.assert_close(st.count, torch.tensor([1.0, 1.0, 0.0]))
     torch.testing.assert_close(st.max_radii, torch.tensor([7.0, 1.0, 0.0]))
-    accumulate(st, g, vis, width=20, height=10)
-    torch.testing.assert_close(st.average_grad(), torch.tensor([math.hypot(20, 5), 5.0, 0.0]))
-    torch.testing.assert_close(st.count, torch.tensor([2.0, 2.0, 0.0]))
+    # a second step, ten times the gradient, seen only by Gaussian 1: its normalised value is 1
+    vis2 = torch.tensor([[False, True, False], [False, False, False]])
+    accumulate(st, 10 * g, vis2, width=20, height=10)
+    torch.testing.assert_close(st.count, torch.tensor([1.0, 2.0, 0.0]))
+    torch.testing.assert_close(st.average_grad(), torch.tensor([a[0], (a[1] + 1) / 2, 0.0]))
+    # a step without any gradient adds nothing but counts the visible Gaussians
+    accumulate(st, torch.zeros_like(g), vis, width=20, height=10)
+    torch.testing.assert_close(st.count, torch.tensor([2.0, 3.0, 0.0]))
+
+
+def _decisions(scale: float, seed: int = 0) -> tuple[list[int], list[int], int]:
+    """Grow then prune after three steps of random screen-space gradients ``x scale``: the face ids
+    of the clones and children, and the count after pruning."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 400
+    st = DensifyState()
+    for _ in range(3):
+        grad = torch.randn(2, n, 2, generator=gen) * torch.rand(1, n, 1, generator=gen) ** 4
+        vis = torch.rand(2, n, generator=gen) < 0.7
+        accumulate(st, grad * scale, vis, width=64, height=48)
+    p = _params(n, log_scale=-4.0)
+    with torch.no_grad():
+        p["log_scales"][::3] = math.log(0.5)  # some large (split), the others small (clone)
+        p["opacity_logits"][::7] = -9.0  # some transparent (pruned)
+    fid = torch.arange(n) // 2
+    cfg = DensifyConfig(grad_threshold=0.05)
+    out, out_fid, info = grow(p, fid, st, cfg, step=3)
+    assert 0 < info.n_cloned + info.n_split < n  # the threshold separates
+    kept, _, pruned = prune(out, out_fid, st, cfg)
+    return out_fid.tolist(), out["means"].detach().sum(-1).tolist(), pruned.n_after
+
+
+def test_statistic_does_not_depend_on_the_loss_scale() -> None:
+    base = _decisions(1.0)
+    for scale in (1000.0, 1e-3, 7.3):
+        fid, means, n_after = _decisions(scale)
+        assert fid == base[0] and n_after == base[2]  # the same Gaussians grow, split and go
+        assert means == pytest.approx(base[1])
+
+
+def test_statistic_does_not_depend_on_the_batch_size() -> None:
+    gen = torch.Generator().manual_seed(3)
+    grad = torch.randn(1, 50, 2, generator=gen)
+    vis = torch.rand(1, 50, generator=gen) < 0.8
+    one = accumulate(DensifyState(), grad, vis, width=32, height=32)
+    four = accumulate(DensifyState(), grad.expand(4, -1, -1), vis.expand(4, -1), width=32, height=32)
+    torch.testing.assert_close(one.grad_accum, four.grad_accum)
+    torch.testing.assert_close(one.grad_accum.norm(), torch.tensor(1.0))
 
 
 def test_accumulate_from_meta_of_a_render() -> None:
@@ -121,7 +169,7 @@ def test_clone_small_high_gradient() -> None:
     fid = torch.tensor([0, 0, 1, 2])
     st = _state([0.01, 0.0, 0.001, 0.003])
     out, out_fid, info = grow(p, fid, st, CFG, step=5)
-    assert info == DensifyInfo(action="densify", n_before=4, n_cloned=2, n_split=0, n_after=6)
+    assert info == DensifyInfo(action="densify", n_before=4, n_cloned=2, n_split=0, n_after=6, n_candidates=2)
     assert out["means"].shape[0] == 6 and isinstance(out["means"], nn.Parameter)
     assert out_fid.tolist() == [0, 0, 1, 2, 0, 2]  # clones inherit their parent's triangle
     for k in p:
@@ -168,6 +216,56 @@ def test_world_size_uses_sqrt_areas() -> None:
     assert info.n_split == 2
 
 
+def test_clone_split_boundary_is_a_fraction_of_the_scene_extent() -> None:
+    # world sizes 0.0075 and 0.0085: the boundary is 0.01 x 4 scene units x 0.2 m = 0.008 m
+    p = _params(2, log_scale=0.0)
+    sa = torch.tensor([0.0075, 0.0085])
+    cfg = DensifyConfig(scene_extent=4.0)
+    _, _, info = grow(p, torch.tensor([0, 1]), _state([1.0, 1.0]), cfg, scene_scale=0.2, sqrt_areas=sa)
+    assert (info.n_cloned, info.n_split) == (1, 1)
+
+
+# ----------------------------------------------------------------------------- budget
+def test_budget_grows_the_highest_statistic_first_and_is_never_exceeded() -> None:
+    n = 10
+    avg = [0.5, 0.0, 0.9, 0.3, 0.7, 0.0, 0.2, 0.8, 0.1, 0.6]  # all but 1 and 5 are candidates
+    p = _params(n, log_scale=-6.0)  # small: clones (one new Gaussian each)
+    fid = torch.arange(n)
+    cfg = DensifyConfig(**{**CFG.__dict__, "grad_threshold": 0.05, "max_gaussians": 13})
+    out, out_fid, info = grow(p, fid, _state(avg), cfg)
+    assert info.n_after == 13 and info.n_cloned == 3 and info.n_candidates == 8 and info.budget_bound
+    assert out_fid[n:].tolist() == [2, 4, 7]  # 0.9, 0.8, 0.7: the three highest
+    # splits cost split_factor - 1 each: with 3 children per split, 4 free places take 2 splits
+    big = _params(n, log_scale=0.0)
+    cfg3 = DensifyConfig(**{**cfg.__dict__, "split_factor": 3, "max_gaussians": 14})
+    out, out_fid, info = grow(big, fid, _state(avg), cfg3)
+    assert (info.n_split, info.n_after, info.budget_bound) == (2, 14, True)
+    counts = torch.bincount(out_fid, minlength=n).tolist()
+    assert [f for f in range(n) if counts[f] == 3] == [2, 7]  # the two highest became 3 children
+    # enough room: everything grows and the budget did not bind
+    roomy = DensifyConfig(**{**cfg.__dict__, "max_gaussians": 18})
+    _, _, info = grow(p, fid, _state(avg), roomy)
+    assert (info.n_cloned, info.n_after, info.budget_bound) == (8, 18, False)
+    # already at (or above) the budget: nothing grows
+    _, _, info = grow(p, fid, _state(avg), DensifyConfig(**{**cfg.__dict__, "max_gaussians": 8}))
+    assert (info.n_cloned, info.n_split, info.n_after, info.budget_bound) == (0, 0, 10, True)
+    # 0: no budget
+    _, _, info = grow(p, fid, _state(avg), DensifyConfig(**{**cfg.__dict__, "max_gaussians": 0}))
+    assert (info.n_cloned, info.budget_bound) == (8, False)
+    with pytest.raises(ValueError, match="max_gaussians"):
+        DensifyConfig(max_gaussians=-1)
+
+
+def test_budget_holds_through_the_step_hook() -> None:
+    p = _params(30, log_scale=-6.0)
+    fid = torch.arange(30)
+    cfg = DensifyConfig(**{**CFG.__dict__, "grad_threshold": 0.0, "max_gaussians": 40})
+    for step in (1, 2, 3):  # every Gaussian is a candidate at every step
+        meta = _meta(torch.ones(1, len(fid), 2))
+        p, fid, info = step_post_backward(p, fid, DensifyState(), cfg, step, meta)
+        assert len(fid) == 40 and info.budget_bound
+
+
 # ----------------------------------------------------------------------------- prune
 def test_prune_low_opacity_large_screen_and_world_size() -> None:
     p = _params(5)
@@ -183,6 +281,17 @@ def test_prune_low_opacity_large_screen_and_world_size() -> None:
     assert info == DensifyInfo(action="prune", n_before=5, n_pruned=3, n_rescued=0, n_after=2)
     torch.testing.assert_close(out["means"], p["means"].detach()[[0, 4]])
     assert st.num_gaussians == 2
+
+
+def test_screen_size_pruning_starts_at_screen_size_from() -> None:
+    p = _params(3)
+    st = _state([0.0] * 3)
+    st.max_radii[1] = 100.0  # > max_screen_size 60
+    cfg = DensifyConfig(**{**CFG.__dict__, "screen_size_from": 1500})
+    _, _, early = prune(p, torch.tensor([0, 0, 0]), st, cfg, step=1200)
+    assert early.n_pruned == 0
+    _, _, late = prune(p, torch.tensor([0, 0, 0]), st, cfg, step=1500)
+    assert late.n_pruned == 1
 
 
 def test_prune_keeps_best_gaussian_of_each_triangle() -> None:
@@ -286,11 +395,12 @@ def test_post_backward_grows_prunes_and_restarts_the_statistics() -> None:
     cfg = DensifyConfig(**{**CFG.__dict__, "densify_every": 2})
     out, out_fid, info = step_post_backward(p, fid, st, cfg, 1, _meta(grad), sqrt_areas=areas)
     assert info.action == "none" and out is p and not calls  # step 1: statistics only
-    torch.testing.assert_close(st.grad_accum, torch.tensor([2.0, 0.0, 0.0, 0.0]))  # |(1 * W/2, 0)|
+    torch.testing.assert_close(st.grad_accum, torch.tensor([1.0, 0.0, 0.0, 0.0]))  # the only one: 1
     out, out_fid, info = step_post_backward(p, fid, st, cfg, 2, _meta(grad), sqrt_areas=areas)
     assert info == DensifyInfo(
-        action="densify", n_before=4, n_cloned=1, n_split=0, n_pruned=1, n_rescued=0, n_after=4
-    )
+        action="densify", n_before=4, n_cloned=1, n_split=0, n_pruned=1, n_rescued=0, n_after=4,
+        n_candidates=1,
+    )  # fmt: skip
     assert calls == [1] and out_fid.tolist() == [0, 0, 1, 0]
     assert st.num_gaussians == 4 and not st.grad_accum.any() and not st.count.any()  # restarted
     radii = torch.tensor([[[70, 70], [1, 1], [1, 1], [1, 1]]], dtype=torch.int32)

@@ -1,8 +1,9 @@
 """Training with animation (docs/METHOD.md, "Training"): FLAME expressions and poses sampled per step.
 
 :class:`AnimationSampler` draws random frames of a motion sequence (a TalkSHOW / SHOW / ``.npz``
-file, or the procedural talking motion when none is given) so the avatar learns to move. The
-global orientation and translation are always zero: the cameras already cover the viewpoints.
+file, or the default training motion of :func:`headstudio.motion.training_motion`) so the avatar
+learns to move. The global orientation and translation are always zero: the cameras already cover
+the viewpoints.
 """
 
 from __future__ import annotations
@@ -10,44 +11,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from flame_core.motion import MotionSequence, procedural_talking_motion
+from flame_core.motion import MotionSequence
 
 from .errors import HeadStudioError
 from .motion import as_motion, fit_expression
 
 __all__ = ["AnimationSampler"]
 
-#: Frames of the procedural talking motion used when no motion is given (10 s at 30 fps).
-PROCEDURAL_FRAMES = 300
-
 
 class AnimationSampler:
     """Random FLAME poses from a motion sequence.
 
     Args:
-        motion: a ``flame_core.MotionSequence``, a motion file path, or ``None`` for
-            ``procedural_talking_motion`` (10 s at 30 fps).
+        motion: a ``flame_core.MotionSequence`` or a motion file path (the trainer passes
+            :func:`headstudio.motion.training_motion` of its head).
         num_expression: E of the head; the motion's expressions are truncated / zero-padded.
         neutral_prob: probability that a sample is the neutral pose (zeros), so the avatar
             also learns the pose it is saved and shown in.
-        seed: seed of the procedural motion.
     """
 
     def __init__(
         self,
-        motion: MotionSequence | str | Path | None = None,
+        motion: MotionSequence | str | Path,
         num_expression: int = 100,
         neutral_prob: float = 0.1,
-        seed: int = 0,
     ) -> None:
         if not 0.0 <= neutral_prob <= 1.0:
             raise HeadStudioError(f"AnimationSampler: neutral_prob must be in [0, 1], got {neutral_prob}.")
         if num_expression < 0:
             raise HeadStudioError(f"AnimationSampler: num_expression must be >= 0, got {num_expression}.")
-        if motion is None:
-            motion = procedural_talking_motion(
-                num_frames=PROCEDURAL_FRAMES, fps=30.0, num_expression=max(num_expression, 10), seed=seed
-            )
         self.motion: MotionSequence = as_motion(motion)
         self.num_expression = int(num_expression)
         self.neutral_prob = float(neutral_prob)

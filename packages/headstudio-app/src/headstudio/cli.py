@@ -35,6 +35,7 @@ from .errors import HeadStudioError, require_file
 from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
 from .export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
 from .motion import MOTION_SUFFIXES, as_motion, default_motion
+from .preflight import dry_run
 from .rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
 from .runtime import load_avatar, resolve_device
 from .talk import lipsync_motion, say, synthesize_speech
@@ -147,12 +148,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
     checkpoint = out_dir / "checkpoints" / "last.pt"
     resume = args.resume or args.resume_previous
+    if args.dry_run and resume:
+        raise HeadStudioError("--dry-run rehearses a new run; leave out --resume.")
     if args.resume and not checkpoint.is_file():
         raise HeadStudioError(
             f"--resume: no checkpoint at '{checkpoint}'; "
             "run without --resume to start, or give the --output of the run to continue."
         )
-    if not resume and checkpoint.exists():
+    if not resume and not args.dry_run and checkpoint.exists():
         raise HeadStudioError(
             f"--output '{out_dir}' already holds a run (checkpoints/last.pt); continue it with --resume "
             "or choose another --output."
@@ -172,6 +175,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise
     except (ValueError, KeyError, TypeError) as err:
         raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
+    if args.dry_run:  # load everything, a few real steps, write nothing
+        print("\n".join(dry_run(config, args.prompt).lines(config)))
+        return 0
     if args.resume_previous:
         use_previous_checkpoint(checkpoint)
     if resume:
@@ -411,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
         "damaged; it is kept as last.set-aside.pt)",
     )  # fmt: skip
     g.add_argument("--steps", type=_positive_int)
+    g.add_argument(
+        "--dry-run", action="store_true",
+        help="preflight: load everything, run 3 steps with these settings, print ms/step, the run's ETA and "
+        "peak memory; writes nothing",
+    )  # fmt: skip
     g.set_defaults(func=cmd_generate, flags={**FLAGS, "head": "--set head.flame_path"})
 
     a = sub.add_parser("animate", parents=[common, av], help="animate an avatar with a FLAME motion to MP4")

@@ -6,6 +6,27 @@ gathered in :class:`HeadStudioConfig`. Defaults are the numbers of docs/METHOD.m
 equations and the authors' public ``configs/headstudio.yaml``). The densification section is
 ``rigged_gaussians.strategy.DensifyConfig`` itself.
 
+Units (docs/METHOD.md has the table with sources): lengths of the world are metres; camera
+distances and ``densify.scene_extent`` are scene units of ``camera.scene_scale`` metres each;
+``densify.percent_dense`` and ``densify.max_world_size`` are fractions of the scene extent
+(``4 × 0.2 m``: clone below 8 mm, prune above 2.4 cm); ``densify.grad_threshold`` is
+dimensionless (each step's statistic has unit norm over the visible Gaussians);
+``densify.max_screen_size`` is in pixels of the training render and prunes from step
+``densify.screen_size_from``; schedules (``*_from``, ``*_until``, ``*_every``, ``*_step``) are
+optimisation steps; learning rates are in :class:`TrainConfig`.
+
+Deviations from the public code that we keep, one line each (docs/METHOD.md has the sources):
+
+- ``train.lr_scale`` 1e-3 and ``train.lr_rotation`` 1e-2 are the paper's table, not the public
+  code's 5e-3 / 1e-3: we reproduce the paper's numbers, and nothing measured here favours either.
+- The mesh regulariser divides the excess by ``√S`` (the paper's Eq. 10), not by the area: the
+  terms stay dimensionless, so ``loss.lambda_pos`` means the same on any head size.
+- The position term applies from step 0, not from step 2400: the paper gives no delay, and
+  Gaussians that leave their triangle early are the floaters it is meant to stop.
+- ``densify.max_gaussians`` (500,000, ours; the public code has no budget): 5x the initial
+  count, far below memory limits at batch 8 and 1024², so it only stops runaway growth.
+- ``densify.max_world_size`` 0.03 of the extent (2.4 cm; 3DGS: 0.1, 8 cm on a 31 cm head).
+
 A run's configuration is the defaults, then a TOML file, then ``--set key=value`` overrides::
 
     cfg = load_config("my.toml", ["train.steps=2000", "camera.fovy_deg=[30, 50]"])
@@ -135,24 +156,35 @@ class TrainConfig:
     """The optimisation loop (docs/METHOD.md, "Training": Adam, learning rates, 10k steps, batch 8,
     1024² renders).
 
+    Units of the learning rates: Adam's step is about ``lr`` in the parameter's own unit per
+    step. The Gaussian means are local, in units of their triangle's size ``√S`` (docs/METHOD.md,
+    "Rigged Gaussians"), so ``lr_position`` does not depend on the head's size; scales are
+    ``log`` (dimensionless), rotations unnormalised quaternions, colours SH coefficients,
+    opacities logits and the shape FLAME's β (standard deviations of its shape space).
+
     Attributes:
         steps: training steps.
         batch_size: poses (each with one random camera) per step.
         resolution: render size in pixels (square).
-        guidance_resolution: size the renders are resized to for the diffusion model.
+        guidance_resolution: size the renders are resized to for the diffusion model (px).
         seed: seed of every random generator of the run.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         shape_stop_step: the FLAME shape β stops being updated from this step on.
-        lr_position, lr_scale, lr_rotation, lr_color, lr_opacity, lr_shape: Adam learning rates
-            of the Gaussian means, log-scales, quaternions, SH colours, opacity logits and β.
+        lr_position: learning rate of the local means at step 0 (triangle units per step); the
+            public code's 5e-5 times its spatial scale 4 (``cameras_extent``).
+        lr_position_final, lr_position_decay_steps: the position rate decays exponentially
+            (log-linearly) to ``lr_position_final`` at step ``lr_position_decay_steps`` and stays
+            there (public code: 2.5e-5 × 4 at 30,000 steps; :meth:`position_lr`).
+        lr_scale, lr_rotation, lr_color, lr_opacity, lr_shape: Adam learning rates of the
+            log-scales, quaternions, SH colours, opacity logits and β (the paper's table).
         betas: Adam betas.
         eps: Adam epsilon (the public code's 1e-15).
         background: ``random`` (one random colour per view), ``white`` or ``black``.
         log_every: steps between ``log.jsonl`` records.
         preview_every: steps between preview PNG grids (0: never).
         checkpoint_every: steps between checkpoints (0: only at the end / on Ctrl-C).
-        motion_path: motion file whose frames animate training (``None``: the procedural
-            talking motion).
+        motion_path: motion file whose frames animate training (``None``: the default training
+            motion, :func:`headstudio.motion.default_motion`, retargeted to the head).
         animation: train with animation (sample expressions and poses) as the paper does.
     """
 
@@ -163,7 +195,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     shape_stop_step: int = 8000
-    lr_position: float = 5e-5
+    lr_position: float = 2e-4
     lr_scale: float = 1e-3
     lr_rotation: float = 1e-2
     lr_color: float = 1.25e-2
@@ -177,6 +209,20 @@ class TrainConfig:
     checkpoint_every: int = 500
     motion_path: str | None = None
     animation: bool = True
+    lr_position_final: float = 1e-4
+    lr_position_decay_steps: int = 30000
+
+    def position_lr(self, step: int) -> float:
+        """The position learning rate at ``step``:
+        ``lr_position · (lr_position_final / lr_position)^(min(step, D) / D)``, ``D`` the decay steps
+        (3DGS's exponential schedule without its delay; constant when either rate is 0)."""
+        lr0, lr1 = float(self.lr_position), float(self.lr_position_final)
+        if lr0 <= 0 or lr1 <= 0:
+            return lr0
+        f = min(max(int(step), 0), int(self.lr_position_decay_steps)) / max(
+            int(self.lr_position_decay_steps), 1
+        )
+        return math.exp((1 - f) * math.log(lr0) + f * math.log(lr1))
 
 
 @dataclass
@@ -187,12 +233,18 @@ class LossConfig:
     multiplies each by its ``lambda_<name>`` (:meth:`weight`) and sums them, in one place. A new
     loss term is a new ``lambda_`` field here and nothing else.
 
+    Every term is a mean that does not grow with the batch or the number of Gaussians, so a
+    weight means the same at any batch size and avatar size.
+
     Attributes:
-        lambda_sds: the score-distillation loss.
-        lambda_pos: mesh regularisation of the positions (the paper: 0.1).
-        lambda_scale: mesh regularisation of the scales (the paper: 0.1).
-        lambda_l1: photometric L1 of the image guidance (3DGS: 0.8).
-        lambda_ssim: photometric 1 − SSIM of the image guidance (3DGS: 0.2).
+        lambda_sds: the score-distillation loss (a batch mean: its gradient on each view's
+            latents is ``w(t)·δ / B``).
+        lambda_pos: mesh regularisation of the positions (the paper: 0.1); the term is the mean
+            excess over the tolerance of the violating Gaussians, in units of their triangle's
+            size (dimensionless).
+        lambda_scale: mesh regularisation of the scales (the paper: 0.1), the same units.
+        lambda_l1: photometric L1 of the image guidance (3DGS: 0.8; colour units, a pixel mean).
+        lambda_ssim: photometric 1 − SSIM of the image guidance (3DGS: 0.2; a pixel mean).
     """
 
     lambda_sds: float = 1.0
@@ -411,12 +463,27 @@ def _validate(cfg: HeadStudioConfig) -> None:
         t.guidance_resolution,
         "a multiple of 8 in 8..4096",
     )
-    for name in ("lr_position", "lr_scale", "lr_rotation", "lr_color", "lr_opacity", "lr_shape"):
+    lrs = (
+        "lr_position",
+        "lr_position_final",
+        "lr_scale",
+        "lr_rotation",
+        "lr_color",
+        "lr_opacity",
+        "lr_shape",
+    )
+    for name in lrs:
         v = getattr(t, name)
         _check(v >= 0 and math.isfinite(v), f"train.{name}", v, "a finite number >= 0")
     _check(all(0 <= b < 1 for b in t.betas), "train.betas", list(t.betas), "[b1, b2] each in [0, 1)")
     for name in ("log_every", "preview_every", "checkpoint_every", "shape_stop_step"):
         _check(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "an integer >= 0")
+    _check(
+        t.lr_position_decay_steps >= 1,
+        "train.lr_position_decay_steps",
+        t.lr_position_decay_steps,
+        "at least 1",
+    )
     for f in dataclasses.fields(LossConfig):
         v = getattr(cfg.loss, f.name)
         _check(v >= 0 and math.isfinite(v), f"loss.{f.name}", v, "a finite number >= 0")
@@ -426,6 +493,8 @@ def _validate(cfg: HeadStudioConfig) -> None:
     _check(
         d.split_scale_divisor > 0, "densify.split_scale_divisor", d.split_scale_divisor, "a positive number"
     )
+    _check(d.max_gaussians >= 0, "densify.max_gaussians", d.max_gaussians, "an integer >= 0 (0: no budget)")
+    _check(d.scene_extent > 0, "densify.scene_extent", d.scene_extent, "a positive number (scene units)")
     for name in ("t_range_phase1", "t_range_phase2"):
         lo, hi = getattr(cfg.guidance, name)
         _check(0.0 <= lo <= hi <= 1.0, f"guidance.{name}", [lo, hi], "[min, max] with 0 <= min <= max <= 1")

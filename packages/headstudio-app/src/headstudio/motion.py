@@ -3,11 +3,15 @@
 One place for what the trainer (``train.motion_path``), the animation sampler, ``animate`` and
 ``export`` all do with a motion: load a TalkSHOW ``.npy``, SHOW / TalkSHOW ``.pkl`` or our
 ``.npz`` (``flame_core.MotionSequence.load``), and truncate or zero-pad its expressions ``[T, E]``
-to the ``num_expression`` components of the head that plays it.
+to the ``num_expression`` components of the head that plays it. The default motion (no motion
+given) is the procedural talking motion retargeted to the head through landmarks
+(:func:`default_motion`), so it means the same on any head; :func:`training_motion` is what
+training animates with.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -23,12 +27,18 @@ __all__ = [
     "load_motion",
     "as_motion",
     "default_motion",
+    "training_motion",
+    "TRAINING_MOTION_FRAMES",
     "fit_expression",
     "fit_flame_kwargs",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Motion file suffixes ``load_motion`` reads.
 MOTION_SUFFIXES = (".npy", ".npz", ".pkl")
+#: Frames of the default training motion (10 s at 30 fps).
+TRAINING_MOTION_FRAMES = 300
 
 
 def load_motion(path: str | Path) -> MotionSequence:
@@ -52,15 +62,42 @@ def as_motion(motion: MotionSequence | str | Path) -> MotionSequence:
 
 
 def default_motion(
-    head: FlameModel, audio: str | Path | None = None, fps: float = 30.0, num_frames: int | None = None
+    head: FlameModel,
+    audio: str | Path | None = None,
+    fps: float = 30.0,
+    num_frames: int | None = None,
+    seed: int = 0,
 ) -> MotionSequence:
     """The talking motion used when none is given: ``num_frames`` frames, else as long as ``audio``,
-    else 4 s; the procedural talking motion retargeted to ``head`` through landmarks
+    else 4 s; the procedural talking motion (of ``seed``) retargeted to ``head`` through landmarks
     (``flame_core.retarget.default_training_motion``), so it means the same on any head."""
     if num_frames is None:
         secs = audio_seconds(audio) if audio is not None else None
         num_frames = int(round((secs or 4.0) * fps))
-    return default_training_motion(head, num_frames=max(1, int(num_frames)), fps=fps)
+    return default_training_motion(head, num_frames=max(1, int(num_frames)), fps=fps, seed=int(seed))
+
+
+def training_motion(head: FlameModel, path: str | Path | None = None, seed: int = 0) -> MotionSequence:
+    """The motion whose frames animate training on ``head``: the motion file ``path``, else the
+    default motion (:func:`default_motion`, :data:`TRAINING_MOTION_FRAMES` frames of ``seed``).
+
+    On a head other than the procedural one, training without a motion file says so in one
+    warning line (the default motion is procedural, retargeted; a recorded one is better).
+
+    Raises:
+        HeadStudioError: the motion file cannot be read.
+    """
+    if path is not None:
+        return load_motion(path)
+    if head.source != "procedural":
+        log.warning(
+            "no train.motion_path: the animation trains on the procedural talking motion (%d frames at "
+            "30 fps), retargeted to %s through its landmarks; give a recorded motion with "
+            "--set train.motion_path=FILE.",
+            TRAINING_MOTION_FRAMES,
+            head.source,
+        )
+    return default_motion(head, num_frames=TRAINING_MOTION_FRAMES, seed=seed)
 
 
 def fit_expression(expr: torch.Tensor, num_expression: int) -> torch.Tensor:

@@ -4,8 +4,12 @@ One step (docs/ARCHITECTURE.md, "One training step") reads as numbered stages in
 :meth:`Trainer.train_step`: sample a batch (``B`` poses of a motion, a random camera each, or
 the guidance's own batch), render the rigged Gaussians, compute the loss terms (the guidance's
 and the mesh regulariser's) and weigh them with ``loss.lambda_*`` in one place, backward, the
-Adam step (the FLAME shape stops learning at ``train.shape_stop_step``), then densify / prune
-through ``rigged_gaussians.strategy``'s step hooks, and return the step's log record.
+Adam step (the position learning rate follows ``train.position_lr``; the FLAME shape stops
+learning at ``train.shape_stop_step``), then densify / prune through ``rigged_gaussians.strategy``'s
+step hooks, and return the step's log record. Each record of ``log.jsonl`` and the progress bar
+also carries the run's health figures (:mod:`headstudio.diagnostics`): N, the densification
+statistic, what densification did, the regulariser / guidance gradient ratio, ms per step and
+peak CUDA memory; a run that drifts out of range says so in one warning line.
 
 Outputs in ``output_dir``::
 
@@ -55,9 +59,10 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import HeadStudioConfig, config_to_dict, save_config
+from .diagnostics import RunMonitor, StepGradients, postfix
 from .errors import HeadStudioError
 from .guidance import Guidance, GuidanceOutput, build_guidance
-from .motion import load_motion
+from .motion import training_motion
 from .previews import preview_grid, preview_size, save_preview
 from .regularization import REGULARIZER_TERMS, mesh_regularization
 from .runtime import resolve_device
@@ -148,6 +153,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(avatar.optimizer_groups(t), betas=tuple(t.betas), eps=t.eps)
         self.batch_sampler = self._batch_sampler()
         self.densify_state = strategy.DensifyState.create(avatar.num_gaussians, device=device)
+        regularized = any(config.loss.weight(k) > 0 for k in REGULARIZER_TERMS)
+        self.monitor = RunMonitor(config.densify, device, regularized=regularized)
 
     # ------------------------------------------------------------------------ construction
     @classmethod
@@ -283,8 +290,7 @@ class Trainer:
         e = int(self.head.num_expression)
         animation = None
         if t.animation:
-            motion = load_motion(t.motion_path) if t.motion_path else None
-            animation = AnimationSampler(motion, e, seed=int(t.seed))
+            animation = AnimationSampler(training_motion(self.head, t.motion_path, seed=int(t.seed)), e)
         cameras = CameraSampler(cam, self.width, self.height, self.target)
         return BatchSampler(cameras, animation, e, t.background)
 
@@ -361,6 +367,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimisation step (``self.step`` counts completed steps); returns its log record."""
         step = self.step + 1
+        self.monitor.start_step()
         # 1. sample a batch
         batch = self.sample_batch()
         # 2. render (the densification hook keeps the screen-space gradient it accumulates)
@@ -374,18 +381,24 @@ class Trainer:
             self.num_skipped += 1
             self.optimizer.zero_grad(set_to_none=True)
             self.step = step
+            self.monitor.end_step(None, None)
             return logs
-        # 4. backward
+        # 4. backward (keeping the regulariser's share of the means' gradient for the diagnostics)
+        reg_grad = self._regularizer_grad(terms)
         loss.backward()
-        # 5. optimiser step (the FLAME shape stops learning at shape_stop_step)
+        grads = StepGradients.split(self.avatar.means.grad, reg_grad)
+        logs.update(grads.logs())
+        # 5. optimiser step (the position rate decays; the FLAME shape stops learning at shape_stop_step)
         if step > self.config.train.shape_stop_step:
             self.avatar.shape.grad = None
+        self._set_position_lr(self.step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         # 6. densify / prune on the schedule
-        self._densify(step, out)
+        info = self._densify(step, out)
         # 7. log: the step's record (train() writes it to log.jsonl every train.log_every steps)
         self.step = step
+        self.monitor.end_step(grads, info)
         return logs
 
     def _render(self, batch: TrainBatch) -> AvatarRender:
@@ -408,6 +421,24 @@ class Trainer:
                 p["means"], p["log_scales"], self.avatar.face_ids, out.vertices, self.head.faces
             ))  # fmt: skip
         return g, terms
+
+    def _regularizer_grad(self, terms: dict[str, Tensor]) -> Tensor | None:
+        """``[N, 3]`` gradient of the weighted regulariser on the local means (``None`` without
+        one); the graph is kept for the whole loss's backward."""
+        lc = self.config.loss
+        parts = [w * terms[k] for k in REGULARIZER_TERMS if k in terms and (w := lc.weight(k)) != 0]
+        if not parts:
+            return None
+        means = self.avatar.means
+        (grad,) = torch.autograd.grad(sum(parts), means, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(means) if grad is None else grad
+
+    def _set_position_lr(self, completed_steps: int) -> None:
+        """The means' learning rate of the next update: ``train.position_lr(completed_steps)``."""
+        lr = self.config.train.position_lr(completed_steps)
+        for group in self.optimizer.param_groups:
+            if group.get("name") == "means":
+                group["lr"] = lr
 
     def weighted_loss(self, terms: dict[str, Tensor]) -> Tensor:
         """``Σ lambda_<name> · loss_<name>`` over ``terms``: the one place weights are applied
@@ -436,8 +467,9 @@ class Trainer:
             logs["skipped"] = 1.0
         return logs
 
-    def _densify(self, step: int, out: AvatarRender) -> None:
-        """``rigged_gaussians.strategy``'s post-backward hook on the avatar's Gaussians."""
+    def _densify(self, step: int, out: AvatarRender) -> strategy.DensifyInfo:
+        """``rigged_gaussians.strategy``'s post-backward hook on the avatar's Gaussians; says in
+        one warning line each time the budget ``densify.max_gaussians`` binds."""
 
         def sqrt_areas() -> Tensor:  # of the batch's first pose, only on densify / prune steps
             verts = out.vertices[:1].detach()
@@ -452,6 +484,15 @@ class Trainer:
         if info.action != "none":
             self.avatar.set_gaussians(params, face_ids)
             log.info("step %d: %s", step, dataclasses.asdict(info))
+            self.monitor.check_budget(info.n_after)
+        if info.budget_bound:
+            log.warning(
+                "step %d: the Gaussian budget bound: %d of %d densification candidates grown (highest "
+                "statistic first), N = %d of densify.max_gaussians = %d.",
+                step, info.n_cloned + info.n_split, info.n_candidates, info.n_after,
+                cfg.densify.max_gaussians,
+            )  # fmt: skip
+        return info
 
     # ------------------------------------------------------------------------ loop
     def train(self) -> Path:
@@ -476,10 +517,9 @@ class Trainer:
                     logs = self.train_step()
                     in_step = False
                     bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{logs['loss']:.4f}", N=int(self.avatar.num_gaussians), refresh=False
-                    )
-                    self._after_step(logs, total, time.perf_counter() - started)
+                    record = self._after_step(logs, total, time.perf_counter() - started)
+                    if record is not None:
+                        bar.set_postfix(postfix(record, logs["loss"]), refresh=False)
                     if self._stop_requested:
                         raise KeyboardInterrupt
         except KeyboardInterrupt as err:
@@ -507,27 +547,35 @@ class Trainer:
         again, self._stop_requested = self._stop_requested, True
         return again
 
-    def _after_step(self, logs: dict[str, float], total: int, elapsed: float) -> None:
-        """The periodic outputs of the loop: log record, preview, checkpoint, callback."""
+    def _after_step(self, logs: dict[str, float], total: int, elapsed: float) -> dict[str, float] | None:
+        """The periodic outputs of the loop: log record, preview, checkpoint, callback; returns
+        the record written this step, if any."""
         t, s = self.config.train, self.step
+        record = None
         if t.log_every and (s % t.log_every == 0 or s == total):
-            self._log(logs, elapsed)
+            record = self._log(logs, elapsed)
         if t.preview_every and s % t.preview_every == 0:
             self.save_preview()
         if t.checkpoint_every and s % t.checkpoint_every == 0 and s < total:
             self.save_checkpoint()
         if self.callback is not None:
             self.callback(self, s)
+        return record
 
-    def _log(self, logs: dict[str, float], elapsed: float) -> None:
-        rec = {
-            "step": self.step,
-            "num_gaussians": int(self.avatar.num_gaussians),
-            "elapsed_s": round(elapsed, 3),
-        }
+    def _log(self, logs: dict[str, float], elapsed: float) -> dict[str, float]:
+        """Append the step's record, with the run's health figures, to ``log.jsonl``; returns it."""
+        rec: dict[str, float] = {"step": self.step, "elapsed_s": round(elapsed, 3)}
+        rec.update(self.health())
         rec.update(logs)
         with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
+        return rec
+
+    def health(self) -> dict[str, float]:
+        """The health figures since the previous call (:meth:`headstudio.diagnostics.RunMonitor.record`),
+        warning once about any out of range."""
+        n = int(self.avatar.num_gaussians)
+        return self.monitor.record(self.densify_state, n, self.step, self.num_skipped)
 
     # ------------------------------------------------------------------------ previews
     def preview_grid(self, size: int | None = None) -> np.ndarray:

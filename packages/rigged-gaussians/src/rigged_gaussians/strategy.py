@@ -18,16 +18,24 @@ A training loop calls two hooks, as with gsplat's strategies::
 :func:`grow` and :func:`prune` (densify steps) or :func:`prune` alone (prune steps). Each
 operation returns the new parameters, the new ``face_ids`` and a :class:`DensifyInfo`.
 
-Gradient statistic (:func:`accumulate`, one call per optimisation step; ``M = B*C`` cameras)::
+Gradient statistic (:func:`accumulate`, one call per optimisation step; ``M = B*C`` cameras),
+the normalised view-space gradient of the paper (§4.4) and the public HeadStudio code::
 
-    g[m, n]   = (dL/dx[m, n] * W/2, dL/dy[m, n] * H/2)    # pixel -> NDC units ("normalised")
+    g[m, n]   = (dL/dx[m, n] * W/2, dL/dy[m, n] * H/2)    # pixel -> NDC units
     s[n]      = sum over cameras m where n is visible of g[m, n]   # summed over the batch
-    accum[n] += |s[n]|_2,  count[n] += 1                  # only for n visible in some camera
+    a[n]      = |s[n]|_2 / sqrt(sum over visible k of |s[k]|_2^2)   # normalised over the step's
+                                                                    # visible Gaussians
+    accum[n] += a[n],  count[n] += 1                      # only for n visible in some camera
     average   = accum / count                              # compared with grad_threshold
 
-(the NDC scaling makes the threshold independent of the resolution, as 3DGS/gsplat; the public
-HeadStudio code's 0.002 applies to this statistic). ``max_radii[n]`` tracks the largest screen
-radius (pixels) seen since the last densification.
+Each step's ``a`` has unit L2 norm over the visible Gaussians, so the statistic does not depend
+on the loss's scale (every loss weight x1000 gives the same decisions) nor on the batch size; it
+ranks a Gaussian's gradient against the others of the same step. ``max_radii[n]`` tracks the
+largest screen radius (pixels) seen since the last densification.
+
+Budget (:attr:`DensifyConfig.max_gaussians`): when the clones and split children would take the
+count past it, :func:`grow` grows the candidates with the highest statistic first and stops
+before the budget; ``info.n_candidates`` and ``info.budget_bound`` say what was left out.
 
 Schedule (:class:`DensifyConfig`): on steps in ``[densify_from, densify_until]`` that are
 multiples of ``densify_every`` it grows and prunes, then the statistics restart; on steps in
@@ -45,7 +53,9 @@ Arguments shared by :func:`grow`, :func:`prune` and :func:`step_post_backward`:
 - ``optimizer``: optional Adam whose param groups are named after ``params`` (``group["name"]``),
   updated in place: new parameters, moments copied for kept and cloned Gaussians, zero for split
   children.
-- ``scene_scale``: the scene extent (world units) for ``percent_dense`` and ``max_world_size``.
+- ``scene_scale``: world units per scene unit (the trainer's ``camera.scene_scale``, metres);
+  ``percent_dense`` and ``max_world_size`` are fractions of the world extent
+  ``config.scene_extent * scene_scale``.
 - ``sqrt_areas``: ``[F]`` (or ``[B,F]``, first pose used) ``sqrt(area)`` of the triangles, so
   sizes are world sizes ``sqrt(S) exp(log_s)``; without it the local scales ``exp(log_s)``
   (relative to the triangle) decide clone / split and the ``max_world_size`` prune is skipped.
@@ -85,22 +95,32 @@ PARAM_KEYS = ("means", "quats", "log_scales", "opacity_logits")
 class DensifyConfig:
     """Densification schedule and thresholds (defaults: the public HeadStudio code, docs/METHOD.md).
 
+    Sizes are fractions of the scene's extent: ``scene_extent`` scene units, which the caller
+    turns into world units with its ``scene_scale`` (world units per scene unit).
+
     Attributes:
         enabled: densify and prune at all (``False``: the hooks do nothing).
-        grad_threshold: densify Gaussians whose average normalised gradient is ``>=`` this.
+        grad_threshold: densify Gaussians whose average normalised gradient (dimensionless: each
+            step's values have unit L2 norm over the visible Gaussians) is ``>=`` this.
         densify_from, densify_until, densify_every: grow + prune on steps in
             ``[densify_from, densify_until]`` that are multiples of ``densify_every``.
         prune_from, prune_until, prune_every: the prune-only phase.
         min_opacity: prune Gaussians whose (activated) opacity is below this.
-        max_screen_size: prune Gaussians whose screen radius (pixels, max since the last
-            densification) exceeds this; 0 disables.
+        max_screen_size: prune Gaussians whose screen radius (pixels of the training render,
+            max since the last densification) exceeds this, from step ``screen_size_from`` on;
+            0 disables.
         max_world_size: prune Gaussians whose largest world scale exceeds
-            ``max_world_size * scene_scale`` (only when ``sqrt_areas`` is given); 0 disables.
-        percent_dense: Gaussians whose largest world scale is ``<= percent_dense * scene_scale``
+            ``max_world_size * scene_extent`` (only when ``sqrt_areas`` is given); 0 disables.
+        percent_dense: Gaussians whose largest world scale is ``<= percent_dense * scene_extent``
             are cloned, larger ones split.
         split_factor: children per split Gaussian.
         split_scale_divisor: children's scales are the parent's divided by this
             (3DGS: ``0.8 * split_factor``).
+        max_gaussians: the budget: growing never takes the count above it (highest statistic
+            first); 0 means no budget.
+        scene_extent: the scene's extent in scene units (the public code's ``cameras_extent``);
+            the world extent is ``scene_extent * scene_scale``.
+        screen_size_from: the step from which ``max_screen_size`` prunes (public code: 1500).
     """
 
     enabled: bool = True
@@ -113,10 +133,13 @@ class DensifyConfig:
     prune_every: int = 300
     min_opacity: float = 0.005
     max_screen_size: float = 60.0
-    max_world_size: float = 0.1
+    max_world_size: float = 0.03
     percent_dense: float = 0.01
     split_factor: int = 2
     split_scale_divisor: float = 1.6
+    max_gaussians: int = 500_000
+    scene_extent: float = 4.0
+    screen_size_from: int = 1500
 
     def __post_init__(self) -> None:
         for name in ("densify_every", "prune_every", "split_factor"):
@@ -124,6 +147,10 @@ class DensifyConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.split_scale_divisor <= 0:
             raise ValueError(f"split_scale_divisor: expected > 0, got {self.split_scale_divisor}")
+        if self.max_gaussians < 0:
+            raise ValueError(f"max_gaussians: expected >= 0 (0: no budget), got {self.max_gaussians}")
+        if self.scene_extent <= 0:
+            raise ValueError(f"scene_extent: expected > 0, got {self.scene_extent}")
 
     def is_densify_step(self, step: int) -> bool:
         """Whether ``step`` grows (and prunes)."""
@@ -213,6 +240,9 @@ class DensifyInfo:
         n_pruned: Gaussians removed (low opacity, too large on screen or in the world).
         n_rescued: Gaussians kept although pruned, the best of a triangle that would be empty.
         n_after: Gaussians after the step.
+        n_candidates: Gaussians whose statistic reached the threshold (grown unless the budget
+            bound).
+        budget_bound: the budget ``max_gaussians`` left some candidates out.
     """
 
     action: Literal["none", "densify", "prune"] = "none"
@@ -222,6 +252,8 @@ class DensifyInfo:
     n_pruned: int = 0
     n_rescued: int = 0
     n_after: int = 0
+    n_candidates: int = 0
+    budget_bound: bool = False
 
 
 # ----------------------------------------------------------------------------- the statistic
@@ -274,9 +306,11 @@ def accumulate(
         vis = visible.to(means2d_grad.dtype)[..., None]
         s = (means2d_grad * scale * vis).sum(0)  # [N,2]
         seen = visible.any(0)
-        state.grad_accum += torch.where(seen, s.norm(dim=-1), torch.zeros_like(s[:, 0])).to(
-            state.grad_accum.dtype
-        )
+        a = torch.where(seen, s.norm(dim=-1), torch.zeros_like(s[:, 0]))
+        a = torch.nan_to_num(a, nan=0.0, posinf=0.0)  # a non-finite gradient adds nothing
+        total = a.norm()  # over the visible Gaussians (the others are 0); no sync: 0 stays 0
+        a = a / total.clamp_min(torch.finfo(a.dtype).tiny)
+        state.grad_accum += a.to(state.grad_accum.dtype)
         state.count += seen.to(state.count.dtype)
         if radii is not None:
             r = radii.amax(dim=(0, 2)).to(state.max_radii.dtype) if radii.numel() else state.max_radii
@@ -420,9 +454,11 @@ def grow(
     """Clone and split the Gaussians whose average gradient reaches ``config.grad_threshold``
     (arguments: module docstring; ``step`` seeds the default generator).
 
-    Those with ``max world scale <= percent_dense * scene_scale`` are cloned (an exact copy);
-    larger ones are replaced by ``split_factor`` children with means ``mu + R(q) (eps * s)``,
-    ``eps ~ N(0, I)``, in the parent's local frame, and scales ``s / split_scale_divisor``.
+    Those with ``max world scale <= percent_dense * scene_extent * scene_scale`` are cloned (an
+    exact copy); larger ones are replaced by ``split_factor`` children with means
+    ``mu + R(q) (eps * s)``, ``eps ~ N(0, I)``, in the parent's local frame, and scales
+    ``s / split_scale_divisor``. With a budget (``config.max_gaussians > 0``) the candidates are
+    grown in decreasing order of their statistic while the count stays within it.
 
     Returns:
         ``(new_params, new_face_ids, info)``: rows ordered as the kept originals, the clones,
@@ -432,8 +468,12 @@ def grow(
     dev = fid.device
     with torch.no_grad():
         vals = {k: v.detach() for k, v in params.items()}
-        high = state.average_grad().to(dev) >= config.grad_threshold
-        small = _world_size(vals["log_scales"], fid, sqrt_areas) <= config.percent_dense * scene_scale
+        average = state.average_grad().to(dev)
+        high = average >= config.grad_threshold
+        extent = config.scene_extent * scene_scale
+        small = _world_size(vals["log_scales"], fid, sqrt_areas) <= config.percent_dense * extent
+        n_candidates = int(high.sum())
+        high, bound = _within_budget(high, small, average, n, config)
         clone_idx = (high & small).nonzero(as_tuple=True)[0]
         split_idx = (high & ~small).nonzero(as_tuple=True)[0]
         kept = torch.ones(n, dtype=torch.bool, device=dev)
@@ -460,8 +500,30 @@ def grow(
         n_cloned=int(clone_idx.numel()),
         n_split=int(split_idx.numel()),
         n_after=int(src.numel()),
+        n_candidates=n_candidates,
+        budget_bound=bound,
     )
     return new_params, new_face_ids, info
+
+
+def _within_budget(
+    high: Tensor, small: Tensor, average: Tensor, n: int, config: DensifyConfig
+) -> tuple[Tensor, bool]:
+    """``(candidates [N] bool, whether the budget left some out)``: the candidates ``high`` if
+    growing them all keeps the count within ``config.max_gaussians`` (a clone adds one Gaussian,
+    a split ``split_factor - 1``), else those with the highest ``average`` first, as many as fit."""
+    if config.max_gaussians <= 0:
+        return high, False
+    idx = high.nonzero(as_tuple=True)[0]
+    cost = torch.where(small[idx], 1, config.split_factor - 1)
+    room = max(int(config.max_gaussians) - n, 0)
+    if int(cost.sum()) <= room:
+        return high, False
+    order = torch.sort(average[idx], descending=True, stable=True).indices
+    take = idx[order][cost[order].cumsum(0) <= room]
+    out = torch.zeros_like(high)
+    out[take] = True
+    return out, True
 
 
 def prune(
@@ -473,9 +535,11 @@ def prune(
     optimizer: torch.optim.Optimizer | None = None,
     scene_scale: float = 1.0,
     sqrt_areas: Tensor | None = None,
+    step: int | None = None,
 ) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
     """Remove Gaussians with opacity ``< min_opacity``, screen radius ``> max_screen_size``
-    (``state.max_radii``) or world scale ``> max_world_size * scene_scale``, except the best
+    (``state.max_radii``; only from ``config.screen_size_from`` on when ``step`` is given) or
+    world scale ``> max_world_size * scene_extent * scene_scale``, except the best
     (highest-opacity) Gaussian of a triangle that would otherwise be left empty (arguments:
     module docstring).
 
@@ -487,11 +551,11 @@ def prune(
         opac = _opacity(params)
         radii = state.max_radii.to(fid.device)
         remove = opac < config.min_opacity
-        if config.max_screen_size > 0:
+        if config.max_screen_size > 0 and (step is None or step >= config.screen_size_from):
             remove |= radii > config.max_screen_size
         if config.max_world_size > 0 and sqrt_areas is not None:
             size = _world_size(params["log_scales"].detach(), fid, sqrt_areas)
-            remove |= size > config.max_world_size * scene_scale
+            remove |= size > config.max_world_size * config.scene_extent * scene_scale
         keep = ~_protect_triangles(remove, fid, opac, torch.unique(fid))
         src = keep.nonzero(as_tuple=True)[0]
         state._keep_rows(keep)
@@ -551,9 +615,12 @@ def step_post_backward(
     areas = sqrt_areas() if callable(sqrt_areas) else sqrt_areas
     kw = {"optimizer": optimizer, "scene_scale": scene_scale, "sqrt_areas": areas}
     if not densify:
-        return prune(params, face_ids, state, config, **kw)
+        return prune(params, face_ids, state, config, step=step, **kw)
     params, face_ids, grown = grow(params, face_ids, state, config, generator=generator, step=step, **kw)
-    params, face_ids, pruned = prune(params, face_ids, state, config, **kw)
+    params, face_ids, pruned = prune(params, face_ids, state, config, step=step, **kw)
     state.restart(pruned.n_after, params["means"].device)  # statistics restart after densifying (3DGS)
-    info = replace(pruned, action="densify", n_before=n, n_cloned=grown.n_cloned, n_split=grown.n_split)
+    info = replace(
+        pruned, action="densify", n_before=n, n_cloned=grown.n_cloned, n_split=grown.n_split,
+        n_candidates=grown.n_candidates, budget_bound=grown.budget_bound,
+    )  # fmt: skip
     return params, face_ids, info
