@@ -139,10 +139,12 @@ def assign_names(entries: list[_Entry]) -> list[BatchItem]:
 
 
 def _refuse_repeats(entries: list[_Entry]) -> None:
+    """An unnamed entry that repeats an earlier one (same prompt and settings) is a mistake; one
+    given its own ``name`` is asked for on purpose (e.g. the same avatar on two heads' folders)."""
     seen: dict[tuple[str, tuple[str, ...]], str] = {}
     for e in entries:
         key = (e.prompt, e.overrides)
-        if key in seen:
+        if key in seen and e.name is None:
             raise HeadStudioError(
                 f"{e.where} repeats {seen[key]} (same prompt and settings: the same avatar twice); remove it "
                 "or give it another seed."

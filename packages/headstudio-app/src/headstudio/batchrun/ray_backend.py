@@ -87,11 +87,11 @@ class RayBackend:
     """
 
     def __init__(self, address: str | None, device: str, retries: int) -> None:
+        if address:  # before the import: a wrong address is named whether Ray is installed or not
+            check_address(address)
         ray = self.ray = import_ray()
         self._started = False
         if not ray.is_initialized():
-            if address:
-                check_address(address)
             try:
                 ray.init(
                     address=address or None, include_dashboard=False, log_to_driver=False,
