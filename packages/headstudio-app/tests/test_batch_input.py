@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,17 @@ def test_bad_input_is_one_line_before_any_work(
     assert code == 2
     assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
     assert not out.exists() and stdout == ""  # nothing started, nothing written
+
+
+def test_ray_missing_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    prompts = _write(tmp_path / "prompts.txt", "a head\n")
+    code, _, err = _batch(capsys, str(prompts), "-o", str(tmp_path / "out"), "--ray")
+    hint = 'pip install "headstudio-app[ray]"'
+    assert code == 2 and err == f"error: --ray needs Ray, which is not installed; install it with: {hint}\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_item_setting_is_named_by_its_line(tmp_path: Path) -> None:
