@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from flame_core import FlameModel
 from headstudio import cli
+from headstudio.avatar import Avatar
 from headstudio.batchrun.items import read_items, slugify
 from headstudio.batchrun.pool import plan_slots
-from headstudio.batchrun.report import BatchReport, ItemRecord, summary_table
+from headstudio.batchrun.report import BatchReport, ItemRecord, read_records, summary_table
 from headstudio.batchrun.runner import BatchOptions, plan_batch
+from headstudio.config import InitConfig, config_to_dict, load_config
 from headstudio.errors import HeadStudioError
 
 
@@ -167,3 +170,39 @@ def test_summary_table_says_what_is_left() -> None:
     assert lines[0].split() == ["#", "name", "status", "tries", "time", "Gaussians", "error"]
     assert "11636" in lines[1] and "FLAME file not found" in lines[2] and lines[4].split()[-1] == "-"
     assert lines[-1] == "1 done, 1 failed, 1 interrupted, 1 pending in 1m15s; 3 left"
+
+
+def _finished_avatar(folder: Path, prompt: str, steps: int) -> None:
+    """What `generate --steps STEPS` leaves when it ends: a valid avatar naming its prompt and config."""
+    avatar = Avatar.initialize(FlameModel.procedural(num_shape=10, num_expression=10), InitConfig(1))
+    config = config_to_dict(load_config(None, [f"train.steps={steps}"]))
+    avatar.save(folder / "avatar.ply", config=config, prompt=prompt)
+
+
+def test_finished_items_are_skipped_and_scored_with_eval(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_clip: Path
+) -> None:
+    prompts = _write(tmp_path / "prompts.txt", "an old wizard\na young queen\n")
+    out = tmp_path / "out"
+    for name, prompt in (("an-old-wizard", "an old wizard"), ("a-young-queen", "a young queen")):
+        _finished_avatar(out / name, prompt, steps=3)
+    args = [str(prompts), "-o", str(out), "--steps", "3", "--device", "cpu", "-q", "--eval"]
+
+    code, stdout, err = _batch(capsys, *args, "--clip-model", str(tmp_path / "no-clip"))
+    assert code == 0, err
+    assert "2 finished before (skipped)" in stdout and "--eval: no CLIP scores:" in stdout
+    assert all(r["clip_score"] is None for r in read_records(out / "batch.jsonl").values())
+
+    code, stdout, err = _batch(capsys, *args, "--clip-model", str(tiny_clip))
+    assert code == 0, err
+    recs = read_records(out / "batch.jsonl")
+    assert [r["status"] for r in recs.values()] == ["skipped", "skipped"]
+    for r in recs.values():
+        assert -1.0 <= r["clip_score"] <= 1.0 and list(r["clip_scores"]) == [str(tiny_clip)]
+        assert r["gaussians"] > 0
+    assert stdout.splitlines()[1].split()[-2:] == ["CLIP", "error"]
+    assert f"{recs['an-old-wizard']['clip_score']:.4f}" in stdout
+
+    _finished_avatar(out / "a-young-queen", "a bronze statue", steps=3)  # another item's avatar there
+    code, _, err = _batch(capsys, *args)
+    assert code == 2 and "holds the avatar of another item (prompt 'a bronze statue')" in err
