@@ -27,6 +27,7 @@ import torch
 from fsds_guidance import GuidanceModelError
 
 from ._atomic import atomic_output
+from .batchrun.items import slugify
 from .batchrun.report import summary_table
 from .batchrun.runner import BatchOptions, open_backend, plan_batch, run_batch
 from .config import load_config
@@ -129,12 +130,6 @@ def _check_output(path: str, suffixes: tuple[str, ...], what: str = "output") ->
 # ----------------------------------------------------------------------------------- commands
 
 
-def _slug(text: str, max_len: int = 48) -> str:
-    """``"A DSLR portrait of Kratos!"`` → ``"a-dslr-portrait-of-kratos"``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:max_len].rstrip("-") or "avatar"
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise HeadStudioError(
@@ -143,7 +138,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.config is not None:
         require_file(args.config, "config file", (".toml",))
     device = resolve_device(args.device)
-    out_dir = Path(args.output) if args.output else Path("outputs") / _slug(args.prompt)
+    out_dir = Path(args.output) if args.output else Path("outputs") / slugify(args.prompt)
     if out_dir.exists() and not out_dir.is_dir():
         raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
     checkpoint = out_dir / "checkpoints" / "last.pt"
