@@ -19,17 +19,17 @@ pytest.importorskip("headstudio.trainer")
 
 from headstudio import cli  # noqa: E402
 from headstudio.batchrun.report import read_records  # noqa: E402
-from headstudio.batchrun.testing import KillAfterCheckpoint, avatar_tensors, tiny_item_args  # noqa: E402
+from headstudio.batchrun.testing import KillAfterCheckpoint, avatar_tensors  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-def test_three_items_on_two_workers_then_a_rerun_skips_them(tmp_path: Path, tiny_pipeline, capsys) -> None:
+def test_three_items_on_two_workers_then_a_rerun_skips_them(tmp_path: Path, tiny_batch_items, capsys) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# heads\nA DSLR portrait of Kratos\n\nan old wizard\na dslr portrait of kratos\n")
     out = tmp_path / "batch"
     args = ["batch", str(prompts), "-o", str(out), "--workers", "2", "--steps", "2", "--device", "cpu"]
-    args += tiny_item_args(*tiny_pipeline)
+    args += tiny_batch_items
     assert cli.main(args) == 0, capsys.readouterr().err
     stdout = capsys.readouterr().out
     names = ["a-dslr-portrait-of-kratos", "an-old-wizard", "a-dslr-portrait-of-kratos-2"]
@@ -53,7 +53,7 @@ def test_three_items_on_two_workers_then_a_rerun_skips_them(tmp_path: Path, tiny
 
 
 def test_killed_worker_resumes_bit_identical_and_a_failed_item_is_recorded(
-    tmp_path: Path, tiny_pipeline, capsys
+    tmp_path: Path, tiny_batch_items, capsys
 ) -> None:
     """Items "whole" and "killed" are the same avatar; killed's process is SIGKILLed after its first
     checkpoint, retried, resumed from that checkpoint, and ends bit-identical to whole. The third
@@ -67,7 +67,7 @@ def test_killed_worker_resumes_bit_identical_and_a_failed_item_is_recorded(
     out = tmp_path / "batch"
     killer = KillAfterCheckpoint(out / "killed")
     args = ["batch", str(prompts), "-o", str(out), "--workers", "2", "--retries", "1", "--steps", "4"]
-    code = cli.main([*args, "--device", "cpu", *tiny_item_args(*tiny_pipeline)])
+    code = cli.main([*args, "--device", "cpu", *tiny_batch_items])
     killer.join()
     _, err = capsys.readouterr()
     assert killer.killed is not None and killer.finished_before is False  # killed in the middle
@@ -92,13 +92,13 @@ def test_killed_worker_resumes_bit_identical_and_a_failed_item_is_recorded(
     assert not (out / "an-old-wizard" / "avatar.ply").exists()
 
 
-def test_ctrl_c_checkpoints_the_running_item_and_says_what_is_left(tmp_path: Path, tiny_pipeline) -> None:
+def test_ctrl_c_checkpoints_the_running_item_and_says_what_is_left(tmp_path: Path, tiny_batch_items) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a DSLR portrait of Kratos\nan old wizard\n")
     out = tmp_path / "batch"
     cmd = [sys.executable, "-m", "headstudio.cli", "batch", str(prompts), "-o", str(out), "--workers", "1"]
     proc = subprocess.Popen(
-        [*cmd, "-q", "--steps", "1000", "--device", "cpu", *tiny_item_args(*tiny_pipeline)],
+        [*cmd, "-q", "--steps", "1000", "--device", "cpu", *tiny_batch_items],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     first = out / "a-dslr-portrait-of-kratos"

@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray")
 
 from headstudio import cli  # noqa: E402
 from headstudio.batchrun.report import read_records  # noqa: E402
-from headstudio.batchrun.testing import KillAfterCheckpoint, avatar_tensors, tiny_item_args  # noqa: E402
+from headstudio.batchrun.testing import KillAfterCheckpoint, avatar_tensors  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -28,7 +28,7 @@ def cluster():
         ray.shutdown()
 
 
-def test_ray_batch_with_a_killed_task_retried(tmp_path: Path, tiny_pipeline, cluster, capsys) -> None:
+def test_ray_batch_with_a_killed_task_retried(tmp_path: Path, tiny_batch_items, cluster, capsys) -> None:
     assert cluster.cluster_resources()["GPU"] == 2
     prompts = tmp_path / "items.jsonl"
     prompts.write_text(
@@ -39,7 +39,7 @@ def test_ray_batch_with_a_killed_task_retried(tmp_path: Path, tiny_pipeline, clu
     out = tmp_path / "batch"
     killer = KillAfterCheckpoint(out / "killed", parent=True)  # the Ray worker running the task
     args = ["batch", str(prompts), "-o", str(out), "--ray", "--retries", "1", "--steps", "4"]
-    code = cli.main([*args, *tiny_item_args(*tiny_pipeline)])
+    code = cli.main([*args, *tiny_batch_items])
     killer.join()
     stdout, err = capsys.readouterr()
     assert code == 0, err
@@ -55,7 +55,7 @@ def test_ray_batch_with_a_killed_task_retried(tmp_path: Path, tiny_pipeline, clu
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
-    assert cli.main([*args, *tiny_item_args(*tiny_pipeline)]) == 0
+    assert cli.main([*args, *tiny_batch_items]) == 0
     assert [r["status"] for r in read_records(out / "batch.jsonl").values()] == ["skipped"] * 3
 
 

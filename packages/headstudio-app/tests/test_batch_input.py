@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from flame_core import FlameModel
 from headstudio import cli
 from headstudio.avatar import Avatar
+from headstudio.batchrun import pool, state
 from headstudio.batchrun.items import read_items, slugify
 from headstudio.batchrun.pool import plan_slots
 from headstudio.batchrun.report import BatchReport, ItemRecord, read_records, summary_table
@@ -139,8 +141,6 @@ def test_a_folder_holding_another_items_run_is_refused(
 ) -> None:
     """An edited prompts file never continues (or skips) the wrong avatar: the folder's checkpoint
     names another prompt."""
-    from headstudio.batchrun import state
-
     prompts = _write(tmp_path / "p.jsonl", '{"prompt": "an old wizard", "name": "head"}\n')
     ckpt = tmp_path / "out" / "head" / "checkpoints" / "last.pt"
     ckpt.parent.mkdir(parents=True)
@@ -156,6 +156,25 @@ def test_cpu_slots_share_the_cores() -> None:
     assert [s.device for s in slots] == ["cpu", "cpu"]
     assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in slots)
     assert len(plan_slots("cpu", None)) == 1
+
+
+def test_gpu_slots_one_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each slot's items see one GPU (its CUDA_VISIBLE_DEVICES entry) and run on --device cuda."""
+
+    monkeypatch.setattr(pool, "resolve_device", lambda d: torch.device(d.replace("auto", "cuda")))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+
+    def gpus(device: str, workers: int | None) -> list[str]:
+        slots = plan_slots(device, workers)
+        assert {s.device for s in slots} == {"cuda"}
+        return [s.env["CUDA_VISIBLE_DEVICES"] for s in slots]
+
+    assert gpus("auto", None) == ["3", "5"]
+    assert gpus("cuda", 3) == ["3", "5", "3"]  # more workers than GPUs: in turn
+    assert gpus("cuda:1", None) == ["5"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpus("cuda", None) == ["0", "1"]
 
 
 def test_summary_table_says_what_is_left() -> None:

@@ -38,10 +38,15 @@ TINY_SETTINGS = (
 )
 
 
-def tiny_item_args(base_model: str | Path, controlnet: str | Path) -> list[str]:
+def tiny_item_args(
+    base_model: str | Path, controlnet: str | Path, flame: str | Path | None = None
+) -> list[str]:
     """``--set`` arguments of a tiny item that loads the models saved at ``base_model`` /
-    ``controlnet`` (hub layout) through the real loader."""
+    ``controlnet`` (hub layout) through the real loader, and the FLAME file ``flame`` when given
+    (e.g. the procedural head saved once: each item then reads it instead of building it)."""
     sets = [*TINY_SETTINGS, f"guidance.base_model={base_model}", f"guidance.controlnet={controlnet}"]
+    if flame is not None:
+        sets.append(f"head.flame_path={flame}")
     return [a for s in sets for a in ("--set", s)]
 
 
