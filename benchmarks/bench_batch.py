@@ -8,7 +8,8 @@ the procedural head saved as a FLAME file.
 The time is the whole command's (process start, imports, model loading, training, avatar
 writing); on a CPU the workers share the cores (``OMP_NUM_THREADS`` = cores / workers), so the
 speed-up comes from overlapping the per-item start-up with training. Repeats alternate between
-the two sizes so background load hits both alike.
+the two sizes so background load hits both alike; each run also prints the CPU seconds of the
+batch and its item processes (what a quiet machine would need, whatever the load).
 
 Usage: ``python benchmarks/bench_batch.py [--steps N] [--repeats N]``.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,14 +33,20 @@ from headstudio.batchrun.testing import tiny_item_args
 PROMPTS = "a DSLR portrait of Kratos\nan old wizard\na young woman with red hair\n"
 
 
-def _batch(root: Path, items: list[str], workers: int, steps: int, run: int) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _batch(root: Path, items: list[str], workers: int, steps: int, run: int) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of the batch and its item processes)`` of one batch."""
     out = root / f"w{workers}-{run}"
     cmd = [sys.executable, "-m", "headstudio.cli", "batch", str(root / "prompts.txt"), "-o", str(out)]
     cmd += ["--workers", str(workers), "--steps", str(steps), "--device", "cpu", "-q"]
     cmd += items
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu
 
 
 def main() -> None:
@@ -55,8 +63,11 @@ def main() -> None:
         times: dict[int, list[float]] = {1: [], 2: []}
         for run in range(args.repeats):
             for workers in (1, 2):
-                times[workers].append(_batch(root, items, workers, args.steps, run))
-                print(f"run {run + 1}: {workers} worker(s): {times[workers][-1]:.1f} s", flush=True)
+                wall, cpu = _batch(root, items, workers, args.steps, run)
+                times[workers].append(wall)
+                load = os.getloadavg()[0]
+                print(f"run {run + 1}: {workers} worker(s): {wall:.1f} s wall, {cpu:.1f} s CPU", end="")
+                print(f", load average {load:.1f}", flush=True)
     one, two = statistics.median(times[1]), statistics.median(times[2])
     load = os.getloadavg()[0]
     print(f"3-item CPU batch, {args.steps} steps each, {os.cpu_count()} cores, load average {load:.1f}:")
