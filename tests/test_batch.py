@@ -30,8 +30,10 @@ def test_three_items_on_two_workers_then_a_rerun_skips_them(tmp_path: Path, tiny
     out = tmp_path / "batch"
     args = ["batch", str(prompts), "-o", str(out), "--workers", "2", "--steps", "2", "--device", "cpu"]
     args += tiny_batch_items
-    assert cli.main(args) == 0, capsys.readouterr().err
-    stdout = capsys.readouterr().out
+    code = cli.main(args)
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert "3/3" in err and "done=3, running=0, failed=0, skipped=0" in err  # the progress bar
     names = ["a-dslr-portrait-of-kratos", "an-old-wizard", "a-dslr-portrait-of-kratos-2"]
     recs = read_records(out / "batch.jsonl")
     assert list(recs) == names
@@ -46,8 +48,8 @@ def test_three_items_on_two_workers_then_a_rerun_skips_them(tmp_path: Path, tiny
     logs = {n: (out / "_logs" / f"{n}.log").read_text() for n in names}
 
     assert cli.main(args) == 0
-    stdout = capsys.readouterr().out
-    assert "3 finished before (skipped)" in stdout and "3 skipped in" in stdout
+    stdout, err = capsys.readouterr()
+    assert "3 finished before (skipped)" in stdout and "skipped=3" in err and "3 skipped in" in stdout
     assert [r["status"] for r in read_records(out / "batch.jsonl").values()] == ["skipped"] * 3
     assert {n: (out / "_logs" / f"{n}.log").read_text() for n in names} == logs  # no process started
 
