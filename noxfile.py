@@ -76,6 +76,24 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def ray(session: nox.Session) -> None:
+    """Run the Ray tests of `headstudio batch --ray` (the `ray` extra; a local cluster, fake GPUs)."""
+    _install_stack(session)
+    session.install(*TEST_DEPS)
+    session.install("./packages/headstudio-app[ray]")
+    args = session.posargs or ["-q"]
+    # -m ray replaces pytest.ini's -m "not ray" (the default run leaves these out)
+    session.run(
+        "pytest",
+        "-m",
+        "ray",
+        "tests/test_batch_ray.py",
+        *args,
+        env={"HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Lint and format-check all Python with ruff."""
     session.install("ruff==0.17.6")

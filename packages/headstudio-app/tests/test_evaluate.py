@@ -11,40 +11,6 @@ from headstudio.errors import HeadStudioError
 from headstudio.evaluate import EVAL_VIEWS, ClipScorer, evaluate_avatar, render_eval_views
 
 
-def make_tiny_clip(root: Path) -> Path:
-    """Save a random CLIP (32² images, 16-d embeddings) with a character-level tokenizer."""
-    from fsds_guidance.testing import tiny_tokenizer
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    tok = tiny_tokenizer(root)  # the byte-level vocabulary fsds-guidance's tiny models use
-    vocab = tok.get_vocab()
-    eos = vocab["<|endoftext|>"]
-    cfg = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, eos_token_id=eos, pad_token_id=eos,
-            bos_token_id=vocab["<|startoftext|>"],
-        ),
-        vision_config=dict(
-            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=4,
-        ),
-        projection_dim=16,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    CLIPModel(cfg).save_pretrained(root)
-    tok.save_pretrained(root)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        root
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
-
-
 def test_clip_score_equals_hand_cosine(tiny_clip: Path, point_avatar) -> None:
     from transformers import CLIPModel, CLIPTokenizer
 

@@ -1,4 +1,4 @@
-"""The ``headstudio`` command line: generate, animate, say, drive, render, export, view, eval, demo.
+"""The ``headstudio`` command line: generate, batch, animate, say, drive, render, export, view, eval, demo.
 
 Every user-facing failure ends with one line ``error: <what was wrong and what to do>`` on stderr
 and a non-zero exit status (2 for bad input, 130 for Ctrl-C, 1 for an internal error), with no
@@ -27,6 +27,9 @@ import torch
 from fsds_guidance import GuidanceModelError
 
 from ._atomic import atomic_output
+from .batchrun.items import slugify
+from .batchrun.report import summary_table
+from .batchrun.runner import BatchOptions, open_backend, plan_batch, run_batch
 from .checkpoint import use_previous_checkpoint
 from .config import load_config
 from .demo import run_demo
@@ -129,12 +132,6 @@ def _check_output(path: str, suffixes: tuple[str, ...], what: str = "output") ->
 # ----------------------------------------------------------------------------------- commands
 
 
-def _slug(text: str, max_len: int = 48) -> str:
-    """``"A DSLR portrait of Kratos!"`` → ``"a-dslr-portrait-of-kratos"``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:max_len].rstrip("-") or "avatar"
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise HeadStudioError(
@@ -143,7 +140,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.config is not None:
         require_file(args.config, "config file", (".toml",))
     device = resolve_device(args.device)
-    out_dir = Path(args.output) if args.output else Path("outputs") / _slug(args.prompt)
+    out_dir = Path(args.output) if args.output else Path("outputs") / slugify(args.prompt)
     if out_dir.exists() and not out_dir.is_dir():
         raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
     checkpoint = out_dir / "checkpoints" / "last.pt"
@@ -192,6 +189,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "--resume"
         ) from None
     print(f"avatar written to {avatar_path}")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    out = Path(args.output).absolute()
+    options = BatchOptions(
+        prompts=Path(args.prompts), output=out, overrides=tuple(args.set or ()),
+        config=Path(args.config).absolute() if args.config else None, steps=args.steps, device=args.device,
+        workers=args.workers, ray=args.ray, retries=args.retries, evaluate=args.eval,
+        clip_models=tuple(args.clip_model or DEFAULT_CLIP_MODELS), progress=not args.quiet,
+    )  # fmt: skip
+    plan = plan_batch(options)  # every input check, before any work
+    backend = open_backend(options, plan)
+    n, todo = len(plan), sum(p.state.state != "finished" for p in plan)
+    where = f" on a {backend.describe()}" if backend is not None else ""
+    print(f"batch of {n} avatar(s) into {out}: {todo} to train, {n - todo} finished before (skipped){where}")
+    report = run_batch(options, plan, backend)
+    print(summary_table(report, options.evaluate))
+    print(f"records in {out / 'batch.jsonl'}, item logs in {out / '_logs'}")
+    if report.eval_note:
+        print(f"--eval: {report.eval_note}")
+    if report.stopped:
+        resumable = report.count("interrupted")
+        raise KeyboardInterrupt(
+            f"batch stopped with {len(report.left)} of {n} avatar(s) left ({resumable} continue from their "
+            "checkpoint); run the same command again to go on."
+        )
+    if report.count("failed"):
+        sys.stderr.write(
+            f"error: {report.count('failed')} of {n} avatar(s) failed (errors in the table and batch.jsonl, "
+            "logs in _logs/); fix them and run the same command again: finished avatars are skipped.\n"
+        )
+        return EXIT_INTERNAL
     return 0
 
 
@@ -423,6 +453,40 @@ def build_parser() -> argparse.ArgumentParser:
         "peak memory; writes nothing",
     )  # fmt: skip
     g.set_defaults(func=cmd_generate, flags={**FLAGS, "head": "--set head.flame_path"})
+
+    b = sub.add_parser(
+        "batch", parents=[common], help="many avatars from a prompts file, on every GPU or on Ray"
+    )
+    b.add_argument(
+        "prompts", metavar="PROMPTS",
+        help="one prompt per line (.txt; # comments), or .jsonl / .toml entries with prompt and per-item "
+        "seed, steps, flame, motion, name, set",
+    )  # fmt: skip
+    b.add_argument("-o", "--output", required=True, metavar="DIR", help="one folder per avatar, batch.jsonl")
+    b.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local processes (default: one per GPU; 1 on the CPU)",
+    )
+    b.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS",
+        help="one Ray task (one GPU) per item: auto, HOST:PORT or ray://HOST:PORT of a running cluster, none "
+        'for a local one; DIR must be shared storage. Needs pip install "headstudio-app[ray]"',
+    )  # fmt: skip
+    b.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="config value of every item (repeatable)"
+    )
+    b.add_argument("--config", metavar="TOML", help="configuration of every item")
+    b.add_argument("--steps", type=_positive_int, help="training steps of every item")
+    b.add_argument("--retries", type=int, default=1, metavar="R", help="attempts after a failure (default 1)")
+    b.add_argument(
+        "--eval", action="store_true", help="CLIP score of each avatar, if the CLIP models are at hand"
+    )
+    b.add_argument(
+        "--clip-model", action="append", metavar="ID_OR_DIR", help="with --eval (default: the paper's 3)"
+    )
+    b.set_defaults(func=cmd_batch)
 
     a = sub.add_parser("animate", parents=[common, av], help="animate an avatar with a FLAME motion to MP4")
     a.add_argument("--motion", metavar="FILE", help="TalkSHOW .npy, SHOW .pkl or .npz (default: procedural)")
