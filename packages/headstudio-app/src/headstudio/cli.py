@@ -31,6 +31,9 @@ EXIT_INTERRUPTED = 130
 #: `headstudio demo --quick`: render size and training steps of the smoke run.
 QUICK_DEMO_SIZE = 32
 QUICK_DEMO_STEPS = 60
+#: `headstudio drive`: default one-euro filter (min cutoff Hz, beta, derivative cutoff Hz); the
+#: same as headstudio.drive.DriveOptions (kept here so `--help` needs no heavy import).
+DRIVE_FILTER = (1.0, 40.0, 2.0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -225,7 +228,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
-    from .drive import resolve_landmarker, video_to_motion
+    from .drive import DriveOptions, resolve_landmarker, video_to_motion
     from .rendering import check_size, render_motion
 
     w, h = check_size(*args.size)
@@ -233,15 +236,26 @@ def cmd_drive(args: argparse.Namespace) -> int:
     require_file(args.video, "video", (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"))
     if args.save_motion is not None:
         _check_output(args.save_motion, (".npz",), "--save-motion")
+    neutral = args.neutral.strip()
+    if neutral.lower() not in ("auto", "none"):
+        neutral = str(require_file(neutral, "--neutral image", (".png", ".jpg", ".jpeg", ".bmp", ".webp")))
     resolve_landmarker(args.landmarker)
+    options = DriveOptions(
+        neutral=neutral,
+        min_cutoff=math.inf if args.no_filter else args.filter_min_cutoff,
+        beta=args.filter_beta,
+        d_cutoff=args.filter_d_cutoff,
+        smoothing=args.smoothing,
+        landmarker=args.landmarker,
+    )
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
     head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
     res = video_to_motion(
-        head, args.video, smoothing=args.smoothing, landmarker=args.landmarker,
-        save_motion=args.save_motion, max_frames=args.max_frames,
-    )  # fmt: skip
+        head, args.video, save_motion=args.save_motion, max_frames=args.max_frames, options=options
+    )
+    print(res.summary())
     n = render_motion(avatar, res.motion, out, size=(w, h), progress=not args.quiet)
-    print(f"wrote {out} ({n} frames, face found in {int(res.found.sum())}/{len(res.found)})")
+    print(f"wrote {out} ({n} frames)")
     if args.save_motion:
         print(f"motion saved to {args.save_motion}")
     return 0
@@ -375,8 +389,43 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("drive", parents=[common, av], help="animate an avatar from a face video")
     d.add_argument("--video", required=True, metavar="IN.mp4")
     d.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
-    d.add_argument("--save-motion", metavar="MOTION.npz")
-    d.add_argument("--smoothing", type=_non_negative_float, help="temporal smoothing weight of the FLAME fit")
+    d.add_argument("--save-motion", metavar="MOTION.npz", help="also save the fitted motion")
+    d.add_argument(
+        "--neutral",
+        default="auto",
+        metavar="auto|none|IMAGE",
+        help="the actor's resting face, subtracted from the motion: auto (the video's least active "
+        "frames), none, or a photo of the resting face (default auto)",
+    )
+    d.add_argument(
+        "--filter-min-cutoff",
+        type=_positive_float,
+        default=DRIVE_FILTER[0],
+        metavar="HZ",
+        help=f"one-euro filter on the landmarks: cutoff of a still face, lower is smoother "
+        f"(default {DRIVE_FILTER[0]:g})",
+    )
+    d.add_argument(
+        "--filter-beta",
+        type=_non_negative_float,
+        default=DRIVE_FILTER[1],
+        help=f"one-euro filter: how fast the cutoff rises with speed, higher keeps fast motion "
+        f"(default {DRIVE_FILTER[1]:g})",
+    )
+    d.add_argument(
+        "--filter-d-cutoff",
+        type=_positive_float,
+        default=DRIVE_FILTER[2],
+        metavar="HZ",
+        help=f"one-euro filter: cutoff of the speed estimate (default {DRIVE_FILTER[2]:g})",
+    )
+    d.add_argument("--no-filter", action="store_true", help="fit the raw landmarks")
+    d.add_argument(
+        "--smoothing",
+        type=_non_negative_float,
+        default=0.0,
+        help="extra second-difference penalty over time in the FLAME fit (default 0)",
+    )
     d.add_argument("--landmarker", metavar="TASK", help="MediaPipe face_landmarker.task")
     d.add_argument("--max-frames", type=_positive_int)
     d.add_argument("--size", type=_size, default=(512, 512))
