@@ -34,8 +34,6 @@ trained first (``headstudio demo``'s defaults, about a minute on a quiet 2-core 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import sys
 import tempfile
 import time
@@ -44,20 +42,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from headstudio.drive import DriveOptions
-from headstudio.face_track import PAIR_WEIGHTS, REGION_WEIGHTS
-from headstudio.roundtrip import MOTIONS, RoundTrip, format_table, run_roundtrip
+from headstudio.roundtrip import MOTIONS, RoundTrip, format_table, pre_issue_options, run_roundtrip
 from headstudio.video import read_video_frames
 from PIL import Image
 
 GOAL_R, GOAL_AMP = 0.8, (0.8, 1.25)
-BASELINE = DriveOptions(
-    neutral="none",
-    min_cutoff=math.inf,
-    smoothing=1.0,
-    jaw_first=False,
-    region_weights=dict.fromkeys(REGION_WEIGHTS, 1.0),
-    pair_weights=dict.fromkeys(PAIR_WEIGHTS, 0.0),
-)
 
 
 def _demo_avatar(out: Path) -> Path:
@@ -160,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     avatars = {"demo avatar": _load(args.avatar or _demo_avatar(out))}
     if args.teacher:
         avatars.update(_teachers())
-    variants = {"ours": DriveOptions(), "baseline": dataclasses.replace(BASELINE)}
+    variants = {"ours": DriveOptions(), "baseline": pre_issue_options()}
     print(f"# drive round trip: {args.frames} frames at {args.fps:g} fps, {args.size}² renders")
     for label, avatar in avatars.items():
         results = []

@@ -15,28 +15,15 @@ of amplitude 0.8–1.25 for the mouth and the eyes; the bars below check what th
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 from headstudio.drive import DriveOptions
-from headstudio.face_track import PAIR_WEIGHTS, REGION_WEIGHTS
-from headstudio.roundtrip import RoundTrip, roundtrip_motion, run_roundtrip
+from headstudio.roundtrip import RoundTrip, pre_issue_options, roundtrip_motion, run_roundtrip
 
 pytestmark = pytest.mark.slow
 
 FRAMES, FPS, SIZE = 30, 15.0, 256
-#: The fit before issue 15: every landmark weight 1, no pairs, one stage, the old default
-#: smoothing, no filter, no neutral.
-BASELINE = DriveOptions(
-    neutral="none",
-    min_cutoff=math.inf,
-    smoothing=1.0,
-    jaw_first=False,
-    region_weights=dict.fromkeys(REGION_WEIGHTS, 1.0),
-    pair_weights=dict.fromkeys(PAIR_WEIGHTS, 0.0),
-)
 #: MediaPipe "reads" a feature on the source when its r against the true mesh is at least this.
 READABLE_R = 0.6
 #: (motion, feature): (min r, min amplitude) of the round trip (driven vs source video).
@@ -68,7 +55,7 @@ def trips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RoundTrip]:
             FRAMES,
             FPS,
             SIZE,
-            variants={**ours, "baseline": BASELINE} if name == "jaw" else ours,
+            variants={**ours, "baseline": pre_issue_options()} if name == "jaw" else ours,
         )  # fmt: skip
         for name in ("jaw", "blinks", "gaze", "brows")
     }

@@ -397,28 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the actor's resting face, subtracted from the motion: auto (the video's least active "
         "frames), none, or a photo of the resting face (default auto)",
     )
-    d.add_argument(
-        "--filter-min-cutoff",
-        type=_positive_float,
-        default=DRIVE_FILTER[0],
-        metavar="HZ",
-        help=f"one-euro filter on the landmarks: cutoff of a still face, lower is smoother "
-        f"(default {DRIVE_FILTER[0]:g})",
+    filter_args = (
+        ("min-cutoff", "HZ", _positive_float, "cutoff of a still face, lower is smoother"),
+        ("beta", "B", _non_negative_float, "how fast the cutoff rises with speed, higher keeps fast motion"),
+        ("d-cutoff", "HZ", _positive_float, "cutoff of the speed estimate"),
     )
-    d.add_argument(
-        "--filter-beta",
-        type=_non_negative_float,
-        default=DRIVE_FILTER[1],
-        help=f"one-euro filter: how fast the cutoff rises with speed, higher keeps fast motion "
-        f"(default {DRIVE_FILTER[1]:g})",
-    )
-    d.add_argument(
-        "--filter-d-cutoff",
-        type=_positive_float,
-        default=DRIVE_FILTER[2],
-        metavar="HZ",
-        help=f"one-euro filter: cutoff of the speed estimate (default {DRIVE_FILTER[2]:g})",
-    )
+    for (flag, metavar, kind, what), default in zip(filter_args, DRIVE_FILTER):
+        d.add_argument(
+            f"--filter-{flag}",
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"one-euro filter on the landmarks, {flag}: {what} (default {default:g})",
+        )
     d.add_argument("--no-filter", action="store_true", help="fit the raw landmarks")
     d.add_argument(
         "--smoothing",

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -305,9 +306,9 @@ def fit_video(
     """
     opts = options or DriveOptions()
     if smoothing is not None:
-        opts = _replace(opts, smoothing=float(smoothing))
+        opts = dataclasses.replace(opts, smoothing=float(smoothing))
     if landmarker is not None:
-        opts = _replace(opts, landmarker=landmarker)
+        opts = dataclasses.replace(opts, landmarker=landmarker)
     neutral_kind = _resolve_neutral(opts.neutral)
     if isinstance(neutral_kind, Path) and not neutral_kind.is_file():
         raise HeadStudioError(
@@ -340,8 +341,6 @@ def fit_track(
         options: see :class:`DriveOptions`.
         source: how error messages name the video.
     """
-    from flame_core.motion import MotionSequence
-
     opts = options or DriveOptions()
     neutral_kind = _resolve_neutral(opts.neutral)
     w, h = image_size
@@ -363,15 +362,7 @@ def fit_track(
         neutral = _neutral_from_image(head, neutral_kind, fit, opts)
     for k, v in neutral.items():
         params[k] = params[k] - v[None]
-    motion = MotionSequence(
-        expression=params["expression"],
-        jaw_pose=params["jaw_pose"],
-        neck_pose=params["neck_pose"],
-        eye_pose=params["eye_pose"],
-        global_orient=params["global_orient"],
-        translation=fit.motion.translation,
-        fps=float(fps),
-    )
+    motion = dataclasses.replace(fit.motion, fps=float(fps), **{k: params[k] for k in RELATIVE_FIELDS})
     err = torch.as_tensor(fit.error_px).detach().double().numpy()
     res = DriveResult(
         motion=motion,
@@ -386,12 +377,6 @@ def fit_track(
     )
     log.info("%s", res.summary())
     return res
-
-
-def _replace(opts: DriveOptions, **kw: Any) -> DriveOptions:
-    import dataclasses
-
-    return dataclasses.replace(opts, **kw)
 
 
 def video_to_motion(

@@ -22,6 +22,7 @@ the iris position relative to them moves too, but the motion does not move the e
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "MIN_MOTION_STD",
     "MOTION_FEATURES",
     "roundtrip_motion",
+    "pre_issue_options",
     "mesh_landmarks_px",
     "RoundTrip",
     "run_roundtrip",
@@ -67,6 +69,23 @@ MIN_MOTION_STD = {
     "iris_x": 0.02,
     "iris_y": 0.02,
 }
+
+
+def pre_issue_options() -> Any:
+    """``DriveOptions`` that fit as ``headstudio drive`` did before issue 15 (the baseline of the
+    round trip): every landmark weight 1, no landmark pairs, one stage, the second-difference
+    smoothing 1.0 that was the default, no filter, no neutral."""
+    from .drive import DriveOptions
+    from .face_track import PAIR_WEIGHTS, REGION_WEIGHTS
+
+    return DriveOptions(
+        neutral="none",
+        min_cutoff=math.inf,
+        smoothing=1.0,
+        jaw_first=False,
+        region_weights=dict.fromkeys(REGION_WEIGHTS, 1.0),
+        pair_weights=dict.fromkeys(PAIR_WEIGHTS, 0.0),
+    )
 
 
 def _bumps(t: np.ndarray, centres: Sequence[float], width: float, heights: Sequence[float]) -> np.ndarray:
