@@ -27,7 +27,16 @@ PACKAGES = {
     "fsds-guidance": "fsds_guidance",
     "headstudio-app": "headstudio",
 }
-TEST_DEPS = ["pytest>=8", "pytest-xdist>=3", "smplx==0.1.28", "scikit-image>=0.22", "gsplat==1.5.3"]
+# playwright drives Debian's chromium (installed by .ci/run) in the browser viewer's tests.
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-xdist>=3",
+    "smplx==0.1.28",
+    "scikit-image>=0.22",
+    "gsplat==1.5.3",
+    "playwright>=1.40",
+]
+WEB_DIR = ROOT / "packages" / "headstudio-app" / "web"
 
 
 def _install_stack(
@@ -114,6 +123,18 @@ def demo(session: nox.Session) -> None:
     session.run("headstudio", "demo", *session.posargs)  # writes outputs/demo/
 
 
+@nox.session(venv_backend="none")
+def web(session: nox.Session) -> None:
+    """Rebuild the browser viewer's bundle (npm ci, then esbuild) into headstudio/viewer/static."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            session.error(f"{tool} not found: install Node.js 18+ (with npm) to rebuild the viewer bundle")
+    with session.chdir(WEB_DIR):
+        # --ignore-scripts: no package runs code at install time (esbuild ships its binary as a package)
+        session.run("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", external=True)
+        session.run("node", "build.mjs", external=True)
+
+
 @nox.session
 def gpu_tests(session: nox.Session) -> None:
     """Run the CUDA tests (needs an NVIDIA GPU; CUDA tests compare against the CPU backend)."""
@@ -130,6 +151,17 @@ def gpu_bench(session: nox.Session) -> None:
     _install_stack(session, os.environ.get("TORCH_SPEC", "torch"), cuda="ON")
     for script in sorted((ROOT / "benchmarks").glob("gpu_bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+def rehearse(session: nox.Session) -> None:
+    """Full-size rehearsal: SD 1.5-sized random models through `headstudio generate`, 2 steps, batch 1.
+
+    Not a default session (it needs ~10 GB of memory and minutes on a CPU). On a GPU machine give
+    TORCH_SPEC (a CUDA torch) and RG_CUDA=ON; `-- ARGS` go to benchmarks/rehearse.py.
+    """
+    _install_stack(session, os.environ.get("TORCH_SPEC", TORCH_CPU))
+    session.run("python", "benchmarks/rehearse.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
 
 
 def _with_siblings(names: list[str]) -> dict[str, str]:

@@ -41,8 +41,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flame_core import FlameModel
+from flame_core.procedural import build_procedural_head
+from flame_core.procedural_mesh import CAVITY
+from headstudio.avatar import Avatar, rgb_to_sh
+from headstudio.demo import run_demo
 from headstudio.drive import DriveOptions
 from headstudio.roundtrip import MOTIONS, RoundTrip, format_table, pre_issue_options, run_roundtrip
+from headstudio.runtime import load_avatar
+from headstudio.teacher import build_teacher_avatar
 from headstudio.video import read_video_frames
 from PIL import Image
 
@@ -50,31 +57,18 @@ GOAL_R, GOAL_AMP = 0.8, (0.8, 1.25)
 
 
 def _demo_avatar(out: Path) -> Path:
-    from headstudio.demo import run_demo
-
     t0 = time.perf_counter()
     res = run_demo(out / "demo", device="cpu", progress=False)
     print(f"trained the demo avatar in {time.perf_counter() - t0:.0f} s: {res['avatar']}")
     return Path(res["avatar"])
 
 
-def _load(path: Path):
-    # the app refactor moves load_avatar to headstudio.runtime; the CLI module has it today
-    try:
-        from headstudio.runtime import load_avatar  # type: ignore[import-not-found]
-    except ImportError:
-        from headstudio.cli import load_avatar
+def _load(path: Path) -> Avatar:
     return load_avatar(path, None, torch.device("cpu"))
 
 
-def _teachers():
+def _teachers() -> dict[str, Avatar]:
     """The procedural teacher avatar, and the same with a dark mouth cavity."""
-    from flame_core import FlameModel
-    from flame_core.procedural import build_procedural_head
-    from flame_core.procedural_mesh import CAVITY
-    from headstudio.avatar import rgb_to_sh
-    from headstudio.teacher import build_teacher_avatar
-
     head = FlameModel.procedural()
     teacher = build_teacher_avatar(head).eval()
     dark = build_teacher_avatar(head).eval()

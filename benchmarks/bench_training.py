@@ -30,7 +30,7 @@ def _trainer(args: argparse.Namespace, backend: str, tmp: str, models, head):
     t.steps = 10**6
     cfg.init.points_per_face = args.points_per_face
     guidance = FSDSGuidance(cfg.guidance, head, "cpu", models=models, prompt="a portrait", image_size=64)
-    tr = Trainer(cfg, prompt="a portrait", output_dir=tmp, guidance=guidance, head=head, progress=False)
+    tr = Trainer.new(cfg, prompt="a portrait", output_dir=tmp, guidance=guidance, head=head, progress=False)
     tr.render_backend = backend
     return tr
 

@@ -125,10 +125,10 @@ def main() -> int:
     )
 
     # baseline: the guidance alone on random renders of the same batch
-    from headstudio.guidance import TrainBatch
+    from headstudio.batch import TrainBatch
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(
+        trainer = Trainer.new(
             cfg,
             prompt="a DSLR portrait of Kratos",
             output_dir=tmp,
@@ -139,14 +139,14 @@ def main() -> int:
         print(f"Gaussians: {trainer.avatar.num_gaussians}")
         batch: TrainBatch = trainer.sample_batch()
         with torch.no_grad():
-            batch.vertices = trainer.avatar.pose(**batch.flame)
+            vertices = trainer.avatar.pose(**batch.flame)
         images = torch.rand(
             args.batch, 3, args.resolution, args.resolution, device=device, requires_grad=True
         )
 
         def guidance_only() -> None:
-            out = guidance(images, batch, 1)
-            out.loss.backward()
+            out = guidance(images, batch, 1, vertices)
+            out.losses["loss_sds"].backward()
             images.grad = None
 
         for _ in range(args.warmup):

@@ -144,7 +144,7 @@ def test_demo_reaches_the_psnr_bar(tmp_path: Path) -> None:
     )
     # the saved targets reproduce the run's training set (image guidance from disk)
     from headstudio.config import load_config
-    from headstudio.guidance import TargetSet
+    from headstudio.targets import TargetSet
 
     cfg = load_config(tmp_path / "demo" / "config.toml")
     assert cfg.guidance.kind == "image" and len(TargetSet.load(cfg.guidance.targets_dir)) == 48

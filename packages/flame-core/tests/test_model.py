@@ -217,9 +217,10 @@ def test_from_file_directory_truncation_and_embedding(flame_dir, model_dict, tmp
     emb = build_procedural_head().embedding105
     emb.save(tmp_path / "e.npz")
     with_emb = FlameModel.from_file(flame_dir / "FLAME_NEUTRAL.pkl", landmark_embedding=tmp_path / "e.npz")
-    assert (
-        isinstance(with_emb.landmark_embedding, LandmarkEmbedding) and len(with_emb.landmark_embedding) == 105
-    )
+    assert isinstance(with_emb.landmark_embedding, LandmarkEmbedding)
+    # the 105 rows as given, then the face oval (36) and irises (10) derived from the model
+    assert len(with_emb.landmark_embedding) == 105 + 36 + 10
+    torch.testing.assert_close(with_emb.landmark_embedding.face_idx[:105], emb.face_idx)
     with pytest.raises(FileNotFoundError, match="no FLAME model"):
         FlameModel.from_file(tmp_path)
     bad = tmp_path / "bad.pkl"

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from fsds_guidance.control import (
+    SILHOUETTE_TOLERANCE,
     draw_control_map,
     draw_control_map_naive,
     embedded_normals,
@@ -142,11 +143,18 @@ def test_landmark_visibility_sphere():
     normals = dirs / dirs.norm(dim=-1, keepdim=True)
     centre = torch.tensor([0.0, 0.0, 3.0])
     pts = centre + normals
-    vis = landmark_visibility(pts, normals)
+    vis = landmark_visibility(pts, normals, tolerance=0.0)
     # analytic: visible iff the point lies on the camera-facing cap n·(c+n) < 0
     expected = (normals * centre).sum(-1) < -1.0
     assert torch.equal(vis, expected)
     assert vis.any() and (~vis).any()
+    # with a tolerance: visible while cos(normal, ray from the camera) < tolerance, so a band
+    # just past the silhouette (where the face oval lives) stays visible
+    tol = landmark_visibility(pts, normals)
+    cos = (normals * pts).sum(-1) / pts.norm(dim=-1)
+    assert torch.equal(tol, cos < SILHOUETTE_TOLERANCE)
+    band = tol & ~vis
+    assert band.any() and (cos[band] >= 0).all()
     behind = landmark_visibility(torch.tensor([[[0.0, 0.0, -1.0]]]), torch.tensor([[[0.0, 0.0, 1.0]]]))
     assert not behind.any()
 

@@ -77,11 +77,12 @@ def test_fsds_delta_both_sides_of_t200(tiny_models, monkeypatch):
         w = 1.0 - ac[ti]
         delta_c = 7.5 * (e_text[i] - e_null[i])
         delta_d = e_null[i] if ti < 200 else e_null[i] - e_neg[i]
-        torch.testing.assert_close(latents.grad[i], w * (delta_c + delta_d), rtol=1e-5, atol=1e-6)
+        # the loss is averaged over the batch: d loss / d z_i = grad_i / B
+        torch.testing.assert_close(latents.grad[i] * len(t), w * (delta_c + delta_d), rtol=1e-5, atol=1e-6)
     assert mock.calls == 1
     # the two sides really differ (the switch is exercised)
     assert not torch.allclose(latents.grad[0] / (1 - ac[199]), latents.grad[1] / (1 - ac[200]))
-    torch.testing.assert_close(out.grad_norm, latents.grad.norm())
+    torch.testing.assert_close(out.grad_norm, latents.grad.norm() * len(t))
 
 
 def test_sds_mode(tiny_models, monkeypatch):
@@ -92,14 +93,44 @@ def test_sds_mode(tiny_models, monkeypatch):
     ac = tiny_models.scheduler.alphas_cumprod[torch.tensor(t)].view(-1, 1, 1, 1)
     noise = (mock.noisy - ac.sqrt() * latents.detach()) / (1 - ac).sqrt()
     expected = (1 - ac) * (e_null + 5.0 * (e_text - e_null) - noise)
-    torch.testing.assert_close(latents.grad, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(latents.grad * len(t), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_grad_clip(tiny_models, monkeypatch):
     fsds = FSDS(tiny_models, FSDSConfig(image_size=64, grad_clip=0.01))
     latents, _, _ = _run_mocked(fsds, [500, 500], monkeypatch)
-    assert latents.grad.abs().max() <= 0.01 + 1e-7
-    assert latents.grad.abs().max() > 0.009
+    grad = latents.grad * 2  # the clip bounds each view's gradient, before the batch mean
+    assert grad.abs().max() <= 0.01 + 1e-7
+    assert grad.abs().max() > 0.009
+
+
+@pytest.mark.parametrize("mode", ["fsds", "sds"])
+def test_loss_is_a_batch_mean(tiny_models, monkeypatch, mode):
+    """Batch 1 and batch 4 of the same view give a shared parameter (as a Gaussian is to every
+    view of a step) the same gradient: a learning rate means the same at any batch size."""
+    cfg = FSDSConfig(image_size=64, mode=mode)
+    theta = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    k = 3 if mode == "fsds" else 2
+    eps = _MockPredictor((1, 4, 8, 8), k, seed=2).eps
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+
+    def shared_grad(bsz: int) -> torch.Tensor:
+        fsds = FSDS(tiny_models, cfg)
+        param = theta.clone().requires_grad_(True)
+        same = lambda x: x.expand(bsz, -1, -1, -1)  # noqa: E731  (every view identical)
+        monkeypatch.setattr(fsds, "encode_images", lambda images, generator=None: same(param))
+        monkeypatch.setattr(fsds, "sample_timesteps", lambda b, step, generator=None: torch.full((b,), 600))
+        monkeypatch.setattr(fsds, "predict_noise", lambda x, t, e, c: torch.cat([same(p) for p in eps]))
+        monkeypatch.setattr(torch, "randn", lambda shape, **kw: same(noise).clone())
+        images, control = _inputs(bsz)
+        out = fsds(images, control, "p", torch.zeros(bsz), torch.zeros(bsz), step=0)
+        monkeypatch.undo()
+        out.loss.backward()
+        return param.grad
+
+    one, four = shared_grad(1), shared_grad(4)
+    assert one.abs().sum() > 0
+    torch.testing.assert_close(four, one, rtol=1e-5, atol=1e-7)
 
 
 def test_weight_is_one_minus_alpha_bar(tiny_models):

@@ -64,3 +64,17 @@ def test_fsds_steps_never_reencode(tiny_models):
     for step in range(3):
         fsds(images, control, "a man", az, el, step)
     assert fsds.prompts.encode_calls == 4  # front, back, empty, negative
+
+
+def test_prompt_length_comes_from_the_text_encoder_when_the_tokenizer_has_none(tiny_models):
+    from types import SimpleNamespace
+
+    from fsds_guidance.prompts import prompt_length
+
+    enc = tiny_models.text_encoder
+    assert prompt_length(SimpleNamespace(model_max_length=77), enc) == 77
+    assert prompt_length(SimpleNamespace(model_max_length=int(1e30)), enc) == 77  # never set
+    assert prompt_length(SimpleNamespace(model_max_length=64), enc) == 64  # a shorter tokenizer wins
+    assert prompt_length(SimpleNamespace(model_max_length=None), enc) == 77
+    with pytest.raises(ValueError, match="model_max_length"):
+        prompt_length(SimpleNamespace(model_max_length=int(1e30)), SimpleNamespace(config=SimpleNamespace()))

@@ -10,11 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameModel
 from torch import nn
-
-
-class PointHead(SimpleNamespace):
-    """Stands in for a FlameModel: only what the commands read (``num_expression``, ``faces``)."""
 
 
 class PointAvatar(nn.Module):
@@ -32,7 +29,9 @@ class PointAvatar(nn.Module):
         base = 0.1 * d / d.norm(dim=-1, keepdim=True) + torch.tensor([0.0, 0.05, 0.0])
         self.register_buffer("base", base)
         self.means = nn.Parameter(base.clone())
-        self.head = PointHead(num_expression=num_expression, faces=torch.zeros(1, 3, dtype=torch.long))
+        # a real head (what commands read from it: num_expression, identity, landmarks for motions);
+        # the points ignore its mesh
+        self.head = FlameModel.procedural(num_shape=1, num_expression=num_expression)
         self.metadata = {"prompt": "a test sphere"}
 
     def pose(self, expression=None, jaw_pose=None, **_: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from flame_core.motion import MotionSequence
-from headstudio.animation import AnimationSampler, fit_expression, neutral_flame_kwargs
+from headstudio.animation import AnimationSampler
 from headstudio.errors import HeadStudioError
+from headstudio.motion import fit_expression, fit_flame_kwargs
 
 
 def five_frames(E: int = 12) -> MotionSequence:
@@ -76,7 +77,9 @@ def test_motion_file_and_expression_fitting(tmp_path: Path) -> None:
     kw = s.frames([2])
     torch.testing.assert_close(kw["expression"], torch.tensor([[3.0, 3.0, 3.0, 0.0, 0.0, 0.0]]))
     assert fit_expression(torch.ones(2, 8), 3).shape == (2, 3)
-    assert torch.equal(neutral_flame_kwargs(2, 5)["expression"], torch.zeros(2, 5))
+    padded = fit_flame_kwargs({"expression": torch.ones(2, 3), "jaw_pose": torch.ones(2, 3)}, 5)
+    assert torch.equal(padded["expression"], torch.tensor([[1.0, 1, 1, 0, 0]] * 2))
+    assert torch.equal(padded["jaw_pose"], torch.ones(2, 3))
     with pytest.raises(HeadStudioError, match="does not exist"):
         AnimationSampler(tmp_path / "missing.npz", 6)
     with pytest.raises(HeadStudioError, match="neutral_prob"):

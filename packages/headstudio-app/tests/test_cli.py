@@ -100,7 +100,7 @@ def test_unknown_device(capsys, tmp_path: Path) -> None:
     rc, _, err = _run(capsys, "animate", str(av), "-o", str(tmp_path / "o.mp4"), "--device", "tpu")
     _assert_one_error_line(rc, err, "unknown device 'tpu'", "cpu")
     rc, _, err = _run(capsys, "generate", "a head", "--device", "quantum", "--output", str(tmp_path / "r"))
-    _assert_one_error_line(rc, err, "unknown device 'quantum'")
+    _assert_one_error_line(rc, err, "error: --device: unknown device 'quantum'")
     if not torch.cuda.is_available():
         rc, _, err = _run(capsys, "animate", str(av), "-o", str(tmp_path / "o.mp4"), "--device", "cuda")
         _assert_one_error_line(rc, err, "CUDA is not available")
@@ -185,8 +185,9 @@ def test_debug_shows_traceback(capsys, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ success paths
 
 
-def test_animate_render_commands(capsys, tmp_path: Path, fake_avatar_file: Path, sine_wav: Path) -> None:
-    pytest.importorskip("flame_core.motion")
+def test_animate_render_commands(
+    capsys, tmp_path: Path, fake_avatar_file: Path, sine_wav: Path, point_avatar
+) -> None:
     out = tmp_path / "talk.mp4"
     rc, stdout, err = _run(
         capsys,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,9 @@ from headstudio.errors import HeadStudioError
 def test_defaults_are_the_papers_numbers() -> None:
     cfg = HeadStudioConfig()
     t = cfg.train
-    # PAPER.md "Training and evaluation": 10k steps, batch 8, 1024² renders resized to 512²
+    # docs/METHOD.md "Training": 10k steps, batch 8, 1024² renders resized to 512²
     assert (t.steps, t.batch_size, t.resolution, t.guidance_resolution) == (10000, 8, 1024, 512)
-    # PAPER.md "Adam, betas (0.9, 0.99). Learning rates ..." and shape stopped at 8,000
+    # docs/METHOD.md: Adam betas (0.9, 0.99), the paper's learning rates, shape stopped at 8,000
     assert t.betas == (0.9, 0.99)
     assert (t.lr_position, t.lr_scale, t.lr_rotation) == (5e-5, 1e-3, 1e-2)
     assert (t.lr_color, t.lr_opacity, t.lr_shape) == (1.25e-2, 1e-2, 1e-3)
@@ -43,7 +44,7 @@ def test_defaults_are_the_papers_numbers() -> None:
     assert (d.densify_from, d.densify_until, d.densify_every) == (300, 2100, 300)
     assert (d.prune_from, d.prune_until, d.prune_every) == (2400, 3300, 300)
     g = cfg.guidance
-    assert g.kind == "fsds" and g.mode == "dsds"
+    assert g.kind == "fsds" and g.mode == "fsds"
     assert g.base_model == "stablediffusionapi/realistic-vision-51"
     assert g.controlnet == "CrucibleAI/ControlNetMediaPipeFace" and g.controlnet_subfolder == "diffusion_sd15"
     assert (g.guidance_scale, g.controlnet_scale) == (7.5, 1.5)
@@ -168,21 +169,22 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert load_config(tmp_path / "d.toml") == HeadStudioConfig()
 
 
-def test_tiny_writer_without_tomli_w(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_tomli_w(name: str, *a, **k):  # type: ignore[no-untyped-def]
-        if name == "tomli_w":
-            raise ImportError(name)
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_tomli_w)
-    cfg = load_config(None, ["train.steps=7", 'guidance.negative_prompt="a\\\\b \\"c\\""'])
-    save_config(cfg, tmp_path / "c.toml")
-    monkeypatch.setattr(builtins, "__import__", real_import)
-    assert load_config(tmp_path / "c.toml") == cfg
+def test_old_mode_name_dsds_loads_as_fsds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Configs (and checkpoints) written before the rename say guidance.mode = "dsds"."""
+    p = tmp_path / "old.toml"
+    p.write_text('[guidance]\nmode = "dsds"\n')
+    with caplog.at_level(logging.WARNING, logger="headstudio.config"):
+        cfg = load_config(p)
+    assert cfg.guidance.mode == "fsds" and cfg.guidance.to_fsds_config().mode == "fsds"
+    lines = [r.getMessage() for r in caplog.records if r.name == "headstudio.config"]
+    assert len(lines) == 1 and "deprecated" in lines[0] and "fsds" in lines[0] and "old.toml" in lines[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="headstudio.config"):
+        assert load_config(None, ["guidance.mode=dsds"]).guidance.mode == "fsds"
+        assert config_from_dict({"guidance": {"mode": "dsds"}}).guidance.mode == "fsds"
+    assert len(caplog.records) == 2
+    with pytest.raises(HeadStudioError, match="'fsds' | 'sds'"):
+        load_config(None, ["guidance.mode=dds"])
 
 
 def test_config_dict_round_trip() -> None:
@@ -201,21 +203,15 @@ def test_to_fsds_config() -> None:
     assert GuidanceConfig().to_fsds_config().mode == "fsds"
 
 
-def test_densify_to_strategy_passes_shared_fields() -> None:
-    strategy = pytest.importorskip("rigged_gaussians.strategy")
-    cfg = DensifyConfig(grad_threshold=0.01)
-    s = cfg.to_strategy()
-    assert isinstance(s, strategy.DensifyConfig)
-    names = {f.name for f in dataclasses.fields(s)}
-    for f in dataclasses.fields(cfg):
-        if f.name in names:
-            assert getattr(s, f.name) == getattr(cfg, f.name)
-    # every schedule / threshold field of the strategy is mirrored with the same default
-    ours = {f.name for f in dataclasses.fields(DensifyConfig)}
-    shared = {n for n in names if not n.endswith("_key") and n != "opacity_is_logit"}
-    assert shared <= ours, shared - ours
-    default = strategy.DensifyConfig()
-    assert all(getattr(DensifyConfig(), n) == getattr(default, n) for n in shared)
+def test_densify_section_is_the_strategys_config() -> None:
+    """One densification config: the app's [densify] section is rigged_gaussians' own dataclass."""
+    from rigged_gaussians import strategy
+
+    assert DensifyConfig is strategy.DensifyConfig
+    cfg = load_config(None, ["densify.grad_threshold=0.01", "densify.enabled=false"])
+    assert isinstance(cfg.densify, strategy.DensifyConfig) and cfg.densify.grad_threshold == 0.01
+    assert not cfg.densify.is_active(1)
+    assert set(config_to_dict(cfg)["densify"]) == {f.name for f in dataclasses.fields(strategy.DensifyConfig)}
 
 
 def test_shipped_default_toml_is_the_paper_defaults() -> None:

@@ -58,7 +58,7 @@ def test_render_targets_is_deterministic_and_follows_the_pose(teacher, motion):
 def test_evaluate_scores_the_teacher_against_itself(teacher, motion, tmp_path):
     from headstudio.config import CameraConfig
     from headstudio.demo import _evaluate, render_targets
-    from headstudio.guidance import TargetSet
+    from headstudio.targets import TargetSet
 
     ts = render_targets(teacher, 3, 24, CameraConfig(), motion, torch.Generator().manual_seed(1))
     assert _evaluate(teacher, ts) > 60  # same cameras, same poses: identical up to float noise
@@ -76,7 +76,6 @@ def test_run_demo_rejects_bad_sizes(tmp_path):
 
 
 def test_cli_demo_passes_its_options(tmp_path, monkeypatch, capsys):
-    import headstudio.demo as demo
     from headstudio import cli
 
     seen = {}
@@ -85,7 +84,7 @@ def test_cli_demo_passes_its_options(tmp_path, monkeypatch, capsys):
         seen.update(kw, out=out)
         return {"psnr_heldout_views": 30.0}
 
-    monkeypatch.setattr(demo, "run_demo", fake)
+    monkeypatch.setattr(cli, "run_demo", fake)
     assert cli.main(["demo", "--quick", "-q", "--device", "cpu", "--output", str(tmp_path / "d")]) == 0
     assert seen["size"] == cli.QUICK_DEMO_SIZE and seen["steps"] == cli.QUICK_DEMO_STEPS
     assert seen["progress"] is False and str(seen["device"]) == "cpu"

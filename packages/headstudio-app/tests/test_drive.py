@@ -10,26 +10,36 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameModel
+from flame_core.fitting import project
+from flame_core.motion import MotionSequence
+from flame_core.procedural import build_procedural_head
+from headstudio import cli
+from headstudio.avatar import Avatar
+from headstudio.config import InitConfig
 from headstudio.drive import (
     NUM_LANDMARKS,
     DriveOptions,
     detect_landmarks,
     fill_missing,
     fit_track,
+    fit_video,
     least_active_frames,
     resolve_landmarker,
+    video_to_motion,
 )
 from headstudio.errors import HeadStudioError
 from headstudio.face_track import FaceTrack
 from headstudio.video import read_video_frames, write_video
+from PIL import Image
+from scipy.spatial.transform import Rotation
+from skimage import data, transform
 
 ANGLES = np.linspace(-15.0, 15.0, 9)  # in-plane rotation per frame, degrees, counter-clockwise
 
 
 def _astronaut_clip(path: Path, blank_at: int | None = None) -> Path:
     """A 9-frame 320² MP4 of the astronaut's face rotated by ANGLES about the face centre."""
-    from skimage import data, transform
-
     img = data.astronaut()
     frames = []
     for i, a in enumerate(ANGLES):
@@ -81,8 +91,6 @@ def test_landmarker_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def _roll_deg(motion) -> np.ndarray:
     """Head roll (about the camera axis, +z) of global_orient ∘ neck_pose per frame, degrees."""
-    from scipy.spatial.transform import Rotation
-
     g = Rotation.from_rotvec(motion.global_orient.detach().double().numpy())
     n = Rotation.from_rotvec(motion.neck_pose.detach().double().numpy())
     m = (g * n).as_matrix()
@@ -90,14 +98,6 @@ def _roll_deg(motion) -> np.ndarray:
 
 
 def test_fitted_head_roll_follows_known_rotation(clip: Path, tmp_path: Path) -> None:
-    try:
-        from flame_core import FlameModel
-        from flame_core.landmarks import fit_to_landmarks  # noqa: F401
-    except ImportError:
-        pytest.skip("flame_core.fit_to_landmarks is not available yet")
-
-    from headstudio.drive import video_to_motion
-
     head = FlameModel.procedural()
     res = video_to_motion(head, clip, save_motion=tmp_path / "m.npz")
     assert len(res.motion) == len(ANGLES)
@@ -120,8 +120,6 @@ class _RigidProceduralHead(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from flame_core.procedural import build_procedural_head
-
         ph = build_procedural_head()
         d = ph.model_dict
         self.register_buffer("v_template", torch.tensor(np.asarray(d["v_template"]), dtype=torch.float32))
@@ -157,10 +155,6 @@ def _rodrigues(r: torch.Tensor) -> torch.Tensor:
 
 
 def test_fit_with_rigid_procedural_head_follows_rotation(clip: Path, tmp_path: Path) -> None:
-    pytest.importorskip("flame_core.motion")
-    pytest.importorskip("flame_core.procedural")
-    from headstudio.drive import video_to_motion
-
     res = video_to_motion(_RigidProceduralHead(), clip, save_motion=tmp_path / "m.npz")
     roll = _roll_deg(res.motion)
     rel = roll - ANGLES
@@ -186,8 +180,6 @@ def _bumps(T: int, centres: list[int], half_width: int, heights: list[float]) ->
 def _synthetic_track(head, motion) -> FaceTrack:
     """The procedural head's own 478 landmarks under ``motion``, seen by a fixed camera, as if
     MediaPipe had read them (no blendshape scores)."""
-    from flame_core.fitting import project
-
     with torch.no_grad():
         lm = head.landmark_embedding(head(**motion.flame_kwargs()).vertices, head.faces)
     T = lm.shape[0]
@@ -198,8 +190,6 @@ def _synthetic_track(head, motion) -> FaceTrack:
 def _smiling_talk(T: int = 24):
     """An actor with a resting smile (expression 0 = 1.0 throughout) who opens the mouth twice
     (jaw 0.05 → 0.3 rad) and blinks once: jaw, blinks and smile are known."""
-    from flame_core.motion import MotionSequence
-
     expr = np.zeros((T, 10))
     expr[:, 0] = 1.0
     expr[:, 5] = expr[:, 6] = _bumps(T, [17], 2, [1.0])
@@ -215,8 +205,6 @@ def smiling_fit():
 
     The head's identity space is its three global proportions (like FLAME's, it holds no
     expressions), so the fitted identity cannot take up the resting smile by itself."""
-    from flame_core import FlameModel
-
     head = FlameModel.procedural(num_shape=3, num_expression=10)
     motion = _smiling_talk()
     track = _synthetic_track(head, motion)
@@ -248,11 +236,9 @@ def _face_mm(head, motion) -> np.ndarray:
 def test_auto_neutral_drops_the_resting_smile_and_keeps_the_motion(smiling_fit) -> None:
     """Relative to the actor's neutral face: the resting smile (and resting jaw) are not passed on
     to the avatar, the mouth openings and the blink are."""
-    from flame_core import FlameModel
-
     motion, _, auto, none = smiling_fit
     head = FlameModel.procedural(num_shape=3, num_expression=10)
-    neutral_face = _face_mm(head, _smiling_talk().__class__(expression=np.zeros((1, 10)), fps=15.0))[0]
+    neutral_face = _face_mm(head, MotionSequence(expression=np.zeros((1, 10)), fps=15.0))[0]
     jaw_true = motion.jaw_pose[:, 0].numpy()
     rest = jaw_true < 0.06
     corners = [61, 291]
@@ -290,8 +276,6 @@ def test_summary_reports_faces_lost_frames_and_error(smiling_fit) -> None:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from headstudio import cli
-
     rc = cli.main([*argv, "-q", "--device", "cpu"])
     out, err = capsys.readouterr()
     return rc, out, err
@@ -300,11 +284,6 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 @pytest.fixture
 def small_avatar(monkeypatch: pytest.MonkeyPatch):
     """A real (untrained) avatar on a small procedural head, returned by the CLI's loader."""
-    from flame_core import FlameModel
-    from headstudio import cli
-    from headstudio.avatar import Avatar
-    from headstudio.config import InitConfig
-
     head = FlameModel.procedural(num_shape=10, num_expression=10)
     avatar = Avatar.initialize(head, InitConfig(points_per_face=1), torch.Generator().manual_seed(0)).eval()
     monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device: avatar)
@@ -312,8 +291,6 @@ def small_avatar(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_cli_drive_reports_lost_frames_and_saves_the_motion(capsys, tmp_path: Path, small_avatar) -> None:
-    from flame_core.motion import MotionSequence
-
     video = _astronaut_clip(tmp_path / "gap.mp4", blank_at=4)
     (tmp_path / "avatar.ply").write_bytes(b"ply\n")
     out, motion = tmp_path / "out.mp4", tmp_path / "motion.npz"
@@ -366,24 +343,20 @@ def test_cli_drive_bad_options_are_one_line(capsys, tmp_path: Path, small_avatar
     assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
 
 
-def test_cli_filter_defaults_are_the_library_defaults() -> None:
-    from headstudio import cli
-
+def test_cli_defaults_are_the_library_defaults() -> None:
     opts = DriveOptions()
-    assert cli.DRIVE_FILTER == (opts.min_cutoff, opts.beta, opts.d_cutoff)
     args = cli.build_parser().parse_args(["drive", "a.ply", "--video", "v.mp4", "-o", "o.mp4"])
-    assert (args.filter_min_cutoff, args.filter_beta, args.filter_d_cutoff) == cli.DRIVE_FILTER
-    assert args.neutral == "auto" and args.smoothing == 0.0 and not args.no_filter
+    assert (args.filter_min_cutoff, args.filter_beta, args.filter_d_cutoff) == (
+        opts.min_cutoff,
+        opts.beta,
+        opts.d_cutoff,
+    )
+    assert args.neutral == opts.neutral and args.smoothing == opts.smoothing and not args.no_filter
 
 
 def test_neutral_image_is_the_actors_rest(clip: Path, tmp_path: Path) -> None:
     """The calibration photo is the same face as every frame of the clip (which only rotates it):
     relative to it, the clip has no expression left; without a neutral it keeps the photo's own."""
-    from flame_core import FlameModel
-    from headstudio.drive import fit_video
-    from PIL import Image
-    from skimage import data
-
     photo = tmp_path / "rest.png"
     Image.fromarray(data.astronaut()[20:340, 90:410]).save(photo)
     frames, fps = read_video_frames(clip)

@@ -1,4 +1,5 @@
-"""Guidance: SSIM, target sets, photometric guidance and F-SDS with the tiny test models (CPU)."""
+"""Guidance: SSIM / PSNR, target sets, the guidance base class, photometric guidance and F-SDS with
+the tiny test models (CPU)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from headstudio.batch import BatchSampler, TrainBatch
+from headstudio.cameras import camera_angles
 from headstudio.errors import HeadStudioError
-from headstudio.guidance import (
-    FSDSGuidance,
-    Guidance,
-    ImageGuidance,
-    TargetSet,
-    TrainBatch,
-    camera_angles,
-    psnr,
-    ssim,
-)
+from headstudio.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
+from headstudio.metrics import psnr, ssim
+from headstudio.targets import TargetSet
 
 
 def _images(seed: int, b: int = 2, size: int = 32) -> torch.Tensor:
@@ -130,12 +126,18 @@ def test_target_set_errors(tmp_path):
         )
 
 
+class _Size:
+    """Stands in for the trainer's BatchSampler: only its render size is read."""
+
+    width = height = 16
+
+
 def test_image_guidance_batch_and_loss():
     ts = _target_set(t=4, size=32)
-    guid = ImageGuidance(ts, lambda_l1=0.8, lambda_ssim=0.2)
-    assert isinstance(guid, Guidance)
-    b1 = guid.sample_batch(3, torch.Generator().manual_seed(0), 16, 16)
-    b2 = guid.sample_batch(3, torch.Generator().manual_seed(0), 16, 16)
+    guid = ImageGuidance(ts)
+    assert isinstance(guid, Guidance) and guid.loss_terms == ("loss_l1", "loss_ssim")
+    b1 = guid.sample_batch(_Size(), 3, torch.Generator().manual_seed(0))
+    b2 = guid.sample_batch(_Size(), 3, torch.Generator().manual_seed(0))
     assert torch.equal(b1.target_indices, b2.target_indices)
     assert len(set(b1.target_indices.tolist())) == 3  # distinct targets while B <= T
     idx = b1.target_indices
@@ -149,27 +151,62 @@ def test_image_guidance_batch_and_loss():
     # at full size the exact targets give zero loss; anything else a positive differentiable one
     b = guid.batch_for(torch.tensor([2, 0]), 32, 32)
     exact = ts.images[[2, 0]].permute(0, 3, 1, 2)
-    out = guid(exact.clone(), b, step=1)
-    assert float(out.loss) == pytest.approx(0.0, abs=1e-6)
+    verts = torch.zeros(2, 5, 3)  # the image guidance does not read the mesh
+    out = guid(exact.clone(), b, 1, verts)
+    assert set(out.losses) == {"loss_l1", "loss_ssim"}
+    assert all(float(v) == pytest.approx(0.0, abs=1e-6) for v in out.losses.values())
     x = torch.full_like(exact, 0.5, requires_grad=True)
-    out = guid(x, b, step=1)
-    assert float(out.loss.detach()) > 0.05 and not out.skipped
-    assert out.logs["loss_l1"] == pytest.approx(float((x.detach() - exact).abs().mean()), rel=1e-5)
-    out.loss.backward()
+    out = guid(x, b, 1, verts)
+    assert (
+        float((0.8 * out.losses["loss_l1"] + 0.2 * out.losses["loss_ssim"]).detach()) > 0.05
+        and not out.skipped
+    )
+    assert float(out.losses["loss_l1"].detach()) == pytest.approx(
+        float((x.detach() - exact).abs().mean()), rel=1e-5
+    )
+    assert float(out.losses["loss_ssim"].detach()) == pytest.approx(
+        1.0 - float(ssim(x.detach(), exact)), rel=1e-6
+    )
+    sum(out.losses.values()).backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
     # renders smaller than the targets: area-resampled targets
-    small = guid(torch.zeros(2, 3, 16, 16), guid.batch_for(torch.tensor([2, 0]), 16, 16), 1)
+    small = guid(torch.zeros(2, 3, 16, 16), guid.batch_for(torch.tensor([2, 0]), 16, 16), 1, verts)
     assert out.debug["target"].shape == (2, 3, 32, 32) and small.debug["target"].shape == (2, 3, 16, 16)
 
 
-def test_image_guidance_needs_target_indices_and_valid_weights():
+def test_image_guidance_needs_target_indices():
+    # (zero weights for both of its terms: test_trainer.py::test_weighted_loss_leaves_zero_weights_out)
     ts = _target_set(t=2)
-    with pytest.raises(HeadStudioError, match="lambda_l1"):
-        ImageGuidance(ts, lambda_l1=0.0, lambda_ssim=0.0)
     b = ImageGuidance(ts).batch_for(torch.tensor([0]), 32, 32)
     b.target_indices = None
     with pytest.raises(HeadStudioError, match="sample_batch"):
-        ImageGuidance(ts)(torch.zeros(1, 3, 32, 32), b, 1)
+        ImageGuidance(ts)(torch.zeros(1, 3, 32, 32), b, 1, torch.zeros(1, 5, 3))
+
+
+def test_guidance_base_class_defaults():
+    from headstudio.animation import AnimationSampler
+    from headstudio.cameras import CameraSampler
+    from headstudio.config import CameraConfig
+
+    class Plain(Guidance):
+        loss_terms = ("loss_plain",)
+
+        def __call__(self, renders, batch, step, vertices):
+            return GuidanceOutput({"loss_plain": renders.mean()})
+
+    g = Plain()
+    sampler = BatchSampler(
+        CameraSampler(CameraConfig(), 16, 16, (0.0, 0.0, 0.0)), AnimationSampler(None, 10), 10
+    )
+    a = g.sample_batch(sampler, 3, torch.Generator().manual_seed(0))
+    b = sampler.sample(3, torch.Generator().manual_seed(0))
+    assert torch.equal(a.viewmats, b.viewmats) and torch.equal(a.flame["expression"], b.flame["expression"])
+    assert a.viewmats.shape == (3, 1, 4, 4) and a.backgrounds.shape == (3, 1, 3)
+    assert g.state_dict() == {} and g.to("cpu") is g
+    g.load_state_dict({})
+    g.set_default_prompt("ignored")
+    with pytest.raises(NotImplementedError):
+        Guidance()(torch.zeros(1, 3, 8, 8), a, 1, torch.zeros(1, 5, 3))
 
 
 # ------------------------------------------------------------------------------ F-SDS
@@ -188,7 +225,8 @@ def tiny_fsds():
     return head, guid
 
 
-def _fsds_batch(head, azimuths: list[float], size: int = 32) -> TrainBatch:
+def _fsds_batch(head, azimuths: list[float], size: int = 32) -> tuple[TrainBatch, torch.Tensor]:
+    """A batch of cameras around the neutral head, with its posed vertices ``[B, V, 3]``."""
     from headstudio.cameras import head_target
 
     with torch.no_grad():
@@ -199,21 +237,21 @@ def _fsds_batch(head, azimuths: list[float], size: int = 32) -> TrainBatch:
     cams = [orbit_camera(a, 0.0, 0.5, 40.0, size, size, target) for a in azimuths]
     vm = torch.stack([torch.as_tensor(c[0]) for c in cams])[:, None].float()
     ks = torch.stack([torch.as_tensor(c[1]) for c in cams])[:, None].float()
-    return TrainBatch(
+    batch = TrainBatch(
         viewmats=vm,
         Ks=ks,
         flame={},
         azimuth_deg=torch.tensor(azimuths),
         elevation_deg=torch.zeros(len(azimuths)),
         backgrounds=torch.ones(len(azimuths), 1, 3),
-        vertices=verts,
     )
+    return batch, verts
 
 
 def test_fsds_control_maps_follow_the_camera(tiny_fsds):
     head, guid = tiny_fsds
-    batch = _fsds_batch(head, [0.0, 180.0])
-    ctrl = guid.control_maps(batch, 32, 32)
+    batch, verts = _fsds_batch(head, [0.0, 180.0])
+    ctrl = guid.control_maps(verts, batch, 32, 32)
     assert ctrl.shape == (2, 3, 64, 64)
     front = int((ctrl[0].sum(0) > 0).sum())
     back = int((ctrl[1].sum(0) > 0).sum())
@@ -226,36 +264,37 @@ def test_fsds_control_maps_follow_the_camera(tiny_fsds):
 
 def test_fsds_loss_is_finite_and_reaches_the_renders(tiny_fsds):
     head, guid = tiny_fsds
-    batch = _fsds_batch(head, [0.0, 90.0])
+    batch, verts = _fsds_batch(head, [0.0, 90.0])
     renders = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     state = guid.state_dict()
-    out = guid(renders, batch, step=10)
-    assert not out.skipped and math.isfinite(float(out.loss.detach()))
-    assert {"loss_sds", "grad_norm", "t_mean"} <= set(out.logs)
+    out = guid(renders, batch, 10, verts)
+    assert guid.loss_terms == ("loss_sds",) and set(out.losses) == {"loss_sds"}
+    loss = out.losses["loss_sds"]
+    assert not out.skipped and math.isfinite(float(loss.detach()))
+    assert {"grad_norm", "t_mean"} <= set(out.logs)
     assert out.debug["control"].shape == (2, 3, 64, 64)
-    out.loss.backward()
+    loss.backward()
     assert renders.grad is not None and float(renders.grad.abs().sum()) > 0
     # the guidance's generator state restores exactly (checkpoints)
     guid.load_state_dict(state)
-    again = guid(renders.detach(), batch, step=10)
-    assert float(again.loss) == float(out.loss.detach())
+    again = guid(renders.detach(), batch, 10, verts)
+    assert float(again.losses["loss_sds"]) == float(loss.detach())
 
 
 def test_fsds_non_finite_renders_are_skipped(tiny_fsds):
     head, guid = tiny_fsds
-    batch = _fsds_batch(head, [0.0])
+    batch, verts = _fsds_batch(head, [0.0])
     renders = torch.full((1, 3, 32, 32), float("nan"), requires_grad=True)
-    out = guid(renders, batch, step=1)
+    out = guid(renders, batch, 1, verts)
     assert out.skipped
-    assert float(out.loss.detach()) == 0.0
+    assert float(out.losses["loss_sds"].detach()) == 0.0
 
 
 def test_fsds_needs_vertices_prompt_and_landmarks(tiny_fsds):
     head, guid = tiny_fsds
-    batch = _fsds_batch(head, [0.0])
-    batch.vertices = None
+    batch, verts = _fsds_batch(head, [0.0])
     with pytest.raises(HeadStudioError, match="vertices"):
-        guid(torch.rand(1, 3, 32, 32), batch, 1)
+        guid(torch.rand(1, 3, 32, 32), batch, 1, torch.cat([verts, verts]))  # two meshes for one render
 
     class NoLandmarks:
         landmark_embedding = None

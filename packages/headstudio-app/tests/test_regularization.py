@@ -1,4 +1,4 @@
-"""Mesh regularisation: the hinge form of PAPER.md, checked against a direct formula."""
+"""Mesh regularisation: the hinge form of docs/METHOD.md, checked against a direct formula."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 from headstudio.errors import HeadStudioError
-from headstudio.regularization import mesh_regularization, triangle_tolerance
+from headstudio.regularization import REGULARIZER_TERMS, mesh_regularization, triangle_tolerance
+
+
+def weighted(
+    parts: dict[str, torch.Tensor], lambda_pos: float = 0.1, lambda_scale: float = 0.1
+) -> torch.Tensor:
+    """``L_reg = λ_pos·loss_pos + λ_s·loss_scale`` (the trainer's weighting of the two terms)."""
+    return lambda_pos * parts["loss_pos"] + lambda_scale * parts["loss_scale"]
 
 
 def two_triangles() -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +34,7 @@ def two_triangles() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def direct(means, log_scales, face_ids, verts, faces, lp, ls):  # noqa: ANN001, ANN202
-    """PAPER.md, one Gaussian at a time with plain Python math."""
+    """docs/METHOD.md, one Gaussian at a time with plain Python math."""
     v = verts[0].tolist()
     pos_terms, scale_terms = [], []
     for mu, ls_, f in zip(means.tolist(), log_scales.tolist(), face_ids.tolist()):
@@ -59,7 +66,8 @@ def test_zero_inside_the_tolerance() -> None:
     # √S for legs 0.02 is 0.02/√2; τ_pos = 0.5·τ ≈ 0.00745 → ‖μ‖ ≤ 0.5 in local units stays inside
     means = torch.tensor([[0.3, 0.0, 0.1], [0.0, 0.2, -0.3]], dtype=torch.float64, requires_grad=True)
     log_scales = torch.full((2, 3), math.log(0.3), dtype=torch.float64, requires_grad=True)
-    loss, parts = mesh_regularization(means, log_scales, torch.tensor([0, 1]), verts, faces, 0.1, 0.1)
+    parts = mesh_regularization(means, log_scales, torch.tensor([0, 1]), verts, faces)
+    loss = weighted(parts, 0.1, 0.1)
     assert loss.item() == 0.0 and parts["loss_pos"].item() == 0.0 and parts["loss_scale"].item() == 0.0
     loss.backward()
     assert torch.equal(means.grad, torch.zeros_like(means)) and torch.equal(
@@ -75,7 +83,8 @@ def test_outside_matches_the_direct_formula_and_has_gradients() -> None:
     log_scales = (torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.8).requires_grad_()
     face_ids = torch.randint(0, 2, (n,), generator=g)
     verts = verts.clone().requires_grad_()
-    loss, parts = mesh_regularization(means, log_scales, face_ids, verts, faces, 0.1, 0.3)
+    parts = mesh_regularization(means, log_scales, face_ids, verts, faces)
+    loss = weighted(parts, 0.1, 0.3)
     ref, ref_pos, ref_scale = direct(
         means.detach(), log_scales.detach(), face_ids, verts.detach(), faces, 0.1, 0.3
     )
@@ -95,24 +104,23 @@ def test_gradcheck_and_weights() -> None:
     fid = torch.tensor([0, 1])
 
     def f(m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return mesh_regularization(m, s, fid, verts, faces, 0.1, 0.1)[0]
+        return weighted(mesh_regularization(m, s, fid, verts, faces), 0.1, 0.1)
 
     assert torch.autograd.gradcheck(f, (means, log_scales))
-    only_pos, parts = mesh_regularization(means, log_scales, fid, verts, faces, 1.0, 0.0)
-    assert only_pos.item() == pytest.approx(parts["loss_pos"].item())
-    only_scale, parts = mesh_regularization(means, log_scales, fid, verts, faces, 0.0, 2.0)
-    assert only_scale.item() == pytest.approx(2.0 * parts["loss_scale"].item())
+    parts = mesh_regularization(means, log_scales, fid, verts, faces)
+    assert weighted(parts, 1.0, 0.0).item() == pytest.approx(parts["loss_pos"].item())
+    assert weighted(parts, 0.0, 2.0).item() == pytest.approx(2.0 * parts["loss_scale"].item())
 
 
 def test_batch_of_poses_is_averaged_and_scale_invariant() -> None:
     verts, faces = two_triangles()
     means = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
     ls = torch.zeros(1, 3, dtype=torch.float64)
-    one, _ = mesh_regularization(means, ls, torch.tensor([0]), verts, faces)
+    one = weighted(mesh_regularization(means, ls, torch.tensor([0]), verts, faces))
     # a mesh twice as large: same local parameters give the same relative excess
-    two, _ = mesh_regularization(means, ls, torch.tensor([0]), 2 * verts, faces)
+    two = weighted(mesh_regularization(means, ls, torch.tensor([0]), 2 * verts, faces))
     assert one.item() == pytest.approx(two.item())
-    both, _ = mesh_regularization(means, ls, torch.tensor([0]), torch.cat([verts, 2 * verts]), faces)
+    both = weighted(mesh_regularization(means, ls, torch.tensor([0]), torch.cat([verts, 2 * verts]), faces))
     assert both.item() == pytest.approx(one.item())
     with pytest.raises(HeadStudioError, match="face_ids"):
         mesh_regularization(means, ls, torch.tensor([0, 1]), verts, faces)
@@ -124,8 +132,10 @@ def test_precomputed_frames_agree() -> None:
     verts, faces = two_triangles()
     means = torch.tensor([[2.0, 0.1, 0.3], [0.1, 1.5, 1.5]], dtype=torch.float64)
     ls = torch.tensor([[0.5, -3.0, 0.2], [0.1, 0.3, -2.0]], dtype=torch.float64)
-    a, _ = mesh_regularization(means, ls, torch.tensor([0, 1]), verts, faces)
-    b, _ = mesh_regularization(
+    a = mesh_regularization(means, ls, torch.tensor([0, 1]), verts, faces)
+    b = mesh_regularization(
         means, ls, torch.tensor([0, 1]), verts, faces, frames=triangle_frames(verts, faces)
     )
-    assert a.item() == pytest.approx(b.item(), rel=1e-12)
+    assert set(a) == set(b) == set(REGULARIZER_TERMS)
+    for k in a:
+        assert a[k].item() == pytest.approx(b[k].item(), rel=1e-12)

@@ -1,17 +1,22 @@
 """The trainer on the CPU: outputs, exact resume, Ctrl-C, non-finite losses, skipped steps,
-shape stop and densification (tiny F-SDS models, 32² renders, one Gaussian per triangle)."""
+shape stop, densification and the loss weights (tiny F-SDS models, 32² renders, one Gaussian per
+triangle)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 
 import pytest
 import torch
+from headstudio.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, load_checkpoint
+from headstudio.config import LossConfig
 from headstudio.errors import HeadStudioError
-from headstudio.guidance import FSDSGuidance, GuidanceOutput, ImageGuidance, TargetSet
-from headstudio.trainer import NonFiniteLossError, Trainer, TrainingInterrupted, load_checkpoint
+from headstudio.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
+from headstudio.targets import TargetSet
+from headstudio.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +66,18 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
         assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
-class Scripted:
+class Scripted(Guidance):
     """Wraps a guidance; ``overrides[step]`` replaces its output at that step."""
 
     def __init__(self, inner, overrides):
         self.inner, self.overrides = inner, overrides
+        self.loss_terms = inner.loss_terms
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+    def state_dict(self):
+        return self.inner.state_dict()
 
-    def __call__(self, renders, batch, step):
-        out = self.inner(renders, batch, step)
+    def __call__(self, renders, batch, step, vertices):
+        out = self.inner(renders, batch, step, vertices)
         if step in self.overrides:
             return self.overrides[step](out, renders)
         return out
@@ -85,7 +91,7 @@ def test_train_writes_all_outputs(tmp_path, head, tiny_models):
     from headstudio.config import load_config
 
     cfg = make_config(steps=4, preview_every=2, checkpoint_every=2)
-    tr = Trainer(
+    tr = Trainer.new(
         cfg, "a portrait", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False
     )
     before = params(tr)
@@ -102,7 +108,7 @@ def test_train_writes_all_outputs(tmp_path, head, tiny_models):
     )
     assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["step_00002.png", "step_00004.png"]
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert ckpt["step"] == 4 and ckpt["num_gaussians"] == loaded.num_gaussians
+    assert ckpt.step == 4 and ckpt.num_gaussians == loaded.num_gaussians
     after = params(tr)
     assert not torch.equal(before["sh"], after["sh"])  # training changed the colours
     # no temporary files left behind
@@ -113,7 +119,7 @@ def test_preview_grid_is_views_by_expressions(tmp_path, head, tiny_models):
     from PIL import Image
 
     cfg = make_config(steps=1)
-    tr = Trainer(
+    tr = Trainer.new(
         cfg, "a portrait", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False
     )
     rng = torch.get_rng_state()
@@ -130,12 +136,13 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path, head,
     cfg = make_config(steps=1)
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"junk")
-    with pytest.raises(HeadStudioError, match="--resume"):
-        Trainer(cfg, "p", tmp_path / "run", guidance=fsds(cfg, head, tiny_models), head=head)
+    with pytest.raises(HeadStudioError, match="already holds a run.*resume") as info:
+        Trainer.new(cfg, "p", tmp_path / "run", guidance=fsds(cfg, head, tiny_models), head=head)
+    assert info.value.argument == "output_dir"
     with pytest.raises(HeadStudioError, match="not readable"):
-        Trainer(cfg, "p", tmp_path / "run", resume=True, guidance=fsds(cfg, head, tiny_models), head=head)
+        Trainer.resume(tmp_path / "run", cfg, "p", guidance=fsds(cfg, head, tiny_models), head=head)
     with pytest.raises(HeadStudioError, match="does not exist"):
-        Trainer(cfg, "p", tmp_path / "other", resume=True, guidance=fsds(cfg, head, tiny_models), head=head)
+        Trainer.resume(tmp_path / "other", cfg, "p", guidance=fsds(cfg, head, tiny_models), head=head)
 
 
 # ------------------------------------------------------------------------------ exact resume
@@ -153,7 +160,7 @@ def _densify_config(cfg):
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, head, tiny_models):
     steps = 6
     cfg_a = _densify_config(make_config(steps=steps))
-    full = Trainer(
+    full = Trainer.new(
         cfg_a,
         "a portrait",
         tmp_path / "a",
@@ -170,7 +177,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, head, tiny_model
             raise KeyboardInterrupt
 
     cfg_b = _densify_config(make_config(steps=steps))
-    part = Trainer(
+    part = Trainer.new(
         cfg_b,
         "a portrait",
         tmp_path / "b",
@@ -179,20 +186,24 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, head, tiny_model
         progress=False,
         callback=stop_at_3,
     )
-    with pytest.raises(TrainingInterrupted, match="--resume") as info:
+    with pytest.raises(TrainingInterrupted, match="Trainer.resume") as info:
         part.train()
-    assert "step 3/6" in str(info.value)
-    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 3
+    assert "step 3/6" in str(info.value) and info.value.output_dir == tmp_path / "b"
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt").step == 3
+    # the file keeps the format-1 layout (checkpoints of earlier versions resume; a change is a new format)
+    raw = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert raw["format"] == CHECKPOINT_FORMAT == 1 and set(raw) == set(CHECKPOINT_KEYS)
+    assert set(raw["avatar"]) == {"gaussians", "face_ids", "shape"}
+    assert raw["densify_state"]["__dataclass__"] == "DensifyState"
     assert not (tmp_path / "b" / "avatar.ply").exists()
     # a different process state before resuming must not matter
     torch.manual_seed(1234)
     torch.rand(10)
 
-    resumed = Trainer(
+    resumed = Trainer.resume(
+        tmp_path / "b",
         make_config(steps=steps),
         None,
-        tmp_path / "b",
-        resume=True,
         guidance=fsds(cfg_b, head, tiny_models),
         head=head,
         progress=False,
@@ -216,14 +227,16 @@ def test_crash_after_periodic_checkpoint_resumes_exactly(tmp_path, head, tiny_mo
     """A run killed (any exception) after the step-2 checkpoint continues from step 2."""
     steps = 4
     cfg = make_config(steps=steps, checkpoint_every=2)
-    full = Trainer(cfg, "p", tmp_path / "a", guidance=fsds(cfg, head, tiny_models), head=head, progress=False)
+    full = Trainer.new(
+        cfg, "p", tmp_path / "a", guidance=fsds(cfg, head, tiny_models), head=head, progress=False
+    )
     full.train()
 
     def crash(trainer, step):
         if step == 3:
             raise RuntimeError("killed")
 
-    part = Trainer(
+    part = Trainer.new(
         cfg,
         "p",
         tmp_path / "b",
@@ -234,11 +247,10 @@ def test_crash_after_periodic_checkpoint_resumes_exactly(tmp_path, head, tiny_mo
     )
     with pytest.raises(RuntimeError, match="killed"):
         part.train()
-    resumed = Trainer(
+    resumed = Trainer.resume(
+        tmp_path / "b",
         cfg,
         "p",
-        tmp_path / "b",
-        resume=True,
         guidance=fsds(cfg, head, tiny_models),
         head=head,
         progress=False,
@@ -258,7 +270,7 @@ def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models, s
             os.kill(os.getpid(), signum)
 
     cfg = make_config(steps=5)
-    tr = Trainer(
+    tr = Trainer.new(
         cfg,
         "a portrait",
         tmp_path,
@@ -271,8 +283,9 @@ def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models, s
     with pytest.raises(TrainingInterrupted) as info:
         tr.train()
     msg = str(info.value)
-    assert "checkpoint saved" in msg and f"--output {tmp_path} --resume" in msg
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+    assert "checkpoint saved" in msg and f"Trainer.resume('{tmp_path}')" in msg
+    assert info.value.summary.startswith("interrupted at step 2/5")
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").step == 2
     assert signal.getsignal(signum) is previous  # handler restored
 
 
@@ -280,12 +293,12 @@ def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, mon
     from headstudio import cli, guidance
 
     monkeypatch.setattr(guidance.FSDSGuidance, "_load_models", lambda self, config: tiny_models)
-    real_init = Trainer.__init__
+    real_new = Trainer.new.__func__
 
-    def init(self, *a, **kw):
-        real_init(self, *a, **kw, callback=lambda tr, s: (_ for _ in ()).throw(KeyboardInterrupt))
+    def new(cls, *a, **kw):
+        return real_new(cls, *a, **kw, callback=lambda tr, s: (_ for _ in ()).throw(KeyboardInterrupt))
 
-    monkeypatch.setattr(Trainer, "__init__", init)
+    monkeypatch.setattr(Trainer, "new", classmethod(new))
     rc = cli.main(
         [
             "generate",
@@ -311,7 +324,7 @@ def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, mon
     )
     err = capsys.readouterr().err
     assert rc == 130
-    assert "interrupted at step 1/3" in err and "--resume" in err
+    assert "interrupted at step 1/3" in err and f"--output {tmp_path / 'r'} --resume" in err
 
 
 # ------------------------------------------------------------------------------ failures
@@ -319,23 +332,25 @@ def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, mon
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, head, tiny_models):
     cfg = make_config(steps=6, checkpoint_every=2)
-    nan = {4: lambda out, r: GuidanceOutput(loss=out.loss * float("nan"), logs=out.logs)}
+    nan = {
+        4: lambda out, r: GuidanceOutput({"loss_sds": out.losses["loss_sds"] * float("nan")}, logs=out.logs)
+    }
     guid = Scripted(fsds(cfg, head, tiny_models), nan)
-    tr = Trainer(cfg, "p", tmp_path, guidance=guid, head=head, progress=False)
+    tr = Trainer.new(cfg, "p", tmp_path, guidance=guid, head=head, progress=False)
     with pytest.raises(NonFiniteLossError, match="step 4") as info:
         tr.train()
     assert "step 2" in str(info.value) and "intact" in str(info.value)
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert ckpt["step"] == 2
-    assert all(torch.isfinite(v).all() for v in ckpt["avatar"]["gaussians"].values())
+    assert ckpt.step == 2
+    assert all(torch.isfinite(v).all() for v in ckpt.gaussians.values())
     assert not (tmp_path / "avatar.ply").exists()
 
 
 def test_skipped_guidance_step_leaves_parameters_unchanged(tmp_path, head, tiny_models):
     cfg = make_config(steps=2)
-    skip = {1: lambda out, r: GuidanceOutput(loss=r.sum() * 0.0, skipped=True)}
+    skip = {1: lambda out, r: GuidanceOutput({"loss_sds": r.sum() * 0.0}, skipped=True)}
     seen = {}
-    tr = Trainer(
+    tr = Trainer.new(
         cfg,
         "p",
         tmp_path,
@@ -375,7 +390,7 @@ def _targets(head, n: int = 6, size: int = 32) -> TargetSet:
 def test_shape_stops_learning_at_shape_stop_step(tmp_path, head):
     cfg = make_config(steps=4, shape_stop_step=2, lr_shape=0.05)
     shapes = {}
-    tr = Trainer(
+    tr = Trainer.new(
         cfg,
         "p",
         tmp_path,
@@ -401,7 +416,7 @@ def test_image_guidance_training_fits_teacher_renders(tmp_path, head):
     targets = render_targets(teacher, 8, 32, CameraConfig(), motion, torch.Generator().manual_seed(0))
     cfg = make_config(steps=20, lr_color=0.05, lr_opacity=0.05, background="white")
     cfg.train.batch_size = 4
-    tr = Trainer(cfg, "p", tmp_path, guidance=ImageGuidance(targets), head=head, progress=False)
+    tr = Trainer.new(cfg, "p", tmp_path, guidance=ImageGuidance(targets), head=head, progress=False)
     tr.train()
     losses = [json.loads(x)["loss_l1"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
@@ -411,15 +426,64 @@ def test_resume_on_another_head_model_is_an_error(tmp_path, head, tiny_models):
     from flame_core.model import FlameModel
 
     cfg = make_config(steps=1)
-    Trainer(cfg, "p", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False).train()
+    Trainer.new(cfg, "p", tmp_path, guidance=fsds(cfg, head, tiny_models), head=head, progress=False).train()
     other = FlameModel.procedural(num_shape=10, num_expression=10)
     other.identity_hash = lambda: "0" * 64  # stands in for an official FLAME file
-    with pytest.raises(HeadStudioError, match="another head model"):
-        Trainer(
-            make_config(steps=2),
-            "p",
-            tmp_path,
-            resume=True,
-            head=other,
-            guidance=fsds(cfg, head, tiny_models),
-        )
+    with pytest.raises(HeadStudioError, match="another head model") as info:
+        Trainer.resume(tmp_path, make_config(steps=2), "p", head=other, guidance=fsds(cfg, head, tiny_models))
+    assert info.value.argument == "head"
+
+
+# ------------------------------------------------------------------------------ loss weights
+
+
+@dataclasses.dataclass
+class ToyLossConfig(LossConfig):
+    """The configuration of a project that adds one loss: a new ``lambda_`` field, nothing else."""
+
+    lambda_toy: float = 0.5
+
+
+class ToyGuidance(Guidance):
+    """A new guidance with a new term: ``loss_toy`` pulls every render towards black."""
+
+    loss_terms = ("loss_toy",)
+
+    def __call__(self, renders, batch, step, vertices):
+        return GuidanceOutput({"loss_toy": renders.mean()})
+
+
+def test_a_new_loss_term_needs_only_a_lambda_field(tmp_path, head):
+    cfg = make_config(steps=3, lr_color=0.05, background="white")
+    cfg.loss = ToyLossConfig()
+    tr = Trainer.new(cfg, "p", tmp_path, guidance=ToyGuidance(), head=head, progress=False)
+    colour0 = tr.avatar.sh[:, 0].detach().mean()
+    tr.train()
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    for r in records:  # the total is the weighted sum of every term, the regulariser's included
+        want = 0.5 * r["loss_toy"] + 0.1 * r["loss_pos"] + 0.1 * r["loss_scale"]
+        assert r["loss"] == pytest.approx(want, rel=1e-5)
+    assert tr.avatar.sh[:, 0].detach().mean() < colour0 - 0.01  # the term drives training: darker
+    # without its lambda_ field the term cannot be weighed: one clear error before training
+    cfg.loss = LossConfig()
+    with pytest.raises(HeadStudioError, match="add a field lambda_toy"):
+        Trainer.new(cfg, "p", tmp_path / "b", guidance=ToyGuidance(), head=head)
+    # a zero weight leaves the term out; all of the guidance's at zero is an error
+    cfg.loss = ToyLossConfig(lambda_toy=0.0)
+    with pytest.raises(HeadStudioError, match="loss.lambda_toy"):
+        Trainer.new(cfg, "p", tmp_path / "c", guidance=ToyGuidance(), head=head)
+
+
+def test_weighted_loss_leaves_zero_weights_out(tmp_path, head):
+    cfg = make_config(steps=1)
+    cfg.loss = LossConfig(lambda_l1=2.0, lambda_ssim=0.0, lambda_pos=0.5)
+    tr = Trainer.new(cfg, "p", tmp_path, guidance=ImageGuidance(_targets(head)), head=head, progress=False)
+    terms = {
+        "loss_l1": torch.tensor(0.25),
+        "loss_ssim": torch.tensor(float("nan")),
+        "loss_pos": torch.tensor(1.0),
+    }
+    assert float(tr.weighted_loss(terms)) == 2.0 * 0.25 + 0.5 * 1.0
+    cfg.loss = LossConfig(lambda_l1=0.0, lambda_ssim=0.0)
+    with pytest.raises(HeadStudioError, match="lambda_l1"):
+        Trainer.new(cfg, "p", tmp_path / "b", guidance=ImageGuidance(_targets(head)), head=head)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rigged_gaussians.ply import SH_C0, PlyError, load_ply, save_ply
+from rigged_gaussians.ply import SH_C0, PlyError, PlyIntegrityError, load_ply, save_ply
 
 
 def _gaussians(n: int = 50, K: int = 16, seed: int = 0) -> dict:
@@ -211,7 +211,70 @@ def test_malformed_metadata(tmp_path: Path) -> None:
     path = save_ply(tmp_path / "j.ply", **_gaussians(n=2), metadata={"a": 1})
     raw = path.read_bytes().replace(b'comment rg_metadata {"a":1}', b'comment rg_metadata {"a":1, ')
     path.write_bytes(raw)
+    with pytest.raises(PlyIntegrityError):  # the checksum sees the edit first
+        load_ply(path)
     with pytest.raises(PlyError, match="malformed rg_metadata JSON"):
+        load_ply(path, verify=False)
+
+
+# ----------------------------------------------------------------------------- integrity
+def _body_offset(raw: bytes) -> int:
+    return raw.index(b"\nend_header\n") + len(b"\nend_header\n")
+
+
+def test_checksum_written_verified_and_skippable(tmp_path: Path) -> None:
+    path = save_ply(
+        tmp_path / "h.ply", **_gaussians(n=30), extra={"face_id": np.arange(30)}, metadata={"a": 1}
+    )
+    assert sum(ln.startswith("comment rg_sha256 ") for ln in _header(path)) == 1
+    assert load_ply(path).integrity == "verified"
+    assert load_ply(path, verify=False).integrity == "skipped"
+
+
+def test_every_body_byte_flip_is_caught(tmp_path: Path) -> None:
+    path = save_ply(tmp_path / "f.ply", **_gaussians(n=40, K=4), extra={"face_id": np.arange(40) % 3})
+    raw = bytearray(path.read_bytes())
+    start = _body_offset(bytes(raw))
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(start, len(raw), size=60):
+        bad = bytearray(raw)
+        bad[int(pos)] ^= 1 << int(rng.integers(0, 8))
+        path.write_bytes(bytes(bad))
+        with pytest.raises(PlyIntegrityError, match="is corrupted: its rg_sha256 checksum"):
+            load_ply(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        (b"element vertex 12", b"element vertex 11", "trailing data after the 11 Gaussians"),
+        (b"element vertex 12", b"element vertex 13", "truncated, 13 Gaussians need"),
+        (b'"v":1', b'"v":2', "rg_sha256 checksum does not match"),  # a metadata edit
+        (b"rg_extra face_id int 0", b"rg_extra face_id float 0", "rg_sha256 checksum does not match"),
+    ],
+)
+def test_header_edits_are_caught(tmp_path: Path, old: bytes, new: bytes, match: str) -> None:
+    path = save_ply(
+        tmp_path / "e.ply", **_gaussians(n=12), extra={"face_id": np.arange(12)}, metadata={"v": 1}
+    )
+    path.write_bytes(path.read_bytes().replace(old, new, 1))
+    with pytest.raises(PlyError, match=match):
+        load_ply(path)
+
+
+def test_files_without_checksum_still_load_but_trailing_data_and_nan_do_not(tmp_path: Path) -> None:
+    path = save_ply(tmp_path / "o.ply", **_gaussians(n=6))
+    old = b"\n".join(ln for ln in path.read_bytes().split(b"\n") if not ln.startswith(b"comment rg_sha256"))
+    path.write_bytes(old)
+    assert load_ply(path).integrity == "absent" and load_ply(path).num_gaussians == 6
+    path.write_bytes(old.replace(b"element vertex 6", b"element vertex 5"))
+    with pytest.raises(PlyError, match="trailing data after the 5 Gaussians"):
+        load_ply(path)
+    raw = bytearray(old)
+    start = _body_offset(old)
+    raw[start : start + 4] = np.array([np.nan], dtype="<f4").tobytes()  # x of the first Gaussian
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PlyError, match=r"1 non-finite value\(s\) \(NaN/inf\) in vertex properties \['x'\]"):
         load_ply(path)
 
 

@@ -1,5 +1,5 @@
-"""Binding-aware densification: the gradient statistic, clone / split / prune, triangle coverage,
-the schedule and the in-place optimizer update."""
+"""Binding-aware densification: the gradient statistic, grow (clone / split) and prune, triangle
+coverage, the schedule, the step hooks and the in-place optimizer update."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ import math
 import pytest
 import torch
 from rigged_gaussians import reference, testing
-from rigged_gaussians.strategy import DensifyConfig, DensifyState, accumulate, densify_and_prune
+from rigged_gaussians._types import RasterMeta
+from rigged_gaussians.strategy import (
+    DensifyConfig,
+    DensifyInfo,
+    DensifyState,
+    accumulate,
+    grow,
+    prune,
+    step_post_backward,
+    step_pre_backward,
+)
 from torch import nn
 
 CFG = DensifyConfig(
@@ -71,32 +81,55 @@ def test_accumulate_from_meta_of_a_render() -> None:
 # ----------------------------------------------------------------------------- schedule
 def test_schedule_defaults() -> None:
     c = DensifyConfig()
-    assert c.grad_threshold == 0.002 and c.min_opacity == 0.005
+    assert c.enabled and c.grad_threshold == 0.002 and c.min_opacity == 0.005
     assert [c.is_densify_step(s) for s in (299, 300, 600, 2100, 2400)] == [False, True, True, True, False]
     assert [c.is_prune_step(s) for s in (2100, 2400, 3300, 3600, 2401)] == [False, True, True, False, False]
+    assert [c.is_active(s) for s in (1, 3300, 3301)] == [True, True, False]
+    off = DensifyConfig(enabled=False)
+    assert not any(off.is_densify_step(s) or off.is_prune_step(s) or off.is_active(s) for s in (1, 300, 2400))
     with pytest.raises(ValueError, match="densify_every"):
         DensifyConfig(densify_every=0)
+
+
+def _meta(grad: torch.Tensor, radii: torch.Tensor | None = None, track: bool = True) -> RasterMeta:
+    """A RasterMeta whose ``means2d`` (``[M,N,2]``) received the gradient ``grad`` by backward."""
+    m, n, _ = grad.shape
+    leaf = torch.zeros(m, n, 2, requires_grad=True)
+    means2d = leaf * 1.0  # a non-leaf tensor, as a render's
+    if track:
+        means2d.retain_grad()
+    (means2d * grad).sum().backward()
+    radii = torch.zeros(m, n, 2, dtype=torch.int32) if radii is None else radii
+    return RasterMeta(
+        depth=torch.zeros(m, 4, 4, 1), radii=radii, means2d=means2d, depths=torch.ones(m, n),
+        visible=torch.ones(m, n, dtype=torch.bool), width=4, height=4,
+    )  # fmt: skip
 
 
 def test_off_schedule_returns_inputs() -> None:
     p = _params(4)
     fid = torch.tensor([0, 0, 1, 2])
-    out, out_fid, info = densify_and_prune(p, fid, _state([1.0] * 4), CFG, step=150)
-    assert info["action"] == "none" and out is p and out_fid is fid
+    st = _state([1.0] * 4)
+    out, out_fid, info = step_post_backward(p, fid, st, CFG, 150, _meta(torch.ones(1, 4, 2)))
+    assert info == DensifyInfo(action="none", n_before=4, n_after=4) and out is p and out_fid is fid
+    assert st.count.tolist() == [3.0] * 4  # the step still feeds the statistic
 
 
-# ----------------------------------------------------------------------------- clone / split
+# ----------------------------------------------------------------------------- grow: clone / split
 def test_clone_small_high_gradient() -> None:
     p = _params(4, log_scale=-6.0)  # exp(-6) = 0.0025 <= percent_dense
     fid = torch.tensor([0, 0, 1, 2])
-    out, out_fid, info = densify_and_prune(p, fid, _state([0.01, 0.0, 0.001, 0.003]), CFG, step=5)
-    assert info["action"] == "densify" and info["n_cloned"] == 2 and info["n_split"] == 0
+    st = _state([0.01, 0.0, 0.001, 0.003])
+    out, out_fid, info = grow(p, fid, st, CFG, step=5)
+    assert info == DensifyInfo(action="densify", n_before=4, n_cloned=2, n_split=0, n_after=6)
     assert out["means"].shape[0] == 6 and isinstance(out["means"], nn.Parameter)
     assert out_fid.tolist() == [0, 0, 1, 2, 0, 2]  # clones inherit their parent's triangle
     for k in p:
         torch.testing.assert_close(out[k][4], p[k][0].detach())
         torch.testing.assert_close(out[k][5], p[k][3].detach())
         torch.testing.assert_close(out[k][:4], p[k].detach())
+    # the originals keep their statistics, the clones start at zero
+    torch.testing.assert_close(st.average_grad(), torch.tensor([0.01, 0.0, 0.001, 0.003, 0.0, 0.0]))
 
 
 def test_split_large_children_in_parent_local_frame() -> None:
@@ -109,9 +142,8 @@ def test_split_large_children_in_parent_local_frame() -> None:
         p["log_scales"][:] = torch.log(torch.tensor([0.3, 0.1, 0.05]))
     fid = torch.arange(n) % 7
     gen = torch.Generator().manual_seed(0)
-    cfg = DensifyConfig(**{**CFG.__dict__, "max_world_size": 0.0})
-    out, out_fid, info = densify_and_prune(p, fid, _state([1.0] * n), cfg, step=5, generator=gen)
-    assert info["n_split"] == n and info["n_after"] == 2 * n
+    out, out_fid, info = grow(p, fid, _state([1.0] * n), CFG, generator=gen)
+    assert info.n_split == n and info.n_after == 2 * n
     # children: parents removed, two per parent, same triangle, scales / 1.6
     assert out_fid.tolist() == fid.repeat(2).tolist()
     torch.testing.assert_close(out["log_scales"], p["log_scales"].detach().repeat(2, 1) - math.log(1.6))
@@ -128,12 +160,12 @@ def test_world_size_uses_sqrt_areas() -> None:
     p = _params(2, log_scale=0.0)  # local scale 1
     fid = torch.tensor([0, 1])
     sa = torch.tensor([0.005, 0.05])  # world sizes 0.005 (clone) and 0.05 (split)
-    out, out_fid, info = densify_and_prune(p, fid, _state([1.0, 1.0]), CFG, step=5, sqrt_areas=sa)
-    assert info["n_cloned"] == 1 and info["n_split"] == 1
+    out, out_fid, info = grow(p, fid, _state([1.0, 1.0]), CFG, sqrt_areas=sa)
+    assert info.n_cloned == 1 and info.n_split == 1
     assert out_fid.tolist() == [0, 0, 1, 1]
     # without sqrt_areas the local scale (1 > 0.01) says split both
-    _, _, info = densify_and_prune(_params(2, log_scale=0.0), fid, _state([1.0, 1.0]), CFG, step=5)
-    assert info["n_split"] == 2
+    _, _, info = grow(_params(2, log_scale=0.0), fid, _state([1.0, 1.0]), CFG)
+    assert info.n_split == 2
 
 
 # ----------------------------------------------------------------------------- prune
@@ -145,10 +177,10 @@ def test_prune_low_opacity_large_screen_and_world_size() -> None:
     fid = torch.tensor([0, 0, 0, 0, 0])
     st = _state([0.0] * 5)
     st.max_radii[2] = 100.0  # > max_screen_size 60
-    _, _, info = densify_and_prune(p, fid, DensifyState.create(5), CFG, step=210)
-    assert info["n_pruned"] == 1  # without sqrt_areas no world size is known: only opacity
-    out, out_fid, info = densify_and_prune(p, fid, st, CFG, step=210, sqrt_areas=torch.ones(1))
-    assert info["action"] == "prune" and info["n_pruned"] == 3 and info["n_rescued"] == 0
+    _, _, info = prune(p, fid, DensifyState.create(5), CFG)
+    assert info.n_pruned == 1  # without sqrt_areas no world size is known: only opacity
+    out, out_fid, info = prune(p, fid, st, CFG, sqrt_areas=torch.ones(1))
+    assert info == DensifyInfo(action="prune", n_before=5, n_pruned=3, n_rescued=0, n_after=2)
     torch.testing.assert_close(out["means"], p["means"].detach()[[0, 4]])
     assert st.num_gaussians == 2
 
@@ -158,11 +190,11 @@ def test_prune_keeps_best_gaussian_of_each_triangle() -> None:
     with torch.no_grad():
         p["opacity_logits"][:] = torch.tensor([-9.0, -7.0, -8.0, 0.0, -9.0, -9.5])
     fid = torch.tensor([1, 1, 1, 3, 4, 4])  # triangle 1: all pruned; 4: all pruned; 0, 2: never had any
-    out, out_fid, info = densify_and_prune(p, fid, _state([0.0] * 6), CFG, step=210)
+    out, out_fid, info = prune(p, fid, _state([0.0] * 6), CFG)
     assert sorted(out_fid.tolist()) == [1, 3, 4]
     kept = {f: o for f, o in zip(out_fid.tolist(), out["opacity_logits"].tolist(), strict=True)}
     assert kept[1] == -7.0 and kept[4] == -9.0  # the highest opacity of each triangle
-    assert info["n_rescued"] == 2 and info["n_pruned"] == 3
+    assert info.n_rescued == 2 and info.n_pruned == 3
 
 
 def test_prune_only_keeps_survivor_statistics() -> None:
@@ -171,23 +203,22 @@ def test_prune_only_keeps_survivor_statistics() -> None:
         p["opacity_logits"][0] = -9.0
     st = _state([0.1, 0.2, 0.3])
     st.max_radii[:] = torch.tensor([1.0, 2.0, 3.0])
-    densify_and_prune(p, torch.tensor([1, 1, 1]), st, CFG, step=210)
+    prune(p, torch.tensor([1, 1, 1]), st, CFG)
     torch.testing.assert_close(st.average_grad(), torch.tensor([0.2, 0.3]))
     torch.testing.assert_close(st.max_radii, torch.tensor([2.0, 3.0]))
 
 
-def test_errors() -> None:
+@pytest.mark.parametrize("op", [grow, prune])
+def test_errors(op) -> None:
     p = _params(3)
     with pytest.raises(ValueError, match=r"params: missing \['opacity_logits'\]"):
-        densify_and_prune(
-            {k: v for k, v in p.items() if k != "opacity_logits"}, torch.zeros(3), _state([0] * 3), CFG, 5
-        )
+        op({k: v for k, v in p.items() if k != "opacity_logits"}, torch.zeros(3), _state([0] * 3), CFG)
     with pytest.raises(ValueError, match=r"face_ids: expected shape \[3\]"):
-        densify_and_prune(p, torch.zeros(4, dtype=torch.long), _state([0] * 3), CFG, 5)
+        op(p, torch.zeros(4, dtype=torch.long), _state([0] * 3), CFG)
     with pytest.raises(ValueError, match=r"params\['sh'\]: expected 3 rows"):
-        densify_and_prune(
-            dict(p, sh=torch.zeros(2, 4, 3)), torch.zeros(3, dtype=torch.long), _state([0] * 3), CFG, 5
-        )
+        op(dict(p, sh=torch.zeros(2, 4, 3)), torch.zeros(3, dtype=torch.long), _state([0] * 3), CFG)
+    with pytest.raises(ValueError, match="tracks 4 Gaussians"):
+        op(p, torch.zeros(3, dtype=torch.long), _state([0] * 4), CFG)
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -205,18 +236,64 @@ def test_optimizer_updated_in_place() -> None:
     fid = torch.tensor([0, 0, 1, 1])
     # Gaussian 0: clone; 1: split into 2; 2: pruned; 3: kept
     cfg = DensifyConfig(**{**CFG.__dict__, "max_world_size": 0.0})
-    out, out_fid, info = densify_and_prune(p, fid, _state([1.0, 1.0, 0.0, 0.0]), cfg, step=5, optimizer=opt)
-    assert (info["n_cloned"], info["n_split"], info["n_pruned"], info["n_after"]) == (1, 1, 1, 5)
+    st = _state([1.0, 1.0, 0.0, 0.0])
+    grown, grown_fid, g = grow(p, fid, st, cfg, optimizer=opt, step=5)
+    out, out_fid, pr = prune(grown, grown_fid, st, cfg, optimizer=opt)
+    assert (g.n_cloned, g.n_split, pr.n_pruned, pr.n_after) == (1, 1, 1, 5)
     # rows: 0 (kept), 3 (kept), clone of 0, two children of 1
     assert out_fid.tolist() == [0, 1, 0, 0, 0]
     for group in opt.param_groups:
         name = group["name"]
         assert group["params"][0] is out[name]
-        st = opt.state[out[name]]
-        for got, old in ((st["exp_avg"], old_m[name]), (st["exp_avg_sq"], old_v[name])):
+        st_ = opt.state[out[name]]
+        for got, old in ((st_["exp_avg"], old_m[name]), (st_["exp_avg_sq"], old_v[name])):
             torch.testing.assert_close(got[[0, 1, 2]], old[[0, 3, 0]])
             assert got[3:].eq(0).all()
-        assert p[name] not in opt.state
+        assert p[name] not in opt.state and grown[name] not in opt.state
     loss = sum((v**2).sum() for v in out.values())
     loss.backward()
     opt.step()  # the optimizer keeps working with the new parameters
+
+
+# ----------------------------------------------------------------------------- step hooks
+def test_pre_backward_keeps_the_gradient_only_while_active() -> None:
+    s = testing.random_scene(20, C=1, width=16, height=16)
+    s["means"].requires_grad_(True)
+    _, _, meta = reference.rasterize(**s)
+    assert step_pre_backward(meta, CFG, 5) and meta.means2d.retains_grad
+    for cfg, step in ((CFG, 301), (DensifyConfig(enabled=False), 5)):
+        _, _, meta = reference.rasterize(**s)
+        assert not step_pre_backward(meta, cfg, step) and not meta.means2d.retains_grad
+        p = _params(20)
+        fid = torch.zeros(20, dtype=torch.long)
+        out, _, info = step_post_backward(p, fid, DensifyState(), cfg, step, meta)
+        assert out is p and info.action == "none"  # nothing tracked: nothing happens
+
+
+def test_post_backward_grows_prunes_and_restarts_the_statistics() -> None:
+    p = _params(4, log_scale=-6.0)
+    with torch.no_grad():
+        p["opacity_logits"][2] = -9.0
+    fid = torch.tensor([0, 0, 1, 1])
+    st = DensifyState()
+    grad = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # only Gaussian 0 moves
+    calls: list[int] = []
+
+    def areas() -> torch.Tensor:
+        calls.append(1)
+        return torch.ones(2)
+
+    cfg = DensifyConfig(**{**CFG.__dict__, "densify_every": 2})
+    out, out_fid, info = step_post_backward(p, fid, st, cfg, 1, _meta(grad), sqrt_areas=areas)
+    assert info.action == "none" and out is p and not calls  # step 1: statistics only
+    torch.testing.assert_close(st.grad_accum, torch.tensor([2.0, 0.0, 0.0, 0.0]))  # |(1 * W/2, 0)|
+    out, out_fid, info = step_post_backward(p, fid, st, cfg, 2, _meta(grad), sqrt_areas=areas)
+    assert info == DensifyInfo(
+        action="densify", n_before=4, n_cloned=1, n_split=0, n_pruned=1, n_rescued=0, n_after=4
+    )
+    assert calls == [1] and out_fid.tolist() == [0, 0, 1, 0]
+    assert st.num_gaussians == 4 and not st.grad_accum.any() and not st.count.any()  # restarted
+    radii = torch.tensor([[[70, 70], [1, 1], [1, 1], [1, 1]]], dtype=torch.int32)
+    out2, out_fid2, info = step_post_backward(out, out_fid, st, cfg, 210, _meta(grad, radii))
+    assert info == DensifyInfo(action="prune", n_before=4, n_pruned=1, n_after=3)  # too large on screen
+    torch.testing.assert_close(st.count, torch.ones(3))  # the survivors keep their statistics

@@ -21,7 +21,27 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CanonicalFaceMesh", "load_canonical_face_mesh", "resolve_face_landmarker_task"]
+__all__ = [
+    "CanonicalFaceMesh",
+    "load_canonical_face_mesh",
+    "resolve_face_landmarker_task",
+    "FACE_OVAL_IDS",
+    "RIGHT_IRIS_IDS",
+    "LEFT_IRIS_IDS",
+    "IRIS_RADIUS",
+]
+
+#: MediaPipe's face-oval landmarks in drawing order (``FACE_LANDMARKS_FACE_OVAL`` is the closed
+#: loop through them): forehead top 10, the subject's left side, chin 152, the right side.
+FACE_OVAL_IDS: tuple[int, ...] = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)  # fmt: skip
+#: The subject's right iris (centre 468, then four points on its rim), and the left (473...).
+RIGHT_IRIS_IDS: tuple[int, ...] = (468, 469, 470, 471, 472)
+LEFT_IRIS_IDS: tuple[int, ...] = (473, 474, 475, 476, 477)
+#: Human iris radius in metres (MediaPipe Iris: horizontal iris diameter 11.7 mm).
+IRIS_RADIUS = 0.0058
 
 ENV_VAR = "HEADSTUDIO_FACE_LANDMARKER"
 MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"

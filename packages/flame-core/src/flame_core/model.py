@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flame_core.derived_landmarks import complete_mediapipe_embedding
 from flame_core.io import FlameFileError, load_flame_pickle
 from flame_core.landmarks import Flame68Embedding, LandmarkEmbedding
 from flame_core.lbs import LbsBases, OneDnnBlend, build_bases, kinematic_levels, lbs, onednn_available
@@ -106,7 +107,11 @@ class FlameModel(torch.nn.Module):
     Attributes:
         faces: ``[F, 3]`` int64 buffer.
         landmark_embedding: MediaPipe landmark embedding or ``None`` (the procedural head always
-            has its 478-row embedding).
+            has its 478-row embedding; :meth:`from_file` completes a file's embedding with the
+            face oval and irises derived from the model).
+        derived_landmark_ids: MediaPipe ids of the rows :meth:`from_file` derived from the model
+            (face oval, irises) rather than read from the embedding file; retargeting fits only the
+            measured rows (empty for the procedural head and for files that have every row).
         flame68_embedding: FLAME's 68-point static+dynamic embedding when the model's folder has
             ``flame_static_embedding.pkl`` and ``flame_dynamic_embedding.npy`` (:meth:`from_file`),
             else ``None``.
@@ -164,6 +169,7 @@ class FlameModel(torch.nn.Module):
         self._blend: OneDnnBlend | None = None
         self.landmark_embedding = landmark_embedding
         self.flame68_embedding: Flame68Embedding | None = None
+        self.derived_landmark_ids: frozenset[int] = frozenset()
         self._identity_hash = _identity or _hash_arrays(model_dict)
         self.register_buffer("dirs", bases.dirs.to(dtype, copy=True), persistent=False)
         self.register_buffer("v_template", bases.v_template.to(dtype, copy=True), persistent=False)
@@ -184,6 +190,7 @@ class FlameModel(torch.nn.Module):
         num_expression: int = 100,
         dtype: torch.dtype = torch.float32,
         landmark_embedding: LandmarkEmbedding | str | os.PathLike | None = None,
+        derive_landmarks: bool = True,
     ) -> FlameModel:
         """Load an official FLAME 2020/2023 pickle (no chumpy needed) or one we saved.
 
@@ -194,6 +201,9 @@ class FlameModel(torch.nn.Module):
                 ``mediapipe_landmark_embedding.npz`` beside the model is used if present).
                 FLAME's 68-point embedding files beside the model, when both are there, become
                 :attr:`flame68_embedding`.
+            derive_landmarks: append the face-oval and iris landmarks the embedding lacks (FLAME's
+                105-point file has neither), derived from the model itself
+                (:func:`flame_core.derived_landmarks.complete_mediapipe_embedding`).
 
         Raises:
             FileNotFoundError: no model at ``path``.
@@ -218,7 +228,13 @@ class FlameModel(torch.nn.Module):
                 f"{p}: landmark embedding refers to face {int(emb.face_idx.max())}; "
                 f"the mesh has {len(d['f'])} faces"
             )
+        measured = None
+        if emb is not None and derive_landmarks:
+            measured = set(emb.landmark_indices.tolist())
+            emb = complete_mediapipe_embedding(d, emb, source=str(p))
         model = cls(d, num_shape, num_expression, dtype, emb, source=str(p))
+        if measured is not None:
+            model.derived_landmark_ids = frozenset(set(emb.landmark_indices.tolist()) - measured)
         model.flame68_embedding = Flame68Embedding.from_folder(p.parent)
         if model.flame68_embedding is not None:
             faces = model.flame68_embedding.dyn_face.max(), model.flame68_embedding.static.face_idx.max()

@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from flame_core.io import save_flame_pickle
 from flame_core.landmarks import LandmarkEmbedding
+from flame_core.mediapipe_mesh import FACE_OVAL_IDS, IRIS_RADIUS, LEFT_IRIS_IDS, RIGHT_IRIS_IDS
 from flame_core.procedural_mesh import CAVITY, EYE_L, EYE_R, SKIN, HeadGeometry, build_geometry, smoothstep
 
 log = logging.getLogger(__name__)
@@ -78,51 +79,13 @@ _LEYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 3
 _RBROW = [46, 53, 52, 65, 55, 70, 63, 105, 66, 107]
 _LBROW = [276, 283, 282, 295, 285, 300, 293, 334, 296, 336]
 _NOSE = [168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 327, 48, 278]
-_OVAL = [
-    10,
-    338,
-    297,
-    332,
-    284,
-    251,
-    389,
-    356,
-    454,
-    323,
-    361,
-    288,
-    397,
-    365,
-    379,
-    378,
-    400,
-    377,
-    152,
-    148,
-    176,
-    149,
-    150,
-    136,
-    172,
-    58,
-    132,
-    93,
-    234,
-    127,
-    162,
-    21,
-    54,
-    103,
-    67,
-    109,
-]
+_OVAL = list(FACE_OVAL_IDS)
 MEDIAPIPE_105_IDS = np.array(
     list(dict.fromkeys(_LIPS + _REYE + _LEYE + _RBROW + _LBROW + _NOSE + _OVAL))[:105], dtype=np.int64
 )
 UPPER_LIP = {185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415}
 LOWER_LIP = {146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324}
-IRIS_L, IRIS_R = list(range(473, 478)), list(range(468, 473))
-IRIS_RADIUS = 0.0058
+IRIS_L, IRIS_R = list(LEFT_IRIS_IDS), list(RIGHT_IRIS_IDS)
 
 
 @dataclass
@@ -136,19 +99,24 @@ class ProceduralHead:
     embedding105: LandmarkEmbedding
     geometry: HeadGeometry = field(repr=False)
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, full_embedding: bool = True) -> Path:
         """Write ``procedural_flame.pkl``, ``mediapipe_landmark_embedding.npz`` (105 format) and
-        ``mediapipe_468_map.npz`` (478-row face/bary form) into ``directory``; returns it."""
+        ``mediapipe_468_map.npz`` (478-row face/bary form) into ``directory``; returns it.
+
+        ``full_embedding=False`` leaves the 478-row map out: the folder then holds what FLAME's
+        release has (the model and the 105-point embedding, no face oval, no irises).
+        """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_flame_pickle(self.model_dict, d / "procedural_flame.pkl")
         self.embedding105.save(d / "mediapipe_landmark_embedding.npz")
-        np.savez(
-            d / "mediapipe_468_map.npz",
-            face_idx=self.embedding.face_idx.numpy(),
-            bary_coords=self.embedding.bary_coords.numpy().astype(np.float64),
-            landmark_indices=self.embedding.landmark_indices.numpy(),
-        )
+        if full_embedding:
+            np.savez(
+                d / "mediapipe_468_map.npz",
+                face_idx=self.embedding.face_idx.numpy(),
+                bary_coords=self.embedding.bary_coords.numpy().astype(np.float64),
+                landmark_indices=self.embedding.landmark_indices.numpy(),
+            )
         return d
 
 

@@ -264,26 +264,43 @@ def draw_control_map_naive(
     return out
 
 
-def landmark_visibility(landmarks_cam: Tensor, normals_cam: Tensor, near: float = 1e-3) -> Tensor:
-    """Which landmarks the camera can see (front-facing and in front of the camera).
+#: How far past the silhouette a landmark still counts as seen: ``cos`` of the angle between its
+#: normal and the ray from the camera may reach this (0.2: about 11.5 degrees past edge-on).
+SILHOUETTE_TOLERANCE = 0.2
+
+
+def landmark_visibility(
+    landmarks_cam: Tensor,
+    normals_cam: Tensor,
+    near: float = 1e-3,
+    tolerance: float = SILHOUETTE_TOLERANCE,
+) -> Tensor:
+    """Which landmarks the camera can see (facing it, up to the silhouette, and in front of it).
+
+    MediaPipe reports every landmark of a face it finds and the annotator draws them all; the
+    facing test stands in for "on the part of the face a photograph shows". Outline landmarks
+    (the face oval) sit where the surface turns edge-on, so the test lets a landmark face away
+    by up to ``tolerance``: without it, half of a frontal face's oval would drop out.
 
     Args:
         landmarks_cam: ``[B, L, 3]`` landmark positions in OpenCV camera space (x right, y down,
             z forward).
-        normals_cam: ``[B, L, 3]`` outward surface normals at the landmarks, same space (see
-            :func:`vertex_normals` and :func:`embedded_normals`).
+        normals_cam: ``[B, L, 3]`` outward unit surface normals at the landmarks, same space
+            (see :func:`vertex_normals` and :func:`embedded_normals`).
         near: minimum depth ``z``.
+        tolerance: visible while ``dot(normal, point / |point|) < tolerance``; 0 is the strict
+            test (the surface faces the camera at the origin).
 
     Returns:
-        ``[B, L]`` bool, ``dot(normal, point) < 0`` (surface faces the camera at the origin) and
-        ``z > near``.
+        ``[B, L]`` bool.
     """
     if landmarks_cam.shape != normals_cam.shape or landmarks_cam.shape[-1] != 3:
         raise ValueError(
             f"landmarks_cam and normals_cam must both be [B, L, 3], got {tuple(landmarks_cam.shape)} "
             f"and {tuple(normals_cam.shape)}"
         )
-    facing = (normals_cam * landmarks_cam).sum(-1) < 0
+    ray = landmarks_cam / landmarks_cam.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    facing = (normals_cam * ray).sum(-1) < tolerance
     return facing & (landmarks_cam[..., 2] > near)
 
 

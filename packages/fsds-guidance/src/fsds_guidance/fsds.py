@@ -95,10 +95,10 @@ class FSDSOutput:
     """Result of one guidance step.
 
     Attributes:
-        loss: scalar; ``d loss / d latents = grad`` (zero, with no gradient, when skipped).
+        loss: scalar; ``d loss / d latents = grad / B`` (zero, with no gradient, when skipped).
         timesteps: ``[B]`` long, the timesteps used.
-        grad_norm: scalar float tensor, L2 norm of the applied latent gradient ``[B,4,h,w]``
-            (after ``grad_clip``; NaN when skipped).
+        grad_norm: scalar float tensor, L2 norm of the latent gradient ``grad [B,4,h,w]``
+            (after ``grad_clip``, before the division by ``B``; NaN when skipped).
         skipped: True when the gradient was not finite and was not applied.
         debug: with ``return_debug=True``: ``control`` ``[B,3,S,S]``, ``noisy`` (decoded noisy
             latents) and ``denoised`` (decoded one-step x0 prediction from ``ε_cfg``),
@@ -127,8 +127,11 @@ class FSDS:
       ``grad = w(t)·(ε_cfg − ε)`` (two conditions only, the negative is not evaluated);
 
     with ``w(t) = 1 − ᾱ_t`` and ``s`` the guidance scale. The loss is
-    ``0.5·‖z − sg(z − grad)‖²`` summed over the batch, so ``∂loss/∂z = grad`` and the update
-    flows back through the differentiable VAE encoder into the renders. Non-finite gradients
+    ``0.5·‖z − sg(z − grad)‖² / B``: summed over each view's latent, averaged over the ``B``
+    views, so ``∂loss/∂z_b = grad_b / B`` and the update flows back through the differentiable
+    VAE encoder into the renders. Dividing by the batch size (as the paper's public code does)
+    makes a learning rate mean the same at any batch: a parameter seen by every view (a
+    Gaussian of the avatar) gets the mean of the views' gradients, not their sum. Non-finite gradients
     are never applied: the output is flagged ``skipped`` (a warning is logged) and its loss is
     zero with zero gradients; the caller should then skip the optimiser step.
 
@@ -302,7 +305,7 @@ class FSDS:
 
         if finite:
             target = (latents - grad).detach()
-            loss = 0.5 * F.mse_loss(latents, target, reduction="sum")
+            loss = 0.5 * F.mse_loss(latents, target, reduction="sum") / bsz
         else:
             logger.warning(
                 "F-SDS step %d: non-finite latent gradient (t=%s); skipped, nothing applied",

@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from .prompts import prompt_length
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_MODEL = "stablediffusionapi/realistic-vision-51"
@@ -202,6 +204,15 @@ def load_guidance_models(
         )
         raise GuidanceModelError(_help(base, controlnet, sub or "", reason + ".")) from None
     unet, cn, vae, text_encoder, tokenizer = loaded
+    length = prompt_length(tokenizer, text_encoder)
+    if tokenizer.model_max_length != length:
+        # a tokenizer_config.json without model_max_length reads back as 1e30
+        logger.info(
+            "tokenizer model_max_length %s; using the text encoder's %d positions",
+            tokenizer.model_max_length,
+            length,
+        )
+        tokenizer.model_max_length = length
     models = GuidanceModels(
         unet=unet.to(device),
         controlnet=cn.to(device),

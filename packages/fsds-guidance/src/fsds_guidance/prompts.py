@@ -55,6 +55,28 @@ def view_prompts(
     return [f"{prompt}, {view_suffix(a, e)}" for a, e in zip(az, el, strict=True)]
 
 
+def prompt_length(tokenizer, text_encoder) -> int:
+    """Token count of an encoded prompt: the tokenizer's ``model_max_length``, capped by the text
+    encoder's position count (``max_position_embeddings``, 77 for CLIP).
+
+    A tokenizer folder without ``model_max_length`` in its ``tokenizer_config.json`` reads back
+    with a huge placeholder (``1e30``); padding to it would fail, so the encoder decides.
+
+    Raises:
+        ValueError: neither gives a usable length.
+    """
+    limit = getattr(getattr(text_encoder, "config", None), "max_position_embeddings", None)
+    length = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    if limit:
+        length = min(length, int(limit)) if length > 0 else int(limit)
+    if not 0 < length <= 100_000:
+        raise ValueError(
+            f"cannot tell the prompt length: the tokenizer's model_max_length is {length} and the text "
+            "encoder has no max_position_embeddings; set model_max_length in tokenizer_config.json"
+        )
+    return length
+
+
 class PromptCache:
     """CLIP text embeddings computed once per distinct string, never per step.
 
@@ -63,13 +85,15 @@ class PromptCache:
         text_encoder: a frozen ``CLIPTextModel``.
         negative_prompt: text of the negative condition.
 
-    ``encode_calls`` counts text-encoder invocations (one per distinct string).
+    ``encode_calls`` counts text-encoder invocations (one per distinct string); every prompt is
+    padded or truncated to ``max_length`` tokens (:func:`prompt_length`).
     """
 
     def __init__(self, tokenizer, text_encoder, negative_prompt: str = DEFAULT_NEGATIVE_PROMPT) -> None:
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.negative_prompt = negative_prompt
+        self.max_length = prompt_length(tokenizer, text_encoder)
         self._cache: dict[str, Tensor] = {}
         self.encode_calls = 0
 
@@ -78,13 +102,13 @@ class PromptCache:
         tok = self.tokenizer(
             [text],
             padding="max_length",
-            max_length=self.tokenizer.model_max_length,
+            max_length=self.max_length,
             truncation=True,
             return_tensors="pt",
         )
         device = next(self.text_encoder.parameters()).device
         self.encode_calls += 1
-        return self.text_encoder(tok.input_ids.to(device))[0]  # [1, 77, D]
+        return self.text_encoder(tok.input_ids.to(device))[0]  # [1, max_length (77), D]
 
     def embed(self, text: str) -> Tensor:
         """``[1, 77, D]`` embedding of ``text`` (cached)."""

@@ -1,4 +1,4 @@
-"""Training with animation (PAPER.md, F-SDS): FLAME expressions and poses sampled per step.
+"""Training with animation (docs/METHOD.md, "Training"): FLAME expressions and poses sampled per step.
 
 :class:`AnimationSampler` draws random frames of a motion sequence (a TalkSHOW / SHOW / ``.npz``
 file, or the procedural talking motion when none is given) so the avatar learns to move. The
@@ -8,38 +8,17 @@ global orientation and translation are always zero: the cameras already cover th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
+from flame_core.motion import MotionSequence, procedural_talking_motion
 
 from .errors import HeadStudioError
+from .motion import as_motion, fit_expression
 
-__all__ = ["AnimationSampler", "POSE_KEYS", "neutral_flame_kwargs", "fit_expression"]
+__all__ = ["AnimationSampler"]
 
-#: FLAME animation inputs the sampler produces (``global_orient`` always zero).
-POSE_KEYS = ("expression", "jaw_pose", "neck_pose", "eye_pose", "global_orient")
 #: Frames of the procedural talking motion used when no motion is given (10 s at 30 fps).
 PROCEDURAL_FRAMES = 300
-
-
-def fit_expression(expr: torch.Tensor, num_expression: int) -> torch.Tensor:
-    """Truncate or zero-pad ``expr [T, E]`` to ``[T, num_expression]``."""
-    E = expr.shape[-1]
-    if E >= num_expression:
-        return expr[..., :num_expression]
-    return torch.cat([expr, expr.new_zeros(*expr.shape[:-1], num_expression - E)], dim=-1)
-
-
-def neutral_flame_kwargs(batch_size: int, num_expression: int) -> dict[str, torch.Tensor]:
-    """All-zero FLAME kwargs ``[B, ·]`` (the neutral pose)."""
-    b = int(batch_size)
-    return {
-        "expression": torch.zeros(b, num_expression),
-        "jaw_pose": torch.zeros(b, 3),
-        "neck_pose": torch.zeros(b, 3),
-        "eye_pose": torch.zeros(b, 6),
-        "global_orient": torch.zeros(b, 3),
-    }
 
 
 class AnimationSampler:
@@ -56,7 +35,7 @@ class AnimationSampler:
 
     def __init__(
         self,
-        motion: Any | str | Path | None = None,
+        motion: MotionSequence | str | Path | None = None,
         num_expression: int = 100,
         neutral_prob: float = 0.1,
         seed: int = 0,
@@ -66,20 +45,14 @@ class AnimationSampler:
         if num_expression < 0:
             raise HeadStudioError(f"AnimationSampler: num_expression must be >= 0, got {num_expression}.")
         if motion is None:
-            from flame_core.motion import procedural_talking_motion
-
             motion = procedural_talking_motion(
                 num_frames=PROCEDURAL_FRAMES, fps=30.0, num_expression=max(num_expression, 10), seed=seed
             )
-        elif isinstance(motion, (str, Path)):
-            from .rendering import load_motion
-
-            motion = load_motion(motion)
-        self.motion = motion
+        self.motion: MotionSequence = as_motion(motion)
         self.num_expression = int(num_expression)
         self.neutral_prob = float(neutral_prob)
-        kw = motion.flame_kwargs(None)
-        T = len(motion)
+        kw = self.motion.flame_kwargs(None)
+        T = len(self.motion)
         self._frames = {
             "expression": fit_expression(kw["expression"].float(), self.num_expression),
             "jaw_pose": kw.get("jaw_pose", torch.zeros(T, 3)).float(),

@@ -1,20 +1,14 @@
 """The avatar: a head model, its learnable FLAME shape, and Gaussians rigged to its triangles.
 
 Each Gaussian lives in the local frame of one triangle (``face_ids``); posing the head with any
-FLAME parameters moves it (PAPER.md, F-3DGS): ``μ' = √S·R·μ + T``, ``R(q') = R·R(q)``,
-``s' = √S·exp(log s)``. Opacities are stored as logits, colours as SH coefficients ``[N, K, 3]``
-(``K = (sh_degree + 1)²``; the DC term of colour ``c`` is ``(c − 0.5) / 0.28209479``).
+FLAME parameters moves it (docs/METHOD.md, "Rigged Gaussians"): ``μ' = √S·R·μ + T``,
+``R(q') = R·R(q)``, ``s' = √S·exp(log s)``. Opacities are stored as logits, colours as SH
+coefficients ``[N, K, 3]`` (``K = (sh_degree + 1)²``; the DC term of colour ``c`` is
+``(c − 0.5) / 0.28209479``).
 
-The file format is one standard 3DGS PLY (``rigged_gaussians.ply``): the Gaussians in world
-space at the neutral pose (so splat viewers open it), the rigging in extra properties (triangle
-id, local means / quaternions / log-scales / opacity logits) and the header metadata::
-
-    {"format": "headstudio-avatar", "format_version": 1, "shape": [...], "num_shape": S,
-     "num_expression": E, "sh_degree": d, "num_gaussians": N,
-     "head": {"identity_hash": "<sha256>", "source": "procedural" | "<path>"},
-     "config": {...} | null, "prompt": "..." | null, "metadata": {...}}
-
-Loading checks the head model's identity hash, so an avatar is never posed on another head.
+The file format is one standard 3DGS PLY (:mod:`headstudio.avatar_io`): world space at the neutral
+pose, the rigging in extra properties, the head's identity in the metadata. Loading checks the
+head model's identity hash, so an avatar is never posed on another head.
 """
 
 from __future__ import annotations
@@ -26,33 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rigged_gaussians as rg
 import torch
+from flame_core import FlameModel
+from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
+from .avatar_io import FORMAT, FORMAT_VERSION, read_avatar_file, resolve_head, rigging_extras, shape_for_head
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
 from .init import uniform_superresolution_init
 
-__all__ = ["Avatar", "AvatarRender", "SH_C0", "FORMAT", "FORMAT_VERSION", "FLAME_KWARGS", "rgb_to_sh"]
+__all__ = ["Avatar", "AvatarRender", "SH_C0", "FLAME_KWARGS", "GAUSSIAN_PARAMS", "rgb_to_sh"]
 
 log = logging.getLogger(__name__)
 
 SH_C0 = 0.28209479177387814
-FORMAT = "headstudio-avatar"
-FORMAT_VERSION = 1
 #: FLAME animation inputs accepted by :meth:`Avatar.pose` (besides ``shape``).
 FLAME_KWARGS = ("expression", "global_orient", "neck_pose", "jaw_pose", "eye_pose", "translation")
-#: Names of the Gaussian parameters (the keys ``densify_and_prune`` receives).
+#: Names of the Gaussian parameters (the dict ``rigged_gaussians.strategy`` grows and prunes).
 GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
-#: PLY extra properties of the rigging (``rigged_gaussians.ply`` may prefix them with ``rg_``).
-_EXTRA_FACE = "face_id"
-_EXTRA_LOCAL = {
-    "means": "local_means",
-    "quats": "local_quats",
-    "log_scales": "local_log_scales",
-    "opacity_logits": "local_opacity_logits",
-}
 
 
 def rgb_to_sh(rgb: torch.Tensor | float) -> torch.Tensor | float:
@@ -68,15 +56,15 @@ class AvatarRender:
         rgb: ``[B, C, H, W, 3]`` colours (background composited).
         alpha: ``[B, C, H, W, 1]`` accumulated opacity.
         depth: ``[B, C, H, W, 1]`` expected depth.
-        meta: ``rigged_gaussians.RasterMeta`` (per-camera entries flattened over ``B*C``;
-            ``meta.means2d.retain_grad()`` before ``backward`` for densification).
+        meta: per-camera entries flattened over ``B*C`` (``rigged_gaussians.strategy``'s
+            ``step_pre_backward`` keeps ``meta.means2d``'s gradient for densification).
         vertices: ``[B, V, 3]`` the posed mesh.
     """
 
     rgb: torch.Tensor
     alpha: torch.Tensor
     depth: torch.Tensor
-    meta: Any
+    meta: rg.RasterMeta
     vertices: torch.Tensor
 
 
@@ -93,7 +81,7 @@ class Avatar(nn.Module):
     """A rigged Gaussian head avatar.
 
     Args:
-        head: the ``flame_core.FlameModel`` the Gaussians are rigged to.
+        head: the head model the Gaussians are rigged to.
         means: ``[N, 3]`` local means.
         quats: ``[N, 4]`` local rotations (wxyz, not necessarily normalised).
         log_scales: ``[N, 3]`` local log-scales.
@@ -107,7 +95,7 @@ class Avatar(nn.Module):
 
     def __init__(
         self,
-        head: nn.Module,
+        head: FlameModel,
         means: torch.Tensor,
         quats: torch.Tensor,
         log_scales: torch.Tensor,
@@ -127,7 +115,7 @@ class Avatar(nn.Module):
         self.sh = nn.Parameter(sh.detach().float().clone())
         self.register_buffer("face_ids", face_ids.detach().long().clone())
         if shape is None:
-            shape = torch.zeros(1, int(getattr(head, "num_shape", 100)))
+            shape = torch.zeros(1, int(head.num_shape))
         shape = torch.as_tensor(shape, dtype=torch.float32).reshape(1, -1)
         self.shape = nn.Parameter(shape.detach().clone().to(self.means.device))
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -142,7 +130,7 @@ class Avatar(nn.Module):
         opacity_logits: torch.Tensor,
         sh: torch.Tensor,
         face_ids: torch.Tensor,
-        head: nn.Module | None = None,
+        head: FlameModel | None = None,
     ) -> None:
         n = means.shape[0] if means.dim() == 2 else -1
         expected = {
@@ -174,12 +162,13 @@ class Avatar(nn.Module):
     @classmethod
     def initialize(
         cls,
-        head: nn.Module,
+        head: FlameModel,
         init_cfg: InitConfig | None = None,
         generator: torch.Generator | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Avatar:
-        """A fresh avatar by uniform super-resolution on the neutral head (PAPER.md, "Init").
+        """A fresh avatar by uniform super-resolution on the neutral head (docs/METHOD.md,
+        "Initialisation").
 
         Opacity ``init_cfg.opacity``, grey ``init_cfg.color``, identity rotations, the kNN scales;
         shape β zero. Parameters are created on the head's device.
@@ -202,7 +191,7 @@ class Avatar(nn.Module):
             torch.full((n,), logit),
             sh,
             g["face_ids"],
-            torch.zeros(1, int(getattr(head, "num_shape", 100))),
+            torch.zeros(1, int(head.num_shape)),
             metadata,
         )
         return avatar.to(device)
@@ -210,8 +199,8 @@ class Avatar(nn.Module):
     # ----------------------------------------------------------------------------- properties
 
     @property
-    def head(self) -> nn.Module:
-        """The ``flame_core.FlameModel`` (moved with the avatar by ``.to``)."""
+    def head(self) -> FlameModel:
+        """The head model (moved with the avatar by ``.to``)."""
         return self._head
 
     @property
@@ -237,7 +226,7 @@ class Avatar(nn.Module):
         """Replace the Gaussians (after densification); tensors become the new parameters.
 
         ``nn.Parameter`` values are used as they are (so an optimizer updated in place by
-        ``densify_and_prune`` keeps pointing at them).
+        ``rigged_gaussians.strategy`` keeps pointing at them).
         """
         missing = [k for k in GAUSSIAN_PARAMS if k not in params]
         if missing:
@@ -370,8 +359,7 @@ class Avatar(nn.Module):
             int(height),
         )
         kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C)}
-        import rigged_gaussians as rg  # its "auto" falls back to the reference when _C is not built
-
+        # "auto" falls back to the PyTorch renderer when rigged_gaussians._C is not built
         rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
         return AvatarRender(rgb=rgb, alpha=alpha, depth=meta.depth, meta=meta, vertices=verts)
 
@@ -385,10 +373,9 @@ class Avatar(nn.Module):
         verts = self.pose(**flame_kwargs)
         if verts.shape[0] != 1:
             raise HeadStudioError(f"world_gaussians takes one pose; got a batch of {verts.shape[0]}.")
-        from rigged_gaussians.reference import deform, triangle_frames
-
-        frames = triangle_frames(verts, self.head.faces.to(verts.device))
-        d = deform(self.means, self.quats, self.log_scales, self.face_ids, frames)
+        # the PyTorch backend: exact float32/float64 math, the same numbers the files always held
+        frames = rg.triangle_frames(verts, self.head.faces.to(verts.device), backend="torch")
+        d = rg.deform(self.means, self.quats, self.log_scales, self.face_ids, frames, backend="torch")
         quats = d.quats[0]
         quats = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return {
@@ -401,12 +388,6 @@ class Avatar(nn.Module):
 
     # ------------------------------------------------------------------------------ file I/O
 
-    def _head_identity(self) -> dict[str, str]:
-        return {
-            "identity_hash": str(self.head.identity_hash()),
-            "source": str(getattr(self.head, "source", "?")),
-        }
-
     def save(self, path: str | Path, config: dict[str, Any] | None = None, prompt: str | None = None) -> Path:
         """Write the avatar PLY (atomically): world space at the neutral pose + rigging + metadata.
 
@@ -418,8 +399,6 @@ class Avatar(nn.Module):
         Returns:
             ``path`` as a ``Path``.
         """
-        from rigged_gaussians.ply import save_ply
-
         p = Path(path)
         if p.suffix.lower() != ".ply":
             raise HeadStudioError(f"avatar file '{p}' must end in .ply.")
@@ -429,17 +408,16 @@ class Avatar(nn.Module):
         def arr(t: torch.Tensor) -> np.ndarray:
             return t.detach().float().cpu().numpy()
 
-        extra = {_EXTRA_FACE: self.face_ids.detach().cpu().numpy().astype(np.int32)}
-        extra.update({v: arr(getattr(self, k)) for k, v in _EXTRA_LOCAL.items()})
+        local = {k: getattr(self, k) for k in ("means", "quats", "log_scales", "opacity_logits")}
         metadata = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "shape": [float(x) for x in self.shape.detach().cpu().reshape(-1).tolist()],
             "num_shape": int(self.shape.shape[1]),
-            "num_expression": int(getattr(self.head, "num_expression", 100)),
+            "num_expression": int(self.head.num_expression),
             "sh_degree": self.sh_degree,
             "num_gaussians": self.num_gaussians,
-            "head": self._head_identity(),
+            "head": {"identity_hash": str(self.head.identity_hash()), "source": str(self.head.source)},
             "config": config if config is not None else self.metadata.get("config"),
             "prompt": prompt if prompt is not None else self.metadata.get("prompt"),
             "metadata": {k: v for k, v in self.metadata.items() if k not in ("config", "prompt")},
@@ -447,23 +425,13 @@ class Avatar(nn.Module):
         with atomic_output(p) as tmp:
             save_ply(
                 tmp, arr(g["means"]), arr(g["quats"]), arr(g["scales"]), arr(g["opacities"]), arr(g["sh"]),
-                extra=extra, metadata=metadata,
+                extra=rigging_extras(self.face_ids, local), metadata=metadata,
             )  # fmt: skip
         log.info("saved avatar (%d Gaussians) to %s", self.num_gaussians, p)
         return p
 
-    @staticmethod
-    def _extra(extra: dict[str, Any], name: str, path: Path) -> np.ndarray:
-        for key in (name, f"rg_{name}"):
-            if key in extra:
-                return np.asarray(extra[key])
-        raise HeadStudioError(
-            f"'{path}' has no rigging property '{name}'; it is not a headstudio avatar "
-            "(give an avatar.ply written by `headstudio generate` or `headstudio demo`)."
-        )
-
     @classmethod
-    def load(cls, path: str | Path, head: nn.Module | None = None) -> Avatar:
+    def load(cls, path: str | Path, head: FlameModel | None = None) -> Avatar:
         """Read an avatar PLY written by :meth:`save`.
 
         Args:
@@ -473,89 +441,16 @@ class Avatar(nn.Module):
 
         Raises:
             HeadStudioError: not a headstudio avatar, or the head model's identity hash differs
-                from the one the avatar was made on.
+                from the one the avatar was made on (``argument="head"`` when another head would do).
         """
-        from rigged_gaussians.ply import load_ply
-
-        p = Path(path)
-        if not p.is_file():
-            raise HeadStudioError(f"avatar '{p}' does not exist; check the path.")
-        ply = load_ply(p)
-        meta = dict(ply.metadata or {})
-        if meta.get("format") != FORMAT:
-            raise HeadStudioError(
-                f"'{p}' is a Gaussian PLY without headstudio rigging metadata; give an avatar.ply written "
-                "by `headstudio generate` or `headstudio demo`."
-            )
-        version = int(meta.get("format_version", 0))
-        if version > FORMAT_VERSION:
-            raise HeadStudioError(
-                f"'{p}' has avatar format version {version}; this headstudio reads up to {FORMAT_VERSION}; "
-                "upgrade headstudio."
-            )
-        ident = meta.get("head") or {}
-        want_hash, want_src = str(ident.get("identity_hash", "")), str(ident.get("source", "?"))
-        num_shape = int(meta.get("num_shape", len(meta.get("shape", [])) or 100))
-        num_expr = int(meta.get("num_expression", 100))
-        if head is None:
-            from flame_core.model import FlameModel
-
-            if want_src == "procedural":
-                head = FlameModel.procedural(num_shape=num_shape, num_expression=num_expr)
-            else:
-                try:
-                    head = FlameModel.resolve(num_shape=num_shape, num_expression=num_expr)
-                except (OSError, ValueError) as err:
-                    raise HeadStudioError(
-                        f"avatar '{p}' was made on the FLAME model {want_src}, which could not be loaded "
-                        f"({' '.join(str(err).split())[:200]}); pass --flame <that file>."
-                    ) from err
-        got_hash = str(head.identity_hash())
-        if got_hash != want_hash:
-            got_src = str(getattr(head, "source", "?"))
-            if want_src == "procedural":
-                what_to_do = (
-                    "it was made on headstudio's procedural head, which differs in this version (or the "
-                    "file was modified); re-create the avatar with this version"
-                )
-                if got_src != "procedural":
-                    what_to_do = "leave out --flame: the avatar was made on headstudio's procedural head"
-            else:
-                what_to_do = f"pass --flame <the right file> (the FLAME model {want_src})"
-            raise HeadStudioError(
-                f"avatar '{p}' was made on head model {want_hash[:12]} ({want_src}), but {got_src} has "
-                f"{got_hash[:12]}; {what_to_do}."
-            )
-        extra = dict(ply.extra or {})
-        face_ids = torch.from_numpy(cls._extra(extra, _EXTRA_FACE, p).astype(np.int64).reshape(-1))
-        local = {
-            k: torch.from_numpy(cls._extra(extra, v, p).astype(np.float32)) for k, v in _EXTRA_LOCAL.items()
-        }
-        sh = torch.as_tensor(np.asarray(ply.sh), dtype=torch.float32)
-        shape = torch.tensor(meta.get("shape", [0.0] * num_shape), dtype=torch.float32).reshape(1, -1)
-        head_shape = int(getattr(head, "num_shape", shape.shape[1]))
-        if shape.shape[1] > head_shape:
-            if shape[:, head_shape:].abs().max() > 0:
-                raise HeadStudioError(
-                    f"avatar '{p}' has {shape.shape[1]} shape components but the head model uses "
-                    f"{head_shape}; build the head with num_shape >= {shape.shape[1]}."
-                )
-            shape = shape[:, :head_shape]
-        n = face_ids.shape[0]
-        return cls(
-            head,
-            local["means"].reshape(n, 3),
-            local["quats"].reshape(n, 4),
-            local["log_scales"].reshape(n, 3),
-            local["opacity_logits"].reshape(n),
-            sh.reshape(n, -1, 3),
-            face_ids,
-            shape,
-            {
-                **(meta.get("metadata") or {}),
-                **{k: meta[k] for k in ("prompt", "config") if meta.get(k) is not None},
-            },
-        ).to(head.faces.device)
+        f = read_avatar_file(path)
+        head = resolve_head(f, head)
+        loc = f.local
+        avatar = cls(
+            head, loc["means"], loc["quats"], loc["log_scales"], loc["opacity_logits"], f.sh, f.face_ids,
+            shape_for_head(f, head), f.user_metadata,
+        )  # fmt: skip
+        return avatar.to(head.faces.device)
 
     def extra_repr(self) -> str:
         return (

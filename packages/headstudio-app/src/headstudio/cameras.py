@@ -1,6 +1,6 @@
 """Cameras: look-at orbit cameras and the random training-camera sampler.
 
-Conventions (gsplat's, ARCHITECTURE.md): ``viewmats`` map world to camera, OpenCV camera axes
+Conventions (gsplat's, docs/ARCHITECTURE.md): ``viewmats`` map world to camera, OpenCV camera axes
 (x right, y down, z forward), pinhole intrinsics ``K`` with the principal point at the image
 centre (pixel centres at +0.5, so the centre is ``(W/2, H/2)``). The world is FLAME's: metres,
 y up, the face looks along +z. Azimuth 0 puts the camera on the +z side looking at the face,
@@ -17,7 +17,15 @@ import torch
 from .config import CameraConfig
 from .errors import HeadStudioError
 
-__all__ = ["orbit_camera", "orbit_cameras", "intrinsics", "CameraBatch", "CameraSampler", "head_target"]
+__all__ = [
+    "orbit_camera",
+    "orbit_cameras",
+    "intrinsics",
+    "camera_angles",
+    "CameraBatch",
+    "CameraSampler",
+    "head_target",
+]
 
 
 def intrinsics(fovy_deg: torch.Tensor | float, width: int, height: int) -> torch.Tensor:
@@ -103,6 +111,23 @@ def orbit_camera(
     return vm, intrinsics(float(fovy_deg), width, height)
 
 
+def camera_angles(
+    viewmats: torch.Tensor, target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Azimuth and elevation (degrees) of cameras ``viewmats [..., 4, 4]`` around ``target [3]``.
+
+    The inverse of ``cameras.orbit_camera``'s placement: azimuth 0 on +z, 90 on +x, elevation
+    positive above (``+y``). Returns two tensors of shape ``[...]``.
+    """
+    rot, trans = viewmats[..., :3, :3], viewmats[..., :3, 3]
+    centre = -(rot.transpose(-1, -2) @ trans.unsqueeze(-1)).squeeze(-1)
+    if target is not None:
+        centre = centre - target.to(centre)
+    az = torch.rad2deg(torch.atan2(centre[..., 0], centre[..., 2]))
+    el = torch.rad2deg(torch.asin((centre[..., 1] / centre.norm(dim=-1).clamp_min(1e-12)).clamp(-1, 1)))
+    return az, el
+
+
 def head_target(vertices: torch.Tensor) -> torch.Tensor:
     """Centre ``[3]`` of the bounding box of ``vertices [V, 3]`` (or ``[1, V, 3]``)."""
     v = vertices.detach().reshape(-1, 3).float().cpu()
@@ -135,8 +160,8 @@ class CameraBatch:
 
 
 class CameraSampler:
-    """Random training cameras (PAPER.md): distance, fovy, elevation uniform in their ranges;
-    azimuth stratified across the batch (the batch splits the azimuth range into equal strata,
+    """Random training cameras (docs/METHOD.md, "Training"): distance, fovy, elevation uniform in
+    their ranges; azimuth stratified across the batch (the batch splits the azimuth range into equal strata,
     one jittered sample in each, so every batch sees the head from all around).
 
     Args:

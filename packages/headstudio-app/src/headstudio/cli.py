@@ -1,9 +1,12 @@
-"""The ``headstudio`` command line: generate, animate, drive, render, export, eval, demo.
+"""The ``headstudio`` command line: generate, animate, say, drive, render, export, view, eval, demo.
 
 Every user-facing failure ends with one line ``error: <what was wrong and what to do>`` on stderr
 and a non-zero exit status (2 for bad input, 130 for Ctrl-C, 1 for an internal error), with no
-traceback unless ``--debug`` is given. Outputs are written atomically, so a failed or interrupted
-command leaves no partial file under the final name.
+traceback unless ``--debug`` is given. Library errors name the argument they are about; the CLI
+prefixes the flag that set it (``error: --device: ...``). Outputs are written atomically, so a
+failed or interrupted command leaves no partial file under the final name.
+
+Each command is one ``cmd_<name>(args)`` function and one block in :func:`build_parser`.
 """
 
 from __future__ import annotations
@@ -15,13 +18,31 @@ import logging
 import math
 import re
 import sys
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import HeadStudioError, require_file
+import torch
+from fsds_guidance import GuidanceModelError
 
-__all__ = ["main", "build_parser", "resolve_device", "load_avatar"]
+from ._atomic import atomic_output
+from .config import load_config
+from .demo import run_demo
+from .drive import DriveOptions, resolve_landmarker, video_to_motion
+from .errors import HeadStudioError, require_file
+from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
+from .export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
+from .motion import MOTION_SUFFIXES, as_motion, default_motion
+from .rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
+from .runtime import load_avatar, resolve_device
+from .talk import lipsync_motion, say, synthesize_speech
+from .trainer import Trainer, TrainingInterrupted
+from .viewer.launch import check_port, prepare_server, start_or_explain
+from .viewer.presets import fit_presets
+from .viewer.server import is_loopback
+
+__all__ = ["main", "build_parser"]
 
 log = logging.getLogger("headstudio")
 
@@ -31,9 +52,8 @@ EXIT_INTERRUPTED = 130
 #: `headstudio demo --quick`: render size and training steps of the smoke run.
 QUICK_DEMO_SIZE = 32
 QUICK_DEMO_STEPS = 60
-#: `headstudio drive`: default one-euro filter (min cutoff Hz, beta, derivative cutoff Hz); the
-#: same as headstudio.drive.DriveOptions (kept here so `--help` needs no heavy import).
-DRIVE_FILTER = (1.0, 40.0, 2.0)
+#: The flag that sets each library argument named by ``HeadStudioError.argument``.
+FLAGS = {"device": "--device", "flame": "--flame", "head": "--flame", "output_dir": "--output"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,58 +62,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_USAGE)
-
-
-def resolve_device(name: str) -> Any:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` → ``torch.device``; errors say what to use instead."""
-    import torch
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    m = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if m is None:
-        raise HeadStudioError(f"unknown device '{name}'; use --device auto, cpu, cuda or cuda:N.")
-    if not torch.cuda.is_available():
-        raise HeadStudioError(f"--device {name} was asked for but CUDA is not available; use --device cpu.")
-    idx = int(m.group(1) or 0)
-    if idx >= torch.cuda.device_count():
-        raise HeadStudioError(
-            f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here; "
-            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}."
-        )
-    return torch.device(name)
-
-
-def load_avatar(path: str | Path, flame: str | Path | None, device: Any) -> Any:
-    """Load an avatar PLY onto ``device``; its head from ``flame`` or the file's metadata."""
-    p = require_file(path, "avatar", (".ply",))
-    from .avatar import Avatar
-
-    head = None
-    if flame is not None:
-        from flame_core import FlameModel
-
-        flame_path = require_file(flame, "FLAME model", (".pkl",))
-        try:
-            head = FlameModel.from_file(flame_path)
-        except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as err:
-            raise HeadStudioError(
-                f"--flame '{flame_path}' is not a readable FLAME model ({_one_line(err)[:160]}); "
-                "give the generic_model.pkl / flame2023.pkl the avatar was made with, or leave --flame out."
-            ) from err
-    try:
-        avatar = Avatar.load(p, head=head)
-    except HeadStudioError:
-        raise
-    except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as err:
-        raise HeadStudioError(
-            f"'{p}' is not a readable headstudio avatar ({str(err).strip()[:160] or type(err).__name__}); "
-            "give an avatar.ply written by `headstudio generate` or `headstudio demo`."
-        ) from err
-    return avatar.to(device).eval()
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -107,8 +75,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def check_size_arg(size: int) -> int:
     """Validate a square render size given on the command line."""
-    from .rendering import check_size
-
     return check_size(size)[0]
 
 
@@ -178,14 +144,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else Path("outputs") / _slug(args.prompt)
     if out_dir.exists() and not out_dir.is_dir():
         raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
-    if args.resume and not (out_dir / "checkpoints" / "last.pt").is_file():
+    checkpoint = out_dir / "checkpoints" / "last.pt"
+    if args.resume and not checkpoint.is_file():
         raise HeadStudioError(
-            f"--resume: no checkpoint at '{out_dir / 'checkpoints' / 'last.pt'}'; "
+            f"--resume: no checkpoint at '{checkpoint}'; "
             "run without --resume to start, or give the --output of the run to continue."
         )
-    from .config import load_config
-    from .trainer import Trainer
-
+    if not args.resume and checkpoint.exists():
+        raise HeadStudioError(
+            f"--output '{out_dir}' already holds a run (checkpoints/last.pt); continue it with --resume "
+            "or choose another --output."
+        )
     overrides = list(args.set or [])
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
@@ -201,36 +170,57 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise
     except (ValueError, KeyError, TypeError) as err:
         raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
-    trainer = Trainer(
-        config, prompt=args.prompt, output_dir=out_dir, resume=args.resume, progress=not args.quiet
-    )
-    avatar_path = trainer.train()
+    if args.resume:
+        trainer = Trainer.resume(out_dir, config, args.prompt, progress=not args.quiet)
+    else:
+        trainer = Trainer.new(config, args.prompt, out_dir, progress=not args.quiet)
+    try:
+        avatar_path = trainer.train()
+    except TrainingInterrupted as err:
+        raise KeyboardInterrupt(
+            f"{err.summary}. Continue with: headstudio generate {json.dumps(args.prompt)} --output {out_dir} "
+            "--resume"
+        ) from None
     print(f"avatar written to {avatar_path}")
     return 0
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from .rendering import check_size, render_motion
-
     w, h = check_size(*args.size)
     out = _check_output(args.output, (".mp4",))
     if args.motion is not None:
-        require_file(args.motion, "motion file", (".npy", ".npz", ".pkl"))
+        require_file(args.motion, "motion file", MOTION_SUFFIXES)
     if args.audio is not None:
         require_file(args.audio, "audio file")
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    motion: Any = args.motion
+    if args.audio is not None and args.motion is None:  # lip sync to the audio itself
+        motion = lipsync_motion(avatar, args.audio, fps=args.fps or 30.0)
     n = render_motion(
-        avatar, args.motion, out, audio=args.audio, fps=args.fps, size=(w, h), num_frames=args.frames,
+        avatar, motion, out, audio=args.audio, fps=args.fps, size=(w, h), num_frames=args.frames,
         progress=not args.quiet,
     )  # fmt: skip
     print(f"wrote {out} ({n} frames)")
     return 0
 
 
-def cmd_drive(args: argparse.Namespace) -> int:
-    from .drive import DriveOptions, resolve_landmarker, video_to_motion
-    from .rendering import check_size, render_motion
+def cmd_say(args: argparse.Namespace) -> int:
+    w, h = check_size(*args.size)
+    out = _check_output(args.output, (".mp4",))
+    if args.motion_out is not None:
+        _check_output(args.motion_out, (".npz",), "--motion-out")
+    utterance = synthesize_speech(args.text, language=args.language, voice=args.voice, rate=args.rate)
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    res = say(
+        avatar, utterance, out, fps=args.fps, size=(w, h), motion_out=args.motion_out, progress=not args.quiet
+    )
+    print(f"wrote {out} ({res.num_frames} frames, {res.duration:.2f} s of speech)")
+    if res.motion is not None:
+        print(f"motion saved to {res.motion}")
+    return 0
 
+
+def cmd_drive(args: argparse.Namespace) -> int:
     w, h = check_size(*args.size)
     out = _check_output(args.output, (".mp4",))
     require_file(args.video, "video", (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"))
@@ -262,8 +252,6 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .rendering import ViewSettings, check_size, render_stills, render_turntable
-
     w, h = check_size(*args.size)
     settings = ViewSettings(elevation_deg=args.elevation)
     if args.turntable:
@@ -282,15 +270,42 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_posed, parse_expression_args, posed_flame_kwargs
-
-    out = _check_output(args.output, (".ply",))
+    fmt = args.format
     if args.motion is not None:
-        require_file(args.motion, "motion file", (".npy", ".npz", ".pkl"))
-    elif args.motion_frame is not None:
-        raise HeadStudioError("--motion-frame needs --motion FILE.")
+        require_file(args.motion, "motion file", MOTION_SUFFIXES)
+    if args.audio is not None:
+        require_file(args.audio, "audio file")
+    ply_only = {"--expression": args.expression, "--jaw": args.jaw, "--motion-frame": args.motion_frame}
+    for flag, value in ply_only.items():
+        if value is not None and fmt != "ply":
+            raise HeadStudioError(f"{flag} poses a single PLY; it applies to --format ply, not {fmt}.")
+    if args.audio is not None and fmt != "web":
+        raise HeadStudioError("--audio goes into a web export; use it with --format web.")
+    if args.include_head_model and fmt != "web":
+        raise HeadStudioError("--include-head-model applies to --format web.")
+    if fmt == "ply":
+        out = _check_output(args.output, (".ply",))
+        if args.motion is None and args.motion_frame is not None:
+            raise HeadStudioError("--motion-frame needs --motion FILE.")
+    else:
+        out = Path(args.output)
+        if out.suffix.lower() == ".ply":
+            raise HeadStudioError(f"--format {fmt} writes a folder; give -o a folder name, not '{out}'.")
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
-    num_expr = int(getattr(avatar.head, "num_expression", 100))
+    if fmt == "ply-sequence":
+        paths = export_ply_sequence(avatar, out, args.motion, progress=not args.quiet)
+        print(f"wrote {len(paths)} PLY frames to {out}")
+        return 0
+    if fmt == "web":
+        procedural = avatar.head.source == "procedural"
+        presets = fit_presets(avatar.head) if procedural or args.include_head_model else None
+        export_web(
+            avatar, out, args.motion, args.audio, include_head_model=args.include_head_model, presets=presets,
+            progress=not args.quiet,
+        )  # fmt: skip
+        print(f"wrote {out}/index.html (open it in a browser; it needs no server)")
+        return 0
+    num_expr = avatar.head.num_expression
     kw = posed_flame_kwargs(
         num_expr, parse_expression_args(args.expression or [], num_expr), args.jaw, args.motion,
         args.motion_frame or 0,
@@ -300,10 +315,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
-    from .rendering import check_size
+def cmd_view(args: argparse.Namespace) -> int:
+    if args.motion is not None:
+        require_file(args.motion, "motion file", MOTION_SUFFIXES)
+    if args.audio is not None:
+        require_file(args.audio, "audio file")
+    if not 0 <= args.port <= 65535:
+        raise HeadStudioError(f"--port {args.port} is not a TCP port; give 1..65535, or 0 for any free one.")
+    check_port(args.host, args.port)
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    motion = as_motion(args.motion) if args.motion is not None else default_motion(avatar.head, args.audio)
+    server = prepare_server(avatar, motion, args.audio, host=args.host, port=args.port)
 
+    def ready(url: str) -> None:
+        if not is_loopback(args.host):
+            print(f"serving beyond this machine on {args.host}: the page needs the token in this URL")
+        print(f"headstudio viewer at {url}  (Ctrl-C to stop)", flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+
+    try:
+        start_or_explain(server, ready)
+    except KeyboardInterrupt:  # Ctrl-C is how a viewer stops: no error
+        print("viewer stopped")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with --prompt.")
     check_size(args.size)
@@ -313,8 +351,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for m, s in res.scores.items():
         print(f"CLIP score {m}: {s:.4f}")
     if args.json:
-        from ._atomic import atomic_output
-
         with atomic_output(args.json) as tmp:
             doc = {"prompt": res.prompt, "num_views": res.num_views, "scores": res.scores}
             tmp.write_text(json.dumps(doc, indent=2))
@@ -322,8 +358,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise HeadStudioError(f"--output '{out}' exists and is not a directory.")
@@ -375,16 +409,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", metavar="DIR", help="output directory (default outputs/<slug-of-prompt>)")
     g.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
     g.add_argument("--steps", type=_positive_int)
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=cmd_generate, flags={**FLAGS, "head": "--set head.flame_path"})
 
     a = sub.add_parser("animate", parents=[common, av], help="animate an avatar with a FLAME motion to MP4")
     a.add_argument("--motion", metavar="FILE", help="TalkSHOW .npy, SHOW .pkl or .npz (default: procedural)")
-    a.add_argument("--audio", metavar="WAV", help="audio muxed into the video")
+    a.add_argument("--audio", metavar="WAV", help="audio muxed in; without --motion, lip sync to it")
     a.add_argument("--fps", type=_positive_float, help="video frame rate (default: the motion's)")
     a.add_argument("--size", type=_size, default=(512, 512), help="512 or WxH")
     a.add_argument("--frames", type=_positive_int, help="render at most this many frames")
     a.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
     a.set_defaults(func=cmd_animate)
+
+    t = sub.add_parser("say", parents=[common, av], help="speak a text (offline, espeak-ng) to MP4")
+    t.add_argument("text", help='what to say, e.g. "Hello, I am a Gaussian head."')
+    t.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
+    t.add_argument("--voice", metavar="VARIANT", help="espeak-ng voice variant: f1..f5, m1..m7, klatt, ...")
+    t.add_argument("--rate", type=_positive_int, default=175, metavar="WPM", help="words per minute (80-450)")
+    t.add_argument("--language", default="en", metavar="L", help="espeak-ng language: en, en-us, de, fr, ...")
+    t.add_argument("--motion-out", metavar="MOTION.npz", help="also save the motion")
+    t.add_argument("--fps", type=_positive_float, default=30.0, help="video frame rate")
+    t.add_argument("--size", type=_size, default=(512, 512), help="512 or WxH")
+    t.set_defaults(func=cmd_say)
 
     d = sub.add_parser("drive", parents=[common, av], help="animate an avatar from a face video")
     d.add_argument("--video", required=True, metavar="IN.mp4")
@@ -402,7 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("beta", "B", _non_negative_float, "how fast the cutoff rises with speed, higher keeps fast motion"),
         ("d-cutoff", "HZ", _positive_float, "cutoff of the speed estimate"),
     )
-    for (flag, metavar, kind, what), default in zip(filter_args, DRIVE_FILTER):
+    defaults = DriveOptions()
+    for (flag, metavar, kind, what), default in zip(
+        filter_args, (defaults.min_cutoff, defaults.beta, defaults.d_cutoff)
+    ):
         d.add_argument(
             f"--filter-{flag}",
             type=kind,
@@ -433,13 +481,45 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--elevation", type=_finite_float, default=0.0, help="camera elevation in degrees")
     r.set_defaults(func=cmd_render)
 
-    e = sub.add_parser("export", parents=[common, av], help="posed PLY for splat viewers")
-    e.add_argument("-o", "--output", required=True, metavar="OUT.ply")
-    e.add_argument("--expression", action="append", metavar="I=V", help="set expression component I to V")
-    e.add_argument("--jaw", type=_finite_float, metavar="RAD", help="jaw opening in radians")
-    e.add_argument("--motion", metavar="FILE")
-    e.add_argument("--motion-frame", type=int, metavar="K")
+    e = sub.add_parser(
+        "export", parents=[common, av], help="posed PLY, PLY sequence, or a self-contained web viewer folder"
+    )
+    e.add_argument(
+        "--format", choices=("ply", "ply-sequence", "web"), default="ply",
+        help="ply: one posed PLY (default); ply-sequence: one world-space PLY per motion frame in the "
+        "folder -o; web: a folder with the browser viewer that plays from file:// with no server",
+    )  # fmt: skip
+    e.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="OUT.ply, or a folder for the other formats"
+    )
+    e.add_argument(
+        "--expression", action="append", metavar="I=V", help="set expression component I to V (ply)"
+    )
+    e.add_argument("--jaw", type=_finite_float, metavar="RAD", help="jaw opening in radians (ply)")
+    e.add_argument(
+        "--motion", metavar="FILE", help="motion (default for ply-sequence/web: the procedural one)"
+    )
+    e.add_argument("--motion-frame", type=int, metavar="K", help="which motion frame (ply)")
+    e.add_argument("--audio", metavar="WAV", help="audio played with the motion (web)")
+    e.add_argument(
+        "--include-head-model", action="store_true",
+        help="web: also ship a FLAME head's model so the sliders work offline. Off by default because the "
+        "FLAME model is licensed and may not be passed on; without it a FLAME avatar's folder plays its "
+        "baked motion only. The open procedural head's model is always included.",
+    )  # fmt: skip
     e.set_defaults(func=cmd_export)
+
+    w = sub.add_parser("view", parents=[common, av], help="view and animate an avatar in the browser")
+    w.add_argument("--motion", metavar="FILE", help="motion to play (default: the procedural talking motion)")
+    w.add_argument("--audio", metavar="WAV", help="audio played in sync with the motion")
+    w.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
+    w.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only); any other address requires the "
+        "random token printed in the URL",
+    )  # fmt: skip
+    w.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    w.set_defaults(func=cmd_view)
 
     v = sub.add_parser("eval", parents=[common, av], help="CLIP score against a prompt")
     v.add_argument("--prompt", required=True)
@@ -484,12 +564,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HeadStudioError as err:
         if args.debug:
             raise
-        sys.stderr.write(f"error: {err}\n")
+        flag = getattr(args, "flags", FLAGS).get(err.argument or "")
+        sys.stderr.write(f"error: {flag + ': ' if flag else ''}{err}\n")
+        return EXIT_USAGE
+    except GuidanceModelError as err:  # fsds-guidance's own message, then the flags that set its arguments
+        if args.debug:
+            raise
+        sys.stderr.write(
+            f"error: {_one_line(err)} With headstudio, give local copies with --set guidance.base_model=DIR "
+            "--set guidance.controlnet=DIR.\n"
+        )
         return EXIT_USAGE
     except KeyboardInterrupt as err:
         if args.debug:
             raise
-        if str(err).strip():  # trainer.TrainingInterrupted: says where the checkpoint is and how to resume
+        if str(err).strip():  # an interrupted run: says where the checkpoint is and how to resume
             sys.stderr.write(f"error: {_one_line(err)}\n")
         else:
             sys.stderr.write("error: interrupted (Ctrl-C); unfinished outputs were removed, run it again.\n")
@@ -497,8 +586,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        import torch
-
         if isinstance(err, torch.cuda.OutOfMemoryError):
             sys.stderr.write(
                 "error: CUDA out of memory; use a smaller --size (or batch / resolution via --set), "

@@ -2,8 +2,9 @@
 
 One dataclass per component (:class:`HeadConfig`, :class:`InitConfig`, :class:`CameraConfig`,
 :class:`TrainConfig`, :class:`LossConfig`, :class:`DensifyConfig`, :class:`GuidanceConfig`),
-gathered in :class:`HeadStudioConfig`. Defaults are the numbers of ``PAPER.md`` (the paper's
-equations and the authors' public ``configs/headstudio.yaml``).
+gathered in :class:`HeadStudioConfig`. Defaults are the numbers of docs/METHOD.md (the paper's
+equations and the authors' public ``configs/headstudio.yaml``). The densification section is
+``rigged_gaussians.strategy.DensifyConfig`` itself.
 
 A run's configuration is the defaults, then a TOML file, then ``--set key=value`` overrides::
 
@@ -17,15 +18,15 @@ so ``--set guidance.negative_prompt=true`` is the string ``"true"``). For a fiel
 ``None`` the strings ``none`` / ``null`` mean ``None``; TOML has no null, so ``None`` values are
 left out of saved files (they load back as their default, which is ``None`` for every such
 field). Unknown keys and bad values raise
-:class:`~headstudio.errors.HeadStudioError` naming the key and the valid choices.
+:class:`~headstudio.errors.HeadStudioError` naming the key and the valid choices. Values renamed
+since (``guidance.mode = "dsds"``, now ``"fsds"``) still load, with one deprecation log line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,12 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+import tomli_w
+from fsds_guidance import FSDSConfig
+from rigged_gaussians.strategy import DensifyConfig
+
 from ._atomic import atomic_output
+from ._typed_values import BadValue, coerce, describe, field_types
 from .errors import HeadStudioError
 
 __all__ = [
@@ -55,7 +61,10 @@ __all__ = [
     "apply_overrides",
 ]
 
-_NONE_WORDS = ("none", "null")
+log = logging.getLogger(__name__)
+
+#: Values that were renamed: ``(key, old value) -> new value``.
+_RENAMED_VALUES = {("guidance.mode", "dsds"): "fsds"}
 
 
 @dataclass
@@ -76,7 +85,7 @@ class HeadConfig:
 
 @dataclass
 class InitConfig:
-    """Uniform super-resolution initialisation (PAPER.md, "Init").
+    """Uniform super-resolution initialisation (docs/METHOD.md, "Initialisation").
 
     Attributes:
         points_per_face: K Gaussians sampled uniformly on each triangle of the neutral mesh.
@@ -95,7 +104,7 @@ class InitConfig:
 
 @dataclass
 class CameraConfig:
-    """Random training cameras (PAPER.md, "Training and evaluation").
+    """Random training cameras (docs/METHOD.md, "Training").
 
     Distances are in the paper's scene units; ``scene_scale`` converts them to metres. The
     authors' code recentres the neutral FLAME mesh and rescales it so that its largest extent is
@@ -123,7 +132,8 @@ class CameraConfig:
 
 @dataclass
 class TrainConfig:
-    """The optimisation loop (PAPER.md: Adam, learning rates, 10k steps, batch 8, 1024² renders).
+    """The optimisation loop (docs/METHOD.md, "Training": Adam, learning rates, 10k steps, batch 8,
+    1024² renders).
 
     Attributes:
         steps: training steps.
@@ -171,12 +181,16 @@ class TrainConfig:
 
 @dataclass
 class LossConfig:
-    """Weights ``lambda_<name>`` of the losses ``loss_<name>`` (a new loss needs no loop change).
+    """Weights ``lambda_<name>`` of the loss terms ``loss_<name>`` (docs/METHOD.md, "Losses").
+
+    The guidance and the mesh regulariser return unweighted ``loss_<name>`` terms; the trainer
+    multiplies each by its ``lambda_<name>`` (:meth:`weight`) and sums them, in one place. A new
+    loss term is a new ``lambda_`` field here and nothing else.
 
     Attributes:
         lambda_sds: the score-distillation loss.
-        lambda_pos: mesh regularisation of the positions (PAPER.md: 0.1).
-        lambda_scale: mesh regularisation of the scales (PAPER.md: 0.1).
+        lambda_pos: mesh regularisation of the positions (the paper: 0.1).
+        lambda_scale: mesh regularisation of the scales (the paper: 0.1).
         lambda_l1: photometric L1 of the image guidance (3DGS: 0.8).
         lambda_ssim: photometric 1 − SSIM of the image guidance (3DGS: 0.2).
     """
@@ -187,51 +201,22 @@ class LossConfig:
     lambda_l1: float = 0.8
     lambda_ssim: float = 0.2
 
+    def weight(self, term: str) -> float:
+        """The weight ``lambda_<name>`` of the loss term ``loss_<name>``.
 
-@dataclass
-class DensifyConfig:
-    """Binding-aware densify / prune schedule (PAPER.md; mirrors ``rigged_gaussians.strategy``).
-
-    Attributes:
-        enabled: densify and prune at all.
-        grad_threshold: normalised view-space gradient above which a Gaussian is densified.
-        densify_from, densify_until, densify_every: densify+prune on steps in
-            ``[densify_from, densify_until]`` that are multiples of ``densify_every``.
-        prune_from, prune_until, prune_every: the prune-only phase.
-        min_opacity: prune Gaussians whose opacity is below this.
-        max_screen_size: prune Gaussians whose screen radius exceeds this many pixels (0: off).
-        max_world_size: prune Gaussians whose largest world scale exceeds this fraction of the
-            scene extent (0: off).
-        percent_dense: Gaussians larger than this fraction of the scene extent are split,
-            smaller ones cloned.
-        split_factor: children per split Gaussian.
-        split_scale_divisor: children's scales are the parent's divided by this (3DGS: 0.8·2).
-    """
-
-    enabled: bool = True
-    grad_threshold: float = 0.002
-    densify_from: int = 300
-    densify_until: int = 2100
-    densify_every: int = 300
-    prune_from: int = 2400
-    prune_until: int = 3300
-    prune_every: int = 300
-    min_opacity: float = 0.005
-    max_screen_size: float = 60.0
-    max_world_size: float = 0.1
-    percent_dense: float = 0.01
-    split_factor: int = 2
-    split_scale_divisor: float = 1.6
-
-    def to_strategy(self) -> Any:
-        """The matching ``rigged_gaussians.strategy.DensifyConfig`` (fields passed by name).
-
-        Fields the strategy does not have are left out; the strategy's own defaults fill the rest.
+        Raises:
+            HeadStudioError: ``term`` is not ``loss_<name>``, or there is no ``lambda_<name>``.
         """
-        from rigged_gaussians.strategy import DensifyConfig as StrategyConfig
-
-        names = {f.name for f in dataclasses.fields(StrategyConfig)}
-        return StrategyConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+        name = term.removeprefix("loss_")
+        if name == term or not name:
+            raise HeadStudioError(f"loss term '{term}' must be named loss_<name>.")
+        value = getattr(self, f"lambda_{name}", None)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise HeadStudioError(
+                f"the loss term '{term}' has no weight: add a field lambda_{name}: float to "
+                f"{type(self).__name__}."
+            )
+        return float(value)
 
 
 @dataclass
@@ -246,7 +231,8 @@ class GuidanceConfig:
         controlnet_subfolder: its subfolder (``diffusion_sd15``); empty for none.
         guidance_scale: classifier-free guidance scale.
         controlnet_scale: ControlNet conditioning scale.
-        mode: ``dsds`` (the paper's denoised SDS) or ``sds`` (DreamFusion's).
+        mode: ``fsds`` (the paper's denoised score distillation) or ``sds`` (DreamFusion's);
+            the old name ``dsds`` loads as ``fsds``.
         dtype: ``auto`` (float16 on CUDA, float32 on CPU), ``float16``, ``bfloat16``, ``float32``.
         t_range_phase1, t_range_phase2, t_switch_step: timestep ranges (fractions of 1000)
             before / from the switch step.
@@ -262,7 +248,7 @@ class GuidanceConfig:
     controlnet_subfolder: str = "diffusion_sd15"
     guidance_scale: float = 7.5
     controlnet_scale: float = 1.5
-    mode: Literal["dsds", "sds"] = "dsds"
+    mode: Literal["fsds", "sds"] = "fsds"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     t_range_phase1: tuple[float, float] = (0.05, 0.8)
     t_range_phase2: tuple[float, float] = (0.02, 0.55)
@@ -272,12 +258,10 @@ class GuidanceConfig:
     local_files_only: bool = False
     targets_dir: str | None = None
 
-    def to_fsds_config(self, image_size: int = 512) -> Any:
-        """The ``fsds_guidance.FSDSConfig`` of these settings (``dsds`` is FSDS's ``"fsds"`` mode)."""
-        from fsds_guidance import FSDSConfig
-
+    def to_fsds_config(self, image_size: int = 512) -> FSDSConfig:
+        """The ``fsds_guidance.FSDSConfig`` of these settings."""
         kw: dict[str, Any] = {
-            "mode": "fsds" if self.mode == "dsds" else "sds",
+            "mode": self.mode,
             "guidance_scale": self.guidance_scale,
             "controlnet_scale": self.controlnet_scale,
             "t_range_phase1": tuple(self.t_range_phase1),
@@ -304,84 +288,8 @@ class HeadStudioConfig:
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
 
-# ----------------------------------------------------------------------------- type coercion
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _describe(tp: Any) -> str:
-    """Human-readable form of a field type for error messages."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return "[" + ", ".join(_describe(a) for a in typing.get_args(tp)) + "]"
-    if tp is type(None):
-        return "none"
-    return getattr(tp, "__name__", str(tp))
-
-
-class _BadValue(Exception):
-    pass
-
-
-def _coerce(value: Any, tp: Any) -> Any:
-    """``value`` converted to the type ``tp``; raises :class:`_BadValue` when it cannot be."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
-            if type(None) in args:
-                return None
-        # literals first, so "auto" is not swallowed by a str alternative
-        for a in sorted(args, key=lambda a: typing.get_origin(a) is not Literal):
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a)
-            except _BadValue:
-                continue
-        raise _BadValue
-    if origin is Literal:
-        if value in typing.get_args(tp) and type(value) in {type(a) for a in typing.get_args(tp)}:
-            return value
-        raise _BadValue
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise _BadValue
-        return tuple(_coerce(v, a) for v, a in zip(value, args))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        raise _BadValue
-    if tp is int:
-        if isinstance(value, bool):
-            raise _BadValue
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _BadValue
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _BadValue
-        return float(value)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _BadValue
-    raise _BadValue  # pragma: no cover - every field type is handled above
-
-
 def _section_types() -> dict[str, type]:
-    return {f.name: _hints(HeadStudioConfig)[f.name] for f in dataclasses.fields(HeadStudioConfig)}
+    return {f.name: field_types(HeadStudioConfig)[f.name] for f in dataclasses.fields(HeadStudioConfig)}
 
 
 def _field_names(cls: type) -> list[str]:
@@ -390,6 +298,10 @@ def _field_names(cls: type) -> list[str]:
 
 def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None:
     """Set ``section.name`` of ``cfg`` to ``value`` coerced to the field type."""
+    if isinstance(value, str) and (key, value) in _RENAMED_VALUES:
+        new = _RENAMED_VALUES[key, value]
+        log.warning("config key %s (%s): '%s' is deprecated; it is now called '%s'.", key, origin, value, new)
+        value = new
     sections = _section_types()
     section, dot, name = key.partition(".")
     if not dot or section not in sections:
@@ -403,12 +315,12 @@ def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None
         raise HeadStudioError(
             f"unknown config key '{key}' ({origin}); valid keys of [{section}]: {', '.join(names)}."
         )
-    tp = _hints(cls)[name]
+    tp = field_types(cls)[name]
     try:
-        coerced = _coerce(value, tp)
-    except _BadValue:
+        coerced = coerce(value, tp)
+    except BadValue:
         raise HeadStudioError(
-            f"bad value for config key '{key}' ({origin}): {value!r}; expected {_describe(tp)}."
+            f"bad value for config key '{key}' ({origin}): {value!r}; expected {describe(tp)}."
         ) from None
     setattr(getattr(cfg, section), name, coerced)
 
@@ -573,37 +485,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return apply_overrides(cfg, overrides)
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _dumps(d: Mapping[str, Mapping[str, Any]]) -> str:
-    try:
-        import tomli_w
-
-        return tomli_w.dumps(d)
-    except ImportError:  # a tiny writer for our flat sections of scalars and lists
-        lines = []
-        for sec, values in d.items():
-            lines.append(f"[{sec}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-            lines.append("")
-        return "\n".join(lines)
-
-
 def save_config(cfg: HeadStudioConfig, path: str | Path) -> Path:
     """Write the resolved configuration as TOML (atomically); ``load_config`` reads it back."""
     p = Path(path)
     with atomic_output(p) as tmp:
-        tmp.write_text(_dumps(config_to_dict(cfg)), encoding="utf-8")
+        tmp.write_text(tomli_w.dumps(config_to_dict(cfg)), encoding="utf-8")
     return p

@@ -2,7 +2,7 @@
 
 1. A procedurally textured *teacher* avatar (:func:`headstudio.teacher.build_teacher_avatar`) on
    the procedural head renders targets: random training cameras × expressions of the procedural
-   talking motion (a :class:`~headstudio.guidance.TargetSet`, saved to ``targets/``).
+   talking motion (a :class:`~headstudio.targets.TargetSet`, saved to ``targets/``).
 2. A fresh avatar (uniform super-resolution init) is trained by the real :class:`~headstudio.trainer.Trainer`
    with :class:`~headstudio.guidance.ImageGuidance` at a small resolution.
 3. Outputs: ``avatar.ply``, ``turntable.mp4``, ``animation.mp4`` (procedural talking motion),
@@ -13,17 +13,30 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from flame_core import FlameModel
+from flame_core.motion import MotionSequence, procedural_talking_motion
 
 from ._atomic import atomic_output
+from .avatar import Avatar
+from .cameras import CameraSampler, head_target
+from .config import CameraConfig, HeadStudioConfig
 from .errors import HeadStudioError
-from .guidance import ImageGuidance, TargetSet, psnr
+from .guidance import ImageGuidance
+from .metrics import psnr
+from .rendering import render_motion, render_turntable
+from .runtime import resolve_device
+from .targets import TargetSet
+from .teacher import build_teacher_avatar
+from .trainer import Trainer
 
 __all__ = ["run_demo", "demo_config", "render_targets", "DEFAULT_SIZE", "DEFAULT_STEPS"]
 
@@ -39,16 +52,14 @@ NUM_EXPRESSION = 100
 VIDEO_SIZE = 256
 
 
-def demo_config(size: int, steps: int, device: str, seed: int = 0, batch_size: int = 4) -> Any:
-    """The training configuration of the demo (``HeadStudioConfig``).
+def demo_config(size: int, steps: int, device: str, seed: int = 0, batch_size: int = 4) -> HeadStudioConfig:
+    """The training configuration of the demo.
 
     The paper's settings except: small renders, a short schedule with larger learning rates,
     white backgrounds (the targets are rendered on white), photometric guidance, one Gaussian per
     triangle to start, and the densify/prune schedule compressed into the run (densify at 20 %,
     40 %, 60 % of the steps, prune-only at 80 %).
     """
-    from .config import HeadStudioConfig
-
     cfg = HeadStudioConfig()
     t = cfg.train
     t.steps, t.batch_size, t.resolution, t.seed, t.device = int(steps), batch_size, int(size), seed, device
@@ -73,27 +84,23 @@ def demo_config(size: int, steps: int, device: str, seed: int = 0, batch_size: i
     return cfg
 
 
-def _camera_config(cfg: Any) -> Any:
-    import copy
-
+def _camera_config(cfg: HeadStudioConfig) -> CameraConfig:
     cam = copy.deepcopy(cfg.camera)
     cam.elevation_deg = (-20.0, 30.0)
     return cam
 
 
 def render_targets(
-    avatar: Any,
+    avatar: Avatar,
     num: int,
     size: int,
-    camera_config: Any,
-    motion: Any,
+    camera_config: CameraConfig,
+    motion: MotionSequence,
     generator: torch.Generator,
     chunk: int = 8,
 ) -> TargetSet:
     """Render ``num`` targets of ``avatar``: random cameras (``CameraSampler``), expressions from
     random frames of ``motion``, white background."""
-    from .cameras import CameraSampler, head_target
-
     with torch.no_grad():
         target = head_target(avatar.pose())
     sampler = CameraSampler(camera_config, size, size, target)
@@ -123,7 +130,7 @@ def render_targets(
     )
 
 
-def _evaluate(avatar: Any, targets: TargetSet, chunk: int = 8) -> float:
+def _evaluate(avatar: Avatar, targets: TargetSet, chunk: int = 8) -> float:
     """PSNR (dB) of ``avatar`` rendered with the targets' cameras and poses."""
     guid = ImageGuidance(targets)
     dev = avatar.means.device
@@ -137,6 +144,53 @@ def _evaluate(avatar: Any, targets: TargetSet, chunk: int = 8) -> float:
             )
             preds.append(out.rgb[:, 0].clamp(0, 1).cpu())
     return psnr(torch.cat(preds), targets.images)
+
+
+@dataclass
+class DemoTargets:
+    """The teacher's renders: the training set and the two held-out sets."""
+
+    train: TargetSet
+    heldout_views: TargetSet
+    heldout_expressions: TargetSet
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove a previous demo's results, so that a failed run does not leave them looking current."""
+    for name in ("checkpoints/last.pt", "avatar.ply", "turntable.mp4", "animation.mp4", "demo.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _teacher_targets(
+    head: FlameModel, cfg: HeadStudioConfig, size: int, seed: int, num_targets: int, num_heldout: int
+) -> DemoTargets:
+    """Render the teacher: training targets, held-out views (unseen cameras, expressions of the
+    training motion) and held-out expressions (a motion of another seed, unseen cameras)."""
+    dev = head.faces.device
+    teacher = build_teacher_avatar(head, seed=seed).to(dev).eval()
+    gen = torch.Generator().manual_seed(seed + 1000)
+    cam_cfg = _camera_config(cfg)
+    train_motion = procedural_talking_motion(num_frames=240, num_expression=NUM_EXPRESSION, seed=seed)
+    other_motion = procedural_talking_motion(num_frames=240, num_expression=NUM_EXPRESSION, seed=seed + 1)
+    return DemoTargets(
+        train=render_targets(teacher, num_targets, size, cam_cfg, train_motion, gen),
+        heldout_views=render_targets(teacher, num_heldout, size, cam_cfg, train_motion, gen),
+        heldout_expressions=render_targets(teacher, num_heldout, size, cam_cfg, other_motion, gen),
+    )
+
+
+def _heldout_psnr(avatar: Avatar, targets: DemoTargets) -> tuple[float, float]:
+    """PSNR (dB) of ``avatar`` on the held-out views and the held-out expressions."""
+    return _evaluate(avatar, targets.heldout_views), _evaluate(avatar, targets.heldout_expressions)
+
+
+def _write_videos(avatar: Avatar, out: Path, size: int, frames: int, progress: bool) -> tuple[Path, Path]:
+    """``turntable.mp4`` and ``animation.mp4`` (the procedural talking motion) of ``avatar``."""
+    vid_size = max(VIDEO_SIZE, (int(size) // 2) * 2)
+    turntable, animation = out / "turntable.mp4", out / "animation.mp4"
+    render_turntable(avatar, turntable, num_frames=frames, fps=30.0, size=vid_size, progress=progress)
+    render_motion(avatar, None, animation, fps=30.0, size=vid_size, num_frames=frames, progress=progress)
+    return turntable, animation
 
 
 def run_demo(
@@ -168,15 +222,6 @@ def run_demo(
         "psnr_init_heldout_expressions", "steps", "size", "num_gaussians", "train_seconds",
         "avatar", "turntable", "animation", "targets"}``.
     """
-    from flame_core.model import FlameModel
-    from flame_core.motion import procedural_talking_motion
-
-    from .avatar import Avatar
-    from .cli import resolve_device
-    from .rendering import render_motion, render_turntable
-    from .teacher import build_teacher_avatar
-    from .trainer import Trainer
-
     if int(size) < 16:
         raise HeadStudioError(f"demo size {size} is too small; give at least 16 pixels.")
     if int(steps) < 1:
@@ -184,23 +229,14 @@ def run_demo(
     dev = resolve_device(str(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # a previous demo in the same directory: start afresh, and remove its results so that an
-    # interrupted or failed run does not leave them beside the new targets looking current
-    for name in ("checkpoints/last.pt", "avatar.ply", "turntable.mp4", "animation.mp4", "demo.json"):
-        (out / name).unlink(missing_ok=True)
+    _clear_previous(out)
     cfg = demo_config(int(size), int(steps), str(dev), seed)
     started = time.perf_counter()
 
+    # 1. the teacher's targets
     head = FlameModel.procedural(num_shape=cfg.head.num_shape, num_expression=NUM_EXPRESSION).to(dev)
-    teacher = build_teacher_avatar(head, seed=seed).to(dev).eval()
-    gen = torch.Generator().manual_seed(seed + 1000)
-    cam_cfg = _camera_config(cfg)
-    train_motion = procedural_talking_motion(num_frames=240, num_expression=NUM_EXPRESSION, seed=seed)
-    other_motion = procedural_talking_motion(num_frames=240, num_expression=NUM_EXPRESSION, seed=seed + 1)
-    train_set = render_targets(teacher, num_targets, int(size), cam_cfg, train_motion, gen)
-    heldout_views = render_targets(teacher, num_heldout, int(size), cam_cfg, train_motion, gen)
-    heldout_expr = render_targets(teacher, num_heldout, int(size), cam_cfg, other_motion, gen)
-    targets_dir = train_set.save(out / "targets")
+    targets = _teacher_targets(head, cfg, int(size), seed, num_targets, num_heldout)
+    targets_dir = targets.train.save(out / "targets")
     cfg.guidance.targets_dir = str(targets_dir)
     log.info(
         "demo: %d training targets rendered at %d² in %.1f s",
@@ -209,27 +245,21 @@ def run_demo(
         time.perf_counter() - started,
     )
 
+    # 2. the untrained initialisation's PSNR, then training
     init = Avatar.initialize(head, cfg.init, generator=torch.Generator().manual_seed(seed)).to(dev).eval()
-    init_views, init_expr = _evaluate(init, heldout_views), _evaluate(init, heldout_expr)
+    init_views, init_expr = _heldout_psnr(init, targets)
     del init
-
-    guidance = ImageGuidance(train_set, cfg.loss.lambda_l1, cfg.loss.lambda_ssim)
     t0 = time.perf_counter()
-    trainer = Trainer(
-        cfg, prompt=DEMO_PROMPT, output_dir=out, guidance=guidance, head=head, progress=progress
+    trainer = Trainer.new(
+        cfg, DEMO_PROMPT, out, guidance=ImageGuidance(targets.train), head=head, progress=progress
     )
     avatar_path = trainer.train()
     train_seconds = time.perf_counter() - t0
-    avatar = trainer.avatar.eval()
-    views, expr = _evaluate(avatar, heldout_views), _evaluate(avatar, heldout_expr)
 
-    vid_size = max(VIDEO_SIZE, (int(size) // 2) * 2)
-    turntable = out / "turntable.mp4"
-    animation = out / "animation.mp4"
-    render_turntable(avatar, turntable, num_frames=video_frames, fps=30.0, size=vid_size, progress=progress)
-    render_motion(
-        avatar, None, animation, fps=30.0, size=vid_size, num_frames=video_frames, progress=progress
-    )
+    # 3. the trained avatar's PSNR and videos
+    avatar = trainer.avatar.eval()
+    views, expr = _heldout_psnr(avatar, targets)
+    turntable, animation = _write_videos(avatar, out, int(size), video_frames, progress)
     result: dict[str, Any] = {
         "psnr_heldout_views": round(views, 3),
         "psnr_heldout_expressions": round(expr, 3),

@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from flame_core import FlameModel
+from flame_core.filters import OneEuroFilter
+from flame_core.fitting import FitResult, fit_to_landmarks
+from flame_core.motion import MotionSequence
+from PIL import Image, UnidentifiedImageError
 
+from ._atomic import atomic_output
 from .errors import HeadStudioError
 from .face_metrics import face_features
 from .face_track import (
@@ -132,8 +138,8 @@ class DriveResult:
         track: MediaPipe's raw reading (:class:`headstudio.face_track.FaceTrack`).
     """
 
-    motion: Any
-    fit: Any
+    motion: MotionSequence
+    fit: FitResult
     landmarks: np.ndarray
     found: np.ndarray
     image_size: tuple[int, int]
@@ -198,8 +204,6 @@ def least_active_frames(track: FaceTrack, landmarks: np.ndarray, fraction: float
 
 def _filter_landmarks(lms: np.ndarray, fps: float, opts: DriveOptions) -> np.ndarray:
     """One-euro filter of ``[T, 478, 2]`` pixels, its speed measured in face heights per second."""
-    from flame_core.filters import OneEuroFilter
-
     if not math.isfinite(opts.min_cutoff) or len(lms) < 3:
         return lms
     height = float(np.median(np.linalg.norm(lms[:, 152] - lms[:, 10], axis=-1)))
@@ -209,7 +213,7 @@ def _filter_landmarks(lms: np.ndarray, fps: float, opts: DriveOptions) -> np.nda
     return out.reshape(lms.shape).astype(np.float32)
 
 
-def _head_ids(head: Any) -> torch.Tensor:
+def _head_ids(head: FlameModel) -> torch.Tensor:
     emb = getattr(head, "landmark_embedding", None)
     if emb is None:
         raise HeadStudioError(
@@ -220,9 +224,9 @@ def _head_ids(head: Any) -> torch.Tensor:
     return ids[ids < NUM_LANDMARKS]
 
 
-def _fit(head: Any, lms: np.ndarray, size: tuple[int, int], opts: DriveOptions, fps: float, **kw: Any) -> Any:
-    from flame_core.fitting import fit_to_landmarks
-
+def _fit(
+    head: FlameModel, lms: np.ndarray, size: tuple[int, int], opts: DriveOptions, fps: float, **kw: Any
+) -> FitResult:
     ids = _head_ids(head)
     pairs, pair_w = expression_pairs(ids.numpy(), opts.pair_weights)
     try:
@@ -249,8 +253,6 @@ def _fit(head: Any, lms: np.ndarray, size: tuple[int, int], opts: DriveOptions, 
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
@@ -261,7 +263,9 @@ def _read_image(path: Path) -> np.ndarray:
         ) from err
 
 
-def _neutral_from_image(head: Any, path: Path, video_fit: Any, opts: DriveOptions) -> dict[str, torch.Tensor]:
+def _neutral_from_image(
+    head: FlameModel, path: Path, video_fit: FitResult, opts: DriveOptions
+) -> dict[str, torch.Tensor]:
     """Fit the calibration photo with the video's identity; its expression, jaw and gaze."""
     img = _read_image(path)
     track = detect_face([img], None, opts.landmarker)
@@ -282,7 +286,7 @@ def _resolve_neutral(neutral: str | Path) -> str | Path:
 
 
 def fit_video(
-    head: Any,
+    head: FlameModel,
     frames: Sequence[np.ndarray],
     fps: float,
     smoothing: float | None = None,
@@ -323,7 +327,7 @@ def fit_video(
 
 
 def fit_track(
-    head: Any,
+    head: FlameModel,
     track: FaceTrack,
     fps: float,
     image_size: tuple[int, int],
@@ -380,7 +384,7 @@ def fit_track(
 
 
 def video_to_motion(
-    head: Any,
+    head: FlameModel,
     video: str | Path,
     smoothing: float | None = None,
     landmarker: str | Path | None = None,
@@ -396,8 +400,6 @@ def video_to_motion(
         head, frames, fps, smoothing=smoothing, landmarker=landmarker, options=options, source=f"'{video}'"
     )
     if save_motion is not None:
-        from ._atomic import atomic_output
-
         with atomic_output(save_motion) as tmp:
             result.motion.save(tmp)
         log.info("saved the fitted motion to %s", save_motion)

@@ -3,6 +3,10 @@
 Every failure a user can cause (a missing file, a wrong format, an impossible setting) raises
 :class:`HeadStudioError` with a message that says what was wrong, with the value, and what to do.
 The CLI prints ``error: <message>`` on one line and exits with status 2.
+
+Library code speaks of its own arguments (``device``, ``output_dir``, ``head``); an error about
+one names it in ``argument``, and the CLI prefixes the command-line flag that set it
+(``error: --device: ...``).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ __all__ = ["HeadStudioError", "require_file"]
 class HeadStudioError(Exception):
     """A failure the user can fix; ``str(err)`` is one line that says how."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
         super().__init__(" ".join(str(message).split()))
         self.message = str(self)
+        #: the library argument the error is about (``"device"``, ...), or ``None``
+        self.argument = argument
 
 
 def require_file(path: str | Path, what: str, suffixes: tuple[str, ...] | None = None) -> Path:

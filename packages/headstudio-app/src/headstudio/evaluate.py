@@ -12,6 +12,7 @@ then in the Hugging Face cache; nothing is downloaded when ``HF_HUB_OFFLINE=1``.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from fsds_guidance.models import hub_offline, hub_reachable
 
+from .avatar import Avatar
 from .errors import HeadStudioError
 from .rendering import ViewSettings, check_size, frame_avatar, orbit_views, render_views
 
@@ -69,9 +71,7 @@ def resolve_clip_source(model: str) -> str:
 def _image_processor_class() -> Any:
     """``CLIPImageProcessor``, or its PIL twin when torchvision is missing (which transformers
     would otherwise pick itself, with a warning line on stderr in the middle of the CLI's output)."""
-    import importlib.util
-
-    import transformers
+    import transformers  # optional heavy dependency: imported when CLIP is used
 
     if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
         return transformers.CLIPImageProcessorPil
@@ -140,7 +140,7 @@ class ClipScorer:
 
 
 def render_eval_views(
-    avatar: Any, size: int = 224, views: Sequence[tuple[float, float]] = EVAL_VIEWS
+    avatar: Avatar, size: int = 224, views: Sequence[tuple[float, float]] = EVAL_VIEWS
 ) -> list[np.ndarray]:
     """Render the neutral avatar at the fixed views: a list of uint8 images ``[size, size, 3]``."""
     w, h = check_size(size)
@@ -162,7 +162,7 @@ class EvalResult:
 
 
 def evaluate_avatar(
-    avatar: Any,
+    avatar: Avatar,
     prompt: str,
     models: Sequence[str] = DEFAULT_CLIP_MODELS,
     size: int = 224,

@@ -1,4 +1,4 @@
-"""Uniform super-resolution initialisation of the rigged Gaussians (PAPER.md, "Init").
+"""Uniform super-resolution initialisation of the rigged Gaussians (docs/METHOD.md, "Initialisation").
 
 K points are sampled uniformly on every triangle of the neutral mesh (zero expression and pose).
 Their world scale is the root of the mean squared distance to their k nearest neighbours (the
@@ -11,7 +11,9 @@ frame of their triangle by inverting ``μ' = √S·R·μ + T`` and ``s' = √S·
 from __future__ import annotations
 
 import numpy as np
+import rigged_gaussians as rg
 import torch
+from scipy.spatial import cKDTree
 
 from .errors import HeadStudioError
 
@@ -58,8 +60,6 @@ def knn_scales(points: torch.Tensor, k: int = 3, floor: float = 1e-7) -> torch.T
     Returns:
         ``[N]`` scales, same dtype as ``points``.
     """
-    from scipy.spatial import cKDTree
-
     p = points.detach().double().cpu().numpy()
     if p.shape[0] <= k:
         raise HeadStudioError(f"knn_scales: need more than k = {k} points, got {p.shape[0]}.")
@@ -104,9 +104,8 @@ def uniform_superresolution_init(
     faces = faces.long().cpu()
     points, face_ids, _ = sample_on_triangles(verts, faces, points_per_face, generator)
     world_scale = knn_scales(points, knn)  # [N]
-    from rigged_gaussians.reference import triangle_frames
-
-    cent, rot, sqrt_area = triangle_frames(verts[None], faces)
+    # float64 frames (the PyTorch backend computes in the inputs' dtype)
+    cent, rot, sqrt_area = rg.triangle_frames(verts[None], faces, backend="torch")
     T, R, sa = cent[0][face_ids], rot[0][face_ids], sqrt_area[0][face_ids]  # [N,3], [N,3,3], [N]
     means = (R.transpose(-1, -2) @ (points - T)[..., None])[..., 0] / sa[:, None]
     log_scales = torch.log(world_scale / sa)[:, None].expand(-1, 3)

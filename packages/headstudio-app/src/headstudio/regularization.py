@@ -1,4 +1,4 @@
-"""Mesh regularisation of the rigged Gaussians (PAPER.md, F-3DGS, Eq. 8–10).
+"""Mesh regularisation of the rigged Gaussians (docs/METHOD.md, "Mesh regularisation"; paper Eq. 8–10).
 
 Per triangle, ``τ`` is the largest distance from its centroid ``T`` to its vertices and the
 tolerances are ``τ_pos = τ_s = 0.5·τ``. For a Gaussian on that triangle (area ``S``, local
@@ -9,19 +9,23 @@ and divided by ``√S`` (which relaxes it on large triangles)::
     e_s   = ‖max(√S·s − τ_s, 0)‖₂ / √S                 (elementwise max over the 3 axes)
     loss_pos   = mean over Gaussians (and poses) of e_pos
     loss_scale = mean over Gaussians (and poses) of e_s
-    L_reg      = λ_pos·loss_pos + λ_s·loss_scale          (λ_pos = λ_s = 0.1)
 
-The terms are dimensionless (excess in units of the triangle's size), so the weights do not
-depend on the head's scale.
+The trainer weighs them with ``loss.lambda_pos`` and ``loss.lambda_scale`` (0.1 each:
+``L_reg = λ_pos·loss_pos + λ_s·loss_scale``). The terms are dimensionless (excess in units of the
+triangle's size), so the weights do not depend on the head's scale.
 """
 
 from __future__ import annotations
 
 import torch
+from rigged_gaussians import TriangleFrames
 
 from .errors import HeadStudioError
 
-__all__ = ["mesh_regularization", "triangle_tolerance"]
+__all__ = ["REGULARIZER_TERMS", "mesh_regularization", "triangle_tolerance"]
+
+#: The loss terms :func:`mesh_regularization` returns.
+REGULARIZER_TERMS = ("loss_pos", "loss_scale")
 
 
 def triangle_tolerance(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -37,11 +41,9 @@ def mesh_regularization(
     face_ids: torch.Tensor,
     vertices: torch.Tensor,
     faces: torch.Tensor,
-    lambda_pos: float = 0.1,
-    lambda_scale: float = 0.1,
-    frames: object | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The hinge mesh regularisation of the module docstring.
+    frames: TriangleFrames | None = None,
+) -> dict[str, torch.Tensor]:
+    """The hinge mesh regularisation terms of the module docstring (unweighted).
 
     Args:
         means_local: ``[N, 3]`` local means μ.
@@ -50,13 +52,11 @@ def mesh_regularization(
         vertices: ``[B, V, 3]`` (or ``[V, 3]``) the current posed mesh(es); the loss is averaged
             over the B poses.
         faces: ``[F, 3]``.
-        lambda_pos: weight λ_pos of ``loss_pos``.
-        lambda_scale: weight λ_s of ``loss_scale``.
         frames: optional precomputed ``rigged_gaussians.TriangleFrames`` of ``vertices`` (only
             its ``sqrt_areas [B, F]`` is used).
 
     Returns:
-        ``(L_reg, {"loss_pos": ..., "loss_scale": ...})`` — the parts are unweighted scalars.
+        ``{"loss_pos": ..., "loss_scale": ...}``, unweighted scalars.
     """
     if vertices.dim() == 2:
         vertices = vertices[None]
@@ -70,7 +70,7 @@ def mesh_regularization(
         raise HeadStudioError(f"mesh_regularization: vertices must be [B, V, 3], got {list(vertices.shape)}.")
     fid = face_ids.long()
     if frames is not None:
-        sqrt_area = frames.sqrt_areas  # type: ignore[attr-defined]
+        sqrt_area = frames.sqrt_areas
     else:
         tri = vertices[:, faces.long()]
         cross = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
@@ -89,7 +89,4 @@ def mesh_regularization(
         outside, torch.sqrt(torch.where(outside, sq, torch.ones_like(sq))), torch.zeros_like(sq)
     )
     e_s = norm / sa  # exactly zero (and zero gradient) inside the tolerance
-    loss_pos = e_pos.mean()
-    loss_scale = e_s.mean()
-    total = lambda_pos * loss_pos + lambda_scale * loss_scale
-    return total, {"loss_pos": loss_pos, "loss_scale": loss_scale}
+    return {"loss_pos": e_pos.mean(), "loss_scale": e_s.mean()}

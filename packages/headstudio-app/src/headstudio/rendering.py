@@ -2,13 +2,13 @@
 
 * :func:`render_turntable` renders a full orbit around the neutral avatar to an MP4.
 * :func:`render_motion` animates the avatar with a FLAME motion (TalkSHOW / SHOW / ``.npz`` via
-  ``flame_core.MotionSequence.load``, or the procedural talking motion) to an MP4, optionally with
-  audio.
+  :func:`headstudio.motion.load_motion`, or the procedural talking motion) to an MP4, optionally
+  with audio.
 * :func:`render_stills` renders N views around the avatar to one PNG grid or a directory of PNGs.
 
-The avatar is anything with ``head``, ``pose(**flame)`` → ``[B, V, 3]`` and
-``render(viewmats [B, C, 4, 4], Ks [B, C, 3, 3], width, height, background, **flame)`` returning an
-object with ``rgb [B, C, H, W, 3]`` (``headstudio.avatar.Avatar``).
+They use the avatar's ``head.num_expression``, ``pose(**flame)`` → ``[B, V, 3]`` and
+``render(viewmats [B, C, 4, 4], Ks [B, C, 3, 3], width, height, background, **flame)`` →
+``rgb [B, C, H, W, 3]`` (:class:`headstudio.avatar.Avatar`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,19 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from flame_core.motion import MotionSequence
+from PIL import Image
+from tqdm.auto import tqdm
 
 from ._atomic import atomic_output
+from .avatar import Avatar
 from .cameras import orbit_camera
 from .errors import HeadStudioError
-from .video import VideoWriter, probe_video
+from .motion import as_motion, default_motion, fit_flame_kwargs
+from .video import VideoWriter
 
 __all__ = [
     "ViewSettings",
@@ -36,8 +40,6 @@ __all__ = [
     "render_turntable",
     "render_motion",
     "render_stills",
-    "load_motion",
-    "fit_flame_kwargs",
     "check_size",
 ]
 
@@ -80,7 +82,7 @@ class ViewSettings:
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
-def frame_avatar(avatar: Any, settings: ViewSettings) -> tuple[torch.Tensor, float]:
+def frame_avatar(avatar: Avatar, settings: ViewSettings) -> tuple[torch.Tensor, float]:
     """Target point (head centre, ``[3]``) and camera distance that frame the neutral head."""
     with torch.no_grad():
         verts = avatar.pose()[0]  # [V, 3]
@@ -111,7 +113,7 @@ def orbit_views(
     return torch.stack(vms), torch.stack(ks)
 
 
-def _to_device(avatar: Any, *ts: torch.Tensor) -> list[torch.Tensor]:
+def _to_device(avatar: Avatar, *ts: torch.Tensor) -> list[torch.Tensor]:
     try:
         dev = next(avatar.parameters()).device
     except (AttributeError, StopIteration):
@@ -120,7 +122,7 @@ def _to_device(avatar: Any, *ts: torch.Tensor) -> list[torch.Tensor]:
 
 
 def render_views(
-    avatar: Any,
+    avatar: Avatar,
     viewmats: torch.Tensor,
     Ks: torch.Tensor,
     width: int,
@@ -138,14 +140,12 @@ def render_views(
         yield from rgb
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
+def _progress(total: int, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False)
 
 
 def render_turntable(
-    avatar: Any,
+    avatar: Avatar,
     out_path: str | Path,
     num_frames: int = 120,
     fps: float = 30.0,
@@ -171,59 +171,9 @@ def render_turntable(
     return vw.num_frames
 
 
-def load_motion(path: str | Path) -> Any:
-    """Load a motion file (TalkSHOW ``.npy``, SHOW/TalkSHOW ``.pkl``, ours ``.npz``).
-
-    Raises:
-        HeadStudioError: missing file, unknown suffix, or a file flame_core cannot read.
-    """
-    from flame_core.motion import MotionSequence
-
-    p = Path(path)
-    if not p.is_file():
-        raise HeadStudioError(f"motion file '{p}' does not exist; check the --motion path.")
-    if p.suffix.lower() not in (".npy", ".npz", ".pkl"):
-        raise HeadStudioError(
-            f"motion file '{p}' has suffix '{p.suffix}'; give a TalkSHOW .npy, SHOW .pkl or headstudio .npz."
-        )
-    try:
-        return MotionSequence.load(p)
-    except HeadStudioError:
-        raise
-    except Exception as err:  # MotionFileError, pickle / zip errors from a wrong file
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise HeadStudioError(f"could not read motion file '{p}': {msg}") from err
-
-
-def fit_flame_kwargs(kwargs: dict[str, torch.Tensor], num_expression: int) -> dict[str, torch.Tensor]:
-    """Truncate or zero-pad ``expression [B, E]`` to the head's ``num_expression`` components."""
-    out = dict(kwargs)
-    expr = out.get("expression")
-    if expr is not None and expr.shape[-1] != num_expression:
-        if expr.shape[-1] > num_expression:
-            out["expression"] = expr[..., :num_expression]
-        else:
-            pad = expr.new_zeros(*expr.shape[:-1], num_expression - expr.shape[-1])
-            out["expression"] = torch.cat([expr, pad], dim=-1)
-    return out
-
-
-def _audio_seconds(audio: str | Path) -> float | None:
-    try:
-        import wave
-
-        with wave.open(str(audio), "rb") as wf:
-            return wf.getnframes() / float(wf.getframerate())
-    except Exception:
-        try:
-            return probe_video(audio).duration  # ffmpeg reads the duration of any media file
-        except Exception:
-            return None
-
-
 def render_motion(
-    avatar: Any,
-    motion: Any | str | Path | None,
+    avatar: Avatar,
+    motion: MotionSequence | str | Path | None,
     out_path: str | Path,
     audio: str | Path | None = None,
     fps: float | None = None,
@@ -237,10 +187,11 @@ def render_motion(
 
     Args:
         avatar: the avatar (see module docstring).
-        motion: a ``MotionSequence``, a motion file path, or ``None`` for the procedural talking
-            motion (as long as ``audio`` when given, else ``num_frames`` or 4 s).
+        motion: a ``MotionSequence``, a motion file path, or ``None`` for
+            :func:`~headstudio.motion.default_motion` (as long as ``audio`` when given, else
+            ``num_frames`` or 4 s).
         out_path: the ``.mp4`` to write (atomically).
-        audio: optional audio muxed into the video (``-shortest``).
+        audio: optional audio muxed into the video (padded with silence or cut to its length).
         fps: video frame rate; the motion is resampled to it. Default: the motion's own rate.
         size: output size (square int or ``(width, height)``).
         settings: camera framing.
@@ -251,18 +202,13 @@ def render_motion(
     Returns:
         The number of frames written.
     """
-    from flame_core.motion import procedural_talking_motion
-
     w, h = check_size(*size) if isinstance(size, tuple) else check_size(size)
     if fps is not None and not (0 < fps <= 240):
         raise HeadStudioError(f"fps = {fps} is out of range; give a frame rate between 1 and 240.")
     if motion is None:
-        rate = float(fps or 30.0)
-        secs = _audio_seconds(audio) if audio is not None else None
-        n = num_frames if num_frames is not None else int(round((secs or 4.0) * rate))
-        motion = procedural_talking_motion(num_frames=max(n, 1), fps=rate, num_expression=100)
-    elif isinstance(motion, (str, Path)):
-        motion = load_motion(motion)
+        motion = default_motion(avatar.head, audio, float(fps or 30.0), num_frames)
+    else:
+        motion = as_motion(motion)
     if fps is not None and abs(float(motion.fps) - fps) > 1e-6:
         motion = motion.resample(fps)
     total = len(motion) if num_frames is None else min(len(motion), num_frames)
@@ -270,7 +216,7 @@ def render_motion(
         raise HeadStudioError("the motion has no frames; nothing to render.")
     target, dist = frame_avatar(avatar, settings)
     vms, ks = orbit_views([0.0], settings.elevation_deg, dist, settings.fovy_deg, w, h, target)
-    num_expr = int(getattr(avatar.head, "num_expression", 100))
+    num_expr = int(avatar.head.num_expression)
     writer = VideoWriter(out_path, float(motion.fps), audio=audio)
     with writer as vw, _progress(total, "animate", progress) as bar:
         for start in range(0, total, batch_size):
@@ -299,14 +245,12 @@ def _grid(images: Sequence[np.ndarray], cols: int) -> np.ndarray:
 
 
 def _save_png(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
     with atomic_output(path) as tmp:
         Image.fromarray(img).save(tmp, format="PNG")
 
 
 def render_stills(
-    avatar: Any,
+    avatar: Avatar,
     out_path: str | Path,
     num_views: int = 4,
     size: int | tuple[int, int] = 512,

@@ -21,17 +21,25 @@ the iris position relative to them moves too, but the motion does not move the e
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from flame_core.motion import MotionSequence, procedural_talking_motion
 
+from .avatar import Avatar
+from .drive import DriveOptions, DriveResult, detect_landmarks, video_to_motion
 from .face_metrics import FEATURES, FeatureMatch, compare, face_features
+from .face_track import PAIR_WEIGHTS, REGION_WEIGHTS
+from .motion import fit_flame_kwargs
+from .rendering import ViewSettings, frame_avatar, orbit_views, render_motion
+from .video import read_video_frames
 
 __all__ = [
     "MOTIONS",
@@ -71,13 +79,10 @@ MIN_MOTION_STD = {
 }
 
 
-def pre_issue_options() -> Any:
+def pre_issue_options() -> DriveOptions:
     """``DriveOptions`` that fit as ``headstudio drive`` did before issue 15 (the baseline of the
     round trip): every landmark weight 1, no landmark pairs, one stage, the second-difference
     smoothing 1.0 that was the default, no filter, no neutral."""
-    from .drive import DriveOptions
-    from .face_track import PAIR_WEIGHTS, REGION_WEIGHTS
-
     return DriveOptions(
         neutral="none",
         min_cutoff=math.inf,
@@ -97,7 +102,9 @@ def _bumps(t: np.ndarray, centres: Sequence[float], width: float, heights: Seque
     return out
 
 
-def roundtrip_motion(name: str, num_frames: int = 90, fps: float = 30.0, num_expression: int = 100) -> Any:
+def roundtrip_motion(
+    name: str, num_frames: int = 90, fps: float = 30.0, num_expression: int = 100
+) -> MotionSequence:
     """One of the :data:`MOTIONS` as a ``flame_core.MotionSequence`` (deterministic).
 
     - ``talk``: ``flame_core.procedural_talking_motion`` (jaw, mouth, blinks, brows, gaze, head).
@@ -108,8 +115,6 @@ def roundtrip_motion(name: str, num_frames: int = 90, fps: float = 30.0, num_exp
 
     The events are placed at fixed fractions of the clip, so any length shows all of them.
     """
-    from flame_core.motion import MotionSequence, procedural_talking_motion
-
     if name not in MOTIONS:
         raise ValueError(f"unknown round-trip motion {name!r}; use one of {', '.join(MOTIONS)}")
     T = int(num_frames)
@@ -140,24 +145,22 @@ def roundtrip_motion(name: str, num_frames: int = 90, fps: float = 30.0, num_exp
     return MotionSequence(expression=expr, jaw_pose=jaw, eye_pose=eye, fps=fps)
 
 
-def _render_camera(avatar: Any, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _render_camera(avatar: Avatar, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(viewmat [4, 4], K [3, 3])`` of :func:`headstudio.rendering.render_motion`'s front view."""
-    from .rendering import ViewSettings, frame_avatar, orbit_views
-
     s = ViewSettings()
     target, dist = frame_avatar(avatar, s)
     vms, ks = orbit_views([0.0], s.elevation_deg, dist, s.fovy_deg, size[0], size[1], target.cpu())
     return vms[0], ks[0]
 
 
-def mesh_landmarks_px(avatar: Any, motion: Any, size: tuple[int, int], chunk: int = 32) -> np.ndarray:
+def mesh_landmarks_px(
+    avatar: Avatar, motion: MotionSequence, size: tuple[int, int], chunk: int = 32
+) -> np.ndarray:
     """The avatar's own 478 landmarks under ``motion``, in the pixels of ``render_motion``'s video.
 
     Returns:
         ``[T, 478, 2]`` float64 (x right, y down).
     """
-    from .rendering import fit_flame_kwargs
-
     head = avatar.head
     emb = head.landmark_embedding
     vm, K = _render_camera(avatar, size)
@@ -193,7 +196,7 @@ class Driven:
     fitted: dict[str, np.ndarray]
     driven_vs_source: dict[str, FeatureMatch]
     fitted_vs_source: dict[str, FeatureMatch]
-    drive: Any = field(repr=False)
+    drive: DriveResult = field(repr=False)
     video: Path = Path()
     seconds: float = 0.0
 
@@ -231,16 +234,13 @@ class RoundTrip:
 
 
 def _measure(path: Path, landmarker: str | Path | None) -> dict[str, np.ndarray]:
-    from .drive import detect_landmarks
-    from .video import read_video_frames
-
     frames, fps = read_video_frames(path)
     lm, _found = detect_landmarks(frames, fps, landmarker)
     return face_features(lm)
 
 
 def run_roundtrip(
-    avatar: Any,
+    avatar: Avatar,
     name: str,
     out_dir: str | Path,
     num_frames: int = 90,
@@ -248,7 +248,7 @@ def run_roundtrip(
     size: int = 256,
     landmarker: str | Path | None = None,
     progress: bool = False,
-    variants: dict[str, Any] | None = None,
+    variants: dict[str, DriveOptions] | None = None,
 ) -> RoundTrip:
     """Run the round trip of the module docstring for motion ``name``; videos go to ``out_dir``.
 
@@ -261,12 +261,6 @@ def run_roundtrip(
         variants: drives to run on the same source, ``{name: DriveOptions}`` (default
             ``{"ours": DriveOptions()}``).
     """
-    import copy
-    import time
-
-    from .drive import DriveOptions, video_to_motion
-    from .rendering import render_motion
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     num_expr = int(getattr(avatar.head, "num_expression", 100))

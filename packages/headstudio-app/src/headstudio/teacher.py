@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
+from flame_core import FlameModel
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .avatar import Avatar, rgb_to_sh
 from .config import InitConfig
@@ -80,9 +82,6 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
 
 def _components(faces: np.ndarray, num_vertices: int) -> np.ndarray:
     """Connected-component label of every face ``[F]`` (faces sharing a vertex are connected)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
     cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(num_vertices, num_vertices))
@@ -90,8 +89,8 @@ def _components(faces: np.ndarray, num_vertices: int) -> np.ndarray:
     return labels[faces[:, 0]]
 
 
-def _landmarks(head: nn.Module, verts: torch.Tensor) -> dict[int, np.ndarray]:
-    emb = getattr(head, "landmark_embedding", None)
+def _landmarks(head: FlameModel, verts: torch.Tensor) -> dict[int, np.ndarray]:
+    emb = head.landmark_embedding
     if emb is None:
         raise HeadStudioError(
             "the teacher avatar needs a head with a MediaPipe landmark embedding (the procedural "
@@ -103,7 +102,7 @@ def _landmarks(head: nn.Module, verts: torch.Tensor) -> dict[int, np.ndarray]:
 
 
 def teacher_colors(
-    head: nn.Module, points: torch.Tensor, face_ids: torch.Tensor, seed: int = 0
+    head: FlameModel, points: torch.Tensor, face_ids: torch.Tensor, seed: int = 0
 ) -> torch.Tensor:
     """Texture colours ``[N, 3]`` (0..1) of points ``[N, 3]`` on the neutral head's faces ``[N]``.
 
@@ -160,6 +159,7 @@ def teacher_colors(
     # eyes: the mesh components that carry the iris landmarks
     comp = _components(faces, int(verts.shape[0]))
     emb = head.landmark_embedding
+    assert emb is not None  # checked by _landmarks
     lut = {int(m): i for i, m in enumerate(emb.landmark_indices.tolist())}
     for centre_id in IRIS_CENTRES:
         eye_comp = comp[int(emb.face_idx[lut[centre_id]])]
@@ -175,7 +175,7 @@ def teacher_colors(
 
 
 def build_teacher_avatar(
-    head: nn.Module,
+    head: FlameModel,
     seed: int = 0,
     points_per_face: int = 2,
     opacity: float = 0.95,

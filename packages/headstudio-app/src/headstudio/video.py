@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import imageio_ffmpeg
 import numpy as np
 
 from ._atomic import temp_path_beside
@@ -30,8 +31,6 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg")
 
 
 def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -80,11 +79,17 @@ def _check_audio(audio: str | Path) -> Path:
     return p
 
 
-def mux_audio(video: Path, audio: Path, out: Path) -> None:
-    """Mux ``audio`` into ``video`` (video stream copied, audio AAC, ``-shortest``) as ``out``."""
+def mux_audio(video: Path, audio: Path, out: Path, duration: float | None = None) -> None:
+    """Mux ``audio`` into ``video`` (video stream copied, audio AAC) as ``out``.
+
+    With ``duration`` (the video's length in seconds) the audio is padded with silence or cut to
+    exactly that length, so both streams end together (``-shortest`` alone cuts at AAC packet
+    boundaries, up to ~50 ms off, and may drop the video's last frames); without it, ``-shortest``.
+    """
+    fit = ["-af", f"apad=whole_dur={duration:.6f},atrim=end={duration:.6f}"] if duration else ["-shortest"]
     cmd = [
         _ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video), "-i", str(audio),
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", *fit,
         "-movflags", "+faststart", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -105,7 +110,7 @@ class VideoWriter:
     Args:
         path: target ``.mp4`` path; parent directories are created.
         fps: frames per second (> 0).
-        audio: optional audio file muxed in with ``-shortest``.
+        audio: optional audio file muxed in, padded with silence or cut to the video's length.
         quality: imageio-ffmpeg quality 0..10 (libx264 CRF mapping).
     """
 
@@ -137,8 +142,6 @@ class VideoWriter:
         img = _pad_even(to_uint8(frame))
         h, w = img.shape[:2]
         if self._gen is None:
-            import imageio_ffmpeg
-
             self._size = (w, h)
             self._gen = imageio_ffmpeg.write_frames(
                 str(self._tmp), (w, h), fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
@@ -179,7 +182,7 @@ class VideoWriter:
         if self.audio is not None:
             muxed = _temp_path(self.path, "mux")
             try:
-                mux_audio(self._tmp, self.audio, muxed)
+                mux_audio(self._tmp, self.audio, muxed, duration=self.num_frames / self.fps)
                 os.replace(muxed, self.path)
             except BaseException:
                 self._cleanup(muxed, self._tmp)
@@ -214,8 +217,6 @@ class VideoInfo:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read frame count (by decoding), fps, size, duration and audio presence of a video."""
-    import imageio_ffmpeg
-
     p = Path(path)
     if not p.is_file():
         raise HeadStudioError(f"video '{p}' does not exist; check the path.")
@@ -245,8 +246,6 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> tuple[
     Raises:
         HeadStudioError: missing or undecodable file, or no frames.
     """
-    import imageio_ffmpeg
-
     p = Path(path)
     if not p.is_file():
         raise HeadStudioError(f"video '{p}' does not exist; check the --video path.")
@@ -266,3 +265,16 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> tuple[
     if not frames:
         raise HeadStudioError(f"video '{p}' has no frames.")
     return frames, fps
+
+
+def audio_seconds(audio: str | Path) -> float | None:
+    """Duration in seconds of a WAV (read directly) or any media file ffmpeg reads; ``None`` if
+    neither can tell."""
+    try:
+        with wave.open(str(audio), "rb") as wf:
+            return wf.getnframes() / float(wf.getframerate())
+    except Exception:
+        try:
+            return probe_video(audio).duration
+        except Exception:
+            return None

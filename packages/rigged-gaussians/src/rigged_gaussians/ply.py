@@ -15,25 +15,32 @@ noted), as written by the 3DGS reference code so common splat viewers open the f
   ``comment rg_extra <name> <int|float> <k>`` (``k = 0`` for ``[N]``) records each layout.
 - Metadata: a JSON object (ASCII, escaped) in ``comment rg_metadata <chunk>`` lines of at most
   ``_CHUNK`` characters each, concatenated on reading.
+- Integrity: ``comment rg_sha256 <hex>`` is the SHA-256 of every other header line (each followed
+  by ``\n``, ``end_header`` included) and then the vertex data, so a flipped bit in the body, an
+  edited count, a changed extra or metadata chunk all show. Splat viewers ignore comments.
 
 Writing is atomic (a temporary file in the same directory, then ``os.replace``). Reading checks
 the file and raises :class:`PlyError` (a ``ValueError``) naming the file and the problem: not a
-PLY, ASCII or big-endian format, missing properties, truncated body, malformed metadata.
+PLY, ASCII or big-endian format, missing properties, a body shorter or longer than the header
+says, non-finite values, malformed metadata, and (:class:`PlyIntegrityError`) a checksum that
+does not match. Files without a checksum (older ones, other tools') still load;
+:attr:`PlyGaussians.integrity` says which case it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["PlyError", "PlyGaussians", "load_ply", "save_ply"]
+__all__ = ["PlyError", "PlyIntegrityError", "PlyGaussians", "load_ply", "save_ply"]
 
 SH_C0 = 0.28209479177387814
 _CHUNK = 1000  # characters of JSON per header comment line
@@ -45,8 +52,23 @@ _TYPES = {
 }  # fmt: skip
 
 
+_HASH_TAG = "rg_sha256"
+
+
 class PlyError(ValueError):
     """A PLY file that cannot be read as 3D Gaussians (the message names the file)."""
+
+
+class PlyIntegrityError(PlyError):
+    """The file's ``rg_sha256`` checksum does not match its contents: it was corrupted after writing."""
+
+
+def _digest(header_lines: list[str], body: bytes | memoryview) -> str:
+    """SHA-256 of the header lines (without the checksum line), each + ``\n``, then the body."""
+    h = hashlib.sha256()
+    h.update("".join(ln + "\n" for ln in header_lines).encode("ascii"))
+    h.update(body)
+    return h.hexdigest()
 
 
 @dataclass
@@ -61,6 +83,8 @@ class PlyGaussians:
         sh: ``[N,K,3]`` SH coefficients (``K = 1`` for DC only).
         extra: rigging extras by name (without the ``rg_`` prefix): ``[N]`` or ``[N,k]`` arrays.
         metadata: the JSON metadata (``{}`` when the file has none).
+        integrity: ``"verified"`` (the checksum matched), ``"absent"`` (the file has none: older
+            or another tool's) or ``"skipped"`` (``load_ply(..., verify=False)``).
     """
 
     means: np.ndarray
@@ -70,6 +94,7 @@ class PlyGaussians:
     sh: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    integrity: Literal["verified", "absent", "skipped"] = "absent"
 
     @property
     def num_gaussians(self) -> int:
@@ -218,7 +243,9 @@ def save_ply(
     header.append(f"element vertex {N}")
     header += [f"property {t} {n}" for n, t, _ in cols]
     header.append("end_header")
-    data = ("\n".join(header) + "\n").encode("ascii") + body.tobytes()
+    payload = body.tobytes()
+    header.insert(3, f"comment {_HASH_TAG} {_digest(header, payload)}")
+    data = ("\n".join(header) + "\n").encode("ascii") + payload
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -250,12 +277,19 @@ def _read_header(path: Path, raw: bytes) -> tuple[list[str], int]:
     return [ln.rstrip("\r") for ln in text.split("\n")], nl + 1
 
 
-def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
+def load_ply(path: str | os.PathLike[str], verify: bool = True) -> PlyGaussians:
     """Read a 3DGS PLY (ours, with rigging extras and metadata, or a plain one).
 
+    Args:
+        path: the file.
+        verify: check the ``rg_sha256`` checksum when the file has one (``False``: read a damaged
+            file anyway, for forensics; every other check still applies).
+
     Raises:
+        PlyIntegrityError: the checksum does not match (the file was corrupted after writing).
         PlyError: the file is not a binary little-endian PLY of Gaussians, misses a required
-            property, is truncated or has malformed metadata; the message names the file.
+            property, is shorter or longer than its header says, holds non-finite values or has
+            malformed metadata; the message names the file and the field.
         FileNotFoundError: ``path`` does not exist.
     """
     path = Path(path)
@@ -265,6 +299,13 @@ def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
     elements: list[tuple[str, int, list[tuple[str, str]]]] = []
     meta_chunks: list[str] = []
     layouts: dict[str, tuple[str, int]] = {}
+    checksum: str | None = None
+    hashed: list[str] = []  # the header lines the checksum covers (all but its own)
+    for ln in [*lines[:-1], "end_header"]:  # ``lines`` ends with the empty text after the last \n
+        if ln.startswith(f"comment {_HASH_TAG} ") and checksum is None:
+            checksum = ln.split(" ", 2)[2].strip()
+        else:
+            hashed.append(ln)
     for ln in lines[1:]:
         if not ln.strip():
             continue
@@ -293,7 +334,7 @@ def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
             if len(parts) != 2 or parts[0] not in _TYPES:
                 raise PlyError(f"'{path}': unsupported property line {ln!r}")
             elements[-1][2].append((_TYPES[parts[0]], parts[1]))
-        elif word in ("obj_info",):
+        elif word in ("obj_info", "end_header"):
             continue
         else:
             raise PlyError(f"'{path}': unexpected header line {ln!r}")
@@ -325,7 +366,28 @@ def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
         raise PlyError(
             f"'{path}': truncated, {N} Gaussians need {need} bytes of vertex data but the file has {have}"
         )
+    if have > need and len(elements) == 1:
+        raise PlyError(
+            f"'{path}': {have - need} bytes of trailing data after the {N} Gaussians the header declares "
+            "(the vertex count was edited or the file was appended to)"
+        )
+    integrity: Literal["verified", "absent", "skipped"] = "absent"
+    if checksum is not None:
+        integrity = "skipped"
+        if verify:
+            if _digest(hashed, memoryview(raw)[body_start : body_start + need]) != checksum:
+                raise PlyIntegrityError(
+                    f"'{path}' is corrupted: its {_HASH_TAG} checksum does not match its contents"
+                )
+            integrity = "verified"
     v = np.frombuffer(raw, dtype=dtype, count=N, offset=body_start)
+    bad = [n for n in v.dtype.names or () if v.dtype[n].kind == "f" and not np.isfinite(v[n]).all()]
+    if bad:
+        count = int(sum((~np.isfinite(v[n])).sum() for n in bad))
+        raise PlyError(
+            f"'{path}': {count} non-finite value(s) (NaN/inf) in vertex properties {bad[:6]}; the file is "
+            "corrupted"
+        )
 
     def f(n: str) -> np.ndarray:
         return v[n].astype(np.float32)
@@ -381,4 +443,4 @@ def load_ply(path: str | os.PathLike[str]) -> PlyGaussians:
             raise PlyError(f"'{path}': malformed rg_metadata JSON in the header ({err})") from err
         if not isinstance(metadata, dict):
             raise PlyError(f"'{path}': rg_metadata is not a JSON object")
-    return PlyGaussians(means, quats, scales, opacities, sh, extra, metadata)
+    return PlyGaussians(means, quats, scales, opacities, sh, extra, metadata, integrity)

@@ -1,10 +1,22 @@
-"""Binding-aware densification: accumulate screen-space gradients, then clone, split and prune.
+"""Binding-aware densification in small steps: a gradient statistic, grow (clone, split), prune.
 
 Every Gaussian is bound to one triangle (``face_ids``) and parameterised in that triangle's
-local frame (PAPER.md, F-3DGS). Clones and split children inherit their parent's triangle; split
-children are sampled in the parent's *local* frame, so they stay bound to it. Pruning never leaves
-a triangle that had Gaussians without one: if every Gaussian of a triangle would go, the one with
-the highest opacity stays.
+local frame (docs/METHOD.md, "Rigged Gaussians"). Clones and split children inherit their
+parent's triangle; split children are sampled in the parent's *local* frame, so they stay bound
+to it. Pruning never leaves a triangle that had Gaussians without one: if every Gaussian of a
+triangle would go, the one with the highest opacity stays.
+
+A training loop calls two hooks, as with gsplat's strategies::
+
+    meta = render(...)                                   # a RasterMeta
+    step_pre_backward(meta, config, step)                # keep the 2D-mean gradient
+    loss.backward(); optimizer.step()
+    params, face_ids, info = step_post_backward(params, face_ids, state, config, step, meta,
+                                                optimizer=optimizer, ...)
+
+``step_post_backward`` adds the step to the statistic (:func:`accumulate`), then on the schedule
+:func:`grow` and :func:`prune` (densify steps) or :func:`prune` alone (prune steps). Each
+operation returns the new parameters, the new ``face_ids`` and a :class:`DensifyInfo`.
 
 Gradient statistic (:func:`accumulate`, one call per optimisation step; ``M = B*C`` cameras)::
 
@@ -17,33 +29,66 @@ Gradient statistic (:func:`accumulate`, one call per optimisation step; ``M = B*
 HeadStudio code's 0.002 applies to this statistic). ``max_radii[n]`` tracks the largest screen
 radius (pixels) seen since the last densification.
 
-Schedule (:func:`densify_and_prune`, call it every step after ``optimizer.step()``): on steps in
-``[densify_from, densify_until]`` that are multiples of ``densify_every`` it densifies and prunes;
-on steps in ``[prune_from, prune_until]`` that are multiples of ``prune_every`` it only prunes;
-otherwise it returns the inputs unchanged.
+Schedule (:class:`DensifyConfig`): on steps in ``[densify_from, densify_until]`` that are
+multiples of ``densify_every`` it grows and prunes, then the statistics restart; on steps in
+``[prune_from, prune_until]`` that are multiples of ``prune_every`` it only prunes (the survivors
+keep their statistics).
+
+Arguments shared by :func:`grow`, :func:`prune` and :func:`step_post_backward`:
+
+- ``params``: ``name -> [N, ...]`` tensors (usually ``nn.Parameter``) holding at least
+  :data:`PARAM_KEYS`: local ``means [N,3]``, ``quats [N,4]`` (wxyz), ``log_scales [N,3]`` and
+  ``opacity_logits [N]`` (opacity = sigmoid); every other entry (colours, ...) is carried along
+  row by row. The results are new ``nn.Parameter`` objects (``requires_grad`` as the inputs).
+- ``face_ids``: ``[N]`` triangle of each Gaussian. ``state``: the statistics, kept in step with
+  the rows (survivors keep theirs, new rows start at zero).
+- ``optimizer``: optional Adam whose param groups are named after ``params`` (``group["name"]``),
+  updated in place: new parameters, moments copied for kept and cloned Gaussians, zero for split
+  children.
+- ``scene_scale``: the scene extent (world units) for ``percent_dense`` and ``max_world_size``.
+- ``sqrt_areas``: ``[F]`` (or ``[B,F]``, first pose used) ``sqrt(area)`` of the triangles, so
+  sizes are world sizes ``sqrt(S) exp(log_s)``; without it the local scales ``exp(log_s)``
+  (relative to the triangle) decide clone / split and the ``max_world_size`` prune is skipped.
+- ``generator``: CPU generator of the split offsets; default: one seeded with ``step``, so a
+  resumed run repeats an uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from rigged_gaussians._types import RasterMeta
 
-__all__ = ["DensifyConfig", "DensifyState", "accumulate", "densify_and_prune"]
+__all__ = [
+    "PARAM_KEYS",
+    "DensifyConfig",
+    "DensifyInfo",
+    "DensifyState",
+    "accumulate",
+    "grow",
+    "prune",
+    "step_pre_backward",
+    "step_post_backward",
+]
+
+#: The parameters every operation reads: local means, quaternions, log-scales and opacity logits.
+PARAM_KEYS = ("means", "quats", "log_scales", "opacity_logits")
 
 
 @dataclass
 class DensifyConfig:
-    """Densification schedule and thresholds (defaults: PAPER.md / the public HeadStudio code).
+    """Densification schedule and thresholds (defaults: the public HeadStudio code, docs/METHOD.md).
 
     Attributes:
+        enabled: densify and prune at all (``False``: the hooks do nothing).
         grad_threshold: densify Gaussians whose average normalised gradient is ``>=`` this.
-        densify_from, densify_until, densify_every: densify + prune on steps in
+        densify_from, densify_until, densify_every: grow + prune on steps in
             ``[densify_from, densify_until]`` that are multiples of ``densify_every``.
         prune_from, prune_until, prune_every: the prune-only phase.
         min_opacity: prune Gaussians whose (activated) opacity is below this.
@@ -56,11 +101,9 @@ class DensifyConfig:
         split_factor: children per split Gaussian.
         split_scale_divisor: children's scales are the parent's divided by this
             (3DGS: ``0.8 * split_factor``).
-        means_key, quats_key, log_scales_key, opacity_key: names of the parameters in ``params``.
-        opacity_is_logit: ``params[opacity_key]`` holds logits (opacity = sigmoid) rather than
-            activated opacities.
     """
 
+    enabled: bool = True
     grad_threshold: float = 0.002
     densify_from: int = 300
     densify_until: int = 2100
@@ -74,11 +117,6 @@ class DensifyConfig:
     percent_dense: float = 0.01
     split_factor: int = 2
     split_scale_divisor: float = 1.6
-    means_key: str = "means"
-    quats_key: str = "quats"
-    log_scales_key: str = "log_scales"
-    opacity_key: str = "opacity_logits"
-    opacity_is_logit: bool = True
 
     def __post_init__(self) -> None:
         for name in ("densify_every", "prune_every", "split_factor"):
@@ -88,16 +126,25 @@ class DensifyConfig:
             raise ValueError(f"split_scale_divisor: expected > 0, got {self.split_scale_divisor}")
 
     def is_densify_step(self, step: int) -> bool:
-        """Whether ``step`` densifies (and prunes)."""
-        return self.densify_from <= step <= self.densify_until and step % self.densify_every == 0
+        """Whether ``step`` grows (and prunes)."""
+        return (
+            self.enabled
+            and self.densify_from <= step <= self.densify_until
+            and step % self.densify_every == 0
+        )
 
     def is_prune_step(self, step: int) -> bool:
         """Whether ``step`` only prunes."""
         return (
-            not self.is_densify_step(step)
+            self.enabled
+            and not self.is_densify_step(step)
             and self.prune_from <= step <= self.prune_until
             and step % self.prune_every == 0
         )
+
+    def is_active(self, step: int) -> bool:
+        """Whether ``step`` feeds the statistic (a densify or prune step is still to come)."""
+        return self.enabled and step <= max(self.densify_until, self.prune_until)
 
 
 def _empty() -> Tensor:
@@ -132,12 +179,52 @@ class DensifyState:
         """``grad_accum / count`` (0 where never visible)."""
         return self.grad_accum / self.count.clamp(min=1)
 
-    def reset(self) -> None:
-        """Zero every statistic (same ``N``)."""
-        for t in (self.grad_accum, self.count, self.max_radii):
-            t.zero_()
+    def restart(self, n: int, device: str | torch.device) -> None:
+        """Zero statistics for ``n`` Gaussians (after a densification)."""
+        fresh = DensifyState.create(n, device)
+        self.grad_accum, self.count, self.max_radii = fresh.grad_accum, fresh.count, fresh.max_radii
+
+    def _keep_rows(self, keep: Tensor, n_new: int = 0) -> None:
+        """Keep the rows ``keep`` (``[N]`` bool), then append ``n_new`` zero rows, on ``keep``'s device."""
+        for name in ("grad_accum", "count", "max_radii"):
+            t = getattr(self, name).to(keep.device)
+            setattr(self, name, torch.cat([t[keep], t.new_zeros(n_new)]))
+
+    def _sized(self, n: int, device: str | torch.device) -> None:
+        """Create zero statistics on first use; check ``n`` against the tracked Gaussians."""
+        if self.num_gaussians == 0 and n > 0:
+            self.restart(n, device)
+        if self.num_gaussians != n:
+            raise ValueError(
+                f"state: tracks {self.num_gaussians} Gaussians, the Gaussians have N={n}; use the "
+                "state updated by grow / prune with the current Gaussians"
+            )
 
 
+@dataclass
+class DensifyInfo:
+    """What one densification step did.
+
+    Attributes:
+        action: ``"none"`` (off the schedule), ``"densify"`` (grow and prune) or ``"prune"``.
+        n_before: Gaussians before the step.
+        n_cloned: Gaussians copied (small, high gradient).
+        n_split: Gaussians replaced by ``split_factor`` children (large, high gradient).
+        n_pruned: Gaussians removed (low opacity, too large on screen or in the world).
+        n_rescued: Gaussians kept although pruned, the best of a triangle that would be empty.
+        n_after: Gaussians after the step.
+    """
+
+    action: Literal["none", "densify", "prune"] = "none"
+    n_before: int = 0
+    n_cloned: int = 0
+    n_split: int = 0
+    n_pruned: int = 0
+    n_rescued: int = 0
+    n_after: int = 0
+
+
+# ----------------------------------------------------------------------------- the statistic
 def accumulate(
     state: DensifyState,
     means2d_grad: Tensor | RasterMeta,
@@ -178,14 +265,7 @@ def accumulate(
     if tuple(visible.shape) != (M, N):
         raise ValueError(f"visible: expected shape [{M},{N}] (from means2d_grad), got {list(visible.shape)}")
     dev = means2d_grad.device
-    if state.num_gaussians == 0 and N > 0:
-        fresh = DensifyState.create(N, dev)
-        state.grad_accum, state.count, state.max_radii = fresh.grad_accum, fresh.count, fresh.max_radii
-    if state.num_gaussians != N:
-        raise ValueError(
-            f"state: tracks {state.num_gaussians} Gaussians but the gradient has N={N}; "
-            "use the state returned with the current Gaussians by densify_and_prune"
-        )
+    state._sized(N, dev)
     if state.grad_accum.device != dev:
         for name in ("grad_accum", "count", "max_radii"):
             setattr(state, name, getattr(state, name).to(dev))
@@ -204,7 +284,7 @@ def accumulate(
     return state
 
 
-# ----------------------------------------------------------------------------- densify / prune
+# ----------------------------------------------------------------------------- helpers
 def _quat_to_rotmat(q: Tensor) -> Tensor:
     q = q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     w, x, y, z = q.unbind(-1)
@@ -218,8 +298,41 @@ def _quat_to_rotmat(q: Tensor) -> Tensor:
     ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
 
 
+def _check_inputs(params: dict[str, Tensor], face_ids: Tensor, state: DensifyState) -> tuple[int, Tensor]:
+    """``(N, face_ids as long on the parameters' device)``; sizes an empty ``state``. Raises
+    ``ValueError`` naming a missing key, a wrong row count or a state of another ``N``."""
+    missing = [k for k in PARAM_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"params: missing {missing}; expected keys {list(PARAM_KEYS)}")
+    n = params["means"].shape[0]
+    for k, v in params.items():
+        if v.shape[0] != n:
+            raise ValueError(f"params['{k}']: expected {n} rows (from 'means'), got {list(v.shape)}")
+    if tuple(face_ids.shape) != (n,):
+        raise ValueError(f"face_ids: expected shape [{n}], got {list(face_ids.shape)}")
+    state._sized(n, face_ids.device)
+    return int(n), face_ids.to(params["means"].device).long()
+
+
+def _world_size(log_scales: Tensor, face_ids: Tensor, sqrt_areas: Tensor | None) -> Tensor:
+    """``[N]`` largest scale of each Gaussian: world (``sqrt(S) exp(log_s)``) with ``sqrt_areas``
+    (``[F]`` or ``[B,F]``, first pose), else local (``exp(log_s)``)."""
+    s = log_scales.exp().amax(-1)
+    if sqrt_areas is not None:
+        sa = sqrt_areas if sqrt_areas.dim() == 1 else sqrt_areas[0]
+        s = s * sa.to(s.device, s.dtype)[face_ids]
+    return s
+
+
+def _opacity(params: dict[str, Tensor]) -> Tensor:
+    """``[N]`` activated opacities of ``params["opacity_logits"]``."""
+    logits = params["opacity_logits"].detach()
+    return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0])
+
+
 def _protect_triangles(remove: Tensor, face_ids: Tensor, score: Tensor, faces_before: Tensor) -> Tensor:
-    """Un-remove, for each triangle of ``faces_before`` left empty, its highest-``score`` Gaussian."""
+    """Un-remove, for each triangle of ``faces_before`` left empty, its highest-``score`` Gaussian
+    (the first of equals)."""
     if faces_before.numel() == 0:
         return remove
     F = int(max(int(face_ids.max()) + 1 if face_ids.numel() else 0, int(faces_before.max()) + 1))
@@ -247,9 +360,9 @@ def _protect_triangles(remove: Tensor, face_ids: Tensor, score: Tensor, faces_be
 def _update_optimizer(
     optimizer: torch.optim.Optimizer,
     old: dict[str, Tensor],
-    new: dict[str, nn.Parameter],
+    new: dict[str, Tensor],
     src: Tensor,
-    zero_rows: Tensor,
+    zero_rows: Tensor | None,
 ) -> None:
     """Point the optimizer's groups at ``new`` params; moments gathered by ``src``, zeroed rows."""
     for group in optimizer.param_groups:
@@ -265,167 +378,182 @@ def _update_optimizer(
             for k, v in list(st.items()):
                 if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == p_old.shape[0]:
                     g = v[src].clone()
-                    g[zero_rows] = 0
+                    if zero_rows is not None:
+                        g[zero_rows] = 0
                     st[k] = g
             optimizer.state[p_new] = st
         group["params"][0] = p_new
 
 
-def densify_and_prune(
+def _select(
+    params: dict[str, Tensor],
+    values: dict[str, Tensor],
+    optimizer: torch.optim.Optimizer | None,
+    src: Tensor,
+    zero_rows: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """New parameters ``values[name]`` (``nn.Parameter`` where ``params[name]`` was one, with its
+    ``requires_grad``); the optimizer's moments follow rows ``src`` (``zero_rows`` start at 0)."""
+    out: dict[str, Tensor] = {}
+    for name, t in values.items():
+        old = params[name]
+        t = t.contiguous()
+        out[name] = nn.Parameter(t, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else t
+    if optimizer is not None:
+        _update_optimizer(optimizer, params, out, src, zero_rows)
+    return out
+
+
+# ----------------------------------------------------------------------------- operations
+def grow(
+    params: dict[str, Tensor],
+    face_ids: Tensor,
+    state: DensifyState,
+    config: DensifyConfig,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scene_scale: float = 1.0,
+    sqrt_areas: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    step: int = 0,
+) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
+    """Clone and split the Gaussians whose average gradient reaches ``config.grad_threshold``
+    (arguments: module docstring; ``step`` seeds the default generator).
+
+    Those with ``max world scale <= percent_dense * scene_scale`` are cloned (an exact copy);
+    larger ones are replaced by ``split_factor`` children with means ``mu + R(q) (eps * s)``,
+    ``eps ~ N(0, I)``, in the parent's local frame, and scales ``s / split_scale_divisor``.
+
+    Returns:
+        ``(new_params, new_face_ids, info)``: rows ordered as the kept originals, the clones,
+        then the children; ``info.action == "densify"``.
+    """
+    n, fid = _check_inputs(params, face_ids, state)
+    dev = fid.device
+    with torch.no_grad():
+        vals = {k: v.detach() for k, v in params.items()}
+        high = state.average_grad().to(dev) >= config.grad_threshold
+        small = _world_size(vals["log_scales"], fid, sqrt_areas) <= config.percent_dense * scene_scale
+        clone_idx = (high & small).nonzero(as_tuple=True)[0]
+        split_idx = (high & ~small).nonzero(as_tuple=True)[0]
+        kept = torch.ones(n, dtype=torch.bool, device=dev)
+        kept[split_idx] = False
+        child_src = split_idx.repeat(config.split_factor)
+        src = torch.cat([kept.nonzero(as_tuple=True)[0], clone_idx, child_src])
+        new_vals = {name: v[src].clone() for name, v in vals.items()}
+        is_child = torch.zeros(src.numel(), dtype=torch.bool, device=dev)
+        is_child[src.numel() - child_src.numel() :] = True
+        if child_src.numel():
+            mu = vals["means"][child_src]
+            ls = vals["log_scales"][child_src]
+            R = _quat_to_rotmat(vals["quats"][child_src])
+            gen = generator if generator is not None else torch.Generator().manual_seed(int(step))
+            eps = torch.randn(mu.shape, generator=gen, dtype=mu.dtype, device="cpu").to(dev)
+            new_vals["means"][is_child] = mu + (R @ (eps * ls.exp())[..., None])[..., 0]
+            new_vals["log_scales"][is_child] = ls - math.log(config.split_scale_divisor)
+        state._keep_rows(kept, n_new=src.numel() - int(kept.sum()))
+    new_params = _select(params, new_vals, optimizer, src, is_child)
+    new_face_ids = fid[src].to(face_ids.dtype).to(face_ids.device)
+    info = DensifyInfo(
+        action="densify",
+        n_before=n,
+        n_cloned=int(clone_idx.numel()),
+        n_split=int(split_idx.numel()),
+        n_after=int(src.numel()),
+    )
+    return new_params, new_face_ids, info
+
+
+def prune(
+    params: dict[str, Tensor],
+    face_ids: Tensor,
+    state: DensifyState,
+    config: DensifyConfig,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scene_scale: float = 1.0,
+    sqrt_areas: Tensor | None = None,
+) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
+    """Remove Gaussians with opacity ``< min_opacity``, screen radius ``> max_screen_size``
+    (``state.max_radii``) or world scale ``> max_world_size * scene_scale``, except the best
+    (highest-opacity) Gaussian of a triangle that would otherwise be left empty (arguments:
+    module docstring).
+
+    Returns:
+        ``(new_params, new_face_ids, info)`` with ``info.action == "prune"``.
+    """
+    n, fid = _check_inputs(params, face_ids, state)
+    with torch.no_grad():
+        opac = _opacity(params)
+        radii = state.max_radii.to(fid.device)
+        remove = opac < config.min_opacity
+        if config.max_screen_size > 0:
+            remove |= radii > config.max_screen_size
+        if config.max_world_size > 0 and sqrt_areas is not None:
+            size = _world_size(params["log_scales"].detach(), fid, sqrt_areas)
+            remove |= size > config.max_world_size * scene_scale
+        keep = ~_protect_triangles(remove, fid, opac, torch.unique(fid))
+        src = keep.nonzero(as_tuple=True)[0]
+        state._keep_rows(keep)
+    new_params = _select(params, {k: v.detach()[keep] for k, v in params.items()}, optimizer, src)
+    info = DensifyInfo(
+        action="prune",
+        n_before=n,
+        n_pruned=int((~keep).sum()),
+        n_rescued=int((remove & keep).sum()),
+        n_after=int(keep.sum()),
+    )
+    return new_params, face_ids[keep.to(face_ids.device)], info
+
+
+# ----------------------------------------------------------------------------- step hooks
+def step_pre_backward(meta: RasterMeta, config: DensifyConfig, step: int) -> bool:
+    """Before ``loss.backward()``: keep the gradient of ``meta.means2d`` when ``step`` feeds the
+    statistic (``config.is_active``); returns whether it does."""
+    track = config.is_active(step) and meta.means2d.requires_grad
+    if track:
+        meta.means2d.retain_grad()
+    return track
+
+
+def step_post_backward(
     params: dict[str, Tensor],
     face_ids: Tensor,
     state: DensifyState,
     config: DensifyConfig,
     step: int,
+    meta: RasterMeta,
+    *,
     optimizer: torch.optim.Optimizer | None = None,
     scene_scale: float = 1.0,
-    sqrt_areas: Tensor | None = None,
+    sqrt_areas: Tensor | Callable[[], Tensor] | None = None,
     generator: torch.Generator | None = None,
-) -> tuple[dict[str, Tensor], Tensor, dict[str, Any]]:
-    """Clone, split and prune Gaussians on the schedule of ``config``; keep every triangle covered.
+) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
+    """After ``loss.backward()`` (and the optimizer step): add the step to the statistic, then
+    grow and prune on densify steps (statistics restart) or prune on prune steps.
 
-    Args:
-        params: ``name -> [N, ...]`` tensors (usually ``nn.Parameter``); ``config.means_key``
-            (local means), ``quats_key``, ``log_scales_key`` (local) and ``opacity_key`` must be
-            present, every other entry is carried along row by row.
-        face_ids: ``[N]`` triangle of each Gaussian.
-        state: statistics from :func:`accumulate` (updated in place for the new Gaussians).
-        config: thresholds and schedule.
-        step: the current (1-based) optimisation step.
-        optimizer: optional Adam whose param groups are named after ``params`` (``group["name"]``);
-            updated in place: new ``nn.Parameter`` objects, moments copied for kept and cloned
-            Gaussians, zero for split children.
-        scene_scale: extent of the scene (world units) for ``percent_dense`` / ``max_world_size``.
-        sqrt_areas: ``[F]`` (or ``[B,F]``, first pose used) ``sqrt(area)`` of the triangles
-            (e.g. ``triangle_frames(neutral_vertices, faces).sqrt_areas``), so sizes are world
-            sizes ``sqrt(S) exp(log_s)``. Without it the clone/split decision compares the local
-            scales ``exp(log_s)`` (sizes relative to the triangle) and the ``max_world_size``
-            prune is skipped (a world size cannot be known).
-        generator: CPU random generator for the split offsets; default: one seeded with
-            ``step``, so densification never touches the global RNG and a resumed run repeats an
-            uninterrupted one exactly.
+    Does nothing unless :func:`step_pre_backward` kept the gradient of ``meta.means2d`` (the
+    :class:`RasterMeta` of the step's render). ``step`` is 1-based; ``sqrt_areas`` may be a
+    function computing it, called only on a step that grows or prunes (other arguments: module
+    docstring).
 
     Returns:
-        ``(new_params, new_face_ids, info)``. On steps off the schedule, the inputs themselves and
-        ``info["action"] == "none"``. Otherwise new ``nn.Parameter`` objects (requires_grad as the
-        inputs) and ``info`` with ``action`` ("densify" or "prune") and the counts ``n_before,
-        n_cloned, n_split, n_pruned, n_rescued, n_after``.
-
-    Rules (densify steps): ``average_grad >= grad_threshold`` selects Gaussians; those with
-    ``max world scale <= percent_dense * scene_scale`` are cloned (an exact copy), larger ones are
-    replaced by ``split_factor`` children with means ``mu + R(q) (eps * s)``, ``eps ~ N(0, I)``, in
-    the parent's local frame, and scales ``s / split_scale_divisor``. Then (densify and prune steps)
-    Gaussians with opacity ``< min_opacity``, screen radius ``> max_screen_size`` or world scale
-    ``> max_world_size * scene_scale`` are removed, except the best (highest-opacity) Gaussian
-    of a triangle that would otherwise be left empty.
+        ``(params, face_ids, info)``: the inputs themselves and ``info.action == "none"`` off
+        the schedule; otherwise new parameters and the counts of the step.
     """
-    keys = (config.means_key, config.quats_key, config.log_scales_key, config.opacity_key)
-    missing = [k for k in keys if k not in params]
-    if missing:
-        raise ValueError(f"params: missing {missing}; expected keys {list(keys)} (see DensifyConfig.*_key)")
-    N = params[config.means_key].shape[0]
-    for k, v in params.items():
-        if v.shape[0] != N:
-            raise ValueError(
-                f"params['{k}']: expected {N} rows (from '{config.means_key}'), got {list(v.shape)}"
-            )
-    if tuple(face_ids.shape) != (N,):
-        raise ValueError(f"face_ids: expected shape [{N}], got {list(face_ids.shape)}")
+    n = int(face_ids.shape[0])
+    if not (config.is_active(step) and meta.means2d.retains_grad):
+        return params, face_ids, DensifyInfo(n_before=n, n_after=n)
+    accumulate(state, meta)
     densify = config.is_densify_step(step)
-    prune = densify or config.is_prune_step(step)
-    info: dict[str, Any] = {"action": "none", "n_before": N, "n_cloned": 0, "n_split": 0}
-    info.update(n_pruned=0, n_rescued=0, n_after=N)
-    if not prune:
-        return params, face_ids, info
-    if state.num_gaussians == 0:
-        state.grad_accum, state.count, state.max_radii = tuple(DensifyState.create(N, face_ids.device))
-    if state.num_gaussians != N:
-        raise ValueError(f"state: tracks {state.num_gaussians} Gaussians, params have N={N}")
-    dev = params[config.means_key].device
-
-    with torch.no_grad():
-        vals = {k: v.detach() for k, v in params.items()}
-        log_s = vals[config.log_scales_key]
-
-        def world_size(ls: Tensor, fid: Tensor) -> Tensor:
-            s = ls.exp().amax(-1)
-            if sqrt_areas is not None:
-                sa = sqrt_areas if sqrt_areas.dim() == 1 else sqrt_areas[0]
-                s = s * sa.to(s.device, s.dtype)[fid]
-            return s
-
-        fid = face_ids.to(dev).long()
-        size = world_size(log_s, fid)
-        if densify:
-            high = state.average_grad().to(dev) >= config.grad_threshold
-            small = size <= config.percent_dense * scene_scale
-            clone_idx = (high & small).nonzero(as_tuple=True)[0]
-            split_idx = (high & ~small).nonzero(as_tuple=True)[0]
-        else:
-            clone_idx = split_idx = torch.zeros(0, dtype=torch.long, device=dev)
-        k = config.split_factor
-        child_src = split_idx.repeat(k)
-        src = torch.cat([torch.arange(N, device=dev), clone_idx, child_src])
-        n_new = clone_idx.numel() + child_src.numel()
-        is_child = torch.zeros(src.numel(), dtype=torch.bool, device=dev)
-        is_child[N + clone_idx.numel() :] = True
-        new_vals = {name: v[src].clone() for name, v in vals.items()}
-        if child_src.numel():
-            mu = vals[config.means_key][child_src]
-            ls = vals[config.log_scales_key][child_src]
-            R = _quat_to_rotmat(vals[config.quats_key][child_src])
-            gen = generator if generator is not None else torch.Generator().manual_seed(int(step))
-            eps = torch.randn(mu.shape, generator=gen, dtype=mu.dtype, device="cpu").to(dev)
-            new_vals[config.means_key][is_child] = mu + (R @ (eps * ls.exp())[..., None])[..., 0]
-            new_vals[config.log_scales_key][is_child] = ls - math.log(config.split_scale_divisor)
-        new_fid = fid[src]
-        opac = new_vals[config.opacity_key].reshape(src.numel(), -1)[:, 0]
-        if config.opacity_is_logit:
-            opac = torch.sigmoid(opac)
-        radii = torch.cat([state.max_radii.to(dev), torch.zeros(n_new, device=dev)])
-        remove = torch.zeros(src.numel(), dtype=torch.bool, device=dev)
-        remove[split_idx] = True  # parents replaced by their children
-        pruned = opac < config.min_opacity
-        if config.max_screen_size > 0:
-            pruned |= radii > config.max_screen_size
-        if config.max_world_size > 0 and sqrt_areas is not None:
-            pruned |= (
-                world_size(new_vals[config.log_scales_key], new_fid) > config.max_world_size * scene_scale
-            )
-        remove_all = remove | pruned
-        remove_final = _protect_triangles(remove_all, new_fid, opac, torch.unique(fid))
-        keep = ~remove_final
-        n_rescued = int((remove_all & keep).sum())
-        final_src = src[keep]
-        zero_rows = is_child[keep]
-
-    new_params: dict[str, Tensor] = {}
-    for name, v in new_vals.items():
-        t = v[keep].contiguous()
-        old = params[name]
-        new_params[name] = (
-            nn.Parameter(t, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else t
-        )
-    new_face_ids = new_fid[keep].to(face_ids.dtype).to(face_ids.device)
-    if optimizer is not None:
-        _update_optimizer(optimizer, params, new_params, final_src, zero_rows)  # type: ignore[arg-type]
-
-    n_after = int(keep.sum())
-    if densify:  # statistics restart after densification (3DGS)
-        state.grad_accum = torch.zeros(n_after, device=dev)
-        state.count = torch.zeros(n_after, device=dev)
-        state.max_radii = torch.zeros(n_after, device=dev)
-    else:  # prune-only: the survivors keep theirs (final_src indexes the old rows here)
-        state.grad_accum = state.grad_accum.to(dev)[final_src]
-        state.count = state.count.to(dev)[final_src]
-        state.max_radii = radii[keep]
-    n_parents_removed = int((remove & ~keep).sum())
-    info.update(
-        action="densify" if densify else "prune",
-        n_cloned=int(clone_idx.numel()),
-        n_split=int(split_idx.numel()),
-        n_pruned=int((~keep).sum()) - n_parents_removed,
-        n_rescued=n_rescued,
-        n_after=n_after,
-    )
-    return new_params, new_face_ids, info
+    if not (densify or config.is_prune_step(step)):
+        return params, face_ids, DensifyInfo(n_before=n, n_after=n)
+    areas = sqrt_areas() if callable(sqrt_areas) else sqrt_areas
+    kw = {"optimizer": optimizer, "scene_scale": scene_scale, "sqrt_areas": areas}
+    if not densify:
+        return prune(params, face_ids, state, config, **kw)
+    params, face_ids, grown = grow(params, face_ids, state, config, generator=generator, step=step, **kw)
+    params, face_ids, pruned = prune(params, face_ids, state, config, **kw)
+    state.restart(pruned.n_after, params["means"].device)  # statistics restart after densifying (3DGS)
+    info = replace(pruned, action="densify", n_before=n, n_cloned=grown.n_cloned, n_split=grown.n_split)
+    return params, face_ids, info

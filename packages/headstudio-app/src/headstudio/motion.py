@@ -1,0 +1,81 @@
+"""FLAME motions in the app: reading motion files and fitting expressions to a head.
+
+One place for what the trainer (``train.motion_path``), the animation sampler, ``animate`` and
+``export`` all do with a motion: load a TalkSHOW ``.npy``, SHOW / TalkSHOW ``.pkl`` or our
+``.npz`` (``flame_core.MotionSequence.load``), and truncate or zero-pad its expressions ``[T, E]``
+to the ``num_expression`` components of the head that plays it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from flame_core import FlameModel
+from flame_core.motion import MotionSequence
+from flame_core.retarget import default_training_motion
+
+from .errors import HeadStudioError, require_file
+from .video import audio_seconds
+
+__all__ = [
+    "MOTION_SUFFIXES",
+    "load_motion",
+    "as_motion",
+    "default_motion",
+    "fit_expression",
+    "fit_flame_kwargs",
+]
+
+#: Motion file suffixes ``load_motion`` reads.
+MOTION_SUFFIXES = (".npy", ".npz", ".pkl")
+
+
+def load_motion(path: str | Path) -> MotionSequence:
+    """Load a motion file (TalkSHOW ``.npy``, SHOW/TalkSHOW ``.pkl``, ours ``.npz``).
+
+    Raises:
+        HeadStudioError: missing file, a suffix other than :data:`MOTION_SUFFIXES`, or a file
+            flame_core cannot read.
+    """
+    p = require_file(path, "motion file", MOTION_SUFFIXES)
+    try:
+        return MotionSequence.load(p)
+    except Exception as err:  # MotionFileError, pickle / zip errors from a wrong file
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HeadStudioError(f"could not read motion file '{p}': {msg}") from err
+
+
+def as_motion(motion: MotionSequence | str | Path) -> MotionSequence:
+    """``motion`` itself, or the motion file it names loaded with :func:`load_motion`."""
+    return load_motion(motion) if isinstance(motion, (str, Path)) else motion
+
+
+def default_motion(
+    head: FlameModel, audio: str | Path | None = None, fps: float = 30.0, num_frames: int | None = None
+) -> MotionSequence:
+    """The talking motion used when none is given: ``num_frames`` frames, else as long as ``audio``,
+    else 4 s; the procedural talking motion retargeted to ``head`` through landmarks
+    (``flame_core.retarget.default_training_motion``), so it means the same on any head."""
+    if num_frames is None:
+        secs = audio_seconds(audio) if audio is not None else None
+        num_frames = int(round((secs or 4.0) * fps))
+    return default_training_motion(head, num_frames=max(1, int(num_frames)), fps=fps)
+
+
+def fit_expression(expr: torch.Tensor, num_expression: int) -> torch.Tensor:
+    """Truncate or zero-pad ``expr [..., E]`` to ``[..., num_expression]`` (unchanged when equal)."""
+    e = expr.shape[-1]
+    if e == num_expression:
+        return expr
+    if e > num_expression:
+        return expr[..., :num_expression]
+    return torch.cat([expr, expr.new_zeros(*expr.shape[:-1], num_expression - e)], dim=-1)
+
+
+def fit_flame_kwargs(kwargs: dict[str, torch.Tensor], num_expression: int) -> dict[str, torch.Tensor]:
+    """FLAME kwargs with ``expression [B, E]`` fitted to ``num_expression`` (:func:`fit_expression`)."""
+    out = dict(kwargs)
+    if out.get("expression") is not None:
+        out["expression"] = fit_expression(out["expression"], num_expression)
+    return out

@@ -1,0 +1,64 @@
+"""`headstudio generate` through the real model loader: the tiny models on disk in the hub layout,
+named with --set guidance.base_model=DIR --set guidance.controlnet=DIR; nothing is monkeypatched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("headstudio.trainer")
+
+from headstudio import cli  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--device", "cpu", "-q", "--steps", "2",
+    "--set", "train.resolution=64", "--set", "train.guidance_resolution=64",
+    "--set", "train.batch_size=1", "--set", "init.points_per_face=1",
+    "--set", "head.num_shape=10", "--set", "head.num_expression=10", "--set", "train.log_every=1",
+]  # fmt: skip
+
+
+def _generate(out: Path, base: Path, controlnet: Path, *extra: str) -> int:
+    models = ["--set", f"guidance.base_model={base}", "--set", f"guidance.controlnet={controlnet}"]
+    return cli.main(["generate", "a DSLR portrait of Kratos", "--output", str(out), *TINY, *models, *extra])
+
+
+def _check_avatar(out: Path) -> None:
+    from headstudio.avatar import Avatar
+
+    avatar = Avatar.load(out / "avatar.ply")
+    assert avatar.num_gaussians > 0
+    assert all(torch.isfinite(p).all() for p in avatar.gaussian_params().values())
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_generate_loads_the_saved_models(tmp_path: Path, tiny_pipeline, capsys) -> None:
+    base, controlnet = tiny_pipeline
+    assert _generate(tmp_path / "run", base, controlnet) == 0
+    assert "avatar written to" in capsys.readouterr().out
+    _check_avatar(tmp_path / "run")
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    losses = [json.loads(line).get("loss_sds") for line in log]
+    assert all(v is not None and v == v for v in losses)  # the F-SDS loss of the loaded models, not NaN
+
+
+def test_generate_with_a_flame_folder_and_a_tokenizer_without_max_length(
+    tmp_path: Path, tiny_pipeline, capsys
+) -> None:
+    """A FLAME-format head whose folder holds only the 105-point embedding, and a tokenizer folder
+    that never set model_max_length (it reads back as 1e30; this ended in an internal error)."""
+    from flame_core.procedural import build_procedural_head
+    from fsds_guidance.testing import set_tokenizer_max_length
+
+    base = shutil.copytree(tiny_pipeline[0], tmp_path / "sd15")
+    set_tokenizer_max_length(base, None)
+    flame = build_procedural_head().save(tmp_path / "flame", full_embedding=False) / "procedural_flame.pkl"
+    code = _generate(tmp_path / "run", base, tiny_pipeline[1], "--set", f"head.flame_path={flame}")
+    assert code == 0, capsys.readouterr().err
+    _check_avatar(tmp_path / "run")
