@@ -72,3 +72,44 @@ def test_too_many_components_is_an_error() -> None:
     lh = LandmarkHead(model, model.landmark_embedding)
     with pytest.raises(ValueError, match="expression"):
         lh(**_inputs(1, 10, 101, seed=0))
+
+
+@pytest.mark.parametrize("posed", [False, True])
+def test_expression_jacobian_is_exact(posed: bool) -> None:
+    """The closed-form d landmarks / d expression (float64) equals autograd's, at zero head pose
+    and shape (what retargeting uses) and at a random shape, neck and global pose."""
+    model = procedural_model()
+    lh = LandmarkHead(model, model.landmark_embedding.select(list(range(0, 478, 7)))).to(torch.float64)
+    x = {k: v.double() for k, v in _inputs(2, 300, 100, seed=4).items()}
+    if not posed:
+        x["shape"] = torch.zeros_like(x["shape"])
+        x.pop("global_orient"), x.pop("neck_pose")
+    poses = {k: v for k, v in x.items() if k not in ("shape", "expression")}
+    jac = lh.expression_jacobian(**poses)  # [K, L, 3, E]
+    assert jac.shape == (2, len(lh.embedding), 3, 100)
+    for k in range(2):
+
+        def one(e: torch.Tensor, k: int = k) -> torch.Tensor:
+            return lh(
+                shape=x["shape"][k : k + 1], expression=e[None], **{n: p[k : k + 1] for n, p in poses.items()}
+            )[0]
+
+        ref = torch.autograd.functional.jacobian(one, x["expression"][k])
+        torch.testing.assert_close(jac[k], ref, atol=1e-10, rtol=1e-9)
+
+
+def test_missing_inputs_are_zero_and_other_models_have_no_jacobian() -> None:
+    model = procedural_model()
+    lh = LandmarkHead(model, model.landmark_embedding)
+    jaw = torch.tensor([[0.2, 0.0, 0.0]])
+    sizes = {"shape": 300, "expression": 100, "global_orient": 3, "neck_pose": 3, "eye_pose": 6}
+    zeros = {k: torch.zeros(1, n) for k, n in sizes.items()}
+    torch.testing.assert_close(lh(jaw_pose=jaw), lh(jaw_pose=jaw, **zeros))
+    with pytest.raises(ValueError, match="at least one input"):
+        lh()
+
+    class Full(torch.nn.Module):
+        faces = model.faces
+
+    with pytest.raises(TypeError, match="not a FlameModel"):
+        LandmarkHead(Full(), model.landmark_embedding).expression_jacobian(jaw, torch.zeros(1, 6))
