@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -266,10 +267,17 @@ def test_summary_reports_faces_lost_frames_and_error(smiling_fit) -> None:
     found = track.found.copy()
     found[[3, 4]] = False
     res = dataclasses.replace(auto, found=found)
-    assert (
-        res.lost_frames == 2
-        and "face found in 22/24 frames (2 lost, filled by interpolation)" in res.summary()
-    )
+    assert res.lost_frames == 2
+    assert "face found in 22/24 frames (2 lost at frames 3-4, filled by interpolation)" in res.summary()
+    worst = int(np.argmax(auto.error_px))
+    assert f"max {auto.error_px[worst]:.2f} px at frame {worst}" in text
+    rep = res.report()
+    assert rep["lost_frames"] == [3, 4] and rep["found"][3] is False and rep["frames_with_face"] == 22
+    assert len(rep["error_px"]) == 24
+    assert rep["error_px"][worst] == pytest.approx(auto.error_px[worst], abs=1e-3)
+    assert rep["neutral_frames"] == auto.neutral_frames.tolist() and len(rep["neutral"]["expression"]) == 10
+    found[[3, 4, 5, 9, 20]] = False
+    assert "(5 lost at frames 3-5, 9, 20," in dataclasses.replace(auto, found=found).summary()
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -293,13 +301,15 @@ def small_avatar(monkeypatch: pytest.MonkeyPatch):
 def test_cli_drive_reports_lost_frames_and_saves_the_motion(capsys, tmp_path: Path, small_avatar) -> None:
     video = _astronaut_clip(tmp_path / "gap.mp4", blank_at=4)
     (tmp_path / "avatar.ply").write_bytes(b"ply\n")
-    out, motion = tmp_path / "out.mp4", tmp_path / "motion.npz"
+    out, motion, report = tmp_path / "out.mp4", tmp_path / "motion.npz", tmp_path / "report.json"
     rc, stdout, err = _cli(
         capsys, "drive", str(tmp_path / "avatar.ply"), "--video", str(video), "-o", str(out),
-        "--save-motion", str(motion), "--size", "32",
+        "--save-motion", str(motion), "--report", str(report), "--size", "32",
     )  # fmt: skip
     assert rc == 0, err
-    assert "face found in 8/9 frames (1 lost, filled by interpolation)" in stdout
+    assert "face found in 8/9 frames (1 lost at frame 4, filled by interpolation)" in stdout
+    rep = json.loads(report.read_text())
+    assert rep["lost_frames"] == [4] and len(rep["error_px"]) == 9 and 0 < rep["error_px_mean"] < 20
     assert "landmark reprojection error mean" in stdout and "neutral from" in stdout
     assert out.is_file() and "wrote" in stdout
     m = MotionSequence.load(motion)
@@ -329,6 +339,7 @@ def test_cli_drive_video_without_a_face_is_one_line(capsys, tmp_path: Path, smal
         (["--filter-d-cutoff", "nan"], "positive"),
         (["--neutral", "MISSING.png"], "MISSING.png"),
         (["--neutral", "NOTIMG.txt"], "NOTIMG.txt"),
+        (["--report", "r.txt"], "--report 'r.txt' must end in .json"),
     ],
 )
 def test_cli_drive_bad_options_are_one_line(capsys, tmp_path: Path, small_avatar, args, needle) -> None:

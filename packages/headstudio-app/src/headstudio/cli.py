@@ -226,6 +226,8 @@ def cmd_drive(args: argparse.Namespace) -> int:
     require_file(args.video, "video", (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"))
     if args.save_motion is not None:
         _check_output(args.save_motion, (".npz",), "--save-motion")
+    if args.report is not None:
+        _check_output(args.report, (".json",), "--report")
     neutral = args.neutral.strip()
     if neutral.lower() not in ("auto", "none"):
         neutral = str(require_file(neutral, "--neutral image", (".png", ".jpg", ".jpeg", ".bmp", ".webp")))
@@ -244,10 +246,15 @@ def cmd_drive(args: argparse.Namespace) -> int:
         head, args.video, save_motion=args.save_motion, max_frames=args.max_frames, options=options
     )
     print(res.summary())
+    if args.report is not None:
+        with atomic_output(args.report) as tmp:
+            tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")
     n = render_motion(avatar, res.motion, out, size=(w, h), progress=not args.quiet)
     print(f"wrote {out} ({n} frames)")
     if args.save_motion:
         print(f"motion saved to {args.save_motion}")
+    if args.report:
+        print(f"per-frame report (face found, reprojection error px) saved to {args.report}")
     return 0
 
 
@@ -435,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--video", required=True, metavar="IN.mp4")
     d.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
     d.add_argument("--save-motion", metavar="MOTION.npz", help="also save the fitted motion")
+    d.add_argument(
+        "--report",
+        metavar="REPORT.json",
+        help="also save per-frame results: face found, landmark reprojection error in pixels, neutral",
+    )
     d.add_argument(
         "--neutral",
         default="auto",

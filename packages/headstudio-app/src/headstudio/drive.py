@@ -159,17 +159,50 @@ class DriveResult:
         return int((~self.found).sum())
 
     def summary(self) -> str:
-        """One line for the user: frames with a face, lost frames, reprojection error."""
+        """One line for the user: frames with a face, the lost ones, the reprojection error."""
         T = len(self.found)
         err = self.error_px
-        text = (
-            f"face found in {self.frames_with_face}/{T} frames"
-            + (f" ({self.lost_frames} lost, filled by interpolation)" if self.lost_frames else "")
-            + f"; landmark reprojection error mean {float(err.mean()):.2f} px, max {float(err.max()):.2f} px"
+        lost = np.flatnonzero(~self.found)
+        text = f"face found in {self.frames_with_face}/{T} frames"
+        if len(lost):
+            text += f" ({self.lost_frames} lost at frame{'s' if len(lost) > 1 else ''} {_frame_ranges(lost)}"
+            text += ", filled by interpolation)"
+        worst = int(np.argmax(err))
+        text += (
+            f"; landmark reprojection error mean {float(err.mean()):.2f} px, "
+            f"max {float(err[worst]):.2f} px at frame {worst}"
         )
         if len(self.neutral_frames):
             text += f"; neutral from {len(self.neutral_frames)} least active frames"
         return text
+
+    def report(self) -> dict[str, Any]:
+        """Per-frame record of the run (JSON-ready): for each frame whether MediaPipe found a face
+        and the landmark reprojection error in pixels; the lost and neutral frames; the neutral."""
+        return {
+            "frames": len(self.found),
+            "fps": float(self.motion.fps),
+            "image_size": list(self.image_size),
+            "frames_with_face": self.frames_with_face,
+            "lost_frames": np.flatnonzero(~self.found).tolist(),
+            "found": self.found.astype(bool).tolist(),
+            "error_px": [round(float(e), 4) for e in self.error_px],
+            "error_px_mean": float(self.error_px.mean()),
+            "neutral_frames": self.neutral_frames.tolist(),
+            "neutral": {k: v.detach().cpu().tolist() for k, v in self.neutral.items()},
+        }
+
+
+def _frame_ranges(frames: np.ndarray, limit: int = 6) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"`` (at most ``limit`` runs, then ``...``)."""
+    runs: list[list[int]] = []
+    for f in frames.tolist():
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    return text + (", ..." if len(runs) > limit else "")
 
 
 def least_active_frames(track: FaceTrack, landmarks: np.ndarray, fraction: float = 0.2) -> np.ndarray:
