@@ -28,7 +28,8 @@ Side-by-side PNGs (source / ours / baseline at the motion's strongest frames) ar
 
 Usage: ``python benchmarks/bench_drive.py [--avatar AVATAR.ply] [--frames 90] [--size 512]
 [--out DIR] [--motions talk jaw ...] [--teacher]``. Without ``--avatar`` the demo avatar is
-trained first (``headstudio demo``'s defaults, about a minute on a quiet 2-core machine).
+trained first (``headstudio demo``'s defaults: many minutes on a 2-core CPU; pass the
+``avatar.ply`` of an earlier ``headstudio demo`` to skip it).
 """
 
 from __future__ import annotations
