@@ -18,8 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameModel
 from headstudio.drive import DriveOptions
 from headstudio.roundtrip import RoundTrip, pre_issue_options, roundtrip_motion, run_roundtrip
+from headstudio.teacher import build_teacher_avatar
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +42,6 @@ ROUND_TRIP_BARS = {
 
 @pytest.fixture(scope="module")
 def trips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RoundTrip]:
-    from flame_core import FlameModel
-    from headstudio.teacher import build_teacher_avatar
-
     torch.manual_seed(0)
     avatar = build_teacher_avatar(FlameModel.procedural()).eval()
     out = tmp_path_factory.mktemp("roundtrip")
