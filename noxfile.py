@@ -37,19 +37,26 @@ TEST_DEPS = [
     "playwright>=1.40",
 ]
 WEB_DIR = ROOT / "packages" / "headstudio-app" / "web"
+# the rigged-gaussians build tests (CMake configure, loud RG_CUDA=AUTO) and compile_check.sh
+BUILD_TEST_DEPS = ["pybind11>=2.12", "cmake>=3.24", "ninja"]
 
 
 def _install_stack(
-    session: nox.Session, torch_spec: str = TORCH_CPU, extra: tuple[str, ...] = (), cuda: str = "OFF"
+    session: nox.Session,
+    torch_spec: str = TORCH_CPU,
+    extra: tuple[str, ...] = (),
+    cuda: str = "OFF",
+    env: dict[str, str] | None = None,
 ) -> None:
     """Install torch first (so no package pulls a CUDA build), then the four packages.
 
-    ``cuda`` is rigged-gaussians' ``RG_CUDA`` (OFF: CPU backend only, a fast build; ON/AUTO on a
-    GPU machine). The CUDA sources are still compiled in the tests session by compile_check.sh.
+    ``cuda`` is rigged-gaussians' ``RG_CUDA`` (OFF: CPU backend only, a fast build; ON on a GPU
+    machine, which fails loudly rather than building CPU-only). The CUDA sources and binding are
+    still compiled in the tests session by compile_check.sh. ``env``: more build variables.
     """
     session.install("--upgrade", "pip")
     session.install(torch_spec)
-    env = {"RG_CUDA": os.environ.get("RG_CUDA", cuda)}
+    env = {"RG_CUDA": os.environ.get("RG_CUDA", cuda), **(env or {})}
     session.install(*[f"./packages/{name}" for name in LIBRARIES], *extra, env=env)
     session.install("./packages/headstudio-app")
 
@@ -58,11 +65,12 @@ def _install_stack(
 def tests(session: nox.Session) -> None:
     """Run every CPU test (all packages and the cross-package suite)."""
     _install_stack(session)
-    session.install(*TEST_DEPS)
-    # The CUDA kernels' source, compiled with g++ against a CPU emulation of CUDA and checked
-    # against finite differences and naive references (no GPU here or in CI).
+    session.install(*TEST_DEPS, *BUILD_TEST_DEPS)
+    # The CUDA kernels and their launch wrappers, compiled with g++ against a CPU emulation of
+    # CUDA and checked against finite differences and naive references (no GPU here or in CI);
+    # then every CUDA source and the CUDA binding compiled with nvcc.
     session.run("bash", "csrc/cuda/host_check/run.sh", external=True)
-    session.run("bash", "csrc/cuda/compile_check.sh", external=True)
+    session.run("bash", "csrc/cuda/compile_check.sh", external=True, env={"PYTHON": _python(session)})
     args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-q"]
     session.run("pytest", *args, env={"HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
 
@@ -137,20 +145,53 @@ def web(session: nox.Session) -> None:
 
 @nox.session
 def gpu_tests(session: nox.Session) -> None:
-    """Run the CUDA tests (needs an NVIDIA GPU; CUDA tests compare against the CPU backend)."""
+    """Run the CUDA tests on this GPU: rigged-gaussians built with RG_CUDA=ON for the GPU's
+    architecture, its build info printed, then every ``cuda``-marked test (CUDA vs the CPU
+    backend per stage, device guard, one sync per render, deferred checks)."""
     _gpu_guard(session)
-    _install_stack(session, os.environ.get("TORCH_SPEC", "torch"), cuda="ON")
-    session.install(*TEST_DEPS)
+    _install_stack(session, os.environ.get("TORCH_SPEC", "torch"), cuda="ON", env=_cuda_arch_env(session))
+    session.install(*TEST_DEPS, *BUILD_TEST_DEPS)
+    session.run("python", "-c", _CHECK_CUDA_BUILD)
     session.run("pytest", "-q", "-m", "cuda", *session.posargs)
 
 
 @nox.session
 def gpu_bench(session: nox.Session) -> None:
-    """Run the GPU benchmarks (rasterizer fps, guidance and training step time, peak memory)."""
+    """Run the GPU benchmarks (rasterizer fps and the ratio to gsplat, guidance and training step
+    time, peak memory). gsplat is installed from PyPI and compiles its CUDA code on this machine
+    on first use (the rasterizer benchmark times that warm-up), side by side with ours."""
     _gpu_guard(session)
-    _install_stack(session, os.environ.get("TORCH_SPEC", "torch"), cuda="ON")
+    arch = _cuda_arch_env(session)
+    _install_stack(session, os.environ.get("TORCH_SPEC", "torch"), cuda="ON", env=arch)
+    session.install("gsplat==1.5.3", "ninja", "numpy", "jaxtyping", "rich")
+    session.run("python", "-c", _CHECK_CUDA_BUILD)
+    cc = arch.get("CMAKE_CUDA_ARCHITECTURES", "")
+    gsplat_env = {"TORCH_CUDA_ARCH_LIST": f"{cc[:-1]}.{cc[-1]}"} if cc.isdigit() else {}
     for script in sorted((ROOT / "benchmarks").glob("gpu_bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+        session.run("python", str(script), *session.posargs, env=gsplat_env)
+
+
+_CHECK_CUDA_BUILD = (
+    "import rigged_gaussians as rg; info = rg.build_info(); print(info); "
+    "assert rg.cuda_available(), 'rigged_gaussians has no usable CUDA backend: ' + str(info)"
+)
+
+
+def _cuda_arch_env(session: nox.Session) -> dict[str, str]:
+    """``CMAKE_CUDA_ARCHITECTURES`` for this GPU (e.g. ``90`` on an H100/H200) unless given: one
+    architecture builds in a fraction of the default four's time."""
+    if os.environ.get("CMAKE_CUDA_ARCHITECTURES"):
+        return {"CMAKE_CUDA_ARCHITECTURES": os.environ["CMAKE_CUDA_ARCHITECTURES"]}
+    out = session.run(
+        "nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader", external=True, silent=True
+    )
+    caps = sorted({line.strip().replace(".", "") for line in str(out).splitlines() if line.strip()})
+    return {"CMAKE_CUDA_ARCHITECTURES": ";".join(caps)} if caps else {}
+
+
+def _python(session: nox.Session) -> str:
+    """The session virtualenv's python."""
+    return str(Path(session.virtualenv.location) / "bin" / "python")
 
 
 @nox.session

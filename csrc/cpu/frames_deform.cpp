@@ -8,9 +8,11 @@
 // element order; per-Gaussian outputs of the deformation (shared by the poses) are owned by one
 // task that loops over the poses in order. Scratch in std::vectors: 18 floats per (pose, face)
 // for the frames, 26 per (pose, Gaussian) for the deformation.
+#include <cmath>
 #include <numeric>
 #include <vector>
 
+#include "frame_rows.h"
 #include "ops_cpu.h"
 #include "parallel.h"
 #include "rg/frames.h"
@@ -21,99 +23,69 @@ namespace {
 constexpr long long kGrain = 2048;
 }
 
-void triangle_frames_fwd_cpu(const float* vertices, const int* faces, int B, int V, int F,
-                             float* centroids, float* rotations, float* sqrt_areas) {
-  parallel_for((long long)B * F, kGrain, [&](long long b, long long e) {
-    for (long long i = b; i < e; ++i)
-      frames_fwd_one(vertices, faces, V, F, i, centroids, rotations, sqrt_areas);
+void triangle_frames_fwd(const FramesArgs& a) {
+  parallel_for((long long)a.B * a.F, kGrain, [&](long long b, long long e) {
+    for (long long i = b; i < e; ++i) frames_fwd_one(a, i);
   });
 }
 
-void triangle_frames_bwd_cpu(const float* vertices, const int* faces, int B, int V, int F,
-                             const float* v_centroids, const float* v_rotations,
-                             const float* v_sqrt_areas, float* v_vertices) {
-  if (B <= 0 || F <= 0) return;
+void triangle_frames_bwd(const FramesArgs& a) {
+  if (a.B <= 0 || a.F <= 0) return;
   // corner row c = 3 f + k: vertex faces[c] of face f; a repeated vertex of a face maps to the
   // row of its first corner, so the kernel still merges its terms as for the real indices
-  const long long corners = 3ll * F, rows = (long long)B * corners;
+  const long long corners = 3ll * a.F, rows = (long long)a.B * corners;
   std::vector<int> faces2(corners);
   for (long long c = 0; c < corners; ++c) {
     const long long f0 = c - c % 3;
     long long first = c;
     for (long long k = f0; k < c; ++k)
-      if (faces[k] == faces[c]) {
+      if (a.faces[k] == a.faces[c]) {
         first = k;
         break;
       }
     faces2[c] = (int)first;
   }
+  auto target = [&](long long r) -> long long {
+    const int v = a.faces[r % corners];
+    return in_range(v, a.V) ? (r / corners) * a.V + v : -1;  // -1: skipped
+  };
   std::vector<float> verts2(rows * 3), v_verts2(rows * 3, 0.f);
   parallel_for(rows, 4 * kGrain, [&](long long b, long long e) {
     for (long long r = b; r < e; ++r) {
-      const float* v = vertices + ((r / corners) * V + faces[r % corners]) * 3;
-      for (int k = 0; k < 3; ++k) verts2[3 * r + k] = v[k];
+      const long long t = target(r);
+      for (int k = 0; k < 3; ++k) verts2[3 * r + k] = t < 0 ? NAN : a.vertices[3 * t + k];
     }
   });
-  const int V2 = (int)corners;
-  parallel_for((long long)B * F, kGrain, [&](long long b, long long e) {
-    for (long long i = b; i < e; ++i)
-      frames_bwd_one(verts2.data(), faces2.data(), V2, F, i, v_centroids, v_rotations,
-                     v_sqrt_areas, v_verts2.data());
+  FramesArgs a2 = a;
+  a2.V = (int)corners;
+  a2.vertices = verts2.data();
+  a2.faces = faces2.data();
+  a2.v_vertices = v_verts2.data();
+  parallel_for((long long)a.B * a.F, kGrain, [&](long long b, long long e) {
+    for (long long i = b; i < e; ++i) frames_bwd_one(a2, i);
   });
-  ordered_scatter_add(
-      rows, (long long)B * V,
-      [&](long long r) { return (r / corners) * V + faces[r % corners]; },
-      [&](long long r, long long t) {
-        for (int k = 0; k < 3; ++k) v_vertices[3 * t + k] += v_verts2[3 * r + k];
-      });
-}
-
-void deform_fwd_cpu(const float* means, const float* quats, const float* log_scales,
-                    const int* face_ids, const float* centroids, const float* rotations,
-                    const float* sqrt_areas, int B, int N, int F, float* out_means,
-                    float* out_quats, float* out_scales) {
-  parallel_for((long long)B * N, kGrain, [&](long long b, long long e) {
-    for (long long i = b; i < e; ++i)
-      deform_fwd_one(means, quats, log_scales, face_ids, centroids, rotations, sqrt_areas, N, F,
-                     i, out_means, out_quats, out_scales);
+  ordered_scatter_add(rows, (long long)a.B * a.V, target, [&](long long r, long long t) {
+    for (int k = 0; k < 3; ++k) a.v_vertices[3 * t + k] += v_verts2[3 * r + k];
   });
 }
 
-void deform_bwd_cpu(const float* means, const float* quats, const float* log_scales,
-                    const int* face_ids, const float* centroids, const float* rotations,
-                    const float* sqrt_areas, int B, int N, int F, const float* v_out_means,
-                    const float* v_out_quats, const float* v_out_scales, float* v_means,
-                    float* v_quats, float* v_log_scales, float* v_centroids, float* v_rotations,
-                    float* v_sqrt_areas) {
-  if (B <= 0 || N <= 0) return;
-  // per-(pose, Gaussian) frames: row r = b * N + n holds the frame of face face_ids[n] in pose b
-  const long long rows = (long long)B * N;
-  std::vector<int> ident(N);
-  std::iota(ident.begin(), ident.end(), 0);
-  std::vector<float> cent(rows * 3), rot(rows * 9), sa(rows);
-  std::vector<float> v_cent(rows * 3, 0.f), v_rot(rows * 9, 0.f), v_sa(rows, 0.f);
-  auto face_of = [&](long long r) { return (r / N) * F + face_ids[r % N]; };
-  parallel_for(rows, 4 * kGrain, [&](long long b, long long e) {
-    for (long long r = b; r < e; ++r) {
-      const long long f = face_of(r);
-      for (int k = 0; k < 3; ++k) cent[3 * r + k] = centroids[3 * f + k];
-      for (int k = 0; k < 9; ++k) rot[9 * r + k] = rotations[9 * f + k];
-      sa[r] = sqrt_areas[f];
-    }
+void deform_fwd(const DeformArgs& a) {
+  parallel_for((long long)a.B * a.N, kGrain, [&](long long b, long long e) {
+    for (long long i = b; i < e; ++i) deform_fwd_one(a, i);
   });
+}
+
+void deform_bwd(const DeformArgs& a) {
+  if (a.B <= 0 || a.N <= 0) return;
+  FrameRows fr(a.B, a.N, a.F, a.face_ids, a.centroids, a.rotations, a.sqrt_areas);
+  const DeformArgs a2 = fr.row_grads(fr.rows_of(a));
+  const long long N = a.N;
   parallel_for(N, kGrain, [&](long long b, long long e) {
     for (long long n = b; n < e; ++n)
-      for (int p = 0; p < B; ++p)
-        deform_bwd_one(means, quats, log_scales, ident.data(), cent.data(), rot.data(),
-                       sa.data(), N, N, (long long)p * N + n, v_out_means, v_out_quats,
-                       v_out_scales, v_means, v_quats, v_log_scales, v_cent.data(),
-                       v_rot.data(), v_sa.data());
+      for (int p = 0; p < a.B; ++p)
+        if (fr.face_of(p * N + n) >= 0) deform_bwd_one(a2, p * N + n);
   });
-  ordered_scatter_add(rows, (long long)B * F, face_of, [&](long long r, long long f) {
-    for (int k = 0; k < 3; ++k) v_centroids[3 * f + k] += v_cent[3 * r + k];
-    for (int k = 0; k < 9; ++k) v_rotations[9 * f + k] += v_rot[9 * r + k];
-    v_sqrt_areas[f] += v_sa[r];
-  });
+  fr.scatter(a.v_centroids, a.v_rotations, a.v_sqrt_areas);
 }
 
 }  // namespace rg::cpu

@@ -1,8 +1,10 @@
-// A small parallel_for for the CPU backend: std::thread workers pulling fixed-size chunks of
-// an index range from an atomic counter (dynamic scheduling: tiles and Gaussians have uneven
-// cost). The thread count is set_num_threads(n) when called (the Python glue passes
-// torch.get_num_threads()), else the RG_NUM_THREADS environment variable, else
-// std::thread::hardware_concurrency().
+// A small parallel_for for the CPU backend: a persistent pool of std::thread workers pulling
+// fixed-size chunks of an index range from an atomic counter (dynamic scheduling: tiles and
+// Gaussians have uneven cost). The workers are started once and sleep between calls, so a call
+// costs a wake-up, not a thread start. The thread count is set_num_threads(n) when called (the
+// Python glue passes torch.get_num_threads()), else the RG_NUM_THREADS environment variable,
+// else std::thread::hardware_concurrency(). A parallel_for called from inside another one, or
+// while another thread's call holds the pool, runs on the calling thread alone.
 //
 // Determinism: a parallel_for body must not accumulate into memory that another chunk also
 // writes (the order of the additions would follow the scheduling). Backward kernels whose
@@ -13,14 +15,17 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <mutex>
-#include <thread>
-#include <vector>
 
 namespace rg::cpu {
 
 int num_threads();
 void set_num_threads(int n);
+
+// Runs task() on `threads - 1` pool workers and on the calling thread, and returns when every
+// call has returned. Returns false (running nothing) when the pool is busy or this is a worker.
+bool pool_run(int threads, const std::function<void()>& task);
 
 // Calls fn(begin, end) on disjoint chunks of [0, n) of at most `grain` indices, on up to
 // num_threads() threads (the caller's thread included). The first exception is rethrown.
@@ -30,33 +35,30 @@ void parallel_for(long long n, long long grain, Fn&& fn) {
   grain = std::max(1ll, grain);
   const long long chunks = (n + grain - 1) / grain;
   const int nt = (int)std::min<long long>(num_threads(), chunks);
-  if (nt <= 1) {
-    fn(0ll, n);
-    return;
-  }
-  std::atomic<long long> next{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto worker = [&]() {
-    try {
-      for (;;) {
-        const long long c = next.fetch_add(1, std::memory_order_relaxed);
-        if (c >= chunks) break;
-        const long long b = c * grain;
-        fn(b, std::min(n, b + grain));
+  if (nt > 1) {
+    std::atomic<long long> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    const std::function<void()> task = [&]() {
+      try {
+        for (;;) {
+          const long long c = next.fetch_add(1, std::memory_order_relaxed);
+          if (c >= chunks) break;
+          const long long b = c * grain;
+          fn(b, std::min(n, b + grain));
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next.store(chunks);
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-      next.store(chunks);
+    };
+    if (pool_run(nt, task)) {
+      if (error) std::rethrow_exception(error);
+      return;
     }
-  };
-  std::vector<std::thread> threads;
-  threads.reserve(nt - 1);
-  for (int t = 0; t < nt - 1; ++t) threads.emplace_back(worker);
-  worker();
-  for (auto& t : threads) t.join();
-  if (error) std::rethrow_exception(error);
+  }
+  fn(0ll, n);
 }
 
 // For r = 0, 1, ..., rows - 1 in this order, calls add(r, target(r)) with target(r) in

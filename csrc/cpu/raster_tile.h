@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "parallel.h"
 #include "rg/math.h"
 #include "rg/ops.h"
 
@@ -14,15 +15,47 @@ namespace rg::cpu::raster {
 
 constexpr int kMaxTile = 64;  // tile_size limit (row buffers live on the stack)
 
-// The tile's Gaussians, structure of arrays. `skip` is a conservative bound on sigma beyond
-// which alpha < 1/255 for sure (the exact test still decides near the bound).
+// Per (camera, Gaussian) values the tiles share, computed once per call (not once per tile):
+// `skip`, a conservative bound on sigma beyond which alpha < 1/255 for sure (the exact test
+// still decides near the bound), and the row_span helpers: 1 / (2A) with A = ca / 2 (0: no
+// culling, whole row), the y half-extent (with margin) and an absolute x margin of the ellipse
+// sigma <= skip.
+struct GaussPrep {
+  std::vector<float> skip, inv2a, ey, xmargin;
+
+  void compute(const RasterArgs& a) {
+    const long long n = (long long)a.C * a.N;
+    for (auto* v : {&skip, &inv2a, &ey, &xmargin}) v->resize(n);
+    parallel_for(n, 4096, [&](long long b, long long e) {
+      for (long long g = b; g < e; ++g) {
+        const float op = a.opacities[g], ca = a.conics[3 * g], cb = a.conics[3 * g + 1],
+                    cc = a.conics[3 * g + 2];
+        // NaN opacity: +inf, so only the exact tests decide
+        skip[g] = op > 0.f ? logf(op / kAlphaMin) + 1e-3f : (op <= 0.f ? -1.f : INFINITY);
+        // sigma = 0.5 d^T Q d, Q = [[ca, cb], [cb, cc]]: {sigma <= s} has half-extents
+        // sqrt(2 s cc / det) in x and sqrt(2 s ca / det) in y
+        const double det = (double)ca * cc - (double)cb * cb;
+        const double sk = skip[g];
+        if (ca > 0.f && det > 0.0 && std::isfinite(det) && sk >= 0.0 && std::isfinite(sk)) {
+          inv2a[g] = (float)(1.0 / ca);
+          ey[g] = (float)(std::sqrt(2.0 * sk * ca / det) * 1.001 + 0.01);
+          xmargin[g] = (float)(std::sqrt(2.0 * sk * cc / det) * 1e-3 + 0.01);
+        } else {
+          inv2a[g] = 0.f;
+          ey[g] = xmargin[g] = 0.f;
+        }
+      }
+    });
+  }
+};
+
+// The tile's Gaussians, structure of arrays (gathered from the inputs and a GaussPrep).
 struct TileGauss {
   std::vector<float> mx, my, ca, cb, cc, op, skip, col;
-  // row_span helpers: 1 / (2A) with A = ca / 2 (0: no culling, whole row), the y half-extent
-  // (with margin) and an absolute x margin, of the ellipse sigma <= skip
   std::vector<float> inv2a, ey, xmargin;
+  std::vector<float> lanes;  // SIMD backward: per-Gaussian gradient sums, 8 lanes each
 
-  void gather(const RasterArgs& a, int start, int end, int CH) {
+  void gather(const RasterArgs& a, const GaussPrep& prep, int start, int end, int CH) {
     const int n = end - start;
     for (auto* v : {&mx, &my, &ca, &cb, &cc, &op, &skip, &inv2a, &ey, &xmargin}) v->resize(n);
     col.resize((size_t)n * CH);
@@ -34,20 +67,11 @@ struct TileGauss {
       cb[k] = a.conics[3 * g + 1];
       cc[k] = a.conics[3 * g + 2];
       op[k] = a.opacities[g];
-      // NaN opacity: +inf, so only the exact tests below decide
-      skip[k] = op[k] > 0.f ? logf(op[k] / kAlphaMin) + 1e-3f : (op[k] <= 0.f ? -1.f : INFINITY);
+      skip[k] = prep.skip[g];
+      inv2a[k] = prep.inv2a[g];
+      ey[k] = prep.ey[g];
+      xmargin[k] = prep.xmargin[g];
       for (int c = 0; c < CH; ++c) col[(size_t)k * CH + c] = a.colors[g * CH + c];
-      // sigma = 0.5 d^T Q d, Q = [[ca, cb], [cb, cc]]: {sigma <= s} has half-extents
-      // sqrt(2 s cc / det) in x and sqrt(2 s ca / det) in y
-      const double det = (double)ca[k] * cc[k] - (double)cb[k] * cb[k];
-      const double sk = skip[k];
-      if (ca[k] > 0.f && det > 0.0 && std::isfinite(det) && sk >= 0.0 && std::isfinite(sk)) {
-        inv2a[k] = (float)(1.0 / ca[k]);
-        ey[k] = (float)(std::sqrt(2.0 * sk * ca[k] / det) * 1.001 + 0.01);
-        xmargin[k] = (float)(std::sqrt(2.0 * sk * cc[k] / det) * 1e-3 + 0.01);
-      } else {
-        inv2a[k] = 0.f;
-      }
     }
   }
 

@@ -30,11 +30,11 @@ namespace {
 using namespace raster;
 
 template <int CH>
-void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
+void fwd_tile(const RasterArgs& a, const GaussPrep& prep, long long t, TileGauss& G) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   const int w = r.x1 - r.x0;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   float T[kMaxTile], acc[kMaxTile][CH];
   int cur[kMaxTile];
@@ -85,14 +85,14 @@ void fwd_tile(const RasterArgs& a, long long t, TileGauss& G) {
   }
 }
 
-template <int CH>
-void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
-              float* isect_grads) {
+template <int CH, bool ABS>
+void bwd_tile(const RasterArgs& a, const RasterGrads& gr, const GaussPrep& prep, long long t,
+              TileGauss& G, float* isect_grads) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   if (n <= 0) return;
   const int w = r.x1 - r.x0;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
   // this tile's rows of the per-intersection buffer (owned by this task: no races)
   float* grads = isect_grads + (size_t)r.start * S;
@@ -154,8 +154,10 @@ void bwd_tile(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss
           const float v_my = v_sigma * (cbk * dx + cck * dy);
           s_mx += v_mx;
           s_my += v_my;
-          s_ax += fabsf(v_mx);
-          s_ay += fabsf(v_my);
+          if constexpr (ABS) {
+            s_ax += fabsf(v_mx);
+            s_ay += fabsf(v_my);
+          }
           s_ca += 0.5f * v_sigma * dx * dx;
           s_cb += v_sigma * dx * dy;
           s_cc += 0.5f * v_sigma * dy * dy;
@@ -194,15 +196,22 @@ constexpr int kMaxGroups = kMaxTile / kLanes;
 
 RG_SIMD_INLINE v8f splat(float x) { return v8f{} + x; }
 RG_SIMD_INLINE v8i splati(int x) { return v8i{} + x; }
-RG_SIMD_INLINE bool any(v8i m) {
-  int r = 0;
-  for (int l = 0; l < kLanes; ++l) r |= m[l];
-  return r != 0;
+// Lane masks are 0 / -1 per lane: their sign bits, gathered by one movemask.
+RG_SIMD_INLINE int mask_bits(v8i m) {
+  return __builtin_ia32_movmskps256(reinterpret_cast<v8f>(m));
 }
+RG_SIMD_INLINE bool any(v8i m) { return mask_bits(m) != 0; }
 RG_SIMD_INLINE float hsum(v8f v) {
   float s = 0.f;
   for (int l = 0; l < kLanes; ++l) s += v[l];
   return s;
+}
+// p[0..8) += v (unaligned)
+RG_SIMD_INLINE void add_lanes(float* p, v8f v) {
+  v8f cur;
+  __builtin_memcpy(&cur, p, sizeof(cur));
+  cur += v;
+  __builtin_memcpy(p, &cur, sizeof(cur));
 }
 RG_SIMD_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }
 RG_SIMD_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
@@ -233,12 +242,12 @@ RG_SIMD_INLINE v8f vexp_neg(v8f x) {
 }
 
 template <int CH>
-RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
+RG_SIMD void fwd_tile_simd(const RasterArgs& a, const GaussPrep& prep, long long t, TileGauss& G) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   const int w = r.x1 - r.x0;
   const int groups = (w + kLanes - 1) / kLanes;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   v8f px[kMaxGroups], T[kMaxGroups], acc[kMaxGroups][CH];
   v8i cur[kMaxGroups], done[kMaxGroups];
@@ -275,7 +284,7 @@ RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
         if (any(stop)) {
           done[gi] |= stop;
           in &= ~stop;
-          for (int l = 0; l < kLanes; ++l) active -= stop[l] ? 1 : 0;
+          active -= __builtin_popcount(mask_bits(stop));
         }
         const v8f vis = alpha * T[gi];
         for (int ch = 0; ch < CH; ++ch) acc[gi][ch] = in ? acc[gi][ch] + c[ch] * vis : acc[gi][ch];
@@ -295,19 +304,21 @@ RG_SIMD void fwd_tile_simd(const RasterArgs& a, long long t, TileGauss& G) {
   }
 }
 
-template <int CH>
-RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long t, TileGauss& G,
-              float* isect_grads) {
+template <int CH, bool ABS>
+RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, const GaussPrep& prep,
+                           long long t, TileGauss& G, float* isect_grads) {
   const TileRange r = tile_range(a, t);
   const int n = r.end - r.start;
   if (n <= 0) return;
   const int w = r.x1 - r.x0;
   const int groups = (w + kLanes - 1) / kLanes;
-  G.gather(a, r.start, r.end, CH);
+  G.gather(a, prep, r.start, r.end, CH);
   constexpr int S = 8 + CH;  // per Gaussian: mx, my, |mx|, |my|, ca, cb, cc, op, colours
   // this tile's rows of the per-intersection buffer (owned by this task: no races)
   float* grads = isect_grads + (size_t)r.start * S;
-  std::fill(grads, grads + (size_t)n * S, 0.f);
+  // each Gaussian's gradient terms summed lane-wise over the rows, reduced across the lanes
+  // once at the end of the tile (a fixed order: deterministic)
+  G.lanes.assign((size_t)n * S * kLanes, 0.f);
   const float* bg = a.backgrounds ? a.backgrounds + (long long)r.cam * CH : nullptr;
   v8f px[kMaxGroups], T[kMaxGroups], T_final[kMaxGroups], buffer[kMaxGroups][CH];
   v8f v_rc[kMaxGroups][CH], v_ra[kMaxGroups], bg_dot[kMaxGroups];
@@ -381,26 +392,36 @@ RG_SIMD void bwd_tile_simd(const RasterArgs& a, const RasterGrads& gr, long long
         const v8f v_my = v_sigma * (cbk * dx + cck * dyv);
         s_mx = unclamped ? s_mx + v_mx : s_mx;
         s_my = unclamped ? s_my + v_my : s_my;
-        s_ax = unclamped ? s_ax + vabs(v_mx) : s_ax;
-        s_ay = unclamped ? s_ay + vabs(v_my) : s_ay;
+        if constexpr (ABS) {
+          s_ax = unclamped ? s_ax + vabs(v_mx) : s_ax;
+          s_ay = unclamped ? s_ay + vabs(v_my) : s_ay;
+        }
         s_ca = unclamped ? s_ca + 0.5f * v_sigma * dx * dx : s_ca;
         s_cb = unclamped ? s_cb + v_sigma * dx * dyv : s_cb;
         s_cc = unclamped ? s_cc + 0.5f * v_sigma * dyv * dyv : s_cc;
         s_op = unclamped ? s_op + vis * v_alpha : s_op;
       }
       if (!hit) continue;
-      float* Ak = grads + (size_t)k * S;
-      Ak[0] += hsum(s_mx);
-      Ak[1] += hsum(s_my);
-      Ak[2] += hsum(s_ax);
-      Ak[3] += hsum(s_ay);
-      Ak[4] += hsum(s_ca);
-      Ak[5] += hsum(s_cb);
-      Ak[6] += hsum(s_cc);
-      Ak[7] += hsum(s_op);
-      for (int ch = 0; ch < CH; ++ch) Ak[8 + ch] += hsum(s_col[ch]);
+      float* lk = &G.lanes[(size_t)k * S * kLanes];
+      add_lanes(lk, s_mx);
+      add_lanes(lk + kLanes, s_my);
+      if constexpr (ABS) {
+        add_lanes(lk + 2 * kLanes, s_ax);
+        add_lanes(lk + 3 * kLanes, s_ay);
+      }
+      add_lanes(lk + 4 * kLanes, s_ca);
+      add_lanes(lk + 5 * kLanes, s_cb);
+      add_lanes(lk + 6 * kLanes, s_cc);
+      add_lanes(lk + 7 * kLanes, s_op);
+      for (int ch = 0; ch < CH; ++ch) add_lanes(lk + (8 + ch) * kLanes, s_col[ch]);
     }
   }
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < S; ++j) {
+      v8f v;
+      __builtin_memcpy(&v, &G.lanes[((size_t)k * S + j) * kLanes], sizeof(v));
+      grads[(size_t)k * S + j] = hsum(v);
+    }
 }
 
 #endif  // x86-64 SIMD kernels
@@ -441,23 +462,25 @@ bool use_simd() {
 template <int CH>
 void fwd_all(const RasterArgs& a) {
   const bool simd = use_simd();
+  GaussPrep prep;
+  prep.compute(a);
   parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
     TileGauss G;
     for (long long t = b; t < e; ++t) {
 #if defined(RG_HAVE_SIMD)
       if (simd) {
-        fwd_tile_simd<CH>(a, t, G);
+        fwd_tile_simd<CH>(a, prep, t, G);
         continue;
       }
 #endif
-      fwd_tile<CH>(a, t, G);
+      fwd_tile<CH>(a, prep, t, G);
     }
   });
 }
 
 // Adds the per-intersection rows to the per-Gaussian outputs: each Gaussian's rows are summed
 // in increasing intersection order (camera, tile, depth), whatever the thread count.
-template <int CH>
+template <int CH, bool ABS>
 void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isect_grads) {
   constexpr int S = 8 + CH;
   ordered_scatter_add(
@@ -466,7 +489,7 @@ void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isec
         const float* Ak = isect_grads + (size_t)i * S;
         gr.v_means2d[2 * g] += Ak[0];
         gr.v_means2d[2 * g + 1] += Ak[1];
-        if (gr.v_means2d_abs) {
+        if constexpr (ABS) {
           gr.v_means2d_abs[2 * g] += Ak[2];
           gr.v_means2d_abs[2 * g + 1] += Ak[3];
         }
@@ -480,32 +503,34 @@ void reduce_isects(const RasterArgs& a, const RasterGrads& gr, const float* isec
 
 // One task per (camera, tile) writes its rows [offsets[t], offsets[t+1]) of isect_grads
 // [n_isects, 8 + CH]; then a fixed-order reduction into the outputs (deterministic).
-template <int CH>
+template <int CH, bool ABS>
 void bwd_all(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
   const bool simd = use_simd();
   // rows before the first tile's range (none for well-formed offsets) must not add garbage
   const long long first = std::min<long long>(std::max(0, a.offsets[0]), a.n_isects);
   std::fill(isect_grads, isect_grads + (size_t)first * (8 + CH), 0.f);
+  GaussPrep prep;
+  prep.compute(a);
   parallel_for((long long)a.C * a.tile_w * a.tile_h, 1, [&](long long b, long long e) {
     TileGauss G;
     for (long long t = b; t < e; ++t) {
 #if defined(RG_HAVE_SIMD)
       if (simd) {
-        bwd_tile_simd<CH>(a, g, t, G, isect_grads);
+        bwd_tile_simd<CH, ABS>(a, g, prep, t, G, isect_grads);
         continue;
       }
 #endif
-      bwd_tile<CH>(a, g, t, G, isect_grads);
+      bwd_tile<CH, ABS>(a, g, prep, t, G, isect_grads);
     }
   });
-  reduce_isects<CH>(a, g, isect_grads);
+  reduce_isects<CH, ABS>(a, g, isect_grads);
 }
 
 }  // namespace
 
 bool rasterize_uses_simd() { return use_simd(); }
 
-void rasterize_fwd_cpu(const RasterArgs& a) {
+void rasterize_to_pixels_fwd(const RasterArgs& a) {
   check_args(a, "rasterize_to_pixels_fwd");
   if (a.C == 0 || a.width == 0 || a.height == 0) return;
   switch (a.CH) {
@@ -516,19 +541,29 @@ void rasterize_fwd_cpu(const RasterArgs& a) {
   }
 }
 
-void rasterize_bwd_cpu(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
+template <int CH>
+void bwd_ch(const RasterArgs& a, const RasterGrads& g, float* isect_grads) {
+  if (g.v_means2d_abs != nullptr) {
+    bwd_all<CH, true>(a, g, isect_grads);
+  } else {
+    bwd_all<CH, false>(a, g, isect_grads);
+  }
+}
+
+void rasterize_to_pixels_bwd(const RasterArgs& a, const RasterGrads& g) {
   check_args(a, "rasterize_to_pixels_bwd");
   if (a.C == 0 || a.width == 0 || a.height == 0 || a.n_isects == 0) return;
+  float* isect_grads = g.isect_grads;
   std::vector<float> own;  // fallback scratch when the caller passes none
   if (isect_grads == nullptr) {
     own.resize((size_t)a.n_isects * (8 + a.CH));
     isect_grads = own.data();
   }
   switch (a.CH) {
-    case 1: bwd_all<1>(a, g, isect_grads); break;
-    case 2: bwd_all<2>(a, g, isect_grads); break;
-    case 3: bwd_all<3>(a, g, isect_grads); break;
-    default: bwd_all<4>(a, g, isect_grads); break;
+    case 1: bwd_ch<1>(a, g, isect_grads); break;
+    case 2: bwd_ch<2>(a, g, isect_grads); break;
+    case 3: bwd_ch<3>(a, g, isect_grads); break;
+    default: bwd_ch<4>(a, g, isect_grads); break;
   }
 }
 

@@ -1,4 +1,6 @@
-// Launch helpers shared by the CUDA kernels of rigged_gaussians.
+// Launch helpers shared by the CUDA kernels of rigged_gaussians. Under RG_EMULATE (the g++
+// checks in host_check/) the same launch code runs the kernels on an emulation of CUDA, so the
+// grid, block and shared-memory formulas under test are the real ones.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -7,16 +9,14 @@
 #include <stdexcept>
 #include <string>
 
-namespace rgc {
+#include "device.h"
+#include "rg/ops.h"
+
+namespace rg::gpu {
 
 constexpr int kThreads = 256;
 
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-
-template <typename T>
-inline T* ptr(std::uintptr_t p) {
-  return reinterpret_cast<T*>(p);
-}
 
 inline unsigned int n_blocks(long long n, int threads = kThreads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
@@ -31,6 +31,32 @@ inline void check_launch(const char* op) {
     throw std::runtime_error(std::string("rigged_gaussians CUDA op '") + op +
                              "' failed to launch: " + cudaGetErrorString(err));
   }
+}
+
+// kernel<<<grid, block, shared_bytes, the record's stream>>>(args...), then check_launch(op).
+template <class... KArgs, class... Args>
+void launch(const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+            size_t shared_bytes, const Exec& exec, Args... args) {
+#if defined(RG_EMULATE)
+  emu::launch(grid, block, shared_bytes, [=] { kernel(args...); });
+#else
+  kernel<<<grid, block, shared_bytes, as_stream(exec.stream)>>>(args...);
+#endif
+  check_launch(op);
+}
+
+// One thread per element of [0, n) in blocks of kThreads, for per-element kernels (no block
+// synchronisation, no warp operations: the emulation runs their threads one by one).
+template <class... KArgs, class... Args>
+void launch_1d(const char* op, void (*kernel)(KArgs...), long long n, const Exec& exec,
+               Args... args) {
+  if (n <= 0) return;
+#if defined(RG_EMULATE)
+  emu::launch_serial(dim3(n_blocks(n)), dim3(kThreads), [=] { kernel(args...); });
+  check_launch(op);
+#else
+  launch(op, kernel, dim3(n_blocks(n)), dim3(kThreads), 0, exec, args...);
+#endif
 }
 
 // Shared-memory declarations through macros so the kernels can also be compiled by a host-side
@@ -48,4 +74,4 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 #endif
 
-}  // namespace rgc
+}  // namespace rg::gpu

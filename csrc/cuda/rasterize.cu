@@ -1,60 +1,98 @@
-// Tile rasterizer: one block per (camera, tile), one thread per pixel. Gaussians of the tile
-// (depth-sorted) are staged in shared memory in batches of tile_size^2. Forward blends front to
-// back with early stop; backward walks back to front from each pixel's last contributor,
-// reduces per warp and scatters with atomics.
+// Tile rasterizer: one block per (camera, tile) on a 1D grid (no per-axis grid limit on the
+// camera count), one thread per pixel. Gaussians of the tile (depth-sorted) are staged in shared
+// memory in batches of tile_size^2. Forward blends front to back with early stop; backward walks
+// back to front from each pixel's last contributor, reduces per warp and scatters with atomics.
+// Every index into a [C,N,·] or [C,H,W,·] buffer is 64-bit.
 #include "common.cuh"
 #include "ops_cuda.h"
 #include "rg/math.h"
 
-namespace rgc {
-namespace {
+namespace rg::gpu {
 
 struct SharedG {
   int id;
   float mx, my, opac, ca, cb, cc;
 };
 
+// ---- geometry, shared by the kernels, the launches and the host emulation checks
+struct TileCoord {
+  int cam, ty, tx;
+  long long tile_lin;  // camera * n_tiles + ty * tile_w + tx
+};
+
+RG_HD TileCoord tile_of_block(const RasterArgs& a, long long block) {
+  const long long n_tiles = (long long)a.tile_w * a.tile_h;
+  TileCoord t;
+  t.tile_lin = block;
+  t.cam = (int)(block / n_tiles);
+  const long long tile = block % n_tiles;
+  t.ty = (int)(tile / a.tile_w);
+  t.tx = (int)(tile % a.tile_w);
+  return t;
+}
+
+RG_HD long long pixel_index(const RasterArgs& a, int cam, int i, int j) {
+  return ((long long)cam * a.height + i) * a.width + j;
+}
+
+// End of a tile's range of sorted intersections.
+RG_HD long long tile_end(const RasterArgs& a, long long tile_lin) {
+  return tile_lin == (long long)a.C * a.tile_w * a.tile_h - 1 ? a.n_isects
+                                                               : (long long)a.offsets[tile_lin + 1];
+}
+
+inline dim3 raster_grid(const RasterArgs& a) {
+  return dim3((unsigned)((long long)a.C * a.tile_w * a.tile_h));
+}
+inline dim3 raster_block(const RasterArgs& a) { return dim3(a.tile_size, a.tile_size); }
+inline size_t raster_fwd_shared_bytes(const RasterArgs& a) {
+  return sizeof(SharedG) * a.tile_size * a.tile_size;
+}
+inline size_t raster_bwd_shared_bytes(const RasterArgs& a) {
+  return (sizeof(SharedG) + sizeof(float) * a.CH) * a.tile_size * a.tile_size;
+}
+
+namespace {
+
+RG_HD SharedG load_shared(const RasterArgs& a, long long isect) {
+  const long long g = a.flatten_ids[isect];
+  SharedG s;
+  s.id = (int)g;
+  s.mx = a.means2d[2 * g];
+  s.my = a.means2d[2 * g + 1];
+  s.opac = a.opacities[g];
+  s.ca = a.conics[3 * g];
+  s.cb = a.conics[3 * g + 1];
+  s.cc = a.conics[3 * g + 2];
+  return s;
+}
+
 template <int CH>
 __global__ void rasterize_fwd_kernel(RasterArgs a) {
   RG_DYN_SHARED(SharedG, sh);
-  const int cam = blockIdx.z, ty = blockIdx.y, tx = blockIdx.x;
-  const int tile = ty * a.tile_w + tx;
-  const int i = ty * a.tile_size + threadIdx.y, j = tx * a.tile_size + threadIdx.x;
+  const TileCoord tc = tile_of_block(a, blockIdx.x);
+  const int cam = tc.cam;
+  const int i = tc.ty * a.tile_size + threadIdx.y, j = tc.tx * a.tile_size + threadIdx.x;
   const int tr = threadIdx.y * blockDim.x + threadIdx.x;
   const int block_size = blockDim.x * blockDim.y;
   const float px = (float)j + 0.5f, py = (float)i + 0.5f;
   const bool inside = i < a.height && j < a.width;
-  const long long pix = ((long long)cam * a.height + i) * a.width + j;
-
-  const long long tile_lin = (long long)cam * a.tile_h * a.tile_w + tile;
-  const int start = a.offsets[tile_lin];
-  const bool last_tile = cam == a.C - 1 && tile == a.tile_h * a.tile_w - 1;
-  const int end = last_tile ? (int)a.n_isects : a.offsets[tile_lin + 1];
+  const long long pix = pixel_index(a, cam, i, j);
+  const long long start = a.offsets[tc.tile_lin], end = tile_end(a, tc.tile_lin);
 
   bool done = !inside;
   float T = 1.f;
   float acc[CH];
 #pragma unroll
   for (int k = 0; k < CH; ++k) acc[k] = 0.f;
-  int cur_idx = -1;
-  const int n_batches = (end - start + block_size - 1) / block_size;
-  for (int b = 0; b < n_batches; ++b) {
+  long long cur_idx = -1;
+  const long long n_batches = (end - start + block_size - 1) / block_size;
+  for (long long b = 0; b < n_batches; ++b) {
     if (__syncthreads_count(done) >= block_size) break;
-    const int load = start + b * block_size + tr;
-    if (load < end) {
-      const int g = a.flatten_ids[load];
-      SharedG s;
-      s.id = g;
-      s.mx = a.means2d[2 * g];
-      s.my = a.means2d[2 * g + 1];
-      s.opac = a.opacities[g];
-      s.ca = a.conics[3 * g];
-      s.cb = a.conics[3 * g + 1];
-      s.cc = a.conics[3 * g + 2];
-      sh[tr] = s;
-    }
+    const long long batch_start = start + b * block_size;
+    if (batch_start + tr < end) sh[tr] = load_shared(a, batch_start + tr);
     __syncthreads();
-    const int bsize = min(block_size, end - start - b * block_size);
+    const int bsize = (int)min((long long)block_size, end - batch_start);
     for (int t = 0; t < bsize && !done; ++t) {
       const SharedG s = sh[t];
       const float dx = s.mx - px, dy = s.my - py;
@@ -70,7 +108,7 @@ __global__ void rasterize_fwd_kernel(RasterArgs a) {
       const float* c = a.colors + (long long)s.id * CH;
 #pragma unroll
       for (int k = 0; k < CH; ++k) acc[k] += c[k] * vis;
-      cur_idx = start + b * block_size + t;
+      cur_idx = batch_start + t;
       T = next_T;
     }
     __syncthreads();  // shared batch is overwritten next iteration
@@ -80,29 +118,27 @@ __global__ void rasterize_fwd_kernel(RasterArgs a) {
 #pragma unroll
     for (int k = 0; k < CH; ++k)
       a.render_colors[pix * CH + k] =
-          acc[k] + (a.backgrounds ? T * a.backgrounds[cam * CH + k] : 0.f);
-    a.last_ids[pix] = cur_idx;
+          acc[k] + (a.backgrounds ? T * a.backgrounds[(long long)cam * CH + k] : 0.f);
+    a.last_ids[pix] = (int)cur_idx;
   }
 }
 
-template <int CH>
+// ABS: also accumulate |d loss / d means2d| per pixel (absgrad), compiled in only when asked.
+template <int CH, bool ABS>
 __global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
   RG_DYN_SHARED(unsigned char, smem);
   const int block_size = blockDim.x * blockDim.y;
   SharedG* sg = reinterpret_cast<SharedG*>(smem);
   float* scol = reinterpret_cast<float*>(sg + block_size);  // [block_size, CH]
 
-  const int cam = blockIdx.z, ty = blockIdx.y, tx = blockIdx.x;
-  const int tile = ty * a.tile_w + tx;
-  const int i = ty * a.tile_size + threadIdx.y, j = tx * a.tile_size + threadIdx.x;
+  const TileCoord tc = tile_of_block(a, blockIdx.x);
+  const int cam = tc.cam;
+  const int i = tc.ty * a.tile_size + threadIdx.y, j = tc.tx * a.tile_size + threadIdx.x;
   const int tr = threadIdx.y * blockDim.x + threadIdx.x;
   const float px = (float)j + 0.5f, py = (float)i + 0.5f;
   const bool inside = i < a.height && j < a.width;
-  const long long pix = ((long long)cam * a.height + min(i, a.height - 1)) * a.width +
-                        min(j, a.width - 1);
-
-  const long long tile_lin = (long long)cam * a.tile_h * a.tile_w + tile;
-  const int start = a.offsets[tile_lin];  // last contributors bound the range from above
+  const long long pix = pixel_index(a, cam, min(i, a.height - 1), min(j, a.width - 1));
+  const long long start = a.offsets[tc.tile_lin];  // last contributors bound the range above
 
   const float T_final = 1.f - a.render_alphas[pix];
   float T = T_final;
@@ -117,46 +153,35 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
   float bg_dot = 0.f;  // sum_k bg_k v_rc_k
   if (a.backgrounds) {
 #pragma unroll
-    for (int k = 0; k < CH; ++k) bg_dot += a.backgrounds[cam * CH + k] * v_rc[k];
+    for (int k = 0; k < CH; ++k) bg_dot += a.backgrounds[(long long)cam * CH + k] * v_rc[k];
   }
-  // index (in sorted isect list) of the last Gaussian this pixel blended; -1: none
+  // index (in the sorted intersections) of the last Gaussian this pixel blended; -1: none
   const int bin_final = inside ? a.last_ids[pix] : -1;
-  int max_bin = bin_final;
   // the block's furthest contributor bounds the loop
   RG_SHARED(int, s_max);
   if (tr == 0) s_max = -1;
   __syncthreads();
-  atomicMax(&s_max, max_bin);
+  atomicMax(&s_max, bin_final);
   __syncthreads();
-  max_bin = s_max;
-  const int range_end = max_bin + 1;  // process [start, range_end) back to front
-  const int n = range_end - start;
-  const int n_batches = n > 0 ? (n + block_size - 1) / block_size : 0;
+  const long long range_end = (long long)s_max + 1;  // process [start, range_end) back to front
+  const long long n = range_end - start;
+  const long long n_batches = n > 0 ? (n + block_size - 1) / block_size : 0;
   const int lane = tr & 31;
 
-  for (int b = 0; b < n_batches; ++b) {
+  for (long long b = 0; b < n_batches; ++b) {
     // batch covers indices [batch_end - bsize, batch_end) with batch_end descending
-    const int batch_end = range_end - b * block_size;
-    const int bsize = min(block_size, batch_end - start);
+    const long long batch_end = range_end - b * block_size;
+    const int bsize = (int)min((long long)block_size, batch_end - start);
     __syncthreads();
-    const int load = batch_end - 1 - tr;  // shared slot tr holds index batch_end-1-tr
-    if (tr < bsize) {
-      const int g = a.flatten_ids[load];
-      SharedG s;
-      s.id = g;
-      s.mx = a.means2d[2 * g];
-      s.my = a.means2d[2 * g + 1];
-      s.opac = a.opacities[g];
-      s.ca = a.conics[3 * g];
-      s.cb = a.conics[3 * g + 1];
-      s.cc = a.conics[3 * g + 2];
+    if (tr < bsize) {  // shared slot tr holds index batch_end - 1 - tr
+      const SharedG s = load_shared(a, batch_end - 1 - tr);
       sg[tr] = s;
 #pragma unroll
-      for (int k = 0; k < CH; ++k) scol[tr * CH + k] = a.colors[(long long)g * CH + k];
+      for (int k = 0; k < CH; ++k) scol[tr * CH + k] = a.colors[(long long)s.id * CH + k];
     }
     __syncthreads();
     for (int t = 0; t < bsize; ++t) {
-      const int isect_idx = batch_end - 1 - t;
+      const long long isect_idx = batch_end - 1 - t;
       bool valid = isect_idx <= bin_final;
       const SharedG s = sg[t];
       float alpha = 0.f, vis = 0.f, sigma = 0.f, dx = 0.f, dy = 0.f;
@@ -201,7 +226,11 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
 #pragma unroll
       for (int k = 0; k < CH; ++k) v_col[k] = warp_sum(v_col[k]);
       const float s_mx = warp_sum(v_mx), s_my = warp_sum(v_my);
-      const float a_mx = warp_sum(fabsf(v_mx)), a_my = warp_sum(fabsf(v_my));
+      float a_mx = 0.f, a_my = 0.f;
+      if constexpr (ABS) {
+        a_mx = warp_sum(fabsf(v_mx));
+        a_my = warp_sum(fabsf(v_my));
+      }
       v_ca = warp_sum(v_ca);
       v_cb = warp_sum(v_cb);
       v_cc = warp_sum(v_cc);
@@ -212,7 +241,7 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
         for (int k = 0; k < CH; ++k) atomicAdd(gr.v_colors + g * CH + k, v_col[k]);
         atomicAdd(gr.v_means2d + 2 * g, s_mx);
         atomicAdd(gr.v_means2d + 2 * g + 1, s_my);
-        if (gr.v_means2d_abs) {
+        if constexpr (ABS) {
           atomicAdd(gr.v_means2d_abs + 2 * g, a_mx);
           atomicAdd(gr.v_means2d_abs + 2 * g + 1, a_my);
         }
@@ -223,20 +252,6 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
       }
     }
   }
-}
-
-#if !defined(RG_EMULATE)
-template <int CH>
-void launch_fwd(const RasterArgs& a, cudaStream_t s) {
-  const dim3 grid(a.tile_w, a.tile_h, a.C), block(a.tile_size, a.tile_size);
-  const size_t shm = sizeof(SharedG) * a.tile_size * a.tile_size;
-  rasterize_fwd_kernel<CH><<<grid, block, shm, s>>>(a);
-}
-template <int CH>
-void launch_bwd(const RasterArgs& a, const RasterGrads& g, cudaStream_t s) {
-  const dim3 grid(a.tile_w, a.tile_h, a.C), block(a.tile_size, a.tile_size);
-  const size_t shm = (sizeof(SharedG) + sizeof(float) * CH) * a.tile_size * a.tile_size;
-  rasterize_bwd_kernel<CH><<<grid, block, shm, s>>>(a, g);
 }
 
 void check_args(const RasterArgs& a, const char* op) {
@@ -253,37 +268,51 @@ void check_args(const RasterArgs& a, const char* op) {
                               " tile intersections exceed the int32 range; render fewer "
                               "cameras or Gaussians per call");
   }
+  if ((long long)a.C * a.tile_w * a.tile_h > 2147483647ll) {
+    throw std::overflow_error(std::string(op) + ": more than 2^31-1 (camera, tile) blocks");
+  }
 }
 
-#endif  // !RG_EMULATE
+template <int CH>
+void fwd(const RasterArgs& a) {
+  launch("rasterize_to_pixels_fwd", rasterize_fwd_kernel<CH>, raster_grid(a), raster_block(a),
+         raster_fwd_shared_bytes(a), a, a);
+}
+
+template <int CH>
+void bwd(const RasterArgs& a, const RasterGrads& g) {
+  const char* op = "rasterize_to_pixels_bwd";
+  if (g.v_means2d_abs != nullptr) {
+    launch(op, rasterize_bwd_kernel<CH, true>, raster_grid(a), raster_block(a),
+           raster_bwd_shared_bytes(a), a, a, g);
+  } else {
+    launch(op, rasterize_bwd_kernel<CH, false>, raster_grid(a), raster_block(a),
+           raster_bwd_shared_bytes(a), a, a, g);
+  }
+}
+
 }  // namespace
 
-#if !defined(RG_EMULATE)
-void rasterize_fwd_cuda(const RasterArgs& a, std::uintptr_t stream) {
+void rasterize_to_pixels_fwd(const RasterArgs& a) {
   check_args(a, "rasterize_to_pixels_fwd");
   if (a.C == 0 || a.width == 0 || a.height == 0) return;
-  const cudaStream_t s = as_stream(stream);
   switch (a.CH) {
-    case 1: launch_fwd<1>(a, s); break;
-    case 2: launch_fwd<2>(a, s); break;
-    case 3: launch_fwd<3>(a, s); break;
-    default: launch_fwd<4>(a, s); break;
+    case 1: fwd<1>(a); break;
+    case 2: fwd<2>(a); break;
+    case 3: fwd<3>(a); break;
+    default: fwd<4>(a); break;
   }
-  check_launch("rasterize_to_pixels_fwd");
 }
 
-void rasterize_bwd_cuda(const RasterArgs& a, const RasterGrads& g, std::uintptr_t stream) {
+void rasterize_to_pixels_bwd(const RasterArgs& a, const RasterGrads& g) {
   check_args(a, "rasterize_to_pixels_bwd");
   if (a.C == 0 || a.width == 0 || a.height == 0) return;
-  const cudaStream_t s = as_stream(stream);
   switch (a.CH) {
-    case 1: launch_bwd<1>(a, g, s); break;
-    case 2: launch_bwd<2>(a, g, s); break;
-    case 3: launch_bwd<3>(a, g, s); break;
-    default: launch_bwd<4>(a, g, s); break;
+    case 1: bwd<1>(a, g); break;
+    case 2: bwd<2>(a, g); break;
+    case 3: bwd<3>(a, g); break;
+    default: bwd<4>(a, g); break;
   }
-  check_launch("rasterize_to_pixels_bwd");
 }
-#endif  // !RG_EMULATE
 
-}  // namespace rgc
+}  // namespace rg::gpu

@@ -46,4 +46,29 @@ void run(bool rigged){
   chk("means",s.means,gm); chk("quats",s.quats,gq); chk("scales",s.scales,gs); chk("sh",s.sh,gsh);
   if(rigged){ chk("centroids",s.cent,gc); chk("rotations",s.rot,gr); chk("sqrt_areas",s.sa,gsa); }
 }
-int main(){ run(false); run(true); printf("fails=%d\n",fails); return fails!=0; }
+// Opacity-aware radii (tight_tiles): max(1, ceil(min(3.33, sqrt(2 ln(255 o))) sigma)), o < 1/255
+// culled, the 3.33 sigma radii without opacities; the rest of the projection unchanged.
+void tight_radii(){
+  Scene s;
+  for(int n=0;n<N;++n){ for(int k=0;k<3;++k) s.means.push_back(rnd()*0.5f); for(int k=0;k<4;++k) s.quats.push_back(rnd()); for(int k=0;k<3;++k) s.scales.push_back(rnd(0.05f,0.15f)); for(int k=0;k<KK*3;++k) s.sh.push_back(0.f); }
+  for(int c=0;c<C;++c){ float vm[16]={1,0,0,0, 0,1,0,0, 0,0,1,3.f, 0,0,0,1}; s.vm.insert(s.vm.end(),vm,vm+16); float K[9]={80,0,32.3f, 0,85,23.7f, 0,0,1}; s.K.insert(s.K.end(),K,K+9); }
+  std::vector<float> op={0.9f, 0.2f, 0.003f, 1.f/255.f, 0.5f};
+  std::vector<int> r0, r1; std::vector<float> m2,d,co,col;
+  ProjArgs a=mk(s,false,r0,m2,d,co,col); a.sh_degree=-1;
+  for(long long i=0;i<C*N;++i) projection_fwd_one<false>(a,i);
+  std::vector<float> co0=co;
+  ProjArgs b=mk(s,false,r1,m2,d,co,col); b.sh_degree=-1; b.opacities=op.data(); b.tight_tiles=true;
+  for(long long i=0;i<C*N;++i) projection_fwd_one<false>(b,i);
+  bool ok=true;
+  for(long long i=0;i<C*N;++i){ const float o=op[i%N];
+    if(o<kAlphaMin){ ok&= r1[2*i]==0 && r1[2*i+1]==0; continue; }
+    if(r0[2*i]<=0){ ok&= r1[2*i]==0; continue; }
+    const double A=co0[3*i], B=co0[3*i+1], Cc=co0[3*i+2], det=A*Cc-B*B;
+    const double e=std::min(3.33, std::sqrt(2.0*std::log(o/(double)kAlphaMin)));
+    for(int k=0;k<2;++k){ const double var=(k==0?Cc:A)/det; const double want=std::max(1.0, std::ceil(e*std::sqrt(var)));
+      ok&= std::fabs(r1[2*i+k]-want)<=1 && r1[2*i+k]<=r0[2*i+k]; }
+    for(int k=0;k<3;++k) ok&= co[3*i+k]==co0[3*i+k]; }
+  if(!ok) fails++;
+  printf("opacity-aware radii %s\n", ok?"ok":"FAIL");
+}
+int main(){ run(false); run(true); tight_radii(); printf("fails=%d\n",fails); return fails!=0; }

@@ -1,5 +1,8 @@
-// Host-side emulation of the few CUDA features the kernels use, so the REAL kernel code can
-// run (slowly) on a CPU for finite-difference and naive-reference checks. Testing only.
+// Host-side emulation of the few CUDA features the kernels and their launch wrappers use, so
+// the REAL kernel code, launch geometry and shared-memory sizes can run (slowly) on a CPU for
+// finite-difference and naive-reference checks: threads, blocks, shared memory, warp
+// reductions, the current device (cudaGetDevice/cudaSetDevice, recorded at each launch) and
+// cub::DeviceRadixSort::SortPairs (a stable sort over the same key bits). Testing only.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -14,9 +17,25 @@
 #define __host__
 #define __forceinline__ inline
 typedef void* cudaStream_t;
-enum cudaError_t { cudaSuccess = 0 };
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidDevice = 101 };
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline const char* cudaGetErrorString(cudaError_t) { return ""; }
+inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
+namespace emu {
+inline thread_local int current_device = 0;
+inline int device_count = 4;        // emulated GPUs
+inline int last_launch_device = -1;  // the current device at the last launch
+inline int set_device_calls = 0;
+}  // namespace emu
+inline cudaError_t cudaGetDevice(int* d) {
+  *d = emu::current_device;
+  return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int d) {
+  if (d < 0 || d >= emu::device_count) return cudaErrorInvalidDevice;
+  ++emu::set_device_calls;
+  emu::current_device = d;
+  return cudaSuccess;
+}
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 inline thread_local uint3 threadIdx, blockIdx;
@@ -30,27 +49,51 @@ inline std::vector<unsigned char> dyn;
 inline std::atomic<int> cnt{0};
 inline std::vector<float> slots;
 inline int tid() { return threadIdx.y * blockDim.x + threadIdx.x; }
+// Kernels without block-level synchronisation or warp operations (launch_1d's per-element
+// kernels): the threads run one after another on the calling thread.
+template <typename K>
+void launch_serial(dim3 grid, dim3 block, K kernel) {
+  last_launch_device = current_device;
+  blockDim = block;
+  for (unsigned bx = 0; bx < grid.x; ++bx)
+    for (unsigned t = 0; t < block.x; ++t) {
+      blockIdx = {bx, 0, 0};
+      threadIdx = {t, 0, 0};
+      kernel();
+    }
+}
+
+// One std::thread per thread of a block; the same threads run every block of the grid in turn
+// (a block barrier between blocks resets the shared memory), so a launch starts block-size
+// threads, not grid-size.
 template <typename K>
 void launch(dim3 grid, dim3 block, size_t shm, K kernel) {
+  last_launch_device = current_device;
   const int nt = block.x * block.y * block.z;
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        bar = std::make_unique<std::barrier<>>(nt);
-        wbar.clear();
-        for (int w = 0; w < (nt + 31) / 32; ++w) wbar.push_back(std::make_unique<std::barrier<>>(32));
-        dyn.assign(shm, 0);
-        slots.assign(nt, 0.f);
-        std::vector<std::thread> th;
-        for (int t = 0; t < nt; ++t)
-          th.emplace_back([=] {
-            threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x), 0};
+  bar = std::make_unique<std::barrier<>>(nt);
+  wbar.clear();
+  for (int w = 0; w < (nt + 31) / 32; ++w) wbar.push_back(std::make_unique<std::barrier<>>(32));
+  std::barrier<> between(nt);
+  std::vector<std::thread> th;
+  for (int t = 0; t < nt; ++t)
+    th.emplace_back([&, t] {
+      threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x), 0};
+      blockDim = block;
+      for (unsigned bz = 0; bz < grid.z; ++bz)
+        for (unsigned by = 0; by < grid.y; ++by)
+          for (unsigned bx = 0; bx < grid.x; ++bx) {
+            between.arrive_and_wait();  // every thread is done with the previous block
+            if (t == 0) {
+              dyn.assign(shm, 0);
+              slots.assign(nt, 0.f);
+              cnt = 0;
+            }
+            between.arrive_and_wait();
             blockIdx = {bx, by, bz};
-            blockDim = block;
             kernel();
-          });
-        for (auto& x : th) x.join();
-      }
+          }
+    });
+  for (auto& x : th) x.join();
 }
 }  // namespace emu
 inline void __syncthreads() { emu::bar->arrive_and_wait(); }
@@ -85,5 +128,36 @@ inline int atomicMax(int* p, int v) {
 }
 #define RG_DYN_SHARED(type, name) type* name = reinterpret_cast<type*>(emu::dyn.data())
 #define RG_SHARED(type, name) static type name
-namespace rgc { inline float warp_sum(float v) { return warp_reduce_emu(v); } }
+namespace rg::gpu { inline float warp_sum(float v) { return warp_reduce_emu(v); } }
 inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
+
+// cub::DeviceRadixSort::SortPairs: with temp == nullptr, report a scratch size; else a stable
+// sort of the pairs by key bits [begin_bit, end_bit) (keys unsigned, as the real one).
+namespace cub {
+struct DeviceRadixSort {
+  template <typename K, typename V>
+  static cudaError_t SortPairs(void* temp, size_t& bytes, const K* keys_in, K* keys_out,
+                               const V* values_in, V* values_out, int n, int begin_bit,
+                               int end_bit, cudaStream_t = nullptr) {
+    if (temp == nullptr) {
+      bytes = 64;
+      return cudaSuccess;
+    }
+    const unsigned long long mask =
+        end_bit - begin_bit >= 64 ? ~0ull : ((1ull << (end_bit - begin_bit)) - 1ull);
+    std::vector<int> order(n);
+    for (int i = 0; i < n; ++i) order[i] = i;
+    auto digit = [&](int i) { return ((unsigned long long)keys_in[i] >> begin_bit) & mask; };
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return digit(a) < digit(b); });
+    std::vector<K> k(n);
+    std::vector<V> v(n);
+    for (int i = 0; i < n; ++i) {
+      k[i] = keys_in[order[i]];
+      v[i] = values_in[order[i]];
+    }
+    std::copy(k.begin(), k.end(), keys_out);
+    std::copy(v.begin(), v.end(), values_out);
+    return cudaSuccess;
+  }
+};
+}  // namespace cub

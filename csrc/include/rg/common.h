@@ -33,6 +33,17 @@ RG_HD void atomic_add(float* p, float v) {
 #endif
 }
 
+// Record a bad index in slot `slot` of an int32 error array (null: ignored). Every writer stores
+// the same value 1, so concurrent stores are benign; the host uses a relaxed atomic store.
+RG_HD void flag_error(int* errors, int slot) {
+  if (errors == nullptr) return;
+#if defined(__CUDA_ARCH__) || __cplusplus < 202002L
+  errors[slot] = 1;
+#else
+  std::atomic_ref<int>(errors[slot]).store(1, std::memory_order_relaxed);
+#endif
+}
+
 // Bit pattern of a float (monotone in the value for positive floats: used in sort keys).
 RG_HD unsigned int float_bits(float f) {
 #if defined(__CUDA_ARCH__)

@@ -9,6 +9,7 @@
 
 #include "rg/common.h"
 #include "rg/math.h"
+#include "rg/frames.h"
 #include "rg/ops.h"
 
 namespace rg {
@@ -68,16 +69,36 @@ RG_HD Gauss load_gauss(const ProjArgs& a, int cam, int n) {
 
 RG_HD V3 campos_of(const Cam& c) { return -1.f * mulTv(c.R, c.t); }
 
+// The radius multiplier of a Gaussian of opacity o (gsplat's CUDA projection): the alpha = 1/255
+// level sqrt(2 ln(255 o)) sigma, at most 3.33 sigma. A NaN opacity keeps 3.33 (fminf), as
+// gsplat. Callers cull o < 1/255 first.
+RG_HD float opacity_extent(float o) {
+  return fminf(kRadiusExtend, sqrtf(2.f * logf(o / kAlphaMin)));
+}
+
 template <bool RIGGED>
 RG_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
   const int cam = (int)(idx / a.N), n = (int)(idx % a.N);
   a.radii[2 * idx] = 0;
   a.radii[2 * idx + 1] = 0;
   const Cam c = load_cam(a, cam);
+  if constexpr (RIGGED) {
+    if (!in_range(a.face_ids[n], a.F)) {  // never dereferenced: culled, flagged
+      flag_error(a.errors, kErrFaceIds);
+      a.depths[idx] = NAN;
+      return;
+    }
+  }
   const Gauss g = load_gauss<RIGGED>(a, cam, n);
   const V3 pc = mulv(c.R, g.mean) + c.t;
   a.depths[idx] = pc.z;
   if (!(pc.z >= a.near_plane && pc.z <= a.far_plane)) return;  // also rejects NaN
+  float extend = kRadiusExtend;
+  if (a.tight_tiles && a.opacities != nullptr) {
+    const float o = a.opacities[a.opacities_per_camera ? idx : (long long)n];
+    if (o < kAlphaMin) return;  // alpha < 1/255 everywhere: never blended
+    extend = opacity_extent(o);
+  }
   const M3 cov = covariance(g.R, g.s);
   const M3 covc = mul(mul(c.R, cov), transpose(c.R));
   float mx, my, ca, cb, cc;
@@ -87,8 +108,13 @@ RG_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
   const float det = ca * cc - cb * cb;
   if (!(det > 0.f)) return;
   const float inv = 1.f / det;
-  const float rx = ceilf(kRadiusExtend * sqrtf(ca)), ry = ceilf(kRadiusExtend * sqrtf(cc));
-  if (rx <= a.radius_clip && ry <= a.radius_clip) return;
+  const float sx = sqrtf(ca), sy = sqrtf(cc);
+  // radius_clip compares the opacity-independent 3.33 sigma radii (the images are then the same
+  // with and without tight tiles); the kept radii are the opacity-aware ones, at least 1 pixel
+  const float rx3 = ceilf(kRadiusExtend * sx), ry3 = ceilf(kRadiusExtend * sy);
+  if (rx3 <= a.radius_clip && ry3 <= a.radius_clip) return;
+  const float rx = extend == kRadiusExtend ? rx3 : fmaxf(ceilf(extend * sx), 1.f);
+  const float ry = extend == kRadiusExtend ? ry3 : fmaxf(ceilf(extend * sy), 1.f);
   if (mx + rx <= 0.f || mx - rx >= a.width || my + ry <= 0.f || my - ry >= a.height) return;
   if (!std::isfinite(mx) || !std::isfinite(my) || !std::isfinite(inv)) return;
   // a radius beyond 2^30 px (absurdly large Gaussians) is clamped so the int32 cast is defined;

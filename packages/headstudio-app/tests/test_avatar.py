@@ -73,7 +73,7 @@ def test_render_shapes(avatar: Avatar) -> None:
     expr[1, 0] = 2.0
     bg = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]], [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])
     vms_b, ks_b = vms[None].expand(B, -1, -1, -1), ks[None].expand(B, -1, -1, -1)
-    out = avatar.render(vms_b, ks_b, SIZE, SIZE, background=bg, expression=expr)
+    out = avatar.render(vms_b, ks_b, SIZE, SIZE, background=bg, expression=expr, depth=True)
     assert isinstance(out, AvatarRender)
     assert out.rgb.shape == (B, 2, SIZE, SIZE, 3) and out.alpha.shape == (B, 2, SIZE, SIZE, 1)
     assert out.depth.shape == (B, 2, SIZE, SIZE, 1)

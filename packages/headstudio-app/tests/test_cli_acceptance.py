@@ -65,7 +65,7 @@ def test_unreadable_wav_message_is_not_empty(
     """A text file named .wav gave 'is not a readable WAV file ().' with an empty reason."""
     av = tmp_path / "avatar.ply"
     av.write_bytes(b"ply\n")
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device: point_avatar)
+    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
     wav = tmp_path / "voice.wav"
     wav.write_text("hi\n")
     out = tmp_path / "o.mp4"
@@ -177,7 +177,7 @@ def test_non_finite_numbers_are_rejected(
     av = tmp_path / "avatar.ply"
     av.write_bytes(b"ply\n")
     (tmp_path / "IN.mp4").write_bytes(b"\0")
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device: point_avatar)
+    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
     out_name = next(a for a in argv if a.startswith("OUT"))
     argv = [str(av) if a == "AV" else str(tmp_path / a) if a in ("IN.mp4", out_name) else a for a in argv]
     rc, _, err = _run(capsys, *argv, "--device", "cpu")

@@ -294,7 +294,7 @@ def small_avatar(monkeypatch: pytest.MonkeyPatch):
     """A real (untrained) avatar on a small procedural head, returned by the CLI's loader."""
     head = FlameModel.procedural(num_shape=10, num_expression=10)
     avatar = Avatar.initialize(head, InitConfig(points_per_face=1), torch.Generator().manual_seed(0)).eval()
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device: avatar)
+    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: avatar)
     return avatar
 
 

@@ -53,9 +53,10 @@ def test_cpu_backend_wraps_meta_and_matches_reference() -> None:
     torch.testing.assert_close(alpha, alpha2, atol=1e-5, rtol=1e-4)
     assert torch.equal(meta.radii, meta2.radii)
     r = _rig()
-    rgb, alpha, meta = rg.render_rigged(**r, backend="cpu")
+    rgb, alpha, meta = rg.render_rigged(**r, backend="cpu", depth=True)
     rgb2, alpha2, meta2 = rg.render_rigged(**r, backend="torch")
     assert isinstance(meta, rg.RasterMeta) and meta.depth.shape == (2, 1, 20, 24, 1)
+    assert meta2.depth is None  # rendered only when asked
     torch.testing.assert_close(rgb, rgb2, atol=1e-5, rtol=1e-4)
     fr = rg.triangle_frames(r["vertices"], r["faces"], backend="cpu")
     assert isinstance(fr, rg.TriangleFrames)
@@ -66,18 +67,18 @@ def test_cpu_backend_wraps_meta_and_matches_reference() -> None:
 @needs_ext
 def test_auto_picks_cpu_for_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    from rigged_gaussians import _cpu
+    from rigged_gaussians._glue import NativeOps
 
-    real = _cpu.triangle_frames_cpu
+    real = NativeOps.triangle_frames
 
-    def spy(*a):  # noqa: ANN002, ANN202
-        calls.append(1)
-        return real(*a)
+    def spy(self, *a):  # noqa: ANN001, ANN002, ANN202
+        calls.append(self.backend)
+        return real(self, *a)
 
-    monkeypatch.setattr(_cpu, "triangle_frames_cpu", spy)
+    monkeypatch.setattr(NativeOps, "triangle_frames", spy)
     r = _rig()
     rg.triangle_frames(r["vertices"], r["faces"])
-    assert calls == [1]
+    assert calls == ["cpu"]
 
 
 def test_auto_falls_back_to_torch_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,6 +153,9 @@ def test_rasterize_argument_errors(key: str, value: object, match: str) -> None:
         ({"far_plane": 0.001}, r"far_plane: expected > near_plane"),
         ({"eps2d": -0.1}, r"eps2d: expected a finite value >= 0"),
         ({"radius_clip": float("nan")}, r"radius_clip: expected a finite value"),
+        ({"tile_sizes": 8}, r"tile_sizes: not a render option; the options are depth, eps2d"),
+        ({"depth": 1}, r"depth: expected a bool, got 1"),
+        ({"tight_tiles": "yes"}, r"tight_tiles: expected a bool"),
     ],
 )
 def test_rasterize_option_errors(kw: dict, match: str) -> None:
@@ -240,7 +244,7 @@ def test_unchecked_nan_gaussians_are_culled(backend: str, sh_degree: int | None)
     bad = s["means"].detach().clone()
     bad[0] = float("nan")
     s2 = dict(s, means=bad.requires_grad_(True))
-    rgb, alpha, meta = rg.rasterize(**s2, backend=backend, check_finite=False)
+    rgb, alpha, meta = rg.rasterize(**s2, backend=backend, check_finite=False, depth=True)
     assert torch.isfinite(rgb).all() and torch.isfinite(alpha).all() and torch.isfinite(meta.depth).all()
     assert not meta.visible[:, 0].any()
     (rgb.sum() + alpha.sum()).backward()

@@ -6,6 +6,7 @@ CPU backends both include the header-only ``csrc/include/rg`` and define none of
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -57,17 +58,60 @@ def test_cuda_flags_are_consistent():
         assert has_cuda and n > 0
 
 
-def test_cpu_ops_are_complete():
-    ops = [
+def test_ops_are_complete():
+    shared = [
         "triangle_frames_fwd", "triangle_frames_bwd", "deform_fwd", "deform_bwd",
         "projection_fwd", "projection_bwd", "projection_rigged_fwd", "projection_rigged_bwd",
-        "isect_count", "isect_fill", "isect_offset_encode", "rasterize_to_pixels_fwd",
-        "rasterize_to_pixels_bwd",
+        "isect_count", "isect_fill", "rasterize_to_pixels_fwd", "rasterize_to_pixels_bwd",
     ]  # fmt: skip
-    missing = [op for op in ops if not hasattr(_C, f"{op}_cpu")]
+    missing = [op for op in [*shared, "isect_sort"] if not hasattr(_C, f"{op}_cpu")]
     assert not missing, missing
     if _C.has_cuda():
-        assert not [op for op in ops if not hasattr(_C, f"{op}_cuda")]
+        cuda = [*shared, "isect_offsets", "radix_sort", "radix_sort_temp_bytes"]
+        assert not [op for op in cuda if not hasattr(_C, f"{op}_cuda")]
+
+
+def test_records_are_bound_from_one_field_list():
+    """Every record of csrc/include/rg/ops.h is a class with exactly the fields of its X-macro
+    list (parsed here from the header), pointers as integers; unknown fields are rejected."""
+    header = (CSRC / "include" / "rg" / "ops.h").read_text() if CSRC.is_dir() else None
+    records = {
+        "Exec": "RG_EXEC_FIELDS", "FramesArgs": "RG_FRAMES_FIELDS", "DeformArgs": "RG_DEFORM_FIELDS",
+        "ProjArgs": "RG_PROJ_FIELDS", "ProjGrads": "RG_PROJ_GRAD_FIELDS",
+        "IsectArgs": "RG_ISECT_FIELDS", "SortArgs": "RG_SORT_FIELDS", "RasterArgs": "RG_RASTER_FIELDS",
+        "RasterGrads": "RG_RASTER_GRAD_FIELDS",
+    }  # fmt: skip
+    for cls_name, macro in records.items():
+        cls = getattr(_C, cls_name)
+        if header is not None:
+            body = re.search(rf"#define {macro}\(X\)(.*?)\n\n", header, re.S).group(1)
+            names = re.findall(r"X\([^,]+,\s*(\w+),", body)
+            assert list(cls.fields) == names, cls_name
+        assert len(cls.fields) == len(set(cls.fields)) > 0
+    a = _C.RasterArgs()
+    a.means2d = 2**40 + 8  # a pointer round-trips as an integer
+    assert a.means2d == 2**40 + 8 and a.device == -1 and a.tile_size == 16
+    with pytest.raises(AttributeError):
+        a.not_a_field = 1
+    from rigged_gaussians import _checks
+
+    assert dict(_C.ERROR_SLOTS) == _checks.ERROR_SLOTS
+
+
+def test_build_info_says_what_was_built():
+    import rigged_gaussians as rg
+
+    info = rg.build_info()
+    assert info["extension"] is True
+    assert info["backends"][0] == "cpu" and ("cuda" in info["backends"]) == _C.has_cuda()
+    assert info["cxx_compiler"] and info["pybind11"].count(".") == 2
+    assert isinstance(info["cpu_simd"], bool) and info["cpu_simd"] == _C.rasterize_uses_simd()
+    if _C.has_cuda():
+        assert info["cuda_compiler"] and info["cuda_architectures"] and info["cuda_runtime"]
+        assert info["cuda_skipped"] == ""
+    else:
+        assert info["cuda_skipped"].startswith("RG_CUDA=")
+        assert info["cuda_compiler"] == info["cuda_architectures"] == info["cuda_runtime"] == ""
 
 
 def test_import_and_render_without_a_gpu():
@@ -124,7 +168,7 @@ _IMPORT_AUDIT = """
 import sys, importlib, json
 import numpy, torch  # the declared dependencies (and whatever they import themselves)
 before = set(sys.modules)
-for m in ("", ".api", ".reference", ".ply", ".strategy", ".testing", "._cpu", "._cuda"):
+for m in ("", ".api", ".reference", ".ply", ".strategy", ".testing", "._glue", "._pipeline", ".settings"):
     importlib.import_module("rigged_gaussians" + m)
 top = {n.split(".")[0] for n in before}  # the dependencies and what they import themselves
 new = {n.split(".")[0] for n in set(sys.modules) - before} - top
@@ -146,3 +190,74 @@ def test_imports_only_declared_dependencies():
     import rigged_gaussians
 
     assert (Path(rigged_gaussians.__file__).parent / "py.typed").is_file()
+
+
+# ----------------------------------------------------------------------------- loud builds
+PKG = Path(__file__).resolve().parents[1]
+
+
+def _cmake() -> str | None:
+    found = shutil.which("cmake")
+    if found is None:
+        try:
+            import cmake  # the PyPI package scikit-build-core builds with
+
+            found = str(Path(cmake.CMAKE_BIN_DIR) / "cmake")
+        except ImportError:
+            return None
+    return found
+
+
+def _configure(build: Path, path: str, **env: str) -> subprocess.CompletedProcess:
+    """Configure (not build) the extension with RG_CUDA=AUTO in ``build`` with ``PATH=path``."""
+    import pybind11
+
+    cmd = [
+        _cmake(), "-S", str(PKG), "-B", str(build), "-DRG_CUDA=AUTO", "-DCMAKE_CUDA_ARCHITECTURES=80",
+        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}",
+    ]  # fmt: skip
+    if shutil.which("ninja", path=path):
+        cmd += ["-G", "Ninja"]
+    full_env = {"PATH": path, "HOME": str(Path.home()), **env}
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600)
+
+
+def _path_without_nvcc() -> str:
+    dirs = [d for d in os.environ.get("PATH", "").split(":") if d]
+    return ":".join(d for d in dirs if not (Path(d) / "nvcc").exists())
+
+
+_LOUD = "building WITHOUT the CUDA backend although this machine has an NVIDIA driver"
+
+
+@pytest.mark.skipif(_cmake() is None or not CSRC.is_dir(), reason="needs cmake and a source checkout")
+def test_auto_without_nvcc_warns_loudly_only_where_a_driver_is(tmp_path: Path) -> None:
+    driver = tmp_path / "nvidia-version"  # stands for /proc/driver/nvidia/version
+    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module (fake)\n")
+    res = _configure(tmp_path / "a", _path_without_nvcc(), RG_NVIDIA_DRIVER_PROBE=str(driver))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _LOUD in " ".join(res.stderr.split()), res.stderr[-2000:]
+    assert "CMake Warning" in res.stderr and "RG_CUDA=ON" in res.stderr
+    info = (tmp_path / "a" / "rg_build_info.h").read_text()
+    assert 'RG_BUILD_CUDA_SKIPPED "RG_CUDA=AUTO found an NVIDIA driver but no working CUDA compiler' in info
+    # no driver: a status line only
+    res = _configure(tmp_path / "b", _path_without_nvcc(), RG_NVIDIA_DRIVER_PROBE=str(tmp_path / "none"))
+    assert res.returncode == 0 and _LOUD not in " ".join(res.stderr.split())
+    assert "no CUDA compiler found, building the CPU backend only" in res.stdout
+
+
+@pytest.mark.skipif(
+    _cmake() is None or not CSRC.is_dir() or shutil.which("nvcc") is None,
+    reason="needs cmake, nvcc and a source checkout",
+)
+def test_a_cached_notfound_cuda_compiler_is_looked_up_again(tmp_path: Path) -> None:
+    """check_language caches NOTFOUND; a later configure of the same build directory with nvcc
+    on PATH must find it (and build the CUDA backend), not stay CPU-only."""
+    build = tmp_path / "build"
+    res = _configure(build, _path_without_nvcc(), RG_NVIDIA_DRIVER_PROBE=str(tmp_path / "none"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert re.search(r"CMAKE_CUDA_COMPILER:\w+=.*NOTFOUND", (build / "CMakeCache.txt").read_text())
+    res = _configure(build, os.environ["PATH"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "rigged_gaussians: CUDA backend for architectures 80" in res.stdout, res.stdout[-2000:]
+    assert 'RG_BUILD_CUDA_ARCHITECTURES "80"' in (build / "rg_build_info.h").read_text()

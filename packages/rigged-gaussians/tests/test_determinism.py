@@ -21,7 +21,12 @@ import torch
 rg = pytest.importorskip("rigged_gaussians")
 _C = pytest.importorskip("rigged_gaussians._C", reason="rigged_gaussians._C is not built")
 
-from rigged_gaussians import _cpu, testing  # noqa: E402
+from functools import partial  # noqa: E402
+
+from rigged_gaussians import testing  # noqa: E402
+
+cpu_rasterize = partial(rg.rasterize, backend="cpu")
+cpu_render_rigged = partial(rg.render_rigged, backend="cpu")
 
 THREADS = (1, 2, 3)
 REPEATS = 2  # runs per thread count
@@ -99,14 +104,14 @@ def test_rasterize_gradients_bit_identical_across_threads():
     scene = testing.random_scene(700, C=3, width=64, height=56, sh_degree=2, seed=17, backgrounds=True)
     scene = _overlapping(scene, 3.0)
     keys = ["means", "quats", "scales", "opacities", "colors", "backgrounds"]
-    _check_bit_identical(_cpu.rasterize_cpu, scene, keys)
+    _check_bit_identical(cpu_rasterize, scene, keys)
 
 
 def test_render_rigged_gradients_bit_identical_across_threads():
     rig = testing.random_rig(600, B=2, C=2, width=48, height=40, sh_degree=1, seed=9, backgrounds=True)
     rig = _overlapping(rig, 1.0)
     keys = ["vertices", "means", "quats", "log_scales", "opacities", "colors", "backgrounds"]
-    _check_bit_identical(_cpu.render_rigged_cpu, rig, keys)
+    _check_bit_identical(cpu_render_rigged, rig, keys)
 
 
 def test_frames_and_deform_gradients_bit_identical_across_threads():
@@ -119,9 +124,14 @@ def test_frames_and_deform_gradients_bit_identical_across_threads():
             verts = rig["vertices"].clone().requires_grad_(True)
             local = {n: rig[n].clone().requires_grad_(True) for n in ("means", "quats", "log_scales")}
             with _threads(k):
-                cent, rot, sa = _cpu.triangle_frames_cpu(verts, rig["faces"])
-                out = _cpu.deform_cpu(
-                    local["means"], local["quats"], local["log_scales"], rig["face_ids"], cent, rot, sa
+                frames = rg.triangle_frames(verts, rig["faces"], backend="cpu")
+                out = rg.deform(
+                    local["means"],
+                    local["quats"],
+                    local["log_scales"],
+                    rig["face_ids"],
+                    frames,
+                    backend="cpu",
                 )
                 g.manual_seed(5)
                 loss = sum((o * torch.randn(o.shape, generator=g)).sum() for o in out)
@@ -140,18 +150,19 @@ def test_rasterizer_internal_scratch_matches_glue_scratch(monkeypatch):
     and gives the same bits as with the torch buffer the glue passes."""
     scene = _overlapping(testing.random_scene(300, C=2, width=48, height=40, seed=23), 2.0)
     keys = ["means", "quats", "scales", "opacities", "colors"]
-    with_glue_scratch = _grads(_cpu.rasterize_cpu, scene, keys)
+    with_glue_scratch = _grads(cpu_rasterize, scene, keys)
 
     original = _C.rasterize_to_pixels_bwd_cpu
     calls = []
 
-    def without_scratch(**kw: Any) -> None:
-        assert kw.pop("isect_grads") != 0, "the glue passed no scratch buffer"
+    def without_scratch(args: Any, grads: Any) -> None:
+        assert grads.isect_grads != 0, "the glue passed no scratch buffer"
+        grads.isect_grads = 0
         calls.append(1)
-        original(**kw)
+        original(args, grads)
 
     monkeypatch.setattr(_C, "rasterize_to_pixels_bwd_cpu", without_scratch)
-    internal = _grads(_cpu.rasterize_cpu, scene, keys)
+    internal = _grads(cpu_rasterize, scene, keys)
     assert calls, "the patched binding was not called"
     for name, v in with_glue_scratch.items():
         assert torch.equal(internal[name], v), f"{name}: internal scratch differs"

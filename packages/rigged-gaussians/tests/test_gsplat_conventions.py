@@ -25,15 +25,16 @@ float32 runs (reference and CPU backend vs gsplat in float32) are compared at ``
 images (values in 0..1; measured <= 2.2e-6) and ``1e-5`` relative on means2d and depths (measured
 <= 9e-7). Radii, visibility and the sorted tile intersections must be equal, entry for entry.
 
-Radius convention (a documented difference, not a tolerance): gsplat's torch projection, like ours,
-uses the per-axis ``ceil(3.33 sqrt(cov2d_ii + eps2d))``. gsplat 1.5.3's CUDA projection, when
-``rasterization()`` passes the opacities (it always does), uses the opacity-aware extent
-``min(3.33, sqrt(2 ln(255 o)))`` and culls ``o < 1/255``; since ``sqrt(2 ln 255) = 3.3290 < 3.33``
-that extent is always the smaller one. Its radii are therefore never larger than ours, and a
-Gaussian gsplat-CUDA culls for ``o < 1/255`` is kept by us (``radii > 0``, ``visible``) but never
-blended (its alpha is always below 1/255). Images are identical: every pixel with ``alpha >=
-1/255`` lies inside both boxes. :func:`test_radii_vs_gsplat_cuda_opacity_aware_bound` checks
-exactly that relation.
+Radius conventions: gsplat's torch projection uses the per-axis ``ceil(3.33 sqrt(cov2d_ii +
+eps2d))``; gsplat 1.5.3's CUDA projection, when ``rasterization()`` passes the opacities (it
+always does), uses the opacity-aware extent ``min(3.33, sqrt(2 ln(255 o)))`` and culls ``o <
+1/255``. Ours follow the CUDA rule by default (``tight_tiles=True``, which also drops the tiles
+the ellipse ``alpha >= 1/255`` misses) and the torch rule with ``tight_tiles=False``. Images are
+identical either way (every pixel with ``alpha >= 1/255`` lies inside both boxes, and dropped
+pairs never blend), so the images are compared with the default, and radii, visibility and
+the sorted tile intersections with ``tight_tiles=False`` (entry for entry); the tight
+intersections must be a subset of gsplat's, tile by tile, in the same order.
+:func:`test_tight_radii_follow_gsplat_cuda_opacity_aware_rule` checks the tight radii.
 
 Smaller differences, outside the compared values: gsplat's torch port culls ``z <= near_plane`` and
 ``z >= far_plane`` (its CUDA kernel and ours keep the boundaries), clamps ``det`` at ``1e-10`` and
@@ -57,6 +58,7 @@ rg = pytest.importorskip("rigged_gaussians")
 from gsplat.cuda import _torch_impl as gs  # noqa: E402
 from gsplat.cuda import _wrapper as gs_wrapper  # noqa: E402
 from rigged_gaussians import reference, testing  # noqa: E402
+from rigged_gaussians.settings import RasterSettings  # noqa: E402
 
 try:
     import rigged_gaussians._C  # noqa: F401
@@ -296,8 +298,8 @@ def _scene(
     return {k: v.to(dtype) if torch.is_tensor(v) else v for k, v in s.items()}
 
 
-def _ours(s: dict[str, Any], backend: str) -> tuple[Tensor, Tensor, Any]:
-    return rg.rasterize(**s, backend=backend)
+def _ours(s: dict[str, Any], backend: str, **options: Any) -> tuple[Tensor, Tensor, Any]:
+    return rg.rasterize(**s, backend=backend, **options)
 
 
 _CPU_MARK = pytest.mark.skipif(not HAS_CPU, reason="rigged_gaussians._C is not built")
@@ -344,8 +346,8 @@ def test_projection_matches_gsplat(
     radii_g, m2_g, depths_g, conics_g = _gsplat_project(s)
     R = reference.quat_to_rotmat(reference.quat_normalize(s["quats"]))
     radii, m2, depths, conics = reference.project(
-        s["means"].expand(C, n, 3), R.expand(C, n, 3, 3), s["scales"].expand(C, n, 3),
-        s["viewmats"], s["Ks"], width, height,
+        s["means"].expand(C, n, 3), R.expand(C, n, 3, 3), s["scales"].expand(C, n, 3), None,
+        s["viewmats"], s["Ks"], RasterSettings(width, height),
     )  # fmt: skip
     assert radii.dtype == torch.int32 and radii_g.dtype == torch.int32
     assert torch.equal(radii, radii_g), f"radii differ at {(radii != radii_g).nonzero()[:5].tolist()}"
@@ -397,7 +399,8 @@ def test_render_matches_gsplat(
     s = _scene(*key, dtype)
     ref = _gsplat_cached((*key, dtype), s)
     assert int(ref["n_isects"]) > 0
-    rgb, alpha, meta = _ours(s, backend)
+    rgb, alpha, _ = _ours(s, backend)  # tight tiles (the default): the same images
+    _, _, meta = _ours(s, backend, tight_tiles=False)  # gsplat torch's radii
     assert rgb.dtype == dtype
     atol = ATOL_F64 if dtype == torch.float64 else ATOL_IMG
     rtol = 1e-12 if dtype == torch.float64 else RTOL_PROJ
@@ -415,27 +418,38 @@ def test_render_matches_gsplat(
         assert float(ref["alpha"].max()) > 0.999
     if n >= 700:
         assert int(ref["max_per_tile"]) > TILE * TILE
-    _assert_same_intersections(backend, ref, C, width, height)
+    _assert_same_intersections(backend, ref, s)
 
 
-def _assert_same_intersections(backend: str, ref: dict[str, Tensor], C: int, width: int, height: int) -> None:
-    """Our tile intersections of gsplat's projection == gsplat's ``_isect_tiles`` (same order)."""
-    tile_w, tile_h = math.ceil(width / TILE), math.ceil(height / TILE)
-    args = (ref["radii"], ref["means2d"].contiguous(), ref["depths"].contiguous(), TILE, tile_w, tile_h)
-    if backend == "cpu":
-        from rigged_gaussians import _cpu
+def _tile_lists(offsets: Tensor, flatten_ids: Tensor) -> list[list[int]]:
+    ends = torch.cat([offsets.reshape(-1).long()[1:], torch.tensor([flatten_ids.numel()])])
+    return [
+        flatten_ids[a:b].tolist() for a, b in zip(offsets.reshape(-1).tolist(), ends.tolist(), strict=True)
+    ]
 
-        offsets, flatten_ids, n_isects = _cpu.isect_tiles_cpu(*args)
-        assert int(n_isects) == int(ref["n_isects"])
-        assert torch.equal(offsets, ref["offsets"]), "isect offsets differ from gsplat's"
-        assert torch.equal(flatten_ids[: int(n_isects)].long(), ref["flatten_ids"].long())
-    else:
-        tile_ids, flat = reference.isect_tiles(*args)
-        tile_n_bits = (tile_w * tile_h).bit_length()
-        hi = ref["isect_ids"] >> 32  # (image << tile_n_bits) | tile
-        gs_tiles = (hi >> tile_n_bits) * (tile_w * tile_h) + (hi & ((1 << tile_n_bits) - 1))
-        assert torch.equal(tile_ids, gs_tiles), "tile ids differ from gsplat's"
-        assert torch.equal(flat, ref["flatten_ids"].long()), "depth order differs from gsplat's"
+
+def _assert_same_intersections(backend: str, ref: dict[str, Tensor], s: dict[str, Any]) -> None:
+    """Our tile intersections of gsplat's projection: gsplat's ``_isect_tiles`` entry for entry
+    (``tight_tiles=False``), and with tight tiles an in-order subset of each tile's list."""
+    from rigged_gaussians._glue import NativeOps
+
+    ops = NativeOps("cpu") if backend == "cpu" else reference
+    C, N = ref["depths"].shape
+    opac = s["opacities"].expand(C, N)
+    args = (ref["means2d"].contiguous(), ref["radii"], ref["depths"].contiguous(), ref["conics"], opac)
+    loose = ops.isect_tiles(*args, RasterSettings(s["width"], s["height"], tight_tiles=False))
+    assert loose.n_isects == int(ref["n_isects"])
+    assert torch.equal(loose.offsets, ref["offsets"]), "isect offsets differ from gsplat's"
+    assert torch.equal(loose.flatten_ids.long(), ref["flatten_ids"].long()), "depth order differs"
+    tight = ops.isect_tiles(*args, RasterSettings(s["width"], s["height"]))
+    assert 0 < tight.n_isects < loose.n_isects
+    for t_list, g_list in zip(
+        _tile_lists(tight.offsets, tight.flatten_ids),
+        _tile_lists(ref["offsets"], ref["flatten_ids"]),
+        strict=True,
+    ):
+        it = iter(g_list)
+        assert all(g in it for g in t_list), "a tight tile list is not an in-order subset of gsplat's"
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("cpu", marks=_CPU_MARK)])
@@ -447,7 +461,8 @@ def test_render_rigged_matches_gsplat_on_deformed_gaussians(backend: str) -> Non
     """
     rig = testing.random_rig(120, B=2, C=2, width=56, height=40, sh_degree=2, seed=3, dtype=torch.float64)
     rig["backgrounds"] = torch.rand(2, 2, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    rgb, alpha, meta = rg.render_rigged(**rig, backend=backend)
+    rgb, alpha, _ = rg.render_rigged(**rig, backend=backend)
+    _, _, meta = rg.render_rigged(**rig, backend=backend, tight_tiles=False)  # gsplat torch's radii
     atol = ATOL_F64 if backend == "torch" else ATOL_IMG
     frames = reference.triangle_frames(rig["vertices"], rig["faces"])
     d = reference.deform(rig["means"], rig["quats"], rig["log_scales"], rig["face_ids"], frames)
@@ -466,17 +481,19 @@ def test_render_rigged_matches_gsplat_on_deformed_gaussians(backend: str) -> Non
         assert torch.equal(meta.radii[b * C : (b + 1) * C], ref["radii"])
 
 
-def test_radii_vs_gsplat_cuda_opacity_aware_bound() -> None:
-    """The one radius difference from gsplat's CUDA ``rasterization``, pinned down exactly.
+def test_tight_radii_follow_gsplat_cuda_opacity_aware_rule() -> None:
+    """Our default radii are gsplat 1.5.3's CUDA ones, pinned down exactly.
 
-    gsplat 1.5.3's ``ProjectionEWA3DGSFused.cu`` with opacities: ``o < 1/255`` is culled, else
-    ``extend = min(3.33, sqrt(2 ln(o * 255)))`` and ``radius = ceil(extend sqrt(cov2d_ii))``. Ours
-    (and gsplat's torch projection) use ``extend = 3.33``: never smaller, and the images agree
-    because every pixel with ``alpha >= 1/255`` lies inside the opacity-aware box.
+    ``ProjectionEWA3DGSFused.cu`` with opacities: ``o < 1/255`` is culled, else ``extend =
+    min(3.33, sqrt(2 ln(o * 255)))`` and ``radius = ceil(extend sqrt(cov2d_ii))`` (ours also keep
+    at least one pixel, which only an opacity of exactly 1/255 can reach). With
+    ``tight_tiles=False`` they are gsplat torch's ``ceil(3.33 sqrt(cov2d_ii))``, never smaller.
+    The images agree: the Gaussians culled for ``o < 1/255`` never blend.
     """
     s = _scene(150, 2, 64, 48, None, 2.0, False, torch.float64)
-    s["opacities"][:10] = 0.003  # below 1/255: culled by gsplat's CUDA projection, kept by us
+    s["opacities"][:10] = 0.003  # below 1/255: culled by gsplat's CUDA projection and by us
     _, _, meta = rg.rasterize(**s, backend="torch")
+    _, _, loose = rg.rasterize(**s, backend="torch", tight_tiles=False)
     covars, _ = gs._quat_scale_to_covar_preci(s["quats"], s["scales"], compute_preci=False)
     means_c, covars_c = gs._world_to_cam(s["means"], covars, s["viewmats"])
     _, cov2d = gs._persp_proj(means_c, covars_c, s["Ks"], s["width"], s["height"])
@@ -486,16 +503,17 @@ def test_radii_vs_gsplat_cuda_opacity_aware_bound() -> None:
         torch.sqrt(2.0 * torch.log(o.clamp(min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD)), max=3.33
     )
     cuda_radii = torch.where(o < ALPHA_THRESHOLD, 0.0, torch.ceil(extend * torch.sqrt(var)))
-    ours = meta.radii.double()
     vis = meta.visible
-    assert bool((ours[vis] >= cuda_radii[vis]).all())
-    assert torch.equal(ours[vis], torch.ceil(3.33 * torch.sqrt(var))[vis])
-    assert bool((meta.visible[:, :10]).all()) and bool((cuda_radii[:, :10] == 0).all())
+    assert torch.equal(meta.radii[vis].double(), cuda_radii[vis])
+    assert bool((~meta.visible[:, :10]).all()) and bool((loose.visible[:, :10]).all())
+    lv = loose.visible
+    assert torch.equal(loose.radii[lv].double(), torch.ceil(3.33 * torch.sqrt(var))[lv])
+    assert bool((loose.radii[vis] >= meta.radii[vis]).all())
     assert math.sqrt(2 * math.log(255.0)) < 3.33  # so opacity-aware radii are never larger
-    # Gaussians culled by gsplat's CUDA bound do not change the image
+    # Gaussians culled by the opacity rule do not change the image
     keep = s["opacities"] >= ALPHA_THRESHOLD
     t = {**s, **{k: s[k][keep] for k in ("means", "quats", "scales", "opacities", "colors")}}
     rgb, alpha, _ = rg.rasterize(**s, backend="torch")
-    rgb2, alpha2, _ = rg.rasterize(**t, backend="torch")
+    rgb2, alpha2, _ = rg.rasterize(**t, backend="torch", tight_tiles=False)
     _assert_close("rgb without o < 1/255", rgb, rgb2, ATOL_F64)
     _assert_close("alpha without o < 1/255", alpha, alpha2, ATOL_F64)

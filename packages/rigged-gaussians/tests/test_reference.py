@@ -8,6 +8,7 @@ import pytest
 import torch
 from rigged_gaussians import reference as ref
 from rigged_gaussians import testing
+from rigged_gaussians.settings import RasterSettings
 
 D64 = torch.float64
 
@@ -143,10 +144,10 @@ def test_project_matches_pinhole_and_ewa() -> None:
         s["means"][None].expand(C, -1, -1),
         R,
         s["scales"][None].expand(C, -1, -1),
+        None,  # no opacities: plain 3.33 sigma radii
         s["viewmats"],
         s["Ks"],
-        64,
-        48,
+        RasterSettings(64, 48),
     )
     for c in range(C):
         Rc, tc, K = s["viewmats"][c, :3, :3], s["viewmats"][c, :3, 3], s["Ks"][c]
@@ -176,7 +177,9 @@ def test_project_culls_edge_cases_with_zero_gradient() -> None:
     means = s["means"].clone().requires_grad_(True)
     scales = s["scales"].clone().requires_grad_(True)
     R = ref.quat_to_rotmat(ref.quat_normalize(s["quats"]))[None]
-    radii, means2d, depths, conics = ref.project(means[None], R, scales[None], s["viewmats"], s["Ks"], 64, 64)
+    radii, means2d, depths, conics = ref.project(
+        means[None], R, scales[None], None, s["viewmats"], s["Ks"], RasterSettings(64, 64)
+    )
     # behind, before near, off-screen x2, beyond far are culled; huge and tiny are kept
     assert radii[0, [0, 1, 3, 4, 7]].eq(0).all()
     assert (radii[0, [2, 5, 6]] > 0).all()
@@ -194,7 +197,7 @@ def test_jacobian_clamp_outside_fov() -> None:
     means = torch.tensor([[[1.0, 0.0, 1.0]]], dtype=D64)  # x/z = 1 > lim = 32/50 + 0.3 * 0.64
     R = torch.eye(3, dtype=D64)[None, None]
     s = torch.full((1, 1, 3), 0.5, dtype=D64)
-    radii, _, _, conics = ref.project(means, R, s, vm, K, 64, 64)
+    radii, _, _, conics = ref.project(means, R, s, None, vm, K, RasterSettings(64, 64))
     lim = 32 / 50 + 0.3 * 0.64
     J = torch.tensor([[50.0, 0, -50.0 * lim], [0, 50.0, 0]], dtype=D64)
     cov2d = J @ (0.25 * torch.eye(3, dtype=D64)) @ J.T + 0.3 * torch.eye(2, dtype=D64)
@@ -251,20 +254,20 @@ def test_rasterize_matches_naive_blending(tile_size: int) -> None:
     s["scales"] = s["scales"] * 2
     C = 2
     R = ref.quat_to_rotmat(ref.quat_normalize(s["quats"]))[None].expand(C, -1, -1, -1)
+    st = RasterSettings(20, 18, tile_size=tile_size)  # the exact tile test on (the default)
+    opac = s["opacities"][None].expand(C, -1)
     radii, means2d, depths, conics = ref.project(
         s["means"][None].expand(C, -1, -1),
         R,
         s["scales"][None].expand(C, -1, -1),
+        opac,
         s["viewmats"],
         s["Ks"],
-        20,
-        18,
+        st,
     )
     feats = s["colors"][None].expand(C, -1, -1)
-    opac = s["opacities"][None].expand(C, -1)
-    got, got_a = ref.rasterize_to_pixels(
-        means2d, conics, feats, opac, radii, depths, 20, 18, tile_size, s["backgrounds"]
-    )
+    isect = ref.isect_tiles(means2d, radii, depths, conics, opac, st)
+    got, got_a = ref.rasterize_to_pixels(means2d, conics, feats, opac, s["backgrounds"], isect, st)
     exp, exp_a = _naive_blend(
         means2d, conics, feats, opac, radii, depths, 20, 18, tile_size, s["backgrounds"]
     )
@@ -296,7 +299,7 @@ def _one_pixel_scene(opacities: list[float], colors: list[list[float]]) -> dict:
 
 def test_early_stop_before_transmittance_floor() -> None:
     s = _one_pixel_scene([1.0, 1.0, 1.0], [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
-    rgb, alpha, meta = ref.rasterize(**s)
+    rgb, alpha, meta = ref.rasterize(**s, depth=True)
     # first: alpha = 0.999 -> T = 1e-3; second would bring T to 1e-6 <= 1e-4: stop before it
     torch.testing.assert_close(alpha[0, 8, 8, 0], torch.tensor(0.999, dtype=D64))
     expect = torch.tensor([0.999, 0.0, 0.0], dtype=D64) + 1e-3 * s["backgrounds"][0]
@@ -340,7 +343,7 @@ def test_rasterize_gradcheck_tiny_scene() -> None:
     assert alpha.max() > 0.3  # the Gaussians are on screen
 
     def fn(*args):  # noqa: ANN002, ANN202
-        rgb, alpha, meta = ref.rasterize(**dict(zip(names, args, strict=True)), **rest)
+        rgb, alpha, meta = ref.rasterize(**dict(zip(names, args, strict=True)), **rest, depth=True)
         # random projections of every output: the full gradient w.r.t. every input is checked
         return (rgb * w_rgb).sum(), (alpha * w_a).sum(), (meta.depth * alpha * w_d).sum()
 
@@ -366,7 +369,7 @@ def test_rasterize_edge_cases_finite_outputs_and_grads() -> None:
     names = ("means", "quats", "scales", "opacities", "colors")
     for k in names:
         s[k].requires_grad_(True)
-    rgb, alpha, meta = ref.rasterize(**s)
+    rgb, alpha, meta = ref.rasterize(**s, depth=True)
     for t in (rgb, alpha, meta.depth, meta.means2d, meta.depths):
         assert torch.isfinite(t).all()
     meta.means2d.retain_grad()
@@ -394,7 +397,7 @@ def test_absgrad_bounds_the_2d_gradient() -> None:
 # ----------------------------------------------------------------------------- rigged
 def test_render_rigged_equals_deform_then_rasterize() -> None:
     rig = testing.random_rig(80, B=2, C=2, width=32, height=32, sh_degree=1, dtype=D64, backgrounds=True)
-    rgb, alpha, meta = ref.render_rigged(**rig)
+    rgb, alpha, meta = ref.render_rigged(**rig, depth=True)
     assert rgb.shape == (2, 2, 32, 32, 3) and alpha.shape == (2, 2, 32, 32, 1)
     assert meta.depth.shape == (2, 2, 32, 32, 1) and meta.radii.shape == (4, 80, 2)
     fr = ref.triangle_frames(rig["vertices"], rig["faces"])
@@ -402,7 +405,7 @@ def test_render_rigged_equals_deform_then_rasterize() -> None:
     for b in range(2):
         r2, a2, m2 = ref.rasterize(
             dfm.means[b], dfm.quats[b], dfm.scales[b], rig["opacities"], rig["colors"], rig["viewmats"][b],
-            rig["Ks"][b], 32, 32, sh_degree=1, backgrounds=rig["backgrounds"][b],
+            rig["Ks"][b], 32, 32, sh_degree=1, backgrounds=rig["backgrounds"][b], depth=True,
         )  # fmt: skip
         torch.testing.assert_close(rgb[b], r2)
         torch.testing.assert_close(alpha[b], a2)

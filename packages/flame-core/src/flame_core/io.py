@@ -79,7 +79,7 @@ class _SparseStandIn:
             fmt = fmt.decode("latin1")
         cls = scipy.sparse.csr_matrix if fmt == "csr" else scipy.sparse.csc_matrix
         mat = cls((np.asarray(st["data"]), np.asarray(st["indices"]), np.asarray(st["indptr"])), shape=shape)
-        return mat.toarray()
+        return _dense(mat)
 
 
 class _FlameUnpickler(pickle.Unpickler):
@@ -98,12 +98,20 @@ class _FlameUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _dense(mat: Any) -> np.ndarray:
+    """A sparse matrix as a dense array, its index arrays checked first: scipy trusts them, and a
+    corrupt file's out-of-range index would make ``toarray`` write outside its buffer (a crash)."""
+    if hasattr(mat, "check_format"):
+        mat.check_format(full_check=True)  # ValueError naming what is wrong
+    return mat.toarray()
+
+
 def _to_numpy(obj: Any) -> Any:
     """Replace stand-ins and sparse matrices by dense numpy arrays (recursively in containers)."""
     if isinstance(obj, (_ChumpyStandIn, _SparseStandIn)):
         return obj.value()
     if scipy.sparse.issparse(obj):
-        return obj.toarray()
+        return _dense(obj)
     if isinstance(obj, dict):
         return {k: _to_numpy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) and any(isinstance(v, (_ChumpyStandIn, _SparseStandIn)) for v in obj):
@@ -129,7 +137,7 @@ def _validate(d: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
     J = NUM_JOINTS
     try:
         arrs = {k: np.asarray(_to_numpy(d[k])) for k in FLAME_KEYS}
-    except (TypeError, ValueError) as e:
+    except Exception as e:  # corrupt stand-in states raise anything (Key, Index, Type, Value...)
         raise FlameFileError(f"{path}: not a FLAME model: {e}") from e
     v = arrs["v_template"]
     _check(path, "v_template", v, "(V, 3)", v.ndim == 2 and v.shape[1] == 3 and v.shape[0] > 0)

@@ -84,7 +84,10 @@ class MotionSequence:
         for f in fields(self):
             if f.name != "fps" and not torch.isfinite(getattr(self, f.name)).all():
                 raise ValueError(f"{f.name} contains NaN or inf")
-        fps = float(self.fps)
+        try:
+            fps = float(self.fps)
+        except (TypeError, ValueError):
+            fps = float("nan")
         if not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps = {self.fps!r}; expected a positive frame rate")
         self.fps = fps
@@ -301,7 +304,10 @@ def _read_show_pkl(path: Path) -> tuple[dict[str, Any], float | None]:
     if d.get("global_orient") is not None:
         out["global_orient"] = rot("global_orient")
     fps = d.get("fps")
-    return out, (float(np.asarray(fps)) if fps is not None else None)
+    try:
+        return out, (float(np.asarray(fps)) if fps is not None else None)
+    except (TypeError, ValueError):
+        raise MotionFileError(f"{path}: field 'fps' is {repr(fps)[:40]}; expected a frame rate") from None
 
 
 def _read_npz(path: Path) -> tuple[dict[str, Any], float | None]:

@@ -6,6 +6,7 @@ of the wrong type is refused with the type spelled out by :func:`describe`.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from typing import Any, Literal
@@ -16,8 +17,10 @@ __all__ = ["NONE_WORDS", "BadValue", "coerce", "describe", "field_types"]
 NONE_WORDS = ("none", "null")
 
 
+@functools.cache
 def field_types(cls: type) -> dict[str, Any]:
-    """The resolved type of every field of the dataclass ``cls``."""
+    """The resolved type of every field of the dataclass ``cls`` (computed once per class: the
+    config loader asks for each key it sets, and resolving the hints is slow)."""
     return typing.get_type_hints(cls)
 
 

@@ -27,7 +27,15 @@ from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
-from .avatar_io import FORMAT, FORMAT_VERSION, read_avatar_file, resolve_head, rigging_extras, shape_for_head
+from .avatar_io import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_face_ids,
+    read_avatar_file,
+    resolve_head,
+    rigging_extras,
+    shape_for_head,
+)
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
 from .init import uniform_superresolution_init
@@ -55,7 +63,7 @@ class AvatarRender:
     Attributes:
         rgb: ``[B, C, H, W, 3]`` colours (background composited).
         alpha: ``[B, C, H, W, 1]`` accumulated opacity.
-        depth: ``[B, C, H, W, 1]`` expected depth.
+        depth: ``[B, C, H, W, 1]`` expected depth, or ``None`` unless ``render(depth=True)``.
         meta: per-camera entries flattened over ``B*C`` (``rigged_gaussians.strategy``'s
             ``step_pre_backward`` keeps ``meta.means2d``'s gradient for densification).
         vertices: ``[B, V, 3]`` the posed mesh.
@@ -63,7 +71,7 @@ class AvatarRender:
 
     rgb: torch.Tensor
     alpha: torch.Tensor
-    depth: torch.Tensor
+    depth: torch.Tensor | None
     meta: rg.RasterMeta
     vertices: torch.Tensor
 
@@ -308,6 +316,7 @@ class Avatar(nn.Module):
         height: int,
         background: Any = (1.0, 1.0, 1.0),
         backend: str = "auto",
+        depth: bool = False,
         **flame_kwargs: torch.Tensor,
     ) -> AvatarRender:
         """Render B poses, each seen by C cameras.
@@ -319,6 +328,7 @@ class Avatar(nn.Module):
             background: ``(r, g, b)`` in 0..1 or a tensor ``[B, C, 3]``.
             backend: ``auto`` (compiled renderer when built, else the PyTorch reference),
                 ``cpu``, ``cuda`` or ``torch`` (``rigged_gaussians.render_rigged``'s choices).
+            depth: also render the expected depth (one more blended channel).
             **flame_kwargs: the pose, ``[B, ·]`` tensors (or ``[1, ·]``/none: the same pose for all).
 
         Returns:
@@ -358,7 +368,7 @@ class Avatar(nn.Module):
             int(width),
             int(height),
         )
-        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C)}
+        kw = {"sh_degree": self.sh_degree, "backgrounds": self._backgrounds(background, B, C), "depth": depth}
         # "auto" falls back to the PyTorch renderer when rigged_gaussians._C is not built
         rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
         return AvatarRender(rgb=rgb, alpha=alpha, depth=meta.depth, meta=meta, vertices=verts)
@@ -431,20 +441,24 @@ class Avatar(nn.Module):
         return p
 
     @classmethod
-    def load(cls, path: str | Path, head: FlameModel | None = None) -> Avatar:
+    def load(cls, path: str | Path, head: FlameModel | None = None, verify: bool = True) -> Avatar:
         """Read an avatar PLY written by :meth:`save`.
 
         Args:
             path: the ``.ply``.
             head: the head model; ``None``: the procedural head if the file was made on it, else
                 ``FlameModel.resolve()`` (``HEADSTUDIO_FLAME_PATH``).
+            verify: check the file's integrity checksum (``False``: forensics on a damaged file).
 
         Raises:
-            HeadStudioError: not a headstudio avatar, or the head model's identity hash differs
-                from the one the avatar was made on (``argument="head"`` when another head would do).
+            headstudio.avatar_io.AvatarFileError: a damaged file (the message names the field) or
+                not a headstudio avatar.
+            HeadStudioError: the head model's identity hash differs from the one the avatar was
+                made on (``argument="head"`` when another head would do).
         """
-        f = read_avatar_file(path)
+        f = read_avatar_file(path, verify=verify)
         head = resolve_head(f, head)
+        check_face_ids(f, head)
         loc = f.local
         avatar = cls(
             head, loc["means"], loc["quats"], loc["log_scales"], loc["opacity_logits"], f.sh, f.face_ids,

@@ -10,13 +10,27 @@ identity hash. :class:`Checkpoint` is its typed form; on disk it is a plain dict
     {"format": 1, "step", "num_gaussians", "num_skipped",
      "avatar": {"gaussians": {name: [N, ...]}, "face_ids": [N], "shape": [1, S]},
      "optimizer", "densify_state": {"__dataclass__": "DensifyState", ...} | None,
-     "guidance": dict | None, "rng", "config", "prompt", "head_hash"}
+     "guidance": dict | None, "rng", "config", "prompt", "head_hash", "sha256"}
+
+Integrity: ``sha256`` is the SHA-256 of every other entry (:func:`content_digest`), so a flipped
+bit anywhere in the tensors or the settings shows (``torch.load`` itself checks no CRC). Format-1
+files written before it existed load with one warning line. Every field is checked on loading;
+a damaged file is one :class:`DamagedCheckpointError` line naming the field.
+
+The previous checkpoint is kept: writing ``last.pt`` first turns the old one into
+``previous.pt`` (both atomically, so a crash at any moment leaves two complete files or the old
+pair). Resuming never falls back to it silently: when ``last.pt`` is damaged the error names
+``previous.pt`` and its step, and :func:`use_previous_checkpoint` (``headstudio generate
+--resume-previous``) continues from it, keeping the damaged file as ``last.set-aside.pt``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +41,19 @@ from rigged_gaussians.strategy import DensifyState
 from torch import Tensor
 
 from ._atomic import atomic_output
+from ._checkpoint_fields import DIGEST_KEY, FieldError, check_fields, content_digest, short, tensor_field
 from .config import HeadStudioConfig, config_from_dict, config_to_dict
 from .errors import HeadStudioError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "Checkpoint",
+    "DamagedCheckpointError",
+    "content_digest",
     "load_checkpoint",
     "save_checkpoint",
+    "previous_checkpoint_path",
+    "use_previous_checkpoint",
     "resumed_config",
     "rng_state",
     "set_rng_state",
@@ -46,8 +65,10 @@ CHECKPOINT_FORMAT = 1
 #: The keys of a format-1 checkpoint (a new key, or one gone, is a new format).
 CHECKPOINT_KEYS = (
     "format", "step", "num_gaussians", "num_skipped", "avatar", "optimizer", "densify_state", "guidance",
-    "rng", "config", "prompt", "head_hash",
+    "rng", "config", "prompt", "head_hash", "sha256",
 )  # fmt: skip
+#: The file ``last.pt`` turns into when a new one is written, and where a damaged one is set aside.
+PREVIOUS_NAME, SET_ASIDE_NAME = "previous.pt", "last.set-aside.pt"
 _DENSIFY_TAG = "DensifyState"
 #: Configuration keys a resumed run takes from the caller instead of the checkpoint.
 RESUME_OVERRIDES = ("train.steps", "train.device")
@@ -105,12 +126,43 @@ def _densify_to_plain(state: DensifyState | None) -> dict[str, Any] | None:
     }
 
 
-def _densify_from_plain(d: Any, path: Path) -> DensifyState | None:
+def _densify_from_plain(d: Any, n: int) -> DensifyState | None:
     if d is None:
         return None
     if not isinstance(d, dict) or d.get("__dataclass__") != _DENSIFY_TAG:
-        raise HeadStudioError(f"checkpoint '{path}': the densification state does not match this version.")
+        raise FieldError("the densification state does not match this version")
+    for key in ("grad_accum", "count", "max_radii"):  # [N], or [0] before the first statistics
+        t = d.get(key)
+        tensor_field(t, f"densify_state.{key}", (0 if isinstance(t, Tensor) and not t.numel() else n,))
     return DensifyState(grad_accum=d["grad_accum"], count=d["count"], max_radii=d["max_radii"])
+
+
+class DamagedCheckpointError(HeadStudioError):
+    """A checkpoint that cannot be resumed: ``detail`` names the field; the message names the
+    previous checkpoint when one is intact, and what to do."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path, self.detail = Path(path), detail
+        super().__init__(f"checkpoint '{path}' is damaged: {detail}; {_damage_advice(self.path)}.")
+
+
+def _damage_advice(path: Path) -> str:
+    previous = previous_checkpoint_path(path)
+    if path.name != PREVIOUS_NAME and previous.is_file():
+        try:
+            ckpt = load_checkpoint(previous)
+        except HeadStudioError:
+            pass
+        else:
+            run = shlex.quote(str(path.parent.parent))
+            command = (
+                f"headstudio generate {shlex.quote(ckpt.prompt or 'PROMPT')} --output {run} --resume-previous"
+            )
+            return (
+                f"the previous checkpoint '{previous}' (step {ckpt.step}) is intact: continue from it with "
+                f"`{command}` (the damaged file is kept as {SET_ASIDE_NAME})"
+            )
+    return "no intact earlier checkpoint is kept, so start the run again (with another --output)"
 
 
 @dataclass
@@ -150,8 +202,8 @@ class Checkpoint:
         return int(self.face_ids.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        """The on-disk form (format :data:`CHECKPOINT_FORMAT`)."""
-        return {
+        """The on-disk form (format :data:`CHECKPOINT_FORMAT`, with its content digest)."""
+        d = {
             "format": CHECKPOINT_FORMAT,
             "step": int(self.step),
             "num_gaussians": self.num_gaussians,
@@ -165,50 +217,80 @@ class Checkpoint:
             "prompt": self.prompt,
             "head_hash": self.head_hash,
         }
+        d[DIGEST_KEY] = content_digest(d)
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], path: Path) -> Checkpoint:
-        """Parse :meth:`to_dict` read from ``path``.
+    def from_dict(cls, d: dict[str, Any], path: Path, verify: bool = True) -> Checkpoint:
+        """Parse :meth:`to_dict` read from ``path``, checking the digest and every field.
 
         Raises:
-            HeadStudioError: another format, or an inconsistent Gaussian count.
+            HeadStudioError: a newer format.
+            DamagedCheckpointError: not format 1, a digest that does not match, or a field of the
+                wrong type, shape or count (the message names it).
         """
-        if d.get("format") != CHECKPOINT_FORMAT:
+        fmt = d.get("format")
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > CHECKPOINT_FORMAT:
             raise HeadStudioError(
-                f"'{path}' is not a headstudio trainer checkpoint (format {CHECKPOINT_FORMAT})."
+                f"checkpoint '{path}' has format {fmt}; this headstudio reads format {CHECKPOINT_FORMAT}: "
+                "upgrade headstudio to resume it."
             )
-        a = d["avatar"]
-        if a["gaussians"]["means"].shape[0] != int(d["num_gaussians"]):
-            raise HeadStudioError(f"checkpoint '{path}' is inconsistent (Gaussian count).")
-        return cls(
-            step=int(d["step"]),
-            num_skipped=int(d.get("num_skipped", 0)),
-            gaussians=dict(a["gaussians"]),
-            face_ids=a["face_ids"],
-            shape=a["shape"],
-            optimizer=d["optimizer"],
-            densify_state=_densify_from_plain(d.get("densify_state"), path),
-            guidance=d.get("guidance"),
-            rng=d["rng"],
-            config=d["config"],
-            prompt=d.get("prompt"),
-            head_hash=d.get("head_hash"),
-        )
+        if fmt != CHECKPOINT_FORMAT:
+            raise DamagedCheckpointError(path, f"'format' is {short(fmt)}, not a headstudio checkpoint's 1")
+        digest = d.get(DIGEST_KEY)
+        if digest is None:
+            log.warning("checkpoint '%s' has no integrity digest (an older headstudio wrote it)", path)
+        elif verify and digest != content_digest(d):
+            raise DamagedCheckpointError(path, "its content digest (sha256) does not match its contents")
+        try:
+            f = check_fields(d)
+            densify_state = _densify_from_plain(d.get("densify_state"), f["num_gaussians"])
+        except FieldError as err:
+            raise DamagedCheckpointError(path, str(err)) from None
+        del f["num_gaussians"]
+        return cls(**f, densify_state=densify_state)
 
 
-def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
-    """Write ``ckpt`` to ``path`` atomically (temporary file + rename); returns the path."""
+def previous_checkpoint_path(path: str | Path) -> Path:
+    """The file the checkpoint before ``path`` is kept in (``checkpoints/previous.pt``)."""
+    return Path(path).with_name(PREVIOUS_NAME)
+
+
+def _replace_with_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` a complete copy of ``src`` atomically (a hard link when the file system has
+    them, else a byte copy; then a rename)."""
+    with atomic_output(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path, keep_previous: bool = True) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename); returns the path.
+
+    With ``keep_previous`` the file ``path`` held becomes :func:`previous_checkpoint_path` once the
+    new one is complete, so at every moment both names hold complete checkpoints.
+    """
     p = Path(path)
     with atomic_output(p) as tmp:
-        torch.save(ckpt.to_dict(), tmp)
+        with open(tmp, "wb") as fh:
+            torch.save(ckpt.to_dict(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if keep_previous and p.is_file():
+            _replace_with_copy(p, previous_checkpoint_path(p))
     return p
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a trainer checkpoint (``torch.load(weights_only=True)``).
+def load_checkpoint(path: str | Path, verify: bool = True) -> Checkpoint:
+    """Read a trainer checkpoint (``torch.load(weights_only=True)``), checking its digest and fields.
 
     Raises:
-        HeadStudioError: the file is missing, unreadable or not a headstudio checkpoint.
+        HeadStudioError: the file is missing, or of a newer format.
+        DamagedCheckpointError: unreadable, not a checkpoint, a digest mismatch or a malformed
+            field; the message names the previous checkpoint when it is intact.
     """
     p = Path(path)
     if not p.is_file():
@@ -216,18 +298,49 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         d = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise HeadStudioError(
-            f"checkpoint '{p}' is not readable ({type(err).__name__}); delete it and start again."
-        ) from err
+        detail = " ".join(str(err).split()).split(". ")[0][:120]  # the first sentence
+        raise DamagedCheckpointError(
+            p, f"not readable by torch.load ({type(err).__name__}: {detail})"
+        ) from None
     if not isinstance(d, dict):
-        raise HeadStudioError(f"'{p}' is not a headstudio trainer checkpoint (format {CHECKPOINT_FORMAT}).")
-    return Checkpoint.from_dict(d, p)
+        raise DamagedCheckpointError(p, f"it holds a {type(d).__name__}, not a headstudio checkpoint's dict")
+    return Checkpoint.from_dict(d, p, verify=verify)
+
+
+def use_previous_checkpoint(path: str | Path) -> Checkpoint:
+    """Continue from the checkpoint before ``path``: check it, set ``path`` aside as
+    ``last.set-aside.pt`` (kept for forensics) and put a copy of the previous one in its place.
+
+    Returns:
+        The previous checkpoint.
+
+    Raises:
+        HeadStudioError: there is no previous checkpoint, or it is damaged too.
+    """
+    p = Path(path)
+    previous = previous_checkpoint_path(p)
+    if not previous.is_file():
+        raise HeadStudioError(
+            f"no previous checkpoint '{previous}' to continue from; resume from '{p}' with --resume, or "
+            "start the run again."
+        )
+    ckpt = load_checkpoint(previous)
+    if p.is_file():
+        os.replace(p, p.with_name(SET_ASIDE_NAME))
+    _replace_with_copy(previous, p)
+    log.warning("continuing from the previous checkpoint %s (step %d)", previous, ckpt.step)
+    return ckpt
 
 
 def resumed_config(config: HeadStudioConfig | None, ckpt: Checkpoint, path: Path) -> HeadStudioConfig:
     """The checkpoint's configuration, with :data:`RESUME_OVERRIDES` taken from ``config`` (other
     differences are logged and ignored: a run continues with the settings it started with)."""
-    saved = config_from_dict(ckpt.config, origin=str(path))
+    try:
+        saved = config_from_dict(ckpt.config, origin=str(path))
+    except HeadStudioError as err:
+        raise DamagedCheckpointError(
+            path, f"its configuration does not load ({err.message.rstrip('.')})"
+        ) from None
     if config is None:
         return saved
     mine, theirs = config_to_dict(config), config_to_dict(saved)

@@ -27,6 +27,7 @@ import torch
 from fsds_guidance import GuidanceModelError
 
 from ._atomic import atomic_output
+from .checkpoint import use_previous_checkpoint
 from .config import load_config
 from .demo import run_demo
 from .drive import DriveOptions, resolve_landmarker, video_to_motion
@@ -145,12 +146,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise HeadStudioError(f"--output '{out_dir}' exists and is not a directory.")
     checkpoint = out_dir / "checkpoints" / "last.pt"
+    resume = args.resume or args.resume_previous
     if args.resume and not checkpoint.is_file():
         raise HeadStudioError(
             f"--resume: no checkpoint at '{checkpoint}'; "
             "run without --resume to start, or give the --output of the run to continue."
         )
-    if not args.resume and checkpoint.exists():
+    if not resume and checkpoint.exists():
         raise HeadStudioError(
             f"--output '{out_dir}' already holds a run (checkpoints/last.pt); continue it with --resume "
             "or choose another --output."
@@ -160,7 +162,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         overrides.append(f"train.steps={args.steps}")
     overrides.append(f'train.device="{device}"')
     config_file = args.config
-    if args.resume and config_file is None and (out_dir / "config.toml").is_file():
+    if resume and config_file is None and (out_dir / "config.toml").is_file():
         # the run's own resolved config: without it the defaults (10,000 steps, F-SDS guidance, ...)
         # would replace the original run's settings, e.g. its --steps and --set values
         config_file = out_dir / "config.toml"
@@ -170,7 +172,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise
     except (ValueError, KeyError, TypeError) as err:
         raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
-    if args.resume:
+    if args.resume_previous:
+        use_previous_checkpoint(checkpoint)
+    if resume:
         trainer = Trainer.resume(out_dir, config, args.prompt, progress=not args.quiet)
     else:
         trainer = Trainer.new(config, args.prompt, out_dir, progress=not args.quiet)
@@ -192,7 +196,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
         require_file(args.motion, "motion file", MOTION_SUFFIXES)
     if args.audio is not None:
         require_file(args.audio, "audio file")
-    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
     motion: Any = args.motion
     if args.audio is not None and args.motion is None:  # lip sync to the audio itself
         motion = lipsync_motion(avatar, args.audio, fps=args.fps or 30.0)
@@ -210,7 +214,7 @@ def cmd_say(args: argparse.Namespace) -> int:
     if args.motion_out is not None:
         _check_output(args.motion_out, (".npz",), "--motion-out")
     utterance = synthesize_speech(args.text, language=args.language, voice=args.voice, rate=args.rate)
-    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
     res = say(
         avatar, utterance, out, fps=args.fps, size=(w, h), motion_out=args.motion_out, progress=not args.quiet
     )
@@ -240,7 +244,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         landmarker=args.landmarker,
     )
-    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
     head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
     res = video_to_motion(
         head, args.video, save_motion=args.save_motion, max_frames=args.max_frames, options=options
@@ -263,14 +267,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     settings = ViewSettings(elevation_deg=args.elevation)
     if args.turntable:
         out = _check_output(args.output, (".mp4",))
-        avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+        avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
         n = render_turntable(avatar, out, args.frames, args.fps, (w, h), settings, progress=not args.quiet)
         print(f"wrote {out} ({n} frames)")
     else:
         out = Path(args.output)
         if out.suffix and out.suffix.lower() != ".png":
             raise HeadStudioError(f"output '{out}' must be a .png file or a directory for --views.")
-        avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+        avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
         paths = render_stills(avatar, out, args.views, (w, h), settings)
         print(f"wrote {len(paths)} image(s): {paths[0] if len(paths) == 1 else out}")
     return 0
@@ -298,7 +302,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = Path(args.output)
         if out.suffix.lower() == ".ply":
             raise HeadStudioError(f"--format {fmt} writes a folder; give -o a folder name, not '{out}'.")
-    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
     if fmt == "ply-sequence":
         paths = export_ply_sequence(avatar, out, args.motion, progress=not args.quiet)
         print(f"wrote {len(paths)} PLY frames to {out}")
@@ -330,7 +334,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise HeadStudioError(f"--port {args.port} is not a TCP port; give 1..65535, or 0 for any free one.")
     check_port(args.host, args.port)
-    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device))
+    avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
     motion = as_motion(args.motion) if args.motion is not None else default_motion(avatar.head, args.audio)
     server = prepare_server(avatar, motion, args.audio, host=args.host, port=args.port)
 
@@ -353,7 +357,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with --prompt.")
     check_size(args.size)
     device = resolve_device(args.device)
-    avatar = load_avatar(args.avatar, args.flame, device)
+    avatar = load_avatar(args.avatar, args.flame, device, verify=args.verify)
     res = evaluate_avatar(avatar, args.prompt, args.clip_model or DEFAULT_CLIP_MODELS, args.size, device)
     for m, s in res.scores.items():
         print(f"CLIP score {m}: {s:.4f}")
@@ -404,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     av = _Parser(add_help=False)
     av.add_argument("avatar", help="avatar .ply written by generate/demo")
     av.add_argument("--flame", metavar="PKL", help="FLAME model of the avatar (default: its metadata)")
+    av.add_argument(
+        "--no-verify", dest="verify", action="store_false",
+        help="read the avatar even if its integrity checksum does not match (forensics on a damaged file)",
+    )  # fmt: skip
 
     desc = "Text to animatable 3D Gaussian head avatars."
     p = _Parser(prog="headstudio", description=desc, parents=[common])
@@ -415,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     g.add_argument("--output", metavar="DIR", help="output directory (default outputs/<slug-of-prompt>)")
     g.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
+    g.add_argument(
+        "--resume-previous", action="store_true",
+        help="continue from DIR/checkpoints/previous.pt, the checkpoint before last.pt (when last.pt is "
+        "damaged; it is kept as last.set-aside.pt)",
+    )  # fmt: skip
     g.add_argument("--steps", type=_positive_int)
     g.set_defaults(func=cmd_generate, flags={**FLAGS, "head": "--set head.flame_path"})
 

@@ -322,6 +322,12 @@ def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None
         raise HeadStudioError(
             f"bad value for config key '{key}' ({origin}): {value!r}; expected {describe(tp)}."
         ) from None
+    numbers = coerced if isinstance(coerced, tuple) else (coerced,)
+    if any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
+        raise HeadStudioError(
+            f"bad value for config key '{key}' ({origin}): {value!r}; expected finite numbers "
+            f"({describe(tp)}), not nan or inf."
+        )
     setattr(getattr(cfg, section), name, coerced)
 
 
@@ -460,7 +466,10 @@ def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudio
             )
         for name, value in values.items():
             _set_field(cfg, f"{section}.{name}", value, origin)
-    _validate(cfg)
+    try:
+        _validate(cfg)
+    except HeadStudioError as err:  # name where the value came from, as _set_field does
+        raise HeadStudioError(f"{err.message.rstrip('.')} ({origin}).") from None
     return cfg
 
 
@@ -479,7 +488,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise HeadStudioError(f"config file '{p}' is not valid TOML: {err}") from None
+            raise HeadStudioError(
+                f"config file '{p}' is not valid TOML: {err}; correct the file there."
+            ) from None
         origin = f"in {p}"
     cfg = config_from_dict(data, origin)
     return apply_overrides(cfg, overrides)

@@ -7,15 +7,18 @@ trainer and the demo all use it without importing each other (docs/ARCHITECTURE.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import torch
 from flame_core import FlameModel
 
 from .avatar import Avatar
+from .avatar_io import AvatarFileError
+from .checkpoint import load_checkpoint, previous_checkpoint_path
 from .errors import HeadStudioError, require_file
 
-__all__ = ["resolve_device", "load_head", "load_avatar"]
+__all__ = ["resolve_device", "load_head", "load_avatar", "restore_advice"]
 
 #: Errors of a file that is not what it claims to be (a pickle, a PLY, ...).
 _READ_ERRORS = (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError)
@@ -72,18 +75,54 @@ def load_head(flame: str | Path) -> FlameModel:
         ) from err
 
 
-def load_avatar(path: str | Path, flame: str | Path | None, device: torch.device | str) -> Avatar:
+def restore_advice(avatar: Path, checksum: bool = False) -> str:
+    """What to do about the damaged avatar file ``avatar``: the command that rewrites it from its
+    run's checkpoint when its folder holds an intact one (``checkpoints/last.pt``, else
+    ``previous.pt``), else a backup; ``checksum``: also how to read it anyway (forensics)."""
+    run = avatar.parent
+    forensic = "; --no-verify reads it anyway (forensics)" if checksum else ""
+    last = run / "checkpoints" / "last.pt"
+    for ckpt_path, flag in ((last, "--resume"), (previous_checkpoint_path(last), "--resume-previous")):
+        if not ckpt_path.is_file():
+            continue
+        try:
+            ckpt = load_checkpoint(ckpt_path)
+        except HeadStudioError:
+            continue
+        prompt = shlex.quote(ckpt.prompt or "PROMPT")
+        command = f"headstudio generate {prompt} --output {shlex.quote(str(run))} {flag}"
+        return (
+            f"restore it from its run's checkpoint '{ckpt_path}' (step {ckpt.step}): `{command}` rewrites "
+            f"{run / 'avatar.ply'} from it{forensic}"
+        )
+    return (
+        "restore it from a backup, or re-export it from its run's checkpoint (`headstudio generate PROMPT "
+        f"--output RUN --resume` rewrites RUN/avatar.ply){forensic}"
+    )
+
+
+def load_avatar(
+    path: str | Path, flame: str | Path | None, device: torch.device | str, verify: bool = True
+) -> Avatar:
     """Load an avatar PLY onto ``device`` in eval mode; its head from ``flame`` (a FLAME pickle)
     or, when ``None``, from the file's metadata.
 
+    Args:
+        verify: check the file's integrity checksum (``False``: ``--no-verify``, forensics).
+
     Raises:
-        HeadStudioError: a missing or unreadable avatar or FLAME file, or a head the avatar was
-            not made on.
+        HeadStudioError: a missing, damaged (one line naming the field and how to restore the
+            file: :func:`restore_advice`) or unreadable avatar or FLAME file, or a head the avatar
+            was not made on.
     """
     p = require_file(path, "avatar", (".ply",))
     head = load_head(flame) if flame is not None else None
     try:
-        avatar = Avatar.load(p, head=head)
+        avatar = Avatar.load(p, head=head, verify=verify)
+    except AvatarFileError as err:
+        if not err.damaged:
+            raise
+        raise HeadStudioError(f"avatar '{p}' {err.detail}; {restore_advice(p, err.checksum)}.") from None
     except _READ_ERRORS as err:
         raise HeadStudioError(
             f"'{p}' is not a readable headstudio avatar ({_one_line(err)}); give an avatar.ply written "

@@ -45,7 +45,15 @@ from .animation import AnimationSampler
 from .avatar import Avatar, AvatarRender
 from .batch import BatchSampler, TrainBatch
 from .cameras import CameraSampler, head_target
-from .checkpoint import Checkpoint, load_checkpoint, resumed_config, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    Checkpoint,
+    DamagedCheckpointError,
+    load_checkpoint,
+    resumed_config,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import HeadStudioConfig, config_to_dict, save_config
 from .errors import HeadStudioError
 from .guidance import Guidance, GuidanceOutput, build_guidance
@@ -226,19 +234,26 @@ class Trainer:
             )
         guidance = guidance if guidance is not None else build_guidance(config, head, device, prompt)
         g = ckpt.gaussians
-        avatar = Avatar(
-            head,
-            g["means"],
-            g["quats"],
-            g["log_scales"],
-            g["opacity_logits"],
-            g["sh"],
-            ckpt.face_ids,
-            ckpt.shape,
-        ).to(device)
+        try:  # the checkpoint's fields are checked on loading; what only this head can tell
+            avatar = Avatar(
+                head,
+                g["means"],
+                g["quats"],
+                g["log_scales"],
+                g["opacity_logits"],
+                g["sh"],
+                ckpt.face_ids,
+                ckpt.shape,
+            ).to(device)
+        except HeadStudioError as err:
+            raise DamagedCheckpointError(path, err.message.rstrip(".")) from None
         guidance = cls._ready(guidance, prompt, device)
         trainer = cls(config, prompt, out, head, guidance, avatar, device, generator, progress, callback)
-        trainer._restore(ckpt)
+        try:
+            trainer._restore(ckpt)
+        except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as err:
+            detail = " ".join(str(err).split())[:160]
+            raise DamagedCheckpointError(path, f"its state does not fit the run ({detail})") from None
         return trainer
 
     @staticmethod

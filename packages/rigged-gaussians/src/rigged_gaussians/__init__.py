@@ -8,15 +8,18 @@ fall back to :mod:`rigged_gaussians.reference` (with one warning).
 
 from rigged_gaussians import ply, reference, strategy
 from rigged_gaussians._types import Deformed, RasterMeta, TriangleFrames
-from rigged_gaussians.api import cuda_available, deform, rasterize, render_rigged, triangle_frames
+from rigged_gaussians.api import build_info, cuda_available, deform, rasterize, render_rigged, triangle_frames
+from rigged_gaussians.settings import RasterSettings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Deformed",
     "RasterMeta",
+    "RasterSettings",
     "TriangleFrames",
     "__version__",
+    "build_info",
     "cuda_available",
     "deform",
     "ply",

@@ -5,9 +5,19 @@ the argument's name, then says what was given and what is expected, e.g.
 ``quats: expected shape [N,4] with N=10 (from means), got [10,3]``.
 
 NaN policy: non-finite values (NaN, +-inf) in any floating input are rejected with a
-``ValueError`` naming the argument, how many entries are bad and the first one. (Checking costs
-one device synchronisation per call on CUDA; ``check_finite=False`` in the public functions skips
-it, in which case non-finite Gaussians are culled by the projection and never blended.)
+``ValueError`` naming the argument (``check_finite=False`` in the public functions skips the scan,
+in which case non-finite Gaussians are culled by the projection and never blended).
+
+When the checks run (:class:`Checks`):
+
+- CPU and ``torch`` backends, and ``triangle_frames`` / ``deform`` on every backend: before the
+  operation (eager), naming the bad entry (how many, the first index and value). On CUDA this
+  costs a device synchronisation per checked tensor.
+- ``rasterize`` / ``render_rigged`` on CUDA: deferred, without a synchronisation. Each finite
+  check is a device-side flag, and an index out of range is flagged by the kernel that meets it
+  (which never dereferences it: the element is culled). The flags are read together with the
+  intersection count, the one synchronisation a render needs, and a ``ValueError`` naming the
+  argument is raised from the same call, before any output is returned.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ERROR_SLOTS",
     "INT32_MAX",
+    "Checks",
     "ShapeChecker",
     "check_finite",
     "check_image",
@@ -27,9 +39,13 @@ __all__ = [
     "check_positive_float",
     "check_sh_degree",
     "check_tile_size",
+    "same_device",
 ]
 
 INT32_MAX = 2**31 - 1
+# Slots of the kernels' int32 error array (rg::ErrorSlot in csrc/include/rg/ops.h, exported as
+# _C.ERROR_SLOTS; test_build checks they agree).
+ERROR_SLOTS = {"faces": 0, "face_ids": 1}
 _FLOATS = (torch.float32, torch.float64)
 _INTS = (torch.int32, torch.int64)
 
@@ -194,3 +210,81 @@ def check_positive_float(name: str, v: object, allow_zero: bool = False) -> floa
     if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
         raise ValueError(f"{name}: expected a finite value {'>=' if allow_zero else '>'} 0, got {v!r}")
     return f
+
+
+def same_device(**tensors: Tensor | None) -> torch.device:
+    """The one device of ``tensors`` (``None`` entries skipped); a ``ValueError`` naming the first
+    argument on another device, with both devices, otherwise (``cuda:0`` vs ``cuda:1`` differ)."""
+    first: tuple[str, torch.device] | None = None
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if first is None:
+            first = (name, t.device)
+        elif t.device != first[1]:
+            raise ValueError(
+                f"{name}: on device {t.device} but {first[0]} is on {first[1]}; put every input on "
+                "one device (the kernels run on the device that holds the inputs)"
+            )
+    if first is None:
+        raise ValueError("no tensor given")
+    return first[1]
+
+
+class Checks:
+    """The input checks of one call: eager (raise before running) or, for a CUDA render,
+    deferred (device-side flags, raised at the render's one synchronisation; module docstring).
+
+    Deferred checks own ``errors``, the kernels' int32 error array (:data:`ERROR_SLOTS`).
+    """
+
+    def __init__(self, device: torch.device, deferred: bool) -> None:
+        self.deferred = deferred
+        self.errors: Tensor | None = (
+            torch.zeros(len(ERROR_SLOTS), dtype=torch.int32, device=device) if deferred else None
+        )
+        self._index_messages: dict[int, str] = {}
+        self._finite_names: list[str] = []
+        self._finite_bad: list[Tensor] = []
+
+    def finite(self, **tensors: Tensor | None) -> None:
+        """NaN/inf entries of the floating ``tensors`` are an error (see :func:`check_finite`)."""
+        for name, t in tensors.items():
+            if t is None or not t.is_floating_point() or t.numel() == 0:
+                continue
+            if self.deferred:
+                self._finite_names.append(name)
+                self._finite_bad.append(torch.isfinite(t).all().logical_not())
+            else:
+                check_finite(name, t)
+
+    def index_range(self, name: str, t: Tensor, high: int, what: str) -> None:
+        """Entries of ``t`` (``faces`` or ``face_ids``) must be in ``[0, high)``."""
+        if self.deferred:
+            self._index_messages[ERROR_SLOTS[name]] = (
+                f"{name}: an index is out of range; expected 0 <= {name} < {high} ({what})"
+            )
+        else:
+            check_index_range(name, t, high, what)
+
+    def device_flags(self) -> Tensor | None:
+        """int64 ``[slots + finite checks]`` on the device (deferred), else ``None``."""
+        if not self.deferred or self.errors is None:
+            return None
+        parts = [self.errors.long()]
+        if self._finite_bad:
+            parts.append(torch.stack(self._finite_bad).long())
+        return torch.cat(parts)
+
+    def raise_flagged(self, values: list[int]) -> None:
+        """Raise the ``ValueError`` of the first set flag of :meth:`device_flags`' values."""
+        n_slots = len(ERROR_SLOTS)
+        for slot, v in enumerate(values[:n_slots]):
+            if v and slot in self._index_messages:
+                raise ValueError(self._index_messages[slot])
+        for name, v in zip(self._finite_names, values[n_slots:], strict=True):
+            if v:
+                raise ValueError(
+                    f"{name}: non-finite value(s) (NaN or inf); non-finite inputs are rejected, fix "
+                    "or mask them before rendering (check_finite=False skips this check)"
+                )

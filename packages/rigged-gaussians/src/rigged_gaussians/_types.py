@@ -1,7 +1,9 @@
-"""Typed outputs of the rigged_gaussians operations.
+"""Typed inputs and outputs of the rigged_gaussians operations and pipeline stages.
 
-Each dataclass unpacks like a tuple of its tensor fields (``cent, rot, sa = triangle_frames(...)``)
-so code written against the ``*_cpu`` / ``*_cuda`` tuple conventions keeps working.
+The output dataclasses unpack like a tuple of their tensor fields (``cent, rot, sa =
+triangle_frames(...)``). :class:`Gaussians`, :class:`Projected` and :class:`Intersections` are the
+contracts between the render stages, the same for the native backends (``_glue.py``) and the
+PyTorch reference (``reference.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Deformed", "RasterMeta", "TriangleFrames"]
+__all__ = ["Deformed", "Gaussians", "Intersections", "Projected", "RasterMeta", "TriangleFrames"]
 
 
 class _Unpackable:
@@ -57,12 +59,72 @@ class Deformed(_Unpackable):
 
 
 @dataclass
+class Gaussians:
+    """The Gaussians of a render, input of the ``projection`` stage.
+
+    World Gaussians (``frames is None``): ``means [N,3]|[C,N,3]``, ``quats [N,4]|[C,N,4]`` (wxyz,
+    normalised by the projection), linear ``scales [N,3]|[C,N,3]``. Rigged Gaussians: LOCAL
+    ``means [N,3]``, ``quats [N,4]``, ``scales`` = log-scales ``[N,3]``, bound to triangle
+    ``face_ids [N]`` of ``frames`` (``B`` poses; camera ``c`` sees pose ``c // (C // B)``).
+    ``opacities [N]|[C,N]`` activated; ``colors [N,D]|[C,N,D]`` (``D <= 3``) or SH
+    ``[N,K,3]|[C,N,K,3]`` when the settings' ``sh_degree`` is set.
+    """
+
+    means: Tensor
+    quats: Tensor
+    scales: Tensor
+    opacities: Tensor
+    colors: Tensor
+    frames: TriangleFrames | None = None
+    face_ids: Tensor | None = None
+
+
+@dataclass
+class Projected(_Unpackable):
+    """Output of the ``projection`` stage for ``C`` cameras and ``N`` Gaussians.
+
+    Attributes:
+        radii: ``[C,N,2]`` int32 per-axis screen radii; ``0`` for culled Gaussians.
+        means2d: ``[C,N,2]`` pixel means (0 for culled Gaussians).
+        depths: ``[C,N]`` camera-space z of the means.
+        conics: ``[C,N,3]`` upper triangle ``(a, b, c)`` of the inverse 2D covariance.
+        colors: ``[C,N,D]`` colours: SH evaluated (``D = 3``), or the input colours.
+    """
+
+    radii: Tensor
+    means2d: Tensor
+    depths: Tensor
+    conics: Tensor
+    colors: Tensor
+
+
+@dataclass
+class Intersections(_Unpackable):
+    """Output of the ``isect_tiles`` stage: the (tile, Gaussian) pairs to blend.
+
+    Attributes:
+        offsets: ``[C,tile_h,tile_w]`` int32, the first entry of each tile in ``flatten_ids``
+            (a tile's entries end where the next tile's begin, the last at ``M``).
+        flatten_ids: ``[M]`` int32 ``c * N + n``, sorted by camera, tile, then depth (ties by
+            index).
+    """
+
+    offsets: Tensor
+    flatten_ids: Tensor
+
+    @property
+    def n_isects(self) -> int:
+        """``M``, the number of intersections."""
+        return int(self.flatten_ids.numel())
+
+
+@dataclass
 class RasterMeta:
     """Side outputs of a render (gsplat's ``meta`` dictionary, typed).
 
     Attributes:
         depth: ``[C,H,W,1]`` expected depth ``sum(w z) / alpha`` (``[B,C,H,W,1]`` from
-            ``render_rigged``).
+            ``render_rigged``) when the render was asked for it (``depth=True``), else ``None``.
         radii: ``[C,N,2]`` int32 per-axis screen radii in pixels; ``0`` for culled Gaussians.
         means2d: ``[C,N,2]`` projected means in pixels; a non-leaf tensor of the graph, so
             ``meta.means2d.retain_grad()`` before ``backward`` gives the 2D-mean gradient used by
@@ -76,7 +138,7 @@ class RasterMeta:
     ``meta["name"]`` reads a field, as with gsplat's dictionary.
     """
 
-    depth: Tensor
+    depth: Tensor | None
     radii: Tensor
     means2d: Tensor
     depths: Tensor
@@ -88,16 +150,3 @@ class RasterMeta:
         if key not in {f.name for f in fields(self)}:
             raise KeyError(f"RasterMeta has no field {key!r}")
         return getattr(self, key)
-
-    @classmethod
-    def from_dict(cls, meta: dict[str, Tensor], width: int, height: int) -> RasterMeta:
-        """Wrap the ``meta`` dictionary returned by the ``*_cpu`` / ``*_cuda`` backends."""
-        return cls(
-            depth=meta["depth"],
-            radii=meta["radii"],
-            means2d=meta["means2d"],
-            depths=meta["depths"],
-            visible=meta["visible"],
-            width=int(width),
-            height=int(height),
-        )

@@ -4,14 +4,18 @@
 
 - ``"auto"`` (default): ``"cuda"`` for CUDA tensors when :func:`cuda_available`, else ``"cpu"``
   (the C++ backend) for CPU tensors. Without a built ``rigged_gaussians._C`` (a source checkout),
-  or for CUDA tensors without a CUDA build, it falls back to ``"torch"`` with one warning.
+  or for CUDA tensors without a CUDA build, it falls back to ``"torch"`` with one warning that
+  says why and how to build the fast backend.
 - ``"cpu"``: the C++ backend (CPU tensors; computes in float32).
-- ``"cuda"``: the CUDA backend (CUDA tensors; computes in float32).
+- ``"cuda"``: the CUDA backend (CUDA tensors on one device, any index; computes in float32).
 - ``"torch"``: :mod:`rigged_gaussians.reference`, pure PyTorch in the inputs' dtype, any device.
 
-Inputs are validated (shapes, dtypes float32/float64, one device, index ranges, image size; see
-:mod:`rigged_gaussians._checks`). NaN policy: non-finite floating inputs raise a ``ValueError``
-naming the argument; ``check_finite=False`` skips that scan (it costs a device sync on CUDA).
+Inputs are validated (shapes, dtypes float32/float64, one device, index ranges, image size, the
+render options of :class:`rigged_gaussians.RasterSettings`; see :mod:`rigged_gaussians._checks`).
+NaN policy: non-finite floating inputs raise a ``ValueError`` naming the argument;
+``check_finite=False`` skips that scan. On CUDA, ``rasterize`` and ``render_rigged`` make one
+device synchronisation (the intersection count, which also carries the input checks);
+``triangle_frames`` and ``deform`` check before running (one synchronisation per checked tensor).
 """
 
 from __future__ import annotations
@@ -24,11 +28,21 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rigged_gaussians import _checks, reference
-from rigged_gaussians._checks import ShapeChecker, check_finite, check_index_range
-from rigged_gaussians._types import Deformed, RasterMeta, TriangleFrames
+from rigged_gaussians import _checks, _pipeline, reference
+from rigged_gaussians._checks import Checks, ShapeChecker
+from rigged_gaussians._glue import NativeOps
+from rigged_gaussians._types import Deformed, Gaussians, RasterMeta, TriangleFrames
+from rigged_gaussians.settings import RasterSettings
 
-__all__ = ["Backend", "cuda_available", "deform", "rasterize", "render_rigged", "triangle_frames"]
+__all__ = [
+    "Backend",
+    "build_info",
+    "cuda_available",
+    "deform",
+    "rasterize",
+    "render_rigged",
+    "triangle_frames",
+]
 
 Backend = Literal["auto", "cpu", "cuda", "torch"]
 _BACKENDS = ("auto", "cpu", "cuda", "torch")
@@ -36,6 +50,11 @@ _BACKENDS = ("auto", "cpu", "cuda", "torch")
 _BUILD_HINT = (
     "build it with `pip install -e packages/rigged-gaussians` (C++ CPU backend; add RG_CUDA=ON "
     "and nvcc on PATH for the CUDA backend)"
+)
+_CUDA_BUILD_HINT = (
+    "reinstall it with the CUDA backend: put nvcc on PATH (or set CMAKE_CUDA_COMPILER) and run "
+    "`RG_CUDA=ON pip install -v packages/rigged-gaussians` (RG_CUDA=ON fails loudly instead of "
+    "building CPU-only; -v shows the build log)"
 )
 _warned_fallback = False
 
@@ -58,13 +77,31 @@ def _native_cuda_devices(ext: ModuleType) -> int:
     return int(count()) if count is not None else 0
 
 
+def build_info() -> dict[str, Any]:
+    """What ``rigged_gaussians._C`` was built with and what it finds at run time.
+
+    Keys: ``extension`` (False without a built ``_C``: every op runs on the reference),
+    ``backends`` (``["cpu"]`` or ``["cpu", "cuda"]``), ``cxx_compiler``, ``cpu_native``,
+    ``cpu_simd`` (the AVX2 rasterizer is used), ``pybind11``, ``cuda_compiler``,
+    ``cuda_architectures`` (e.g. ``"80,86,89,90"``), ``cuda_skipped`` (why a build has no CUDA
+    backend), ``cuda_runtime`` and ``cuda_driver`` versions (``""`` when absent) and
+    ``cuda_devices`` (seen by the extension's own CUDA runtime).
+    """
+    ext = _extension()
+    if ext is None:
+        return {"extension": False, "backends": [], "cuda_skipped": "rigged_gaussians._C is not built"}
+    info = getattr(ext, "build_info", None)
+    return {"extension": True, **(dict(info()) if info is not None else {})}
+
+
 def _cuda_unavailable_reason() -> str | None:
     """Why the CUDA backend cannot run here, or ``None`` when it can."""
     ext = _extension()
     if ext is None:
         return "the compiled extension rigged_gaussians._C is not built"
     if not hasattr(ext, "rasterize_to_pixels_fwd_cuda"):
-        return "rigged_gaussians._C was built without the CUDA backend"
+        skipped = build_info().get("cuda_skipped") or "unknown reason"
+        return f"rigged_gaussians._C was built without the CUDA backend (build: {skipped})"
     if not torch.cuda.is_available():
         return "torch sees no CUDA device"
     if _native_cuda_devices(ext) == 0:
@@ -82,13 +119,13 @@ def cuda_available() -> bool:
     return _cuda_unavailable_reason() is None
 
 
-def _warn_fallback(reason: str) -> None:
+def _warn_fallback(reason: str, hint: str = _BUILD_HINT) -> None:
     global _warned_fallback
     if not _warned_fallback:
         _warned_fallback = True
         warnings.warn(
             f"rigged_gaussians: {reason}; using the slow pure-PyTorch reference (backend='torch'). "
-            f"To get the fast backend, {_BUILD_HINT}.",
+            f"To get the fast backend, {hint}.",
             RuntimeWarning,
             stacklevel=4,  # the caller of the public function
         )
@@ -104,7 +141,8 @@ def _resolve(backend: object, device: torch.device) -> str:
             reason = _cuda_unavailable_reason()
             if reason is None:
                 return "cuda"
-            _warn_fallback(f"CUDA tensors, but {reason}")
+            hint = _CUDA_BUILD_HINT if ext is not None and torch.cuda.is_available() else _BUILD_HINT
+            _warn_fallback(f"CUDA tensors, but {reason}", hint)
             return "torch"
         if device.type == "cpu" and ext is not None:
             return "cpu"
@@ -128,20 +166,9 @@ def _resolve(backend: object, device: torch.device) -> str:
     return str(backend)
 
 
-def _module(name: str) -> Any:
-    if name == "cpu":
-        from rigged_gaussians import _cpu
-
-        return _cpu
-    from rigged_gaussians import _cuda
-
-    return _cuda
-
-
-def _finite(enabled: bool, **tensors: Tensor | None) -> None:
-    if enabled:
-        for name, t in tensors.items():
-            check_finite(name, t)
+def _ops(bk: str, checks: Checks | None = None) -> Any:
+    """The render stages of backend ``bk``: the reference module or a :class:`NativeOps`."""
+    return reference if bk == "torch" else NativeOps(bk, checks)
 
 
 # ----------------------------------------------------------------------------- frames / deform
@@ -160,13 +187,11 @@ def triangle_frames(
     sc = ShapeChecker()
     sc.tensor("vertices", vertices, ("B", "V", 3))
     sc.tensor("faces", faces, ("F", 3), kind="int")
-    check_index_range("faces", faces, sc.dim("V"), f"V={sc.dim('V')} vertices")
-    _finite(check_finite, vertices=vertices)
-    bk = _resolve(backend, vertices.device)
-    if bk == "torch":
-        return reference.triangle_frames(vertices, faces)
-    fn = getattr(_module(bk), f"triangle_frames_{bk}")
-    return TriangleFrames(*fn(vertices, faces))
+    checks = Checks(vertices.device, deferred=False)
+    checks.index_range("faces", faces, sc.dim("V"), f"V={sc.dim('V')} vertices")
+    if check_finite:
+        checks.finite(vertices=vertices)
+    return _ops(_resolve(backend, vertices.device)).triangle_frames(vertices, faces)
 
 
 def deform(
@@ -207,44 +232,19 @@ def deform(
     sc.tensor("frames.centroids", frames.centroids, ("B", "F", 3))
     sc.tensor("frames.rotations", frames.rotations, ("B", "F", 3, 3))
     sc.tensor("frames.sqrt_areas", frames.sqrt_areas, ("B", "F"))
-    check_index_range("face_ids", face_ids, sc.dim("F"), f"F={sc.dim('F')} triangles")
-    _finite(
-        check_finite, means=means, quats=quats, log_scales=log_scales, **{
-            "frames.centroids": frames.centroids, "frames.rotations": frames.rotations,
-            "frames.sqrt_areas": frames.sqrt_areas,
-        },
-    )  # fmt: skip
-    bk = _resolve(backend, means.device)
-    if bk == "torch":
-        return reference.deform(means, quats, log_scales, face_ids, frames)
-    fn = getattr(_module(bk), f"deform_{bk}")
-    return Deformed(*fn(means, quats, log_scales, face_ids, *frames))
+    checks = Checks(means.device, deferred=False)
+    checks.index_range("face_ids", face_ids, sc.dim("F"), f"F={sc.dim('F')} triangles")
+    if check_finite:
+        checks.finite(
+            means=means, quats=quats, log_scales=log_scales, **{
+                "frames.centroids": frames.centroids, "frames.rotations": frames.rotations,
+                "frames.sqrt_areas": frames.sqrt_areas,
+            },
+        )  # fmt: skip
+    return _ops(_resolve(backend, means.device)).deform(means, quats, log_scales, face_ids, frames)
 
 
 # ----------------------------------------------------------------------------- rendering
-def _check_render_options(
-    C: int,
-    width: object,
-    height: object,
-    sh_degree: object,
-    near_plane: object,
-    far_plane: object,
-    eps2d: object,
-    radius_clip: object,
-    tile_size: object,
-) -> tuple[int, int, int | None, int]:
-    ts = _checks.check_tile_size(tile_size)
-    w, h = _checks.check_image(width, height, C, ts)
-    deg = _checks.check_sh_degree(sh_degree)
-    near = _checks.check_positive_float("near_plane", near_plane)
-    far = _checks.check_positive_float("far_plane", far_plane)
-    if far <= near:
-        raise ValueError(f"far_plane: expected > near_plane={near}, got {far}")
-    _checks.check_positive_float("eps2d", eps2d, allow_zero=True)
-    _checks.check_positive_float("radius_clip", radius_clip, allow_zero=True)
-    return w, h, deg, ts
-
-
 def _check_colors(sc: ShapeChecker, colors: Tensor, sh_degree: int | None, per_camera: bool) -> int:
     """Colours ``[.,N,D]`` (D in 1..3) or SH ``[.,N,K,3]`` (K >= (d+1)^2); returns D."""
     lead: tuple[str, ...] = ("C", "N") if per_camera else ("N",)
@@ -269,6 +269,25 @@ def _check_colors(sc: ShapeChecker, colors: Tensor, sh_degree: int | None, per_c
     return 3
 
 
+def _render_setup(
+    device: torch.device,
+    cameras: int,
+    width: object,
+    height: object,
+    options: dict[str, Any],
+    backend: object,
+    check_finite: bool,
+    finite: dict[str, Tensor | None],
+) -> tuple[str, RasterSettings, Checks]:
+    """The backend, the validated settings and the call's checks (finite ones registered)."""
+    settings = RasterSettings.from_options(width, height, options).validated(cameras)
+    bk = _resolve(backend, device)
+    checks = Checks(device, deferred=bk == "cuda")
+    if check_finite:
+        checks.finite(**finite)
+    return bk, settings, checks
+
+
 def rasterize(
     means: Tensor,
     quats: Tensor,
@@ -281,14 +300,10 @@ def rasterize(
     height: int,
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    radius_clip: float = 0.0,
-    tile_size: int = 16,
     backend: Backend = "auto",
     absgrad: Tensor | None = None,
     check_finite: bool = True,
+    **options: Any,
 ) -> tuple[Tensor, Tensor, RasterMeta]:
     """Render world-space 3D Gaussians to ``C`` cameras (gsplat's ``rasterization`` conventions).
 
@@ -304,16 +319,16 @@ def rasterize(
         Ks: ``[C,3,3]`` pinhole intrinsics (pixel centres at +0.5).
         width, height: image size in pixels.
         backgrounds: ``[C,D]`` colour behind the Gaussians (``rgb += T * background``).
-        near_plane, far_plane: depth range kept; eps2d: 2D low-pass added to the covariance;
-        radius_clip: cull Gaussians whose radii are both ``<= radius_clip`` pixels;
-        tile_size: 8, 16 (default), 24 or 32.
         absgrad: optional ``[C,N,2]`` zeros that receive the summed absolute per-pixel gradients
             of the 2D means during backward.
+        **options: the other fields of :class:`rigged_gaussians.RasterSettings`: ``near_plane``,
+            ``far_plane``, ``eps2d``, ``radius_clip``, ``tile_size``, ``depth`` (render the
+            expected depth into ``meta.depth``; off by default), ``tight_tiles``.
 
     Returns:
-        ``rgb [C,H,W,D]``, ``alpha [C,H,W,1]`` and :class:`RasterMeta` (expected depth, radii,
-        means2d — call ``meta.means2d.retain_grad()`` before backward for its gradient —,
-        depths, visible).
+        ``rgb [C,H,W,D]``, ``alpha [C,H,W,1]`` and :class:`RasterMeta` (radii, means2d — call
+        ``meta.means2d.retain_grad()`` before backward for its gradient —, depths, visible, and
+        the expected depth when asked).
     """
     sc = ShapeChecker()
     sc.tensor("viewmats", viewmats, ("C", 4, 4))
@@ -328,23 +343,15 @@ def rasterize(
         sc.tensor("backgrounds", backgrounds, ("C", 3 if sh_degree is not None else "D"))
     if absgrad is not None:
         sc.tensor("absgrad", absgrad, ("C", "N", 2))
-    w, h, deg, ts = _check_render_options(
-        C, width, height, sh_degree, near_plane, far_plane, eps2d, radius_clip, tile_size
+    finite = dict(
+        means=means, quats=quats, scales=scales, opacities=opacities, colors=colors, viewmats=viewmats,
+        Ks=Ks, backgrounds=backgrounds,
+    )  # fmt: skip
+    bk, settings, checks = _render_setup(
+        means.device, C, width, height, dict(options, sh_degree=sh_degree), backend, check_finite, finite
     )
-    _finite(
-        check_finite, means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
-        viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
-    )  # fmt: skip
-    bk = _resolve(backend, means.device)
-    kw = dict(
-        sh_degree=deg, backgrounds=backgrounds, near_plane=float(near_plane), far_plane=float(far_plane),
-        eps2d=float(eps2d), radius_clip=float(radius_clip), tile_size=ts, absgrad=absgrad,
-    )  # fmt: skip
-    args = (means, quats, scales, opacities, colors, viewmats, Ks, w, h)
-    if bk == "torch":
-        return reference.rasterize(*args, **kw)
-    rgb, alpha, meta = getattr(_module(bk), f"rasterize_{bk}")(*args, **kw)
-    return rgb, alpha, RasterMeta.from_dict(meta, w, h)
+    g = Gaussians(means, quats, scales, opacities, colors)
+    return _pipeline.render(_ops(bk, checks), g, viewmats, Ks, backgrounds, settings, absgrad)
 
 
 def render_rigged(
@@ -362,14 +369,10 @@ def render_rigged(
     height: int,
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    radius_clip: float = 0.0,
-    tile_size: int = 16,
     backend: Backend = "auto",
     absgrad: Tensor | None = None,
     check_finite: bool = True,
+    **options: Any,
 ) -> tuple[Tensor, Tensor, RasterMeta]:
     """Render local Gaussians bound to mesh triangles, posed ``B`` times, to ``C`` cameras each.
 
@@ -384,11 +387,12 @@ def render_rigged(
         face_ids: ``[N]`` int in ``[0, F)``.
         viewmats: ``[B,C,4,4]`` world->camera; Ks: ``[B,C,3,3]``; backgrounds: ``[B,C,D]``.
         absgrad: optional ``[B*C,N,2]`` zeros (see :func:`rasterize`).
-        Other options as :func:`rasterize`.
+        Other arguments and ``**options`` as :func:`rasterize`.
 
     Returns:
         ``rgb [B,C,H,W,D]``, ``alpha [B,C,H,W,1]`` and :class:`RasterMeta` whose per-camera
-        entries are flattened over ``B*C`` (camera ``b*C + c``); ``meta.depth`` is ``[B,C,H,W,1]``.
+        entries are flattened over ``B*C`` (camera ``b*C + c``); ``meta.depth`` (with
+        ``depth=True``) is ``[B,C,H,W,1]``.
     """
     sc = ShapeChecker()
     sc.tensor("vertices", vertices, ("B", "V", 3))
@@ -407,22 +411,16 @@ def render_rigged(
     if absgrad is not None:
         sc.dims["BC"] = (B * C, "viewmats")
         sc.tensor("absgrad", absgrad, ("BC", "N", 2))
-    check_index_range("faces", faces, sc.dim("V"), f"V={sc.dim('V')} vertices")
-    check_index_range("face_ids", face_ids, sc.dim("F"), f"F={sc.dim('F')} triangles")
-    w, h, deg, ts = _check_render_options(
-        B * C, width, height, sh_degree, near_plane, far_plane, eps2d, radius_clip, tile_size
+    finite = dict(
+        vertices=vertices, means=means, quats=quats, log_scales=log_scales, opacities=opacities,
+        colors=colors, viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
+    )  # fmt: skip
+    bk, settings, checks = _render_setup(
+        means.device, B * C, width, height, dict(options, sh_degree=sh_degree), backend, check_finite, finite
     )
-    _finite(
-        check_finite, vertices=vertices, means=means, quats=quats, log_scales=log_scales,
-        opacities=opacities, colors=colors, viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
-    )  # fmt: skip
-    bk = _resolve(backend, means.device)
-    kw = dict(
-        sh_degree=deg, backgrounds=backgrounds, near_plane=float(near_plane), far_plane=float(far_plane),
-        eps2d=float(eps2d), radius_clip=float(radius_clip), tile_size=ts, absgrad=absgrad,
-    )  # fmt: skip
-    args = (vertices, faces, means, quats, log_scales, opacities, colors, face_ids, viewmats, Ks, w, h)
-    if bk == "torch":
-        return reference.render_rigged(*args, **kw)
-    rgb, alpha, meta = getattr(_module(bk), f"render_rigged_{bk}")(*args, **kw)
-    return rgb, alpha, RasterMeta.from_dict(meta, w, h)
+    checks.index_range("faces", faces, sc.dim("V"), f"V={sc.dim('V')} vertices")
+    checks.index_range("face_ids", face_ids, sc.dim("F"), f"F={sc.dim('F')} triangles")
+    g = Gaussians(means, quats, log_scales, opacities, colors, face_ids=face_ids)
+    return _pipeline.render_rigged(
+        _ops(bk, checks), vertices, faces, g, viewmats, Ks, backgrounds, settings, absgrad
+    )

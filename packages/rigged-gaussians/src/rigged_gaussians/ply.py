@@ -85,6 +85,8 @@ class PlyGaussians:
         metadata: the JSON metadata (``{}`` when the file has none).
         integrity: ``"verified"`` (the checksum matched), ``"absent"`` (the file has none: older
             or another tool's) or ``"skipped"`` (``load_ply(..., verify=False)``).
+        property_types: the vertex properties as the header declares them, name -> numpy type
+            code (``"f4"``, ``"i4"``, ...), so a reader can insist on the types it wrote.
     """
 
     means: np.ndarray
@@ -95,6 +97,7 @@ class PlyGaussians:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     integrity: Literal["verified", "absent", "skipped"] = "absent"
+    property_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_gaussians(self) -> int:
@@ -416,6 +419,12 @@ def load_ply(path: str | os.PathLike[str], verify: bool = True) -> PlyGaussians:
         absent = [c for c in cols if c not in names]
         if absent:
             raise PlyError(f"'{path}': extra '{name}' is declared but properties {absent} are missing")
+        wrong = [c for c in cols if (dtype[c].kind == "f") != (kind == "float")]
+        if wrong:
+            raise PlyError(
+                f"'{path}': extra '{name}' is declared {kind} but properties {wrong} are "
+                f"{dtype[wrong[0]].name}; the header was edited or the file is corrupted"
+            )
         arrs = [v[c].astype(np.int32 if kind == "int" else np.float32) for c in cols]
         extra[name] = arrs[0] if k == 0 else np.stack(arrs, -1)
     # rg_ properties without a layout line (e.g. written by another tool): group rg_<name>_<i>
@@ -443,4 +452,5 @@ def load_ply(path: str | os.PathLike[str], verify: bool = True) -> PlyGaussians:
             raise PlyError(f"'{path}': malformed rg_metadata JSON in the header ({err})") from err
         if not isinstance(metadata, dict):
             raise PlyError(f"'{path}': rg_metadata is not a JSON object")
-    return PlyGaussians(means, quats, scales, opacities, sh, extra, metadata, integrity)
+    types = {n: t for t, n in props}
+    return PlyGaussians(means, quats, scales, opacities, sh, extra, metadata, integrity, types)

@@ -1,30 +1,40 @@
 """Pure-PyTorch reference of every rigged_gaussians operation (the oracle).
 
-Forward values follow the CUDA/C++ kernels operation by operation (the shared math in
-``csrc/include/rg/*.h``, ``csrc/cpu/*.cpp``, ``csrc/cuda/*.cu``) and gsplat's conventions: OpenCV
-cameras, ``viewmats`` world->camera, wxyz quaternions, pixel centres at +0.5, ``eps2d`` added to
-the 2D covariance, per-axis radius ``ceil(3.33 sigma)``, 16x16 tiles with a per-tile depth sort,
+It has the render stages of the native backends, with the same names and contracts
+(:mod:`rigged_gaussians._glue`): :func:`triangle_frames`, :func:`deform`, :func:`projection`,
+:func:`isect_tiles` and :func:`rasterize_to_pixels`, and :func:`rasterize` /
+:func:`render_rigged` run them through the same pipeline (:mod:`rigged_gaussians._pipeline`).
+Forward values follow the kernels operation by operation (the shared math in
+``csrc/include/rg/*.h``) and gsplat's conventions: OpenCV cameras, ``viewmats`` world->camera,
+wxyz quaternions, pixel centres at +0.5, ``eps2d`` added to the 2D covariance, per-axis radius
+``ceil(3.33 sigma)`` (opacity-aware with ``tight_tiles``), tiles with a per-tile depth sort,
 ``alpha = min(0.999, o exp(-sigma))`` with ``sigma < 0`` or ``alpha < 1/255`` skipped, and a pixel
 stops before the Gaussian that would bring its transmittance to ``<= 1e-4``. Gradients come from
 autograd; culled Gaussians get exactly zero gradient (as the kernels, which skip them).
 
 Works in float32 and float64 on any device; meant for tests (tens to a few hundred Gaussians at
-up to ~128^2 pixels), not for training.
+up to ~128^2 pixels), not for training: the blending is dense (every tile padded to the longest
+tile's list, all at once).
 """
 
 from __future__ import annotations
 
-import math
+import sys
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rigged_gaussians._types import Deformed, RasterMeta, TriangleFrames
+from rigged_gaussians import _pipeline
+from rigged_gaussians._reference_tiles import ALPHA_MIN, isect_tiles, rasterize_to_pixels
+from rigged_gaussians._types import Deformed, Gaussians, Projected, RasterMeta, TriangleFrames
+from rigged_gaussians.settings import RasterSettings
 
 __all__ = [
     "deform",
+    "isect_tiles",
     "project",
+    "projection",
     "quat_to_rotmat",
     "rasterize",
     "rasterize_to_pixels",
@@ -35,9 +45,6 @@ __all__ = [
     "triangle_frames",
 ]
 
-ALPHA_MAX = 0.999
-ALPHA_MIN = 1.0 / 255.0
-TRANSMITTANCE_MIN = 1e-4
 RADIUS_EXTEND = 3.33
 _SH_C0 = 0.2820947917738781
 _SH_C1 = 0.48860251190292
@@ -243,28 +250,34 @@ def _persp_cov2d(pc: Tensor, covc: Tensor, Ks: Tensor, width: int, height: int) 
     return means2d, cov2d
 
 
+def _opacity_extent(opacities: Tensor) -> Tensor:
+    """``min(3.33, sqrt(2 ln(o / (1/255))))`` (NaN opacities keep 3.33, as the kernels' fminf)."""
+    e = torch.sqrt(2.0 * torch.log(opacities / ALPHA_MIN))
+    return torch.fmin(torch.full_like(e, RADIUS_EXTEND), e)
+
+
 def project(
     means: Tensor,
     rotmats: Tensor,
     scales: Tensor,
+    opacities: Tensor | None,
     viewmats: Tensor,
     Ks: Tensor,
-    width: int,
-    height: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    radius_clip: float = 0.0,
+    settings: RasterSettings,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Project world Gaussians ``means [C,N,3]``, ``rotmats [C,N,3,3]``, ``scales [C,N,3]``.
 
-    ``viewmats [C,4,4]`` world->camera, ``Ks [C,3,3]``. Returns ``radii [C,N,2]`` int32,
-    ``means2d [C,N,2]``, ``depths [C,N]`` and ``conics [C,N,3]`` (upper triangle of the inverse
-    2D covariance). A Gaussian is culled (radii 0, means2d and conics 0, zero gradient) when its
-    depth is outside ``[near_plane, far_plane]`` (or NaN), the 2D covariance is not positive
-    definite, both radii are ``<= radius_clip``, its box is entirely off-screen or anything is
-    non-finite. ``depths`` is the camera z for every Gaussian (differentiable only where kept).
+    ``opacities [C,N]`` (or ``None``: plain ``3.33 sigma`` radii), ``viewmats [C,4,4]``
+    world->camera, ``Ks [C,3,3]``. Returns ``radii [C,N,2]`` int32, ``means2d [C,N,2]``,
+    ``depths [C,N]`` and ``conics [C,N,3]`` (upper triangle of the inverse 2D covariance). A
+    Gaussian is culled (radii 0, means2d and conics 0, zero gradient) when its depth is outside
+    ``[near_plane, far_plane]`` (or NaN), the 2D covariance is not positive definite, both
+    ``3.33 sigma`` radii are ``<= radius_clip``, its box is entirely off-screen, anything is
+    non-finite, or (``tight_tiles``) its opacity is below 1/255. With ``tight_tiles`` the radii
+    are opacity-aware, ``max(1, ceil(min(3.33, sqrt(2 ln(255 o))) sigma))`` (gsplat's CUDA
+    rule). ``depths`` is the camera z for every Gaussian (differentiable only where kept).
     """
+    st = settings
     Rc = viewmats[:, None, :3, :3]
     tc = viewmats[:, None, :3, 3]
 
@@ -273,10 +286,10 @@ def project(
         M = R * s[..., None, :]
         cov = M @ M.transpose(-1, -2)
         covc = Rc @ cov @ Rc.transpose(-1, -2)
-        m2d, cov2d = _persp_cov2d(pc, covc, Ks, width, height)
-        ca = cov2d[..., 0, 0] + eps2d
+        m2d, cov2d = _persp_cov2d(pc, covc, Ks, st.width, st.height)
+        ca = cov2d[..., 0, 0] + st.eps2d
         cb = cov2d[..., 0, 1]
-        cc = cov2d[..., 1, 1] + eps2d
+        cc = cov2d[..., 1, 1] + st.eps2d
         return pc, m2d, ca, cb, cc
 
     with torch.no_grad():
@@ -284,12 +297,20 @@ def project(
         z = pc[..., 2]
         det = ca * cc - cb * cb
         inv = 1.0 / det
-        rx = torch.ceil(RADIUS_EXTEND * torch.sqrt(ca))
-        ry = torch.ceil(RADIUS_EXTEND * torch.sqrt(cc))
-        valid = (z >= near_plane) & (z <= far_plane) & (det > 0)
-        valid &= ~((rx <= radius_clip) & (ry <= radius_clip))
+        sx, sy = torch.sqrt(ca), torch.sqrt(cc)
+        rx3, ry3 = torch.ceil(RADIUS_EXTEND * sx), torch.ceil(RADIUS_EXTEND * sy)
+        rx, ry = rx3, ry3
+        valid = (z >= st.near_plane) & (z <= st.far_plane) & (det > 0)
+        valid &= ~((rx3 <= st.radius_clip) & (ry3 <= st.radius_clip))
+        if st.tight_tiles and opacities is not None:
+            o = opacities.detach()
+            valid &= ~(o < ALPHA_MIN)
+            ext = _opacity_extent(o)
+            tight = ext != RADIUS_EXTEND
+            rx = torch.where(tight, torch.clamp(torch.ceil(ext * sx), min=1.0), rx3)
+            ry = torch.where(tight, torch.clamp(torch.ceil(ext * sy), min=1.0), ry3)
         mx, my = m2d[..., 0], m2d[..., 1]
-        offscreen = (mx + rx <= 0) | (mx - rx >= width) | (my + ry <= 0) | (my - ry >= height)
+        offscreen = (mx + rx <= 0) | (mx - rx >= st.width) | (my + ry <= 0) | (my - ry >= st.height)
         valid &= ~offscreen
         valid &= torch.isfinite(mx) & torch.isfinite(my) & torch.isfinite(inv)
         valid &= torch.isfinite(rx) & torch.isfinite(ry)
@@ -319,186 +340,54 @@ def project(
     return radii, means2d, depths, conics
 
 
-# ----------------------------------------------------------------------------- tiles + pixels
-class _AbsGradTap(torch.autograd.Function):
-    """Identity on per-(pixel, Gaussian) offsets whose backward adds ``|grad|`` per Gaussian."""
-
-    @staticmethod
-    def forward(ctx: Any, d: Tensor, ids: Tensor, absgrad: Tensor) -> Tensor:
-        ctx.save_for_backward(ids)
-        ctx.absgrad = absgrad
-        return d.view_as(d)
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple:
-        (ids,) = ctx.saved_tensors
-        # g: [T,P,G,2]; per-pixel absolute values summed over the pixels of each (tile, Gaussian)
-        a = g.abs().sum(1).reshape(-1, 2)
-        ctx.absgrad.view(-1, 2).index_add_(0, ids.reshape(-1), a.to(ctx.absgrad.dtype))
-        return g, None, None
-
-
-def isect_tiles(
-    radii: Tensor, means2d: Tensor, depths: Tensor, tile_size: int, tile_w: int, tile_h: int
-) -> tuple[Tensor, Tensor]:
-    """Tile intersections, sorted by (camera, tile, depth).
-
-    Tile range of a kept Gaussian: ``[floor((m - r)/ts), ceil((m + r)/ts))`` clamped to the
-    grid, per axis (as ``isect.cu``). Returns ``tile_ids [M]`` (``c * tile_h * tile_w + tile``)
-    and ``flatten_ids [M]`` (``c * N + n``), both int64, counted in int64 (no overflow).
-    """
-    C, N = depths.shape
-    dev = depths.device
-    keep = (radii > 0).any(-1)
-    cidx, nidx = keep.nonzero(as_tuple=True)
-    m = means2d.detach()[cidx, nidx]
-    r = radii[cidx, nidx].to(m.dtype)
-    ts = float(tile_size)
-    x0 = torch.clamp(torch.floor((m[:, 0] - r[:, 0]) / ts), 0, tile_w).long()
-    y0 = torch.clamp(torch.floor((m[:, 1] - r[:, 1]) / ts), 0, tile_h).long()
-    x1 = torch.clamp(torch.ceil((m[:, 0] + r[:, 0]) / ts), 0, tile_w).long()
-    y1 = torch.clamp(torch.ceil((m[:, 1] + r[:, 1]) / ts), 0, tile_h).long()
-    w = x1 - x0
-    counts = w * (y1 - y0)
-    total = int(counts.sum().item()) if counts.numel() else 0
-    if total == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        return empty, empty
-    src = torch.repeat_interleave(torch.arange(counts.numel(), device=dev), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    k = torch.arange(total, device=dev) - starts[src]
-    tx = x0[src] + k % w[src]
-    ty = y0[src] + torch.div(k, w[src], rounding_mode="floor")
-    tile_ids = cidx[src] * (tile_w * tile_h) + ty * tile_w + tx
-    flat = (cidx * N + nidx)[src]
-    d = depths.detach()[cidx, nidx][src]
-    order = torch.argsort(d, stable=True)
-    order = order[torch.argsort(tile_ids[order], stable=True)]
-    return tile_ids[order], flat[order]
-
-
-def rasterize_to_pixels(
-    means2d: Tensor,
-    conics: Tensor,
-    features: Tensor,
-    opacities: Tensor,
-    radii: Tensor,
-    depths: Tensor,
-    width: int,
-    height: int,
-    tile_size: int = 16,
-    backgrounds: Tensor | None = None,
-    absgrad: Tensor | None = None,
-    chunk_elements: int = 1 << 22,
-) -> tuple[Tensor, Tensor]:
-    """Alpha-blend projected Gaussians ``[C,N,.]`` front to back, tile by tile.
-
-    ``features [C,N,D]``, ``opacities [C,N]`` activated, ``backgrounds [C,D]``. Per pixel, the
-    Gaussians of its tile in depth order: ``alpha = min(0.999, o exp(-sigma))`` with
-    ``sigma = 0.5 (a dx^2 + c dy^2) + b dx dy`` (``dx = mean - pixel centre``), skipped when
-    ``sigma < 0`` or ``alpha < 1/255``; the pixel stops before the Gaussian that would bring
-    ``T <= 1e-4``. Returns ``features [C,H,W,D]`` (plus ``T * background``) and ``alphas
-    [C,H,W,1] = 1 - T``. ``absgrad [C,N,2]`` (optional) receives the summed absolute per-pixel
-    gradients of ``means2d`` during backward.
-    """
-    C, N, D = features.shape
-    dev, dt = features.device, features.dtype
-    tile_w = math.ceil(width / tile_size)
-    tile_h = math.ceil(height / tile_size)
-    n_tiles = tile_w * tile_h
-    P = tile_size * tile_size
-    tile_ids, flat = isect_tiles(radii, means2d, depths, tile_size, tile_w, tile_h)
-
-    bg = backgrounds if backgrounds is not None else torch.zeros(C, D, dtype=dt, device=dev)
-    # every tile starts as background with T = 1; tiles with Gaussians are overwritten
-    base_feat = bg[:, None, None, :].expand(C, n_tiles, P, D).reshape(C * n_tiles, P, D)
-    base_T = torch.ones(C * n_tiles, P, dtype=dt, device=dev)
-    if tile_ids.numel() == 0:
-        out_feat, out_T = base_feat, base_T
-    else:
-        counts = torch.bincount(tile_ids, minlength=C * n_tiles)
-        offsets = torch.cumsum(counts, 0) - counts
-        pos = torch.arange(tile_ids.numel(), device=dev) - offsets[tile_ids]
-        active = (counts > 0).nonzero(as_tuple=True)[0]
-        G = int(counts.max().item())
-        table = torch.full((C * n_tiles, G), -1, dtype=torch.long, device=dev)
-        table[tile_ids, pos] = flat
-        m2 = means2d.reshape(C * N, 2)
-        con = conics.reshape(C * N, 3)
-        op = opacities.reshape(C * N)
-        ft = features.reshape(C * N, D)
-        iy, ix = torch.meshgrid(
-            torch.arange(tile_size, device=dev), torch.arange(tile_size, device=dev), indexing="ij"
-        )
-        iy, ix = iy.reshape(-1), ix.reshape(-1)
-        # tiles in order of their Gaussian count, in chunks of about chunk_elements [T,P,G]
-        # entries, each padded only to its own largest count
-        active = active[torch.argsort(counts[active], stable=True)]
-        act_counts = counts[active].tolist()
-        chunks: list[tuple[int, int, int]] = []
-        start = 0
-        while start < len(act_counts):
-            end = start + 1
-            while end < len(act_counts) and (end + 1 - start) * P * act_counts[end] <= chunk_elements:
-                end += 1
-            chunks.append((start, end, act_counts[end - 1]))
-            start = end
-        feats_out, T_out = [], []
-        for s, e, Gc in chunks:
-            tl = active[s:e]
-            cam = torch.div(tl, n_tiles, rounding_mode="floor")
-            tile = tl % n_tiles
-            ty = torch.div(tile, tile_w, rounding_mode="floor")
-            tx = tile % tile_w
-            px = (tx[:, None] * tile_size + ix[None]).to(dt) + 0.5  # [T,P]
-            py = (ty[:, None] * tile_size + iy[None]).to(dt) + 0.5
-            ids = table[tl, :Gc]  # [T,G]
-            real = ids >= 0
-            ids_s = ids.clamp(min=0)
-
-            def gather(x: Tensor, ids_s: Tensor = ids_s, real: Tensor = real) -> Tensor:
-                # padding slots read Gaussian 0 and are zeroed (no NaN of a culled one leaks)
-                g = x[ids_s]
-                mask = real.reshape(*real.shape, *([1] * (g.dim() - 2)))
-                return torch.where(mask, g, torch.zeros((), dtype=g.dtype, device=g.device))
-
-            pix = torch.stack([px, py], dim=-1)  # [T,P,2]
-            d = gather(m2)[:, None, :, :] - pix[:, :, None, :]  # [T,P,G,2]
-            if absgrad is not None:
-                d = _AbsGradTap.apply(d, ids_s, absgrad)
-            dx, dy = d[..., 0], d[..., 1]
-            cg = gather(con)[:, None]  # [T,1,G,3]
-            sigma = 0.5 * (cg[..., 0] * dx * dx + cg[..., 2] * dy * dy) + cg[..., 1] * dx * dy
-            alpha = torch.clamp(gather(op)[:, None, :] * torch.exp(-sigma), max=ALPHA_MAX)
-            skip = (sigma < 0) | (alpha < ALPHA_MIN) | ~real[:, None, :]
-            alpha = torch.where(skip, torch.zeros((), dtype=dt, device=dev), alpha)
-            with torch.no_grad():
-                contrib = torch.cumprod(1 - alpha, dim=-1) > TRANSMITTANCE_MIN
-            alpha = torch.where(contrib, alpha, torch.zeros((), dtype=dt, device=dev))
-            T_incl = torch.cumprod(1 - alpha, dim=-1)
-            T_excl = torch.cat([torch.ones_like(T_incl[..., :1]), T_incl[..., :-1]], dim=-1)
-            wgt = alpha * T_excl  # [T,P,G]
-            T_fin = T_incl[..., -1]  # [T,P]
-            acc = torch.einsum("tpg,tgd->tpd", wgt, gather(ft))
-            feats_out.append(acc + T_fin[..., None] * bg[cam][:, None, :])
-            T_out.append(T_fin)
-        out_feat = base_feat.index_copy(0, active, torch.cat(feats_out))
-        out_T = base_T.index_copy(0, active, torch.cat(T_out))
-
-    def to_image(x: Tensor) -> Tensor:
-        k = x.shape[-1]
-        x = x.reshape(C, tile_h, tile_w, tile_size, tile_size, k).permute(0, 1, 3, 2, 4, 5)
-        return x.reshape(C, tile_h * tile_size, tile_w * tile_size, k)[:, :height, :width]
-
-    render = to_image(out_feat)
-    alphas = 1 - to_image(out_T[..., None])
-    return render, alphas
-
-
-# ----------------------------------------------------------------------------- public ops
 def _per_camera(t: Tensor, C: int, dims: int) -> Tensor:
     """Broadcast a per-Gaussian tensor with ``dims`` dims (no camera axis) to ``[C, ...]``."""
     return t.expand(C, *t.shape) if t.dim() == dims else t
+
+
+def _world(g: Gaussians, C: int) -> tuple[Tensor, Tensor, Tensor]:
+    """World means ``[C,N,3]``, rotation matrices ``[C,N,3,3]`` and linear scales ``[C,N,3]``
+    of ``g``: as given, or formed from the frames as the fused kernels do (``mu' = sqrt(S) R_f mu
+    + T``, ``R_f R(q/|q|)``, ``sqrt(S) exp(log_s)``; camera ``c`` sees pose ``c // (C // B)``)."""
+    if g.frames is None:
+        q = _per_camera(g.quats, C, 2)
+        return _per_camera(g.means, C, 2), quat_to_rotmat(quat_normalize(q)), _per_camera(g.scales, C, 2)
+    assert g.face_ids is not None, "rigged Gaussians need face_ids"
+    fr, fid = g.frames, g.face_ids.long()
+    Rf = fr.rotations[:, fid]  # [B,N,3,3]
+    sa = fr.sqrt_areas[:, fid][..., None]  # [B,N,1]
+    wm = fr.centroids[:, fid] + sa * (Rf @ g.means[None, :, :, None])[..., 0]
+    wR = Rf @ quat_to_rotmat(quat_normalize(g.quats))[None]
+    ws = sa * torch.exp(g.scales)[None]
+    per_pose = C // fr.sqrt_areas.shape[0]
+    return tuple(t.repeat_interleave(per_pose, dim=0) for t in (wm, wR, ws))  # type: ignore[return-value]
+
+
+def projection(g: Gaussians, viewmats: Tensor, Ks: Tensor, settings: RasterSettings) -> Projected:
+    """The ``projection`` stage: ``g`` (world, or rigged to ``g.frames``) seen by ``C`` cameras.
+
+    Returns :class:`Projected` (:func:`project`'s outputs and the colours: SH evaluated from the
+    camera centre, 0 with zero gradient for culled Gaussians, or the input colours per camera).
+    """
+    C = viewmats.shape[0]
+    means, R, s = _world(g, C)
+    opac = _per_camera(g.opacities, C, 1)
+    radii, means2d, depths, conics = project(means, R, s, opac, viewmats, Ks, settings)
+    if settings.sh_degree is not None:
+        sh = _per_camera(g.colors, C, 3)
+        campos = -(viewmats[:, :3, :3].transpose(-1, -2) @ viewmats[:, :3, 3:4])[..., 0]  # [C,3]
+        dirs = means - campos[:, None, :]
+        kept = (radii > 0).all(-1)[..., None]
+        dirs = torch.where(kept, dirs, torch.ones_like(dirs))
+        colors = torch.where(kept, spherical_harmonics(settings.sh_degree, dirs, sh), 0.0)  # as the kernels
+    else:
+        colors = _per_camera(g.colors, C, 2)
+    return Projected(radii, means2d, depths, conics, colors)
+
+
+# ----------------------------------------------------------------------------- public ops
+def _module() -> Any:
+    return sys.modules[__name__]
 
 
 def rasterize(
@@ -513,81 +402,14 @@ def rasterize(
     height: int,
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    radius_clip: float = 0.0,
-    tile_size: int = 16,
     absgrad: Tensor | None = None,
+    **options: Any,
 ) -> tuple[Tensor, Tensor, RasterMeta]:
-    """Render world-space Gaussians (gsplat's ``rasterization`` conventions), pure PyTorch.
-
-    ``means [N,3]|[C,N,3]``, ``quats [N,4]|[C,N,4]`` wxyz (normalised here), ``scales
-    [N,3]|[C,N,3]`` linear, ``opacities [N]|[C,N]`` activated, ``colors [N,D]|[C,N,D]`` used as
-    given, or SH coefficients ``[N,K,3]|[C,N,K,3]`` when ``sh_degree`` is set (colour
-    ``max(SH + 0.5, 0)``, view direction from the camera centre). ``viewmats [C,4,4]``
-    world->camera (OpenCV), ``Ks [C,3,3]``, ``backgrounds [C,D]``.
-
-    Returns ``rgb [C,H,W,D]``, ``alpha [C,H,W,1]`` and :class:`RasterMeta` (expected depth,
-    radii, means2d, depths, visible). No argument checks: use ``rigged_gaussians.rasterize``.
-    """
-    C = viewmats.shape[0]
-    m = _per_camera(means, C, 2)
-    q = _per_camera(quats, C, 2)
-    s = _per_camera(scales, C, 2)
-    R = quat_to_rotmat(quat_normalize(q))
-    return _render_world(
-        m, R, s, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
-        near_plane, far_plane, eps2d, radius_clip, tile_size, absgrad,
-    )  # fmt: skip
-
-
-def _render_world(
-    means: Tensor,
-    rotmats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    sh_degree: int | None,
-    backgrounds: Tensor | None,
-    near_plane: float,
-    far_plane: float,
-    eps2d: float,
-    radius_clip: float,
-    tile_size: int,
-    absgrad: Tensor | None,
-) -> tuple[Tensor, Tensor, RasterMeta]:
-    """Project ``[C,N,.]`` world Gaussians (rotation matrices) and rasterize them."""
-    C, N = means.shape[:2]
-    radii, means2d, depths, conics = project(
-        means, rotmats, scales, viewmats, Ks, width, height, near_plane, far_plane, eps2d, radius_clip
-    )
-    if sh_degree is not None:
-        sh = _per_camera(colors, C, 3)
-        campos = -(viewmats[:, :3, :3].transpose(-1, -2) @ viewmats[:, :3, 3:4])[..., 0]  # [C,3]
-        dirs = means - campos[:, None, :]
-        # culled Gaussians (possibly non-finite) get a harmless direction and zero gradient
-        dirs = torch.where((radii > 0).all(-1)[..., None], dirs, torch.ones_like(dirs))
-        cols = spherical_harmonics(sh_degree, dirs, sh)
-    else:
-        cols = _per_camera(colors, C, 2)
-    opac = _per_camera(opacities, C, 1)
-    feats = torch.cat([cols, depths[..., None]], dim=-1)
-    bg = None
-    if backgrounds is not None:
-        bg = torch.cat([backgrounds, backgrounds.new_zeros(C, 1)], dim=-1)
-    render, alpha = rasterize_to_pixels(
-        means2d, conics, feats, opac, radii, depths, width, height, tile_size, bg, absgrad
-    )
-    rgb = render[..., :-1]
-    depth = render[..., -1:] / alpha.clamp(min=1e-10)
-    visible = (radii > 0).all(dim=-1)
-    meta = RasterMeta(depth, radii, means2d, depths, visible, int(width), int(height))
-    return rgb, alpha, meta
+    """Render world-space Gaussians (``rigged_gaussians.rasterize``'s arguments; options are the
+    fields of :class:`RasterSettings`), pure PyTorch, without argument checks."""
+    st = RasterSettings.from_options(width, height, dict(options, sh_degree=sh_degree))
+    g = Gaussians(means, quats, scales, opacities, colors)
+    return _pipeline.render(_module(), g, viewmats, Ks, backgrounds, st, absgrad)
 
 
 def render_rigged(
@@ -605,41 +427,11 @@ def render_rigged(
     height: int,
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    radius_clip: float = 0.0,
-    tile_size: int = 16,
     absgrad: Tensor | None = None,
+    **options: Any,
 ) -> tuple[Tensor, Tensor, RasterMeta]:
-    """Render local Gaussians bound to the triangles of ``vertices [B,V,3]`` / ``faces [F,3]``.
-
-    Local ``means [N,3]``, ``quats [N,4]``, ``log_scales [N,3]``, activated ``opacities [N]``,
-    ``colors [N,3]`` or SH ``[N,K,3]``, ``face_ids [N]``; cameras ``viewmats [B,C,4,4]``, ``Ks
-    [B,C,3,3]``, ``backgrounds [B,C,3]``. World Gaussians are formed as the fused kernels do:
-    ``mu' = sqrt(S) R_f mu + T``, rotation ``R_f R(q/|q|)``, scale ``sqrt(S) exp(log_s)``.
-
-    Returns ``rgb [B,C,H,W,3]``, ``alpha [B,C,H,W,1]`` and :class:`RasterMeta` whose per-camera
-    entries are flattened over ``B*C`` (camera ``b*C + c``) and ``depth`` is ``[B,C,H,W,1]``.
-    """
-    B, Cp = viewmats.shape[:2]
-    fr = triangle_frames(vertices, faces)
-    fid = face_ids.long()
-    Rf = fr.rotations[:, fid]  # [B,N,3,3]
-    sa = fr.sqrt_areas[:, fid][..., None]  # [B,N,1]
-    wm = fr.centroids[:, fid] + sa * (Rf @ means[None, :, :, None])[..., 0]
-    wR = Rf @ quat_to_rotmat(quat_normalize(quats))[None]
-    ws = sa * torch.exp(log_scales)[None]
-
-    def per_cam(t: Tensor) -> Tensor:
-        return t[:, None].expand(B, Cp, *t.shape[1:]).reshape(B * Cp, *t.shape[1:])
-
-    bg = backgrounds.reshape(B * Cp, -1) if backgrounds is not None else None
-    rgb, alpha, meta = _render_world(
-        per_cam(wm), per_cam(wR), per_cam(ws), opacities, colors, viewmats.reshape(B * Cp, 4, 4),
-        Ks.reshape(B * Cp, 3, 3), width, height, sh_degree, bg, near_plane, far_plane, eps2d,
-        radius_clip, tile_size, absgrad,
-    )  # fmt: skip
-    H, W = height, width
-    meta.depth = meta.depth.reshape(B, Cp, H, W, 1)
-    return rgb.reshape(B, Cp, H, W, -1), alpha.reshape(B, Cp, H, W, 1), meta
+    """Render local Gaussians bound to triangles (``rigged_gaussians.render_rigged``'s
+    arguments), pure PyTorch, without argument checks."""
+    st = RasterSettings.from_options(width, height, dict(options, sh_degree=sh_degree))
+    g = Gaussians(means, quats, log_scales, opacities, colors, face_ids=face_ids)
+    return _pipeline.render_rigged(_module(), vertices, faces, g, viewmats, Ks, backgrounds, st, absgrad)

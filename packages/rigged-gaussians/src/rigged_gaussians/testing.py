@@ -20,7 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["cameras", "random_rig", "random_scene", "sphere_mesh"]
+__all__ = ["NO_CUDA", "cameras", "random_rig", "random_scene", "sphere_mesh"]
+
+# why the GPU tests skip (the ``cuda`` marker; ``nox -s gpu_tests`` runs them on a GPU)
+NO_CUDA = "needs an NVIDIA GPU and rigged_gaussians built with CUDA (RG_CUDA=ON)"
 
 
 def cameras(
