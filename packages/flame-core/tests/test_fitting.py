@@ -87,3 +87,102 @@ def test_fit_rejects_bad_input(model):
         fit_to_landmarks(model, bad, SIZE)
     with pytest.raises(ValueError, match="landmark_ids"):
         fit_to_landmarks(model, np.zeros((1, 10, 2)), SIZE, landmark_ids=[1, 2])
+
+
+def _talking(T: int = 8) -> dict[str, torch.Tensor]:
+    """Jaw opening 0.02..0.27 rad, a blink (expression 5, 6), a smile (0) and a small head turn."""
+    t = torch.linspace(0, 1, T)
+    jaw = torch.zeros(T, 3)
+    jaw[:, 0] = 0.02 + 0.25 * torch.sin(torch.pi * t) ** 2
+    ex = torch.zeros(T, 10)
+    ex[:, 0] = 0.5 * t
+    ex[T // 2, 5] = ex[T // 2, 6] = 1.0
+    go = torch.zeros(T, 3)
+    go[:, 1] = 0.1 * t
+    return {"jaw_pose": jaw, "expression": ex, "global_orient": go}
+
+
+def test_weights_ignore_landmarks_given_zero_weight(model):
+    """Landmarks with weight 0 can be anything: corrupting them does not change the fit at all,
+    while the same corruption moves an unweighted fit's jaw."""
+    truth = _talking(4)
+    px = _render(model, **truth)
+    bad = px.clone()
+    rows = torch.arange(0, 478, 7)
+    bad[:, rows] += 40.0
+    w = torch.ones(478)
+    w[rows] = 0.0
+    kw = dict(focal=FOCAL, num_expression=10, steps=60, lbfgs_steps=20)
+    clean = fit_to_landmarks(model, px, SIZE, weights=w, **kw)
+    r = fit_to_landmarks(model, bad, SIZE, weights=w, **kw)
+    for k in ("jaw_pose", "expression", "global_orient", "translation"):
+        torch.testing.assert_close(r.params[k], clean.params[k], msg=k)
+    assert float((r.params["jaw_pose"][:, 0] - truth["jaw_pose"][:, 0]).abs().max()) < 0.05
+    unweighted = fit_to_landmarks(model, bad, SIZE, **kw)
+    assert float((unweighted.params["jaw_pose"] - r.params["jaw_pose"]).abs().max()) > 0.02
+    with pytest.raises(ValueError, match="weights"):
+        fit_to_landmarks(model, px, SIZE, weights=torch.ones(3))
+    with pytest.raises(ValueError, match="all zero"):
+        fit_to_landmarks(model, px, SIZE, weights=torch.zeros(478))
+
+
+def test_jaw_first_recovers_jaw_blink_and_smile(model):
+    truth = _talking(8)
+    px = _render(model, **truth)
+    r = fit_to_landmarks(model, px, SIZE, focal=FOCAL, num_expression=10, jaw_first=True, lbfgs_steps=50)
+    assert float(r.error_px.max()) < 0.5
+    assert float((r.params["jaw_pose"][:, 0] - truth["jaw_pose"][:, 0]).abs().max()) < 0.02
+    ex = r.params["expression"]
+    assert float(ex[4, 5]) > 0.8 and float(ex[4, 6]) > 0.8  # the blink
+    assert float(ex[[0, 1, 7], 5].abs().max()) < 0.15
+    # an infinite anchor keeps the first stage's jaw: it is then the jaw of a fit without expression
+    fixed = fit_to_landmarks(
+        model, px, SIZE, focal=FOCAL, num_expression=10, jaw_first=True, jaw_anchor=float("inf"),
+        steps=60, lbfgs_steps=10,
+    )  # fmt: skip
+    assert float((fixed.params["jaw_pose"][:, 0] - truth["jaw_pose"][:, 0]).abs().max()) < 0.06
+
+
+def test_pairs_fit_differences_and_are_checked(model):
+    """A detector that puts the whole eye region 6 px too high but the lids the right distance
+    apart: weighted by pairs, the fitted lid gap follows the detector's gap."""
+    truth = _talking(4)
+    px = _render(model, **truth)
+    shifted = px.clone()
+    eye = [33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173]
+    shifted[:, eye, 1] -= 6.0
+    pairs = [(159, 145), (158, 153), (160, 144)]
+    kw = dict(focal=FOCAL, num_expression=10, steps=120, lbfgs_steps=40)
+    with_pairs = fit_to_landmarks(model, shifted, SIZE, pairs=pairs, pair_weights=50.0, **kw)
+
+    def gap(r) -> torch.Tensor:
+        with torch.no_grad():
+            out = model(
+                shape=r.shape.expand(4, -1),
+                **{
+                    k: r.params[k]
+                    for k in ("expression", "jaw_pose", "global_orient", "neck_pose", "eye_pose")
+                },
+            )
+            lm = project(model.landmark_embedding(out.vertices, model.faces), r.translation, FOCAL, SIZE)
+        return lm[:, 145, 1] - lm[:, 159, 1]
+
+    true_gap = px[:, 145, 1] - px[:, 159, 1]
+    assert float((gap(with_pairs) - true_gap).abs().max()) < 0.5
+    with pytest.raises(ValueError, match=r"\[K, 2\]"):
+        fit_to_landmarks(model, px, SIZE, pairs=[1, 2, 3])
+    with pytest.raises(ValueError, match="not fitted"):
+        fit_to_landmarks(model, px[:, :10], SIZE, landmark_ids=list(range(10)), pairs=[(1, 400)])
+
+
+def test_per_component_expression_prior(model):
+    truth = _talking(2)
+    px = _render(model, **truth)
+    prior = torch.full((10,), 1e-3)
+    prior[0] = 1e3  # expression 0 (the smile) made prohibitively expensive
+    r = fit_to_landmarks(
+        model, px, SIZE, focal=FOCAL, num_expression=10, expression_prior=prior, steps=80, lbfgs_steps=20
+    )
+    assert float(r.params["expression"][:, 0].abs().max()) < 0.01
+    with pytest.raises(ValueError, match="expression_prior"):
+        fit_to_landmarks(model, px, SIZE, num_expression=10, expression_prior=torch.ones(4))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from flame_core import FlameModel
+from flame_core.landmark_head import LandmarkHead
 from flame_core.motion import MotionSequence, procedural_talking_motion
 from flame_core.procedural import build_procedural_head
 from flame_core.retarget import (
@@ -72,31 +73,17 @@ def _max_px_error(head: FlameModel, fit: dict[str, torch.Tensor], targets: Landm
     return float((_pixels(got, neutral[0]) - _pixels(want, neutral[0])).norm(dim=-1).max())
 
 
-def test_landmark_lbs_matches_the_full_model(mixed):
+def test_landmark_head_on_a_mixed_basis_and_the_105_point_embedding(mixed):
+    """retarget evaluates heads through flame_core.LandmarkHead (tested in full in
+    test_landmark_head.py): also on a FLAME-format head with only its 105 measured rows."""
     emb = mixed.landmark_embedding
-    sub = rt._LandmarkLbs(mixed, emb)
+    sub = LandmarkHead(mixed, emb)
     g = torch.Generator().manual_seed(0)
     expr = torch.randn(4, 100, generator=g)
     jaw = torch.randn(4, 3, generator=g) * 0.2
     eyes = torch.randn(4, 6, generator=g) * 0.2
     full, _ = _landmarks(mixed, expression=expr, jaw_pose=jaw, eye_pose=eyes)
-    assert torch.allclose(sub(expr, jaw, eyes), full, atol=1e-6)
-
-
-def test_expression_jacobian_is_exact(proc):
-    sub = rt._LandmarkLbs(proc, proc.landmark_embedding).to(torch.float64)
-    g = torch.Generator().manual_seed(1)
-    jaw = (torch.randn(2, 3, generator=g) * 0.3).double()
-    eyes = (torch.randn(2, 6, generator=g) * 0.2).double()
-    expr = torch.randn(2, 100, generator=g).double()
-    jac = sub.expression_jacobian(jaw, eyes)  # [K, L, 3, E]
-    for k in range(2):
-
-        def one(e: torch.Tensor, k: int = k) -> torch.Tensor:
-            return sub(e[None], jaw[k : k + 1], eyes[k : k + 1])[0]
-
-        ref = torch.autograd.functional.jacobian(one, expr[k])
-        assert torch.allclose(jac[k], ref, atol=1e-10)
+    assert torch.allclose(sub(expression=expr, jaw_pose=jaw, eye_pose=eyes), full, atol=1e-6)
 
 
 def test_presets_fit_the_procedural_head_within_a_pixel(proc):

@@ -13,7 +13,7 @@ import torch
 
 from flame_core.rotations import axis_angle_to_matrix
 
-__all__ = ["LandmarkEmbedding", "Flame68Embedding", "fit_to_landmarks", "FitResult"]  # noqa: F822 (lazy)
+__all__ = ["LandmarkEmbedding", "Flame68Embedding"]
 
 
 @dataclass
@@ -235,11 +235,3 @@ class Flame68Embedding:
         )  # [B,17,3,3]
         contour = (corners * self.dyn_bary[idx].to(vertices)[..., None]).sum(2)
         return torch.cat([contour, self.static(vertices, faces)], 1)
-
-
-def __getattr__(name: str):  # lazy re-export (avoids an import cycle with fitting)
-    if name in ("fit_to_landmarks", "FitResult"):
-        from flame_core import fitting
-
-        return getattr(fitting, name)
-    raise AttributeError(name)

@@ -36,11 +36,9 @@ import numpy as np
 import torch
 
 from flame_core.io import atomic_path
-from flame_core.landmarks import LandmarkEmbedding
-from flame_core.lbs import LbsBases, lbs, skinning_affines
+from flame_core.landmark_head import LandmarkHead
 from flame_core.model import FlameModel
 from flame_core.motion import MotionSequence, procedural_talking_motion
-from flame_core.rotations import axis_angle_to_matrix
 
 __all__ = [
     "LandmarkTargets",
@@ -280,15 +278,14 @@ def _fit(head: FlameModel, targets: LandmarkTargets, iterations: int) -> dict[st
             f"head {head.source!r} shares {len(shared)} MediaPipe landmarks with the targets; at least 8 "
             "are needed to retarget (check its landmark embedding)"
         )
-    sub = _LandmarkLbs(head, emb.select(shared))
+    sub = LandmarkHead(head, emb.select(shared))
     rows = torch.tensor([tgt_row[m] for m in shared], dtype=torch.long)
     dev = head.device
     K, E = len(targets), head.num_expression
     dt = torch.float64  # the normal equations want double precision
     sub = sub.to(dt)
     with torch.no_grad():
-        neutral = sub(torch.zeros(1, E, dtype=dt, device=dev), torch.zeros(1, 3, dtype=dt, device=dev),
-                      torch.zeros(1, 6, dtype=dt, device=dev))[0]  # [S, 3]  # fmt: skip
+        neutral = sub(expression=torch.zeros(1, E, dtype=dt, device=dev))[0]  # [S, 3]
     # The offsets are in units of the reference's face scale; the size ratio between the heads is
     # measured on the landmarks both have, so a head with fewer landmarks gets the same motion.
     scale = face_scale(neutral.float().cpu())
@@ -309,78 +306,8 @@ def _fit(head: FlameModel, targets: LandmarkTargets, iterations: int) -> dict[st
     return out
 
 
-class _LandmarkLbs:
-    """FLAME LBS evaluated only at the vertices under a landmark embedding (zero shape, neck and
-    global pose): ``(expression [K, E], jaw [K, 3], eyes [K, 6]) -> landmarks [K, L, 3]``.
-
-    The same arithmetic as :meth:`FlameModel.forward` followed by the embedding, on the few hundred
-    vertices the landmarks need instead of the whole mesh (tested equal in test_retarget.py).
-    """
-
-    def __init__(self, head: FlameModel, emb: LandmarkEmbedding) -> None:
-        V, S, E = head.num_vertices, head.num_shape, head.num_expression
-        corners = head.faces[emb.face_idx.to(head.faces.device)]  # [L, 3] vertex ids
-        used, local = torch.unique(corners.reshape(-1), return_inverse=True)
-        cols = (torch.arange(3, device=used.device)[:, None] * V + used[None]).reshape(-1)
-        dirs = torch.cat([head.dirs[S : S + E], head.dirs[S + E :]], 0)[:, cols].contiguous()
-        self.bases = LbsBases(
-            dirs, head.v_template[cols].contiguous(), head.joint_dirs[S : S + E].contiguous(),
-            head.joint_template, head.lbs_weights_t[:, used].contiguous(), 0, E,
-        )  # fmt: skip
-        self.parents, self.levels = head.parents, head._levels
-        self.corners = local.view(-1, 3)
-        self.bary = emb.bary_coords.to(head.dtype).to(head.device)
-
-    def to(self, dtype: torch.dtype) -> _LandmarkLbs:
-        """Convert the bases to ``dtype`` (in place); returns self."""
-        b = self.bases
-        self.bases = LbsBases(
-            b.dirs.to(dtype), b.v_template.to(dtype), b.joint_dirs.to(dtype), b.joint_template.to(dtype),
-            b.weights_t.to(dtype), b.num_shape, b.num_expression,
-        )  # fmt: skip
-        self.bary = self.bary.to(dtype)
-        return self
-
-    def _rotations(self, jaw: torch.Tensor, eyes: torch.Tensor) -> torch.Tensor:
-        zero = torch.zeros(jaw.shape[0], 6, dtype=jaw.dtype, device=jaw.device)  # global orient, neck
-        return axis_angle_to_matrix(torch.cat([zero, jaw, eyes], 1).view(jaw.shape[0], -1, 3))
-
-    def __call__(self, expression: torch.Tensor, jaw: torch.Tensor, eyes: torch.Tensor) -> torch.Tensor:
-        verts, _ = lbs(expression, self._rotations(jaw, eyes), self.bases, self.parents, self.levels)
-        return (verts[:, self.corners] * self.bary[None, :, :, None]).sum(2)
-
-    def expression_jacobian(self, jaw: torch.Tensor, eyes: torch.Tensor) -> torch.Tensor:
-        """``d landmarks / d expression`` ``[K, L, 3, E]`` at the given jaw and eyes (exact: for fixed
-        rotations the landmarks are affine in the expression).
-
-        A posed vertex is ``M_v (template + expression dirs·ψ + pose dirs·p) + m_v`` with ``[M_v | m_v]``
-        the skinning weights' blend of the joint affines; ``M_v`` does not depend on ψ, and ``m_v`` is
-        linear in the rest joints, which are linear in ψ (``joint_dirs``).
-        """
-        b = self.bases
-        K, E, nj = jaw.shape[0], b.num_expression, b.weights_t.shape[0]
-        rot = self._rotations(jaw, eyes)
-        # joint affines' translations as a linear map of the rest joints: t = T · vec(J)
-        unit = torch.eye(3 * nj, dtype=jaw.dtype, device=jaw.device).view(3 * nj, nj, 3)
-        A_unit, _ = skinning_affines(
-            rot.repeat_interleave(3 * nj, 0), unit.repeat(K, 1, 1), self.parents, self.levels
-        )
-        T = A_unit.view(K, 3 * nj, nj, 3, 4)[..., 3]  # [K, (j' c'), j, c]: d t_{j,c} / d J_{j',c'}
-        dt = torch.einsum("kmjc,em->kjce", T, b.joint_dirs.view(E, 3 * nj))  # [K, J, 3, E]
-        A0, _ = skinning_affines(
-            rot, torch.zeros(K, nj, 3, dtype=jaw.dtype, device=jaw.device), self.parents, self.levels
-        )
-        R = A0.view(K, nj, 3, 4)[..., :3]  # rotation parts do not depend on the rest joints
-        w = b.weights_t[:, self.corners]  # [J, L, 3]
-        U = b.weights_t.shape[1]
-        dirs = b.dirs[:E].view(E, 3, U)[:, :, self.corners]  # [E, 3, L, 3 corners]
-        M = torch.einsum("jlq,kjcd->klqcd", w, R)  # [K, L, 3, 3, 3]: blended rotation per corner
-        jac = torch.einsum("klqcd,edlq->klqce", M, dirs) + torch.einsum("jlq,kjce->klqce", w, dt)
-        return (jac * self.bary[None, :, :, None, None]).sum(2)  # [K, L, 3, E]
-
-
 def _gauss_newton(
-    sub: _LandmarkLbs,
+    sub: LandmarkHead,
     goal: torch.Tensor,
     eyes: torch.Tensor,
     E: int,
@@ -391,7 +318,7 @@ def _gauss_newton(
     """Per-pose Gauss-Newton on ``x = [expression (E), jaw (3)]`` for landmarks ``goal [K, S, 3]``
     (in face-scale units). Returns ``(x [K, E+3], rms error [K] in face-scale units)``.
 
-    The expression columns of the Jacobian are exact (:meth:`_LandmarkLbs.expression_jacobian`); the
+    The expression columns of the Jacobian are exact (:meth:`LandmarkHead.expression_jacobian`); the
     jaw's three are central differences. Each step solves the regularised normal equations of every
     pose at once; it stops early once no parameter moves by more than 1e-9.
     """
@@ -406,7 +333,7 @@ def _gauss_newton(
     x = torch.zeros(K, n, dtype=dt, device=dev)
 
     def landmarks(xs: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-        return sub(xs[:, :E], xs[:, E:], ey) / scale
+        return sub(expression=xs[:, :E], jaw_pose=xs[:, E:], eye_pose=ey) / scale
 
     for _ in range(iterations):
         moved = 0.0
@@ -414,8 +341,8 @@ def _gauss_newton(
             xk, gk, ek = x[lo : lo + chunk], goal[lo : lo + chunk], eyes[lo : lo + chunk]
             k = xk.shape[0]
             jaws = (xk[:, None, E:] + probe[None]).reshape(-1, 3)
-            f = sub(xk[:, :E].repeat_interleave(7, 0), jaws, ek.repeat_interleave(7, 0)) / scale
-            f = f.view(k, 7, -1)
+            rep = {"expression": xk[:, :E].repeat_interleave(7, 0), "eye_pose": ek.repeat_interleave(7, 0)}
+            f = (sub(jaw_pose=jaws, **rep) / scale).view(k, 7, -1)
             r = f[:, 0] - gk.reshape(k, -1)  # [k, 3S]
             j_jaw = (f[:, 1:4] - f[:, 4:7]) / (2 * h)  # [k, 3, 3S]
             j_expr = sub.expression_jacobian(xk[:, E:], ek).reshape(k, -1, E).transpose(1, 2) / scale

@@ -33,7 +33,7 @@ from .batchrun.runner import BatchOptions, open_backend, plan_batch, run_batch
 from .checkpoint import use_previous_checkpoint
 from .config import load_config
 from .demo import run_demo
-from .drive import resolve_landmarker, video_to_motion
+from .drive import DriveOptions, resolve_landmarker, video_to_motion
 from .errors import HeadStudioError, require_file
 from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
 from .export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
@@ -266,17 +266,35 @@ def cmd_drive(args: argparse.Namespace) -> int:
     require_file(args.video, "video", (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"))
     if args.save_motion is not None:
         _check_output(args.save_motion, (".npz",), "--save-motion")
+    if args.report is not None:
+        _check_output(args.report, (".json",), "--report")
+    neutral = args.neutral.strip()
+    if neutral.lower() not in ("auto", "none"):
+        neutral = str(require_file(neutral, "--neutral image", (".png", ".jpg", ".jpeg", ".bmp", ".webp")))
     resolve_landmarker(args.landmarker)
+    options = DriveOptions(
+        neutral=neutral,
+        min_cutoff=math.inf if args.no_filter else args.filter_min_cutoff,
+        beta=args.filter_beta,
+        d_cutoff=args.filter_d_cutoff,
+        smoothing=args.smoothing,
+        landmarker=args.landmarker,
+    )
     avatar = load_avatar(args.avatar, args.flame, resolve_device(args.device), verify=args.verify)
     head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
     res = video_to_motion(
-        head, args.video, smoothing=args.smoothing, landmarker=args.landmarker,
-        save_motion=args.save_motion, max_frames=args.max_frames,
-    )  # fmt: skip
+        head, args.video, save_motion=args.save_motion, max_frames=args.max_frames, options=options
+    )
+    print(res.summary())
+    if args.report is not None:
+        with atomic_output(args.report) as tmp:
+            tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")
     n = render_motion(avatar, res.motion, out, size=(w, h), progress=not args.quiet)
-    print(f"wrote {out} ({n} frames, face found in {int(res.found.sum())}/{len(res.found)})")
+    print(f"wrote {out} ({n} frames)")
     if args.save_motion:
         print(f"motion saved to {args.save_motion}")
+    if args.report:
+        print(f"per-frame report (face found, reprojection error px) saved to {args.report}")
     return 0
 
 
@@ -511,8 +529,42 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("drive", parents=[common, av], help="animate an avatar from a face video")
     d.add_argument("--video", required=True, metavar="IN.mp4")
     d.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
-    d.add_argument("--save-motion", metavar="MOTION.npz")
-    d.add_argument("--smoothing", type=_non_negative_float, help="temporal smoothing weight of the FLAME fit")
+    d.add_argument("--save-motion", metavar="MOTION.npz", help="also save the fitted motion")
+    d.add_argument(
+        "--report",
+        metavar="REPORT.json",
+        help="also save per-frame results: face found, landmark reprojection error in pixels, neutral",
+    )
+    d.add_argument(
+        "--neutral",
+        default="auto",
+        metavar="auto|none|IMAGE",
+        help="the actor's resting face, subtracted from the motion: auto (the video's least active "
+        "frames), none, or a photo of the resting face (default auto)",
+    )
+    filter_args = (
+        ("min-cutoff", "HZ", _positive_float, "cutoff of a still face, lower is smoother"),
+        ("beta", "B", _non_negative_float, "how fast the cutoff rises with speed, higher keeps fast motion"),
+        ("d-cutoff", "HZ", _positive_float, "cutoff of the speed estimate"),
+    )
+    defaults = DriveOptions()
+    for (flag, metavar, kind, what), default in zip(
+        filter_args, (defaults.min_cutoff, defaults.beta, defaults.d_cutoff)
+    ):
+        d.add_argument(
+            f"--filter-{flag}",
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"one-euro filter on the landmarks, {flag}: {what} (default {default:g})",
+        )
+    d.add_argument("--no-filter", action="store_true", help="fit the raw landmarks")
+    d.add_argument(
+        "--smoothing",
+        type=_non_negative_float,
+        default=0.0,
+        help="extra second-difference penalty over time in the FLAME fit (default 0)",
+    )
     d.add_argument("--landmarker", metavar="TASK", help="MediaPipe face_landmarker.task")
     d.add_argument("--max-frames", type=_positive_int)
     d.add_argument("--size", type=_size, default=(512, 512))
