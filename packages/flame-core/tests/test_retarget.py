@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import flame_core.retarget as rt
@@ -30,16 +31,20 @@ def proc() -> FlameModel:
 
 
 @pytest.fixture(scope="module")
-def mixed() -> FlameModel:
-    """The procedural head as a FLAME-format model whose expression basis is mixed by a random
-    orthogonal matrix, with only the 105-point embedding (what a real FLAME folder carries)."""
+def mixed(tmp_path_factory) -> FlameModel:
+    """The procedural head saved as a FLAME pickle whose expression basis is mixed by a random
+    orthogonal matrix, with only the 105-point embedding beside it (what a real FLAME folder
+    carries), loaded back through :meth:`FlameModel.from_file`."""
     ph = build_procedural_head()
     d = dict(ph.model_dict)
     sd = d["shapedirs"].copy()
     q, _ = np.linalg.qr(np.random.default_rng(7).normal(size=(100, 100)))
     sd[..., 300:] = sd[..., 300:] @ q
     d["shapedirs"] = sd
-    return FlameModel(d, 10, 100, landmark_embedding=ph.embedding105, source="mixed-basis")
+    folder = dataclasses.replace(ph, model_dict=d).save(
+        tmp_path_factory.mktemp("mixed-basis"), full_embedding=False
+    )
+    return FlameModel.from_file(folder / "procedural_flame.pkl", 10, 100, derive_landmarks=False)
 
 
 def _landmarks(head: FlameModel, **kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,7 +130,10 @@ def test_default_training_motion(proc, mixed, caplog):
     assert narrow.expression.shape == (30, 20)
     with caplog.at_level(logging.INFO, logger="flame_core.retarget"):
         moved = default_training_motion(mixed, num_frames=30, seed=2)
-    assert any("retargeted to mixed-basis" in r.getMessage() for r in caplog.records)
+    assert any(
+        "retargeted to" in m and m.endswith("procedural_flame.pkl through landmarks")
+        for m in (r.getMessage() for r in caplog.records)
+    )
     assert not torch.equal(moved.expression, plain.expression)
     targets = LandmarkTargets.from_poses(
         proc, [str(i) for i in range(30)], expression=plain.expression, jaw_pose=plain.jaw_pose,
