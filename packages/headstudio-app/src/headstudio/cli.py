@@ -34,7 +34,7 @@ from .checkpoint import use_previous_checkpoint
 from .config import load_config
 from .demo import run_demo
 from .drive import DriveOptions, resolve_landmarker, video_to_motion
-from .errors import HeadStudioError, require_file
+from .errors import HeadStudioError, one_line, require_file
 from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
 from .export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
 from .motion import MOTION_SUFFIXES, as_motion, default_motion
@@ -171,7 +171,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except HeadStudioError:
         raise
     except (ValueError, KeyError, TypeError) as err:
-        raise HeadStudioError(f"invalid configuration: {_one_line(err)}") from err
+        raise HeadStudioError(f"invalid configuration: {one_line(err)}") from err
     if args.dry_run:  # load everything, a few real steps, write nothing
         print("\n".join(dry_run(config, args.prompt).lines(config)))
         return 0
@@ -645,11 +645,6 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -671,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         sys.stderr.write(
-            f"error: {_one_line(err)} With headstudio, give local copies with --set guidance.base_model=DIR "
+            f"error: {one_line(err)} With headstudio, give local copies with --set guidance.base_model=DIR "
             "--set guidance.controlnet=DIR.\n"
         )
         return EXIT_USAGE
@@ -679,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if str(err).strip():  # an interrupted run: says where the checkpoint is and how to resume
-            sys.stderr.write(f"error: {_one_line(err)}\n")
+            sys.stderr.write(f"error: {one_line(err)}\n")
         else:
             sys.stderr.write("error: interrupted (Ctrl-C); unfinished outputs were removed, run it again.\n")
         return EXIT_INTERRUPTED
@@ -693,10 +688,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_USAGE
         if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-            sys.stderr.write(f"error: {_one_line(err)}; check the path and its permissions.\n")
+            sys.stderr.write(f"error: {one_line(err)}; check the path and its permissions.\n")
             return EXIT_USAGE
         sys.stderr.write(
-            f"error: internal error ({type(err).__name__}: {_one_line(err)[:300]}); "
+            f"error: internal error ({type(err).__name__}: {one_line(err, 300)}); "
             "run again with --debug for the traceback and report it.\n"
         )
         return EXIT_INTERNAL

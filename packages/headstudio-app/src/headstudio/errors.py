@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["HeadStudioError", "require_file"]
+__all__ = ["HeadStudioError", "one_line", "require_file"]
 
 
 class HeadStudioError(Exception):
@@ -24,6 +24,12 @@ class HeadStudioError(Exception):
         self.message = str(self)
         #: the library argument the error is about (``"device"``, ...), or ``None``
         self.argument = argument
+
+
+def one_line(err: BaseException, limit: int | None = None) -> str:
+    """``err``'s message on one line (whitespace runs collapsed; its type's name when it has no
+    message), cut to ``limit`` characters when given."""
+    return (" ".join(str(err).split()) or type(err).__name__)[:limit]
 
 
 def require_file(path: str | Path, what: str, suffixes: tuple[str, ...] | None = None) -> Path:

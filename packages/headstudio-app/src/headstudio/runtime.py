@@ -16,17 +16,12 @@ from flame_core import FlameModel
 from .avatar import Avatar
 from .avatar_io import AvatarFileError
 from .checkpoint import load_checkpoint, previous_checkpoint_path
-from .errors import HeadStudioError, require_file
+from .errors import HeadStudioError, one_line, require_file
 
 __all__ = ["resolve_device", "load_head", "load_avatar", "restore_advice"]
 
 #: Errors of a file that is not what it claims to be (a pickle, a PLY, ...).
 _READ_ERRORS = (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError)
-
-
-def _one_line(err: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(err).split())
-    return (text or type(err).__name__)[:limit]
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
@@ -68,7 +63,7 @@ def load_head(flame: str | Path) -> FlameModel:
         return FlameModel.from_file(path)
     except _READ_ERRORS as err:
         raise HeadStudioError(
-            f"'{path}' is not a readable FLAME model ({_one_line(err)}); give the generic_model.pkl / "
+            f"'{path}' is not a readable FLAME model ({one_line(err, 160)}); give the generic_model.pkl / "
             "flame2023.pkl the avatar was made with, or leave it out to use the head named in the "
             "avatar file.",
             argument="flame",
@@ -125,7 +120,7 @@ def load_avatar(
         raise HeadStudioError(f"avatar '{p}' {err.detail}; {restore_advice(p, err.checksum)}.") from None
     except _READ_ERRORS as err:
         raise HeadStudioError(
-            f"'{p}' is not a readable headstudio avatar ({_one_line(err)}); give an avatar.ply written "
+            f"'{p}' is not a readable headstudio avatar ({one_line(err, 160)}); give an avatar.ply written "
             "by `headstudio generate` or `headstudio demo`."
         ) from err
     return avatar.to(device).eval()

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from ..avatar_io import read_avatar_file
 from ..checkpoint import RESUME_OVERRIDES, load_checkpoint
 from ..config import HeadStudioConfig, config_from_dict, config_to_dict
-from ..errors import HeadStudioError
+from ..errors import HeadStudioError, one_line
 
 __all__ = ["FolderState", "inspect_folder", "check_avatar", "settings_differ", "AVATAR", "CHECKPOINT"]
 
@@ -61,7 +61,7 @@ def check_avatar(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         f = read_avatar_file(path)
     except _READ_ERRORS as err:
-        return None, " ".join(str(err).split())[:300] or type(err).__name__
+        return None, one_line(err, 300)
     meta = dict(f.meta)
     meta.setdefault("num_gaussians", int(f.face_ids.shape[0]))
     return meta, None
