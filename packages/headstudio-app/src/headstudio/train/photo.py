@@ -16,9 +16,11 @@ records the digest, never the photo); resuming reads the photo again and refuses
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from flame_core import FlameModel
 
 from .._atomic import atomic_output
 from ..avatar import Avatar
+from ..config import HeadStudioConfig
 from ..errors import HeadStudioError
 from .photo_fit import PhotoFit, fit_photo
 from .photo_guidance import PhotoGuidance
@@ -35,7 +38,12 @@ from .photo_init import ColourInit, colour_from_photo
 from .photo_input import Photo, PhotoFace, choose_face, find_faces, read_photo
 from .photo_views import PhotoView, mirror_view, photo_view
 
-__all__ = ["PhotoSetup", "prepare_photo", "init_photo_avatar", "PHOTO_RECORD", "load_photo_record", "restore_photo"]
+__all__ = [
+    "photo_config",
+    "PHOTO_SIZE",
+    "PHOTO_STEPS",
+    "PhotoSetup",
+    "prior_views", "prepare_photo", "init_photo_avatar", "PHOTO_RECORD", "load_photo_record", "restore_photo"]
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +72,9 @@ class PhotoSetup:
     view: PhotoView
     mirror: PhotoView
 
-    def guidance(self, mirror: bool = True) -> PhotoGuidance:
-        """The photometric guidance of the photo's view (and its mirror)."""
-        return PhotoGuidance([self.view, self.mirror] if mirror else [self.view])
+    def guidance(self, priors: Sequence[PhotoView] = (), mirror: bool = True) -> PhotoGuidance:
+        """The photometric guidance of the photo's view (and its mirror), with ``priors``."""
+        return PhotoGuidance([self.view, self.mirror] if mirror else [self.view], priors=priors)
 
     def provenance(self) -> dict[str, Any]:
         """What the avatar's metadata records: that it was made from a photo, and the photo's
@@ -194,3 +202,121 @@ def init_photo_avatar(avatar: Avatar, setup: PhotoSetup) -> ColourInit:
     avatar.opacity_logits.data.fill_(math.log(INIT_OPACITY / (1.0 - INIT_OPACITY)))
     avatar.metadata["source"] = setup.provenance()
     return info
+
+
+#: offline photo runs: training resolution (the crop) and steps
+PHOTO_SIZE = 256
+PHOTO_STEPS = 300
+
+
+def photo_config(config: HeadStudioConfig, steps: int, size: int, with_sds: bool) -> HeadStudioConfig:
+    """``config`` adapted to a photo run (a copy).
+
+    Offline (no F-SDS) the run is a short photometric fit, like the demo's: its own learning
+    rates for colour, opacity and scale, two Gaussians per triangle, the densify schedule
+    compressed into the run, and the identity fixed by the landmark fit (``shape_stop_step = 0``:
+    a single view cannot separate the head's shape from its texture). With F-SDS the configured
+    schedule is kept and only the identity is fixed.
+    """
+    cfg = copy.deepcopy(config)
+    t = cfg.train
+    t.shape_stop_step = 0
+    if with_sds:
+        return cfg
+    t.steps, t.resolution = int(steps), int(size)
+    t.guidance_resolution = max(8, (int(size) // 8) * 8)
+    t.lr_color, t.lr_opacity, t.lr_scale = 0.03, 0.03, 3e-3
+    t.preview_every = max(1, steps // 4)
+    t.checkpoint_every = max(1, steps // 3)
+    t.log_every = max(1, steps // 50)
+    cfg.init.points_per_face = 2
+    cfg.guidance.kind = "image"
+    d = cfg.densify
+    every = max(1, steps // 6)
+    d.densify_from, d.densify_every, d.densify_until = every, every, 3 * every
+    d.prune_from, d.prune_every, d.prune_until = 4 * every, every, 4 * every
+    d.screen_size_from = every
+    return cfg
+
+
+#: prior views: how many, and the azimuth range they cover (degrees from the front; the photo
+#: and its mirror cover the rest)
+NUM_PRIOR_VIEWS = 16
+_PRIOR_AZIMUTH = (70.0, 290.0)
+_PRIOR_ELEVATION = (-15.0, 30.0)
+
+
+def _orbit(front: torch.Tensor, azimuth_deg: float, elevation_deg: float) -> torch.Tensor:
+    """``front`` (a camera looking at the head square on) orbited around the head's centre."""
+    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
+    ry = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+    rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(e), -math.sin(e)], [0.0, math.sin(e), math.cos(e)]])
+    vm = front.clone()
+    vm[:3, :3] = front[:3, :3] @ ry @ rx
+    return vm
+
+
+@torch.no_grad()
+def prior_views(avatar: Avatar, setup: PhotoSetup, num: int = NUM_PRIOR_VIEWS, seed: int = 0) -> list[PhotoView]:
+    """The freshly coloured ``avatar`` seen from ``num`` cameras around its side and back, at
+    the neutral face: targets that keep what no photo view trains as it was initialised.
+
+    The cameras are the photo's (distance, focal length) moved to azimuths evenly spread over
+    70-290 deg with random elevations; each target's mask is the render's own alpha. A resumed run
+    rebuilds the same views from the same seed (the initialisation is deterministic).
+    """
+    v = setup.view
+    w, h = v.size
+    front = v.viewmat.clone()
+    front[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # the head unturned, seen square on
+    gen = torch.Generator().manual_seed(int(seed) + 77)
+    lo, hi = _PRIOR_AZIMUTH
+    out: list[PhotoView] = []
+    neutral = {k: torch.zeros_like(x) for k, x in v.flame.items() if k != "shape"}
+    dev = avatar.means.device
+    for i in range(num):
+        az = lo + (hi - lo) * (i + 0.5) / num
+        el = float(_PRIOR_ELEVATION[0] + (_PRIOR_ELEVATION[1] - _PRIOR_ELEVATION[0]) * torch.rand(1, generator=gen))
+        vm = _orbit(front, az, el)
+        r = avatar.render(
+            vm[None].to(dev), v.K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
+            **{k: x.to(dev) for k, x in neutral.items()},
+        )  # fmt: skip
+        alpha = r.alpha[0, 0, ..., 0].clamp(0, 1).cpu()
+        rgb = (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1)  # un-premultiplied
+        out.append(
+            PhotoView(
+                image=rgb, mask=alpha, valid=torch.ones_like(alpha), viewmat=vm, K=v.K.clone(), flame=dict(neutral)
+            )
+        )
+    return out
+
+
+def start_photo_run(
+    config: HeadStudioConfig,
+    setup: PhotoSetup,
+    output_dir: str | Path,
+    head: FlameModel,
+    *,
+    prompt: str | None = None,
+    sds: Any = None,
+    progress: bool = True,
+) -> Any:
+    """A fresh photo run, ready to ``train()``: the trainer, its avatar with the fitted identity
+    and the photo's colours, the prior views, and ``photo.json`` written.
+
+    Args:
+        config: a :func:`photo_config` configuration.
+        sds: an F-SDS guidance to combine with the photo's (with a prompt and weights), or ``None``.
+    """
+    from .photo_guidance import PhotoFSDSGuidance
+    from ..trainer import Trainer
+
+    trainer = Trainer.new(config, prompt, output_dir, guidance=setup.guidance(), head=head, progress=progress)
+    init_photo_avatar(trainer.avatar, setup)
+    photo = setup.guidance(priors=prior_views(trainer.avatar, setup, seed=int(config.train.seed)))
+    guidance = photo if sds is None else PhotoFSDSGuidance(photo, sds)
+    guidance.set_default_prompt(prompt)
+    trainer.guidance = guidance.to(trainer.device)
+    write_photo_record(setup, output_dir)
+    return trainer

@@ -7,6 +7,12 @@ the colour: the background is never baked into the avatar. Pixels the crop took 
 photo are not scored. The terms are the 3DGS photometric loss of :class:`ImageGuidance`
 (``loss_l1``, ``loss_ssim``), the mirror view weighted by :data:`MIRROR_WEIGHT`.
 
+What neither view shows (the back, the far sides, under the chin) is held by prior views: the
+freshly coloured avatar rendered once from the side and the back (:func:`~.photo.prior_views`),
+one drawn per step at :data:`PRIOR_WEIGHT`. Without them a Gaussian no view sees still gets tiny
+gradients through the ones in front of it, and Adam, which normalises step sizes, turns those
+into full-size random steps: the back of the head drifts into noise.
+
 With a prompt and diffusion weights, :class:`PhotoFSDSGuidance` adds F-SDS on random views
 (``loss_sds``) to the same step: the photo anchors identity, the diffusion model fills in what
 the photo does not show and restyles it.
@@ -27,11 +33,14 @@ from ..guidance import Guidance, GuidanceOutput
 from ..metrics import ssim
 from .photo_views import PhotoView
 
-__all__ = ["PhotoGuidance", "PhotoFSDSGuidance", "MIRROR_WEIGHT"]
+__all__ = ["PhotoGuidance", "PhotoFSDSGuidance", "MIRROR_WEIGHT", "PRIOR_WEIGHT"]
 
 #: weight of the mirror view against the photo's own (asymmetries of hair, light and expression
 #: make it weaker evidence)
 MIRROR_WEIGHT = 0.5
+#: weight of a prior view (the initial avatar seen from the side or back, see
+#: :func:`~.photo.prior_views`): enough to hold what no photo view trains, weak against the photo
+PRIOR_WEIGHT = 0.3
 
 
 def _stack_flame(views: Sequence[PhotoView]) -> dict[str, Tensor]:
@@ -49,14 +58,23 @@ class PhotoGuidance(Guidance):
 
     loss_terms = ("loss_l1", "loss_ssim")
 
-    def __init__(self, views: Sequence[PhotoView], weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        views: Sequence[PhotoView],
+        weights: Sequence[float] | None = None,
+        priors: Sequence[PhotoView] = (),
+        prior_weight: float = PRIOR_WEIGHT,
+        priors_per_step: int = 1,
+    ) -> None:
         if not views:
             raise ValueError("PhotoGuidance needs at least one view")
-        self.views = list(views)
-        w = weights if weights is not None else [MIRROR_WEIGHT if v.mirrored else 1.0 for v in views]
-        if len(w) != len(self.views):
-            raise ValueError(f"{len(w)} weights for {len(self.views)} views")
-        self.weights = torch.tensor([float(x) for x in w])
+        w = list(weights) if weights is not None else [MIRROR_WEIGHT if v.mirrored else 1.0 for v in views]
+        if len(w) != len(views):
+            raise ValueError(f"{len(w)} weights for {len(views)} views")
+        self.num_photo_views = len(views)
+        self.priors_per_step = min(int(priors_per_step), len(priors))
+        self.views = [*views, *priors]
+        self.weights = torch.tensor([float(x) for x in w] + [float(prior_weight)] * len(priors))
         self._images = torch.stack([v.image for v in self.views]).permute(0, 3, 1, 2).contiguous()  # [V,3,H,W]
         self._masks = torch.stack([torch.stack([v.mask, v.valid]) for v in self.views]).contiguous()  # [V,2,H,W]
         self._viewmats = torch.stack([v.viewmat for v in self.views]).float()
@@ -98,11 +116,21 @@ class PhotoGuidance(Guidance):
         )
 
     def sample_batch(self, sampler: BatchSampler, batch_size: int, generator: torch.Generator) -> TrainBatch:
-        """Every view once (``batch_size`` is the number of random views of a combined guidance,
-        not of this one), each over a random background colour drawn from ``generator``."""
-        idx = torch.arange(self.num_views)
-        bg = torch.rand(self.num_views, 3, generator=generator)
+        """The photo's views, then ``priors_per_step`` prior views drawn from ``generator``, each
+        over a random background colour (``batch_size`` is the number of random views of a
+        combined guidance, not of this one)."""
+        idx = torch.arange(self.num_photo_views)
+        n_prior = self.num_views - self.num_photo_views
+        if self.priors_per_step > 0:
+            pick = torch.randperm(n_prior, generator=generator)[: self.priors_per_step] + self.num_photo_views
+            idx = torch.cat([idx, pick])
+        bg = torch.rand(len(idx), 3, generator=generator)
         return self.batch_for(idx, sampler.width, sampler.height, bg)
+
+    @property
+    def batch_len(self) -> int:
+        """Views in each of this guidance's batches."""
+        return self.num_photo_views + self.priors_per_step
 
     def targets(self, indices: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(images [B,3,h,w], mask [B,1,h,w], valid [B,1,h,w])`` of views ``indices``."""
@@ -190,7 +218,7 @@ class PhotoFSDSGuidance(Guidance):
         )
 
     def __call__(self, renders: Tensor, batch: TrainBatch, step: int, vertices: Tensor) -> GuidanceOutput:
-        n = self.photo.num_views
+        n = self.photo.batch_len
         assert batch.target_indices is not None
         head = TrainBatch(
             viewmats=batch.viewmats[:n],

@@ -203,6 +203,10 @@ def photo_view(photo: Photo, face: PhotoFace, fit: PhotoFit, head: FlameModel, s
     sil = mesh_silhouette(px, np.asarray(head.faces), (size, size))
     lms = (face.landmarks - np.array([x0, y0], np.float32)) * s
     mask = head_mask(rgb, lms, sil, valid, alpha)
+    # where the fitted mesh says "head" but the photo says "not head" (a collar over the neck, a
+    # hand, the mesh's own error at its outline) neither is trusted: those pixels are not scored,
+    # so the avatar keeps its initial colours and opacity there instead of learning to vanish
+    valid = valid & ~(sil & (mask < 0.5))
     frac = float(mask.mean())
     log.info("photo view: %d px crop of %.0f px, head mask covers %.0f %% of it", size, side, 100 * frac)
     return PhotoView(
