@@ -21,7 +21,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ..avatar import Avatar
 from ..config import HeadStudioConfig
 from ..errors import HeadStudioError
 from .photo_fit import PhotoFit, fit_photo
-from .photo_guidance import PhotoGuidance
+from .photo_guidance import PRIOR_WEIGHT, PhotoGuidance
 from .photo_init import ColourInit, colour_from_photo
 from .photo_input import Photo, PhotoFace, choose_face, find_faces, read_photo
 from .photo_views import PhotoView, mirror_view, photo_view
@@ -314,9 +314,32 @@ def start_photo_run(
 
     trainer = Trainer.new(config, prompt, output_dir, guidance=setup.guidance(), head=head, progress=progress)
     init_photo_avatar(trainer.avatar, setup)
-    photo = setup.guidance(priors=prior_views(trainer.avatar, setup, seed=int(config.train.seed)))
+    views = [fill_unscored(v, trainer.avatar) for v in (setup.view, setup.mirror)]
+    photo = PhotoGuidance(views, priors=prior_views(trainer.avatar, setup, seed=int(config.train.seed)))
     guidance = photo if sds is None else PhotoFSDSGuidance(photo, sds)
     guidance.set_default_prompt(prompt)
     trainer.guidance = guidance.to(trainer.device)
     write_photo_record(setup, output_dir)
     return trainer
+
+
+@torch.no_grad()
+def fill_unscored(view: PhotoView, avatar: Avatar, weight: float = PRIOR_WEIGHT) -> PhotoView:
+    """``view`` with its unscored pixels (outside the photo; where mesh and mask disagree) given
+    the freshly coloured ``avatar``'s own render as the target, at ``weight``: what the photo
+    cannot say there stays as initialised instead of drifting."""
+    w, h = view.size
+    dev = avatar.means.device
+    r = avatar.render(
+        view.viewmat[None].to(dev), view.K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
+        **{k: x.to(dev) for k, x in view.flame.items() if k != "shape"},
+    )  # fmt: skip
+    alpha = r.alpha[0, 0, ..., 0].clamp(0, 1).cpu()
+    rgb = (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1)
+    keep = view.valid > 0.999
+    return replace(
+        view,
+        image=torch.where(keep[..., None], view.image, rgb),
+        mask=torch.where(keep, view.mask, alpha),
+        valid=torch.where(keep, torch.ones_like(alpha), torch.full_like(alpha, float(weight))),
+    )

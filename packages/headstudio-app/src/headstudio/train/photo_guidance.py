@@ -133,7 +133,7 @@ class PhotoGuidance(Guidance):
         return self.num_photo_views + self.priors_per_step
 
     def targets(self, indices: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(images [B,3,h,w], mask [B,1,h,w], valid [B,1,h,w])`` of views ``indices``."""
+        """``(images [B,3,h,w], mask [B,1,h,w], weight [B,1,h,w])`` of views ``indices``."""
         key = (height, width)
         if key not in self._resized:
             imgs, masks = self._images, self._masks
@@ -144,20 +144,21 @@ class PhotoGuidance(Guidance):
         imgs, masks = self._resized[key]
         i = indices.to(imgs.device).long()
         m = masks[i]
-        return imgs[i], m[:, :1], (m[:, 1:] > 0.999).to(imgs.dtype)
+        return imgs[i], m[:, :1], m[:, 1:]
 
     def __call__(self, renders: Tensor, batch: TrainBatch, step: int, vertices: Tensor) -> GuidanceOutput:
         """Masked photometric terms of ``renders [B, 3, H, W]`` against the photo's views."""
         if batch.target_indices is None:
             raise ValueError("photo guidance needs batches from PhotoGuidance.sample_batch")
-        img, mask, valid = self.targets(batch.target_indices, renders.shape[-2], renders.shape[-1])
-        img, mask, valid = img.to(renders), mask.to(renders), valid.to(renders)
+        img, mask, weight = self.targets(batch.target_indices, renders.shape[-2], renders.shape[-1])
+        img, mask, weight = img.to(renders), mask.to(renders), weight.to(renders)
         bg = batch.backgrounds[:, 0, :, None, None].to(renders)
         target = mask * img + (1.0 - mask) * bg
-        # pixels from outside the photo: the render itself (no gradient, no loss)
-        target = valid * target + (1.0 - valid) * renders.detach()
+        # unscored pixels (weight 0): the render itself, so SSIM sees no difference there either
+        scored = (weight > 0).to(renders)
+        target = scored * target + (1.0 - scored) * renders.detach()
         w = self.weights.to(renders)[batch.target_indices.to(renders.device)]
-        per_view_l1 = ((renders - target).abs() * valid).flatten(1).sum(1) / (3 * valid.flatten(1).sum(1)).clamp_min(1)
+        per_view_l1 = ((renders - target).abs() * weight).flatten(1).sum(1) / (3 * scored.flatten(1).sum(1)).clamp_min(1)
         l1 = (w * per_view_l1).sum() / w.sum()
         dissim = torch.stack([1.0 - ssim(renders[i : i + 1], target[i : i + 1]) for i in range(len(renders))])
         loss_ssim = (w * dissim).sum() / w.sum()

@@ -44,7 +44,9 @@ class PhotoView:
     Attributes:
         image: ``[H, W, 3]`` float32 in 0..1.
         mask: ``[H, W]`` float32 in 0..1: the head (1) against the background (0).
-        valid: ``[H, W]`` float32: 1 where the pixel comes from the photo (0: padding outside it).
+        valid: ``[H, W]`` float32 weight of each pixel: 1 where the photo is trusted, 0 where
+            nothing is scored (padding outside the photo; disagreements of mesh and mask), or a
+            prior's weight where :func:`~.photo.fill_unscored` put the initial avatar's render.
         viewmat: ``[4, 4]`` world-to-camera (OpenCV).
         K: ``[3, 3]`` intrinsics at ``W x H``.
         flame: the head's keyword arguments for this view, each ``[1, ·]``.
