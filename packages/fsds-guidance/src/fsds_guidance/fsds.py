@@ -285,6 +285,7 @@ class FSDS:
         step: int,
         return_debug: bool = False,
         generator: torch.Generator | None = None,
+        *,
         control_weight: Tensor | None = None,
     ) -> FSDSOutput:
         """One guidance step.
