@@ -35,6 +35,7 @@ CORE = {
     "headstudio._signals",
     "headstudio._typed_values",
     "headstudio.avatar",
+    "headstudio.avatar_head",
     "headstudio.avatar_init",
     "headstudio.avatar_io",
     "headstudio.cameras",
