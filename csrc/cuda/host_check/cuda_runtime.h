@@ -4,9 +4,9 @@
 // reductions, the current device (cudaGetDevice/cudaSetDevice, recorded at each launch),
 // cudaStreamSynchronize (an error can be injected: emu::sync_error), cudaMemcpy and
 // cub::DeviceRadixSort::SortPairs (a stable sort over the same key bits). Dynamic shared memory
-// starts every block filled with emu::shared_fill bytes (0xFF: NaN floats, -1 ints), as real
-// shared memory holds whatever was there, so a kernel reading it before writing fails the
-// checks. Testing only.
+// starts every block filled with emu::shared_fill bytes (RG_SHARED_FILL: 0xFF gives NaN floats
+// and -1 ints, 0x3F plausible floats 0.747 and ids ~1e9), as real shared memory holds whatever
+// was there, so a kernel reading it before writing fails the checks. Testing only.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -40,7 +40,10 @@ inline int last_launch_device = -1;  // the current device at the last launch
 inline int set_device_calls = 0;
 inline cudaError_t sync_error = cudaSuccess;  // returned (once) by the next stream sync
 inline int syncs = 0;                         // cudaStreamSynchronize calls
-inline unsigned char shared_fill = 0xFF;      // every block's dynamic shared memory
+#ifndef RG_SHARED_FILL  // 0xFF: NaN floats and -1 ids; 0x3F: 0.747f floats and ids ~1e9
+#define RG_SHARED_FILL 0xFF
+#endif
+inline unsigned char shared_fill = RG_SHARED_FILL;  // every block's dynamic shared memory
 inline int max_block_threads = 0;             // the largest block launched
 }  // namespace emu
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) {

@@ -130,6 +130,8 @@ def test_the_new_default_runs_turing_to_blackwell(fake_gpu: Any) -> None:
 def test_unknown_architectures_are_not_judged(fake_gpu: Any) -> None:
     fake_gpu("native", {0: (6, 0)})
     assert rg.cuda_available()  # the first launch says, as before
+    with pytest.raises(ValueError, match="^device: expected a CUDA device"):
+        rg.cuda_available("cpu")
 
 
 @needs_ext

@@ -41,7 +41,7 @@ CUDA_DEBUG_ENV = "RG_CUDA_DEBUG"
 
 
 def cuda_debug() -> bool:
-    """True when ``RG_CUDA_DEBUG`` is set to anything but ``""``, ``0``, ``false`` or ``off``
+    """True when ``RG_CUDA_DEBUG`` is set to anything but ``""``, ``0``, ``false``, ``off``, ``no``
     (read at every op, so it can be switched on in a running process)."""
     return os.environ.get(CUDA_DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "off", "no")
 

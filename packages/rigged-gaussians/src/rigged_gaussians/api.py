@@ -198,7 +198,10 @@ def cuda_available(device: torch.device | str | int | None = None) -> bool:
     built with) and the kernels were compiled for the device's compute capability (machine code
     for its architecture, or PTX of an older one; ``build_info()["cuda_architectures"]``)."""
     dev = torch.device("cuda", device) if isinstance(device, int) else device
-    return _cuda_unavailable_reason(torch.device(dev) if dev is not None else None) is None
+    dev = torch.device(dev) if dev is not None else None
+    if dev is not None and dev.type != "cuda":
+        raise ValueError(f"device: expected a CUDA device (cuda, cuda:N or an index), got {dev}")
+    return _cuda_unavailable_reason(dev) is None
 
 
 def _warn_fallback(reason: str, hint: str = _BUILD_HINT) -> None:
