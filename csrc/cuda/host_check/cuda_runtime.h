@@ -4,9 +4,10 @@
 // reductions, the current device (cudaGetDevice/cudaSetDevice, recorded at each launch),
 // cudaStreamSynchronize (an error can be injected: emu::sync_error), cudaMemcpy and
 // cub::DeviceRadixSort::SortPairs (a stable sort over the same key bits). Dynamic shared memory
-// starts every block filled with emu::shared_fill bytes (RG_SHARED_FILL: 0xFF gives NaN floats
-// and -1 ints, 0x3F plausible floats 0.747 and ids ~1e9), as real shared memory holds whatever
-// was there, so a kernel reading it before writing fails the checks. Testing only.
+// starts every block filled with garbage, as real shared memory holds whatever was there, so a
+// kernel reading it before writing fails the checks: 0x3F bytes in even blocks (plausible floats
+// 0.747 and ids ~1e9: a stale Gaussian blends and its colour read crashes), 0xFF in odd ones
+// (NaN floats, -1 ids: NaN reaches the outputs); RG_SHARED_FILL=<byte> fixes one. Testing only.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -40,10 +41,10 @@ inline int last_launch_device = -1;  // the current device at the last launch
 inline int set_device_calls = 0;
 inline cudaError_t sync_error = cudaSuccess;  // returned (once) by the next stream sync
 inline int syncs = 0;                         // cudaStreamSynchronize calls
-#ifndef RG_SHARED_FILL  // 0xFF: NaN floats and -1 ids; 0x3F: 0.747f floats and ids ~1e9
-#define RG_SHARED_FILL 0xFF
+#ifndef RG_SHARED_FILL
+#define RG_SHARED_FILL -1  // alternate 0x3F / 0xFF per block
 #endif
-inline unsigned char shared_fill = RG_SHARED_FILL;  // every block's dynamic shared memory
+inline int shared_fill = RG_SHARED_FILL;  // the byte of every block's dynamic shared memory
 inline int max_block_threads = 0;             // the largest block launched
 }  // namespace emu
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
@@ -115,7 +116,8 @@ void launch(dim3 grid, dim3 block, size_t shm, K kernel) {
           for (unsigned bx = 0; bx < grid.x; ++bx) {
             between.arrive_and_wait();  // every thread is done with the previous block
             if (t == 0) {
-              dyn.assign(shm, shared_fill);
+              const long long b = ((long long)bz * grid.y + by) * grid.x + bx;
+              dyn.assign(shm, (unsigned char)(shared_fill >= 0 ? shared_fill : (b % 2 ? 0xFF : 0x3F)));
               slots.assign(nt, 0.f);
               cnt = 0;
             }
