@@ -247,7 +247,7 @@ def _persp_cov2d(pc: Tensor, covc: Tensor, Ks: Tensor, width: int, height: int) 
 
 
 def _opacity_extent(opacities: Tensor) -> Tensor:
-    """``min(3.33, sqrt(2 ln(o / (1/255))))`` (NaN opacities keep 3.33, as the kernels' fminf)."""
+    """``min(3.33, sqrt(2 ln(o / (1/255))))`` (NaN opacities keep 3.33; ``project`` culls them)."""
     e = torch.sqrt(2.0 * torch.log(opacities / ALPHA_MIN))
     return torch.fmin(torch.full_like(e, RADIUS_EXTEND), e)
 
@@ -269,9 +269,10 @@ def project(
     Gaussian is culled (radii 0, means2d and conics 0, zero gradient) when its depth is outside
     ``[near_plane, far_plane]`` (or NaN), the 2D covariance is not positive definite, both
     ``3.33 sigma`` radii are ``<= radius_clip``, its box is entirely off-screen, anything is
-    non-finite, or (``tight_tiles``) its opacity is below 1/255. With ``tight_tiles`` the radii
-    are opacity-aware, ``max(1, ceil(min(3.33, sqrt(2 ln(255 o))) sigma))`` (gsplat's CUDA
-    rule). ``depths`` is the camera z for every Gaussian (differentiable only where kept).
+    non-finite (the opacity included), or (``tight_tiles``) its opacity is below 1/255. With
+    ``tight_tiles`` the radii are opacity-aware, ``max(1, ceil(min(3.33, sqrt(2 ln(255 o)))
+    sigma))`` (gsplat's CUDA rule). ``depths`` is the camera z for every Gaussian
+    (differentiable only where kept).
     """
     st = settings
     Rc = viewmats[:, None, :3, :3]
@@ -298,6 +299,8 @@ def project(
         rx, ry = rx3, ry3
         valid = (z >= st.near_plane) & (z <= st.far_plane) & (det > 0)
         valid &= ~((rx3 <= st.radius_clip) & (ry3 <= st.radius_clip))
+        if opacities is not None:  # a non-finite opacity is culled (as every backend)
+            valid &= torch.isfinite(opacities.detach())
         if st.tight_tiles and opacities is not None:
             o = opacities.detach()
             valid &= ~(o < ALPHA_MIN)
