@@ -85,6 +85,7 @@ __all__ = [
     "prune",
     "step_pre_backward",
     "step_post_backward",
+    "Densifier",
 ]
 
 #: The parameters every operation reads: local means, quaternions, log-scales and opacity logits.
@@ -631,3 +632,59 @@ def step_post_backward(
         n_candidates=grown.n_candidates, budget_bound=grown.budget_bound,
     )  # fmt: skip
     return params, face_ids, info
+
+
+# ----------------------------------------------------------------------------- the strategy object
+@dataclass(eq=False)
+class Densifier:
+    """One run's densification, held together as gsplat's strategies hold theirs: the schedule and
+    thresholds (``config``), the screen-space statistics (``state``), the optimizer whose Adam
+    state follows the Gaussians, and the scene scale. Its two hooks take only what changes from
+    step to step; :func:`step_pre_backward` / :func:`step_post_backward` are the same hooks with
+    every argument spelled out.
+
+    Attributes:
+        config: the schedule and thresholds.
+        state: the statistics (:meth:`DensifyState.create` for ``N`` Gaussians).
+        optimizer: updated with the parameters on grow / prune (``None``: none to update).
+        scene_scale: metres per scene unit (``config.scene_extent`` is in scene units).
+    """
+
+    config: DensifyConfig
+    state: DensifyState
+    optimizer: torch.optim.Optimizer | None = None
+    scene_scale: float = 1.0
+
+    @classmethod
+    def create(
+        cls,
+        config: DensifyConfig,
+        num_gaussians: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scene_scale: float = 1.0,
+        device: str | torch.device = "cpu",
+    ) -> Densifier:
+        """A densifier with empty statistics for ``num_gaussians`` Gaussians on ``device``."""
+        return cls(config, DensifyState.create(num_gaussians, device=device), optimizer, float(scene_scale))
+
+    def step_pre_backward(self, meta: RasterMeta, step: int) -> bool:
+        """:func:`step_pre_backward` with this densifier's config."""
+        return step_pre_backward(meta, self.config, step)
+
+    def step_post_backward(
+        self,
+        params: dict[str, Tensor],
+        face_ids: Tensor,
+        step: int,
+        meta: RasterMeta,
+        *,
+        sqrt_areas: Tensor | Callable[[], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
+        """:func:`step_post_backward` with this densifier's state, config, optimizer and scene
+        scale: ``(params, face_ids, info)``."""
+        return step_post_backward(
+            params, face_ids, self.state, self.config, step, meta, optimizer=self.optimizer,
+            scene_scale=self.scene_scale, sqrt_areas=sqrt_areas, generator=generator,
+        )  # fmt: skip

@@ -152,7 +152,10 @@ class Trainer:
         t = config.train
         self.optimizer = torch.optim.Adam(avatar.optimizer_groups(t), betas=tuple(t.betas), eps=t.eps)
         self.batch_sampler = self._batch_sampler()
-        self.densify_state = strategy.DensifyState.create(avatar.num_gaussians, device=device)
+        self.densifier = strategy.Densifier.create(
+            config.densify, avatar.num_gaussians, optimizer=self.optimizer,
+            scene_scale=float(config.camera.scene_scale), device=device,
+        )  # fmt: skip
         regularized = any(config.loss.weight(k) > 0 for k in REGULARIZER_TERMS)
         self.monitor = RunMonitor(config.densify, device, regularized=regularized)
 
@@ -300,7 +303,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer)
         if ckpt.densify_state is not None:
             s = ckpt.densify_state
-            self.densify_state = strategy.DensifyState(
+            self.densifier.state = strategy.DensifyState(
                 *(t.to(self.device) for t in (s.grad_accum, s.count, s.max_radii))
             )
         if ckpt.guidance is not None:
@@ -324,7 +327,7 @@ class Trainer:
             face_ids=self.avatar.face_ids.detach().cpu().clone(),
             shape=self.avatar.shape.detach().cpu().clone(),
             optimizer=self.optimizer.state_dict(),
-            densify_state=self.densify_state if self.config.densify.enabled else None,
+            densify_state=self.densifier.state if self.config.densify.enabled else None,
             guidance=self.guidance.state_dict(),
             rng=rng_state({"trainer": self.generator}, self.device),
             config=config_to_dict(self.config),
@@ -372,7 +375,7 @@ class Trainer:
         batch = self.sample_batch()
         # 2. render (the densification hook keeps the screen-space gradient it accumulates)
         out = self._render(batch)
-        strategy.step_pre_backward(out.meta, self.config.densify, step)
+        self.densifier.step_pre_backward(out.meta, step)
         # 3. losses: the terms, weighed in one place
         g, terms = self._loss_terms(out, batch, step)
         loss = self.weighted_loss(terms)
@@ -475,12 +478,10 @@ class Trainer:
             verts = out.vertices[:1].detach()
             return rg.triangle_frames(verts, self.head.faces.to(verts.device)).sqrt_areas[0]
 
-        a, cfg = self.avatar, self.config
-        params, face_ids, info = strategy.step_post_backward(
-            a.gaussian_params(), a.face_ids, self.densify_state, cfg.densify, step, out.meta,
-            optimizer=self.optimizer, scene_scale=float(cfg.camera.scene_scale), sqrt_areas=sqrt_areas,
-            generator=self.generator,
-        )  # fmt: skip
+        a = self.avatar
+        params, face_ids, info = self.densifier.step_post_backward(
+            a.gaussian_params(), a.face_ids, step, out.meta, sqrt_areas=sqrt_areas, generator=self.generator
+        )
         if info.action != "none":
             self.avatar.set_gaussians(params, face_ids)
             log.info("step %d: %s", step, dataclasses.asdict(info))
@@ -490,7 +491,7 @@ class Trainer:
                 "step %d: the Gaussian budget bound: %d of %d densification candidates grown (highest "
                 "statistic first), N = %d of densify.max_gaussians = %d.",
                 step, info.n_cloned + info.n_split, info.n_candidates, info.n_after,
-                cfg.densify.max_gaussians,
+                self.densifier.config.max_gaussians,
             )  # fmt: skip
         return info
 
@@ -576,7 +577,7 @@ class Trainer:
         (:meth:`headstudio.train.diagnostics.RunMonitor.record`),
         warning once about any out of range."""
         n = int(self.avatar.num_gaussians)
-        return self.monitor.record(self.densify_state, n, self.step, self.num_skipped)
+        return self.monitor.record(self.densifier.state, n, self.step, self.num_skipped)
 
     # ------------------------------------------------------------------------ previews
     def preview_grid(self, size: int | None = None) -> np.ndarray:
