@@ -515,9 +515,7 @@ def _validate(cfg: HeadStudioConfig) -> None:
         t.lr_position_decay_steps,
         "at least 1",
     )
-    _check(
-        cfg.regularizer.pos_from >= 0, "regularizer.pos_from", cfg.regularizer.pos_from, "an integer >= 0"
-    )
+    _check(cfg.regularizer.pos_from >= 0, "regularizer.pos_from", cfg.regularizer.pos_from, "an integer >= 0")
     for f in dataclasses.fields(LossConfig):
         v = getattr(cfg.loss, f.name)
         _check(v >= 0 and math.isfinite(v), f"loss.{f.name}", v, "a finite number >= 0")
