@@ -9,7 +9,8 @@ learning at ``train.shape_stop_step``), then densify / prune through ``rigged_ga
 step hooks, and return the step's log record. Each record of ``log.jsonl`` and the progress bar
 also carries the run's health figures (:mod:`headstudio.diagnostics`): N, the densification
 statistic, what densification did, the regulariser / guidance gradient ratios on the means and
-the scales, ms per step and peak CUDA memory; a run that drifts out of range says so in one warning line.
+the scales, ms per step and peak CUDA memory; a run that drifts out of range says so in one
+warning line.
 
 Outputs in ``output_dir``::
 
