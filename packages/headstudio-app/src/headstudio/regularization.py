@@ -27,8 +27,8 @@ those units, so its weights mean the same here). With ``d = √S·‖μ‖`` and
     loss_scale = Σ e_s / #(s'_k > τ_s)             (mean over the violating axes)
 
 Its pull does not fade as a violator approaches the tolerance, and it is stronger on small
-triangles (``1/S``); by the review of issue 20, on the FLAME template the paper form's pull at
-the same weight is 21×, 116× and 289× weaker for small, median and large triangles.
+triangles (``1/S``): for a violator well past its tolerance its gradient on ``log s`` is about
+``u/√S`` times the paper form's (issue 20's review: 21× to 289× over the FLAME template).
 
 Averaging over the violators only (as the public HeadStudio code does) makes the pull on a
 violating Gaussian ``λ / #violators``, whatever the number of Gaussians that comply: a mean over
