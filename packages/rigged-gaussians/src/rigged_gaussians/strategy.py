@@ -462,9 +462,9 @@ def grow(
     Those with ``max world scale <= percent_dense * scene_extent * scene_scale`` are cloned (a
     copy of the parameters, with zero Adam moments); larger ones are replaced by
     ``split_factor`` children with means ``mu + R(q) (eps * s)``, ``eps ~ N(0, I)``, in the
-    parent's local frame, and scales
-    ``s / split_scale_divisor``. With a budget (``config.max_gaussians > 0``) the candidates are
-    grown in decreasing order of their statistic while the count stays within it.
+    parent's local frame, and scales ``s / split_scale_divisor`` (zero Adam moments too). With a
+    budget (``config.max_gaussians > 0``) the candidates are grown in decreasing order of their
+    statistic while the count stays within it.
 
     Returns:
         ``(new_params, new_face_ids, info)``: rows ordered as the kept originals, the clones,
