@@ -38,6 +38,7 @@ def test_demo_config_compresses_the_schedule_into_the_run():
     ]
     prune_steps = [s for s in range(1, 201) if s % d.prune_every == 0 and d.prune_from <= s <= d.prune_until]
     assert densify_steps == [40, 80, 120] and prune_steps == [160]
+    assert cfg.regularizer.pos_from == 160  # the position term with the prune-only phase (issue 20)
     assert 0 < t.shape_stop_step < t.steps
     assert t.checkpoint_every <= t.steps and t.preview_every <= t.steps
 
