@@ -23,8 +23,8 @@ from rigged_gaussians.strategy import (
 from torch import nn
 
 CFG = DensifyConfig(
-    densify_from=1, densify_until=100, densify_every=1, prune_from=200, prune_until=300, prune_every=10,
-    scene_extent=1.0, max_world_size=0.1, screen_size_from=0,
+    grad_threshold=0.002, densify_from=1, densify_until=100, densify_every=1, prune_from=200,
+    prune_until=300, prune_every=10, scene_extent=1.0, max_world_size=0.1, screen_size_from=0,
 )  # fmt: skip
 
 
@@ -130,10 +130,13 @@ def test_accumulate_from_meta_of_a_render() -> None:
 # ----------------------------------------------------------------------------- schedule
 def test_schedule_defaults() -> None:
     c = DensifyConfig()
-    assert c.enabled and c.grad_threshold == 0.002 and c.min_opacity == 0.005
-    assert [c.is_densify_step(s) for s in (299, 300, 600, 2100, 2400)] == [False, True, True, True, False]
-    assert [c.is_prune_step(s) for s in (2100, 2400, 3300, 3600, 2401)] == [False, True, True, False, False]
-    assert [c.is_active(s) for s in (1, 3300, 3301)] == [True, True, False]
+    # the public HeadStudio code's events: its bounds are exclusive (300 < step < 2100 densifies,
+    # 2400 < step < 3300 prunes only), ours inclusive; threshold 0.001 as its published commands
+    assert c.enabled and c.grad_threshold == 0.001 and c.min_opacity == 0.005
+    steps = range(1, 10_001)
+    assert [s for s in steps if c.is_densify_step(s)] == [600, 900, 1200, 1500, 1800]
+    assert [s for s in steps if c.is_prune_step(s)] == [2700, 3000]
+    assert [c.is_active(s) for s in (1, 3000, 3001)] == [True, True, False]
     off = DensifyConfig(enabled=False)
     assert not any(off.is_densify_step(s) or off.is_prune_step(s) or off.is_active(s) for s in (1, 300, 2400))
     with pytest.raises(ValueError, match="densify_every"):
@@ -347,6 +350,7 @@ def test_optimizer_updated_in_place() -> None:
     # Gaussian 0: clone; 1: split into 2; 2: pruned; 3: kept
     cfg = DensifyConfig(**{**CFG.__dict__, "max_world_size": 0.0})
     st = _state([1.0, 1.0, 0.0, 0.0])
+    steps_before = {k: opt.state[v]["step"].clone() for k, v in p.items()}
     grown, grown_fid, g = grow(p, fid, st, cfg, optimizer=opt, step=5)
     out, out_fid, pr = prune(grown, grown_fid, st, cfg, optimizer=opt)
     assert (g.n_cloned, g.n_split, pr.n_pruned, pr.n_after) == (1, 1, 1, 5)
@@ -357,8 +361,9 @@ def test_optimizer_updated_in_place() -> None:
         assert group["params"][0] is out[name]
         st_ = opt.state[out[name]]
         for got, old in ((st_["exp_avg"], old_m[name]), (st_["exp_avg_sq"], old_v[name])):
-            torch.testing.assert_close(got[[0, 1, 2]], old[[0, 3, 0]])
-            assert got[3:].eq(0).all()
+            torch.testing.assert_close(got[[0, 1]], old[[0, 3]])  # survivors keep their moments
+            assert got[2:].eq(0).all()  # the clone and the split children start at zero
+        assert torch.equal(st_["step"], steps_before[name])  # Adam's step count is untouched
         assert p[name] not in opt.state and grown[name] not in opt.state
     loss = sum((v**2).sum() for v in out.values())
     loss.backward()

@@ -8,8 +8,9 @@ Adam step (the position learning rate follows ``train.position_lr``; the FLAME s
 learning at ``train.shape_stop_step``), then densify / prune through ``rigged_gaussians.strategy``'s
 step hooks, and return the step's log record. Each record of ``log.jsonl`` and the progress bar
 also carries the run's health figures (:mod:`headstudio.train.diagnostics`): N, the densification
-statistic, what densification did, the regulariser / guidance gradient ratio, ms per step and
-peak CUDA memory; a run that drifts out of range says so in one warning line.
+statistic, what densification did, the regulariser / guidance gradient ratios on the means and
+the scales, ms per step and peak CUDA memory; a run that drifts out of range says so in one
+warning line.
 
 Outputs in ``output_dir``::
 
@@ -386,10 +387,13 @@ class Trainer:
             self.step = step
             self.monitor.end_step(None, None)
             return logs
-        # 4. backward (keeping the regulariser's share of the means' gradient for the diagnostics)
-        reg_grad = self._regularizer_grad(terms)
+        # 4. backward (keeping the regulariser's shares of the means' and the scales' gradients for
+        # the diagnostics)
+        reg_means, reg_scales = self._regularizer_grads(terms)
         loss.backward()
-        grads = StepGradients.split(self.avatar.means.grad, reg_grad)
+        grads = StepGradients.split(
+            self.avatar.means.grad, reg_means, self.avatar.log_scales.grad, reg_scales
+        )
         logs.update(grads.logs())
         # 5. optimiser step (the position rate decays; the FLAME shape stops learning at shape_stop_step)
         if step > self.config.train.shape_stop_step:
@@ -417,24 +421,33 @@ class Trainer:
         renders = out.rgb[:, 0].permute(0, 3, 1, 2)  # [B, 3, H, W]
         g = self.guidance(renders, batch, step, out.vertices.detach())
         terms = dict(g.losses)
-        lc = self.config.loss
+        lc, rc = self.config.loss, self.config.regularizer
         if any(lc.weight(t) > 0 for t in REGULARIZER_TERMS):
             p = self.avatar.gaussian_params()
-            terms.update(mesh_regularization(
-                p["means"], p["log_scales"], self.avatar.face_ids, out.vertices, self.head.faces
-            ))  # fmt: skip
+            reg = mesh_regularization(
+                p["means"], p["log_scales"], self.avatar.face_ids, out.vertices, self.head.faces,
+                form=rc.form, unit=float(self.config.camera.scene_scale),
+            )  # fmt: skip
+            if step < rc.pos_from:  # the position term starts at regularizer.pos_from
+                del reg["loss_pos"]
+            terms.update(reg)
         return g, terms
 
-    def _regularizer_grad(self, terms: dict[str, Tensor]) -> Tensor | None:
-        """``[N, 3]`` gradient of the weighted regulariser on the local means (``None`` without
-        one); the graph is kept for the whole loss's backward."""
+    def _regularizer_grads(self, terms: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
+        """``([N, 3], [N, 3])`` gradients of the weighted position term on the local means and of
+        the weighted scale term on the log-scales (``None`` for a term that is off this step:
+        weight 0 or before ``regularizer.pos_from``); the graph is kept for the whole loss's
+        backward. (The position term reads only the means and the scale term only the scales.)"""
         lc = self.config.loss
-        parts = [w * terms[k] for k in REGULARIZER_TERMS if k in terms and (w := lc.weight(k)) != 0]
-        if not parts:
-            return None
-        means = self.avatar.means
-        (grad,) = torch.autograd.grad(sum(parts), means, retain_graph=True, allow_unused=True)
-        return torch.zeros_like(means) if grad is None else grad
+        out: list[Tensor | None] = []
+        for key, param in (("loss_pos", self.avatar.means), ("loss_scale", self.avatar.log_scales)):
+            w = lc.weight(key)
+            if key not in terms or w == 0:
+                out.append(None)
+                continue
+            (grad,) = torch.autograd.grad(w * terms[key], param, retain_graph=True, allow_unused=True)
+            out.append(torch.zeros_like(param) if grad is None else grad)
+        return out[0], out[1]
 
     def _set_position_lr(self, completed_steps: int) -> None:
         """The means' learning rate of the next update: ``train.position_lr(completed_steps)``."""
