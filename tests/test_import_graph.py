@@ -40,6 +40,7 @@ CORE = {
     "headstudio.avatar_io",
     "headstudio.cameras",
     "headstudio.config",
+    "headstudio.config_sections",
     "headstudio.errors",
     "headstudio.head_motion",
     "headstudio.video",
