@@ -38,6 +38,7 @@ CORE = {
     "headstudio.avatar_head",
     "headstudio.avatar_init",
     "headstudio.avatar_io",
+    "headstudio.avatar_types",
     "headstudio.cameras",
     "headstudio.config",
     "headstudio.config_sections",
