@@ -121,6 +121,9 @@ def face_oval_embedding(
     K, S = xy.shape[:2]
     hit, depth, bary = frontal_hits(xy.reshape(-1, 2), tris)
     hit, depth, bary = hit.reshape(K, S), depth.reshape(K, S), bary.reshape(K, S, 3)
+    # a probe on an edge or vertex gets the most frontal of the triangles there (frontal_hits'
+    # tie-break, the same whatever the rounding or the face order), so the tilt test below and
+    # the 85-degree depth-jump test only meet generic values at their thresholds
     cos_tilt = np.where(hit >= 0, normals[np.maximum(hit, 0), 2], -1.0)
     step = np.linalg.norm(bound[:, :2] - centre[:2], axis=1) * (_SAMPLES[1] - _SAMPLES[0])  # [K]
     good = (hit >= 0) & (cos_tilt >= np.cos(np.deg2rad(RIM_TILT_DEG)))
@@ -171,6 +174,8 @@ def iris_embedding(
         for a in (0.0, 0.5 * np.pi, np.pi, 1.5 * np.pi):
             dirs.append(np.array([np.sin(tilt) * np.cos(a), np.sin(tilt) * np.sin(a), np.cos(tilt)]))
         dirs = np.stack(dirs)
+        # these rays pass exactly through the eyeball's pole vertex and along its meridian edges
+        # (a UV sphere around the joint): ray_cast's tolerance makes them hit on every CPU
         hit, _, bary = ray_cast(np.tile(centre, (len(dirs), 1)), dirs, v[f[eye_f]])
         if (hit < 0).any():
             raise ValueError(f"the eyeball of eye joint {j} is not closed in front of its centre")
