@@ -240,10 +240,18 @@ def arkit_landmark_targets(
     for side in ("Left", "Right"):
         up, lo = np.array(_UPPER_LID[side]), np.array(_LOWER_LID[side])
         gap = p[lo] - p[up]  # upper lid -> lower lid
-        blink = np.zeros((L, 3))
+        # the skin above the upper lid follows it, less with distance (else holding those
+        # landmarks still would keep the lid open); the lower lid and the eyeball stay
+        centre_gap = float(np.linalg.norm(p[lo[3]] - p[up[3]]))
+        dist = np.linalg.norm(p[:, None] - p[up][None], axis=-1).min(1)
+        above = p[:, 1] > p[up, 1].min() - 0.25 * centre_gap
+        follow = np.where(above, np.exp(-(dist**2) / (2 * (1.2 * centre_gap) ** 2)), 0.0)[:, None]
+        follow[lo] = 0.0
+        mean_gap = gap.mean(0)
+        blink = 0.95 * follow * mean_gap
         blink[up] = 0.95 * gap
         d[f"eyeBlink{side}"] = blink
-        wide = np.zeros((L, 3))
+        wide = -0.4 * follow * mean_gap
         wide[up] = -0.4 * gap
         d[f"eyeWide{side}"] = wide
         squint = np.zeros((L, 3))

@@ -112,3 +112,42 @@ class GltfBuilder:
         if self._bin:
             out += struct.pack("<II", len(self._bin), _BIN) + self._bin
         return bytes(out)
+
+
+def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Split a GLB into ``(json document, BIN chunk)``.
+
+    Raises:
+        ValueError: not a GLB version 2 (the message says which part is wrong).
+    """
+    if len(data) < 20:
+        raise ValueError("not a GLB: shorter than its 12-byte header and one chunk")
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    if magic != _GLB_MAGIC or version != 2 or length != len(data):
+        raise ValueError(f"not a GLB 2.0 file (magic {magic:#x}, version {version}, length {length} of {len(data)})")
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    if jtype != _JSON:
+        raise ValueError("the first GLB chunk is not JSON")
+    doc = json.loads(data[20 : 20 + jlen])
+    off = 20 + jlen
+    binary = b""
+    if off + 8 <= len(data):
+        blen, btype = struct.unpack_from("<II", data, off)
+        if btype == _BIN:
+            binary = data[off + 8 : off + 8 + blen]
+    return doc, binary
+
+
+_DTYPE = {v: k for k, v in _COMPONENT.items()}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+
+
+def read_accessor(doc: dict[str, Any], binary: bytes, index: int) -> np.ndarray:
+    """Accessor ``index`` as an array ``[count]`` or ``[count, k]`` (tightly packed views only)."""
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    dt = _DTYPE[acc["componentType"]]
+    k = _WIDTH[acc["type"]]
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    a = np.frombuffer(binary, dt, count=acc["count"] * k, offset=start)
+    return a if k == 1 else a.reshape(acc["count"], k)
