@@ -121,7 +121,8 @@ def test_fit_moves_the_subjects_side(head: Any, basis: ArkitBasis) -> None:
         assert gap(blink, oup, olo) > 0.9 * gap(lm0, oup, olo), side  # the other stays open
     for side, corner, other in (("Left", 291, 61), ("Right", 61, 291)):
         smile = lm[k(f"mouthSmile{side}")]
-        assert smile[corner, 1] - lm0[corner, 1] > 1e-3 > smile[other, 1] - lm0[other, 1] + 5e-4, side
+        rise, other_rise = smile[corner, 1] - lm0[corner, 1], smile[other, 1] - lm0[other, 1]
+        assert rise > max(1e-3, 3 * other_rise), side
     assert basis.jaw_pose[k("jawOpen"), 0] == pytest.approx(0.35, abs=0.02)
     assert basis.jaw_pose[k("jawLeft"), 1] > 0.05 > -0.05 > basis.jaw_pose[k("jawRight"), 1]
     assert basis.eye_pose[k("eyeLookUpLeft"), 0] < -0.2 and abs(basis.eye_pose[k("eyeLookUpLeft"), 3]) < 1e-3
@@ -177,7 +178,7 @@ def _render_front(avatar: Any, kw: dict[str, torch.Tensor], size: int = 512) -> 
 def test_mediapipe_reads_fitted_blendshapes(teacher: Any, basis: ArkitBasis) -> None:
     """The outside reader: render the head at one fitted blendshape, run MediaPipe's real
     FaceLandmarker (52 blendshape scores) and find that blendshape among the largest rises over
-    the neutral face; the smiles are read on the subject's side (docs/ARKIT.md)."""
+    the neutral face; the smiles are read on the subject's side (docs/ENGINE_EXPORT.md)."""
     from headstudio.face_track import detect_face, resolve_landmarker
 
     try:

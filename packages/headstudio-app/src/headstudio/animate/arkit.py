@@ -27,7 +27,7 @@ Live Link's order (PascalCase: ``EyeBlinkLeft``...), then ``HeadYaw, HeadPitch, 
 LeftEyeYaw, LeftEyePitch, LeftEyeRoll, RightEyeYaw, RightEyePitch, RightEyeRoll`` (radians).
 Timecodes are ``HH:MM:SS:FF.fff`` with ``FF`` frames at the recording's rate.
 
-**Which side MediaPipe's scores name**: see docs/ARKIT.md (measured by the outside-reader test
+**Which side MediaPipe's scores name**: see docs/ENGINE_EXPORT.md (measured by the outside-reader test
 ``test_mediapipe_reads_fitted_blendshapes``).
 """
 
