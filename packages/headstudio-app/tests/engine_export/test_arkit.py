@@ -200,3 +200,21 @@ def test_mediapipe_reads_fitted_blendshapes(teacher: Any, basis: ArkitBasis) -> 
         assert s in top, f"{s}: MediaPipe's largest rises are {top}"
     left, right = names.index("mouthSmileLeft"), names.index("mouthSmileRight")
     assert rise[1, left] > rise[1, right] and rise[2, right] > rise[2, left]
+
+
+def test_motion_to_curves_recovers_the_curves(basis: ArkitBasis) -> None:
+    """FLAME motion made from known curves (``drive --arkit-out``'s direction) projects back to them."""
+    from headstudio.animate.arkit import motion_to_curves
+
+    rng = np.random.default_rng(1)
+    w = np.zeros((6, 52), np.float32)
+    for t, names in enumerate([["jawOpen"], ["mouthSmileLeft", "eyeBlinkRight"], ["browInnerUp"],
+                               ["eyeLookUpLeft", "eyeLookUpRight"], [], ["mouthPucker", "jawOpen"]]):  # fmt: skip
+        for n in names:
+            w[t, ARKIT_NAMES.index(n)] = rng.uniform(0.4, 1.0)
+    c = ArkitCurves(w, 30.0, np.zeros((6, 3), np.float32), np.zeros((6, 6), np.float32))
+    c.head_rotation[:, 0] = np.linspace(-0.2, 0.2, 6)
+    back = motion_to_curves(curves_to_motion(c, basis), basis)
+    keep = [i for i, n in enumerate(ARKIT_NAMES) if n != "tongueOut"]
+    assert np.abs(back.weights[:, keep] - w[:, keep]).max() < 0.1
+    np.testing.assert_allclose(back.head_rotation[:, 0], c.head_rotation[:, 0], atol=1e-5)

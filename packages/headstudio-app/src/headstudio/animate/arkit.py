@@ -61,6 +61,7 @@ __all__ = [
     "store_basis",
     "basis_for",
     "curves_to_motion",
+    "motion_to_curves",
     "read_live_link_csv",
     "write_live_link_csv",
 ]
@@ -482,6 +483,42 @@ def curves_to_motion(curves: ArkitCurves, basis: ArkitBasis) -> MotionSequence:
         neck_pose=torch.as_tensor(neck, dtype=torch.float32),
         fps=float(curves.fps),
     )
+
+
+def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1e-2) -> ArkitCurves:
+    """ARKit curves that best reproduce a FLAME motion on the basis' head (for ``drive --arkit-out``).
+
+    Per frame, the weights ``w`` in 0..1 minimise ``|w·B − p|²`` over the stacked expression, jaw
+    and eye parameters ``p`` (a bounded linear least-squares problem; the rotations, in radians,
+    weighted ×5 so the jaw's 0.35 rad of ``jawOpen`` weighs like the expression coefficients of a
+    fitted shape, 1-2) plus ``ridge·|w|²``, which picks the sparse answer where shapes cancel
+    each other. The neck pose becomes the head yaw/pitch/roll columns; the eye rotation
+    columns stay zero (the ``eyeLook*`` curves carry the gaze).
+    """
+    from scipy.optimize import lsq_linear
+    from scipy.spatial.transform import Rotation
+
+    E = basis.expression.shape[1]
+    expr = motion.expression.detach().cpu().double().numpy()
+    if expr.shape[1] > E:
+        raise HeadStudioError(
+            f"the motion has {expr.shape[1]} expression parameters but the head has {E}; retarget it first."
+        )
+    expr = np.pad(expr, ((0, 0), (0, E - expr.shape[1])))
+    jaw = motion.jaw_pose.detach().cpu().double().numpy()
+    eye = motion.eye_pose.detach().cpu().double().numpy()
+    rot_w = 5.0
+    A = np.concatenate([basis.expression, rot_w * basis.jaw_pose, rot_w * basis.eye_pose], 1).T  # [P, 52]
+    P = np.concatenate([expr, rot_w * jaw, rot_w * eye], 1)  # [T, P]
+    T, K = P.shape[0], len(ARKIT_NAMES)
+    # a small pull to zero picks the sparse answer where shapes cancel (eyeLookIn + eyeLookOut)
+    A = np.concatenate([A, np.sqrt(ridge) * np.eye(K)], 0)
+    w = np.zeros((T, K), np.float32)
+    for t in range(T):
+        w[t] = lsq_linear(A, np.concatenate([P[t], np.zeros(K)]), bounds=(0.0, 1.0), method="bvls").x
+    neck = motion.neck_pose.detach().cpu().double().numpy()
+    ypr = Rotation.from_rotvec(neck).as_euler("YXZ")
+    return ArkitCurves(w, float(motion.fps), ypr.astype(np.float32), np.zeros((T, 6), np.float32))
 
 
 def _euler_to_axis_angle(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
