@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from flame_core import FlameModel
 from flame_core.motion import procedural_talking_motion
-from scipy.ndimage import binary_erosion
-
 from headstudio.avatar import Avatar
 from headstudio.output.gltf.fidelity import gltf_skinned_vertices, psnr, read_head_mesh, render_textured_mesh
 from headstudio.output.gltf.mesh import head_mesh
 from headstudio.output.gltf.writer import export_glb
 from headstudio.rendering import ViewSettings, frame_avatar, orbit_views
 from headstudio.teacher import build_teacher_avatar
+from scipy.ndimage import binary_erosion
 
 
 def main() -> None:
@@ -46,8 +45,10 @@ def main() -> None:
             errs.append(np.linalg.norm(gltf_skinned_vertices(glb, frame=f) - ref, axis=1))
         e = np.stack(errs) * 1e3
         pose_rows = av.head.dirs[av.head.num_shape + E :]
-        print(f"skin+morph vs LBS over {len(motion)} frames: max {e.max():.4f} mm, mean {e.mean():.5f} mm "
-              f"(pose-corrective rows: {pose_rows.shape[0]}, largest entry {float(pose_rows.abs().max()):.2e})")
+        print(
+            f"skin+morph vs LBS over {len(motion)} frames: max {e.max():.4f} mm, mean {e.mean():.5f} mm "
+            f"(pose-corrective rows: {pose_rows.shape[0]}, largest entry {float(pose_rows.abs().max()):.2e})"
+        )
         m = read_head_mesh(glb)
         vs = ViewSettings()
         target, dist = frame_avatar(av, vs)

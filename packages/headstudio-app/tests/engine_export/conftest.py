@@ -22,7 +22,9 @@ def node_modules() -> Path:
     if shutil.which("node") is None:
         pytest.skip("node is not installed (apt-get install -y nodejs npm, as .ci/run does)")
     if not (nm / "gltf-validator").is_dir():
-        pytest.skip(f"the glTF clients are not installed in {nm}; run `npm ci --prefix {CLIENTS}` (as .ci/run does)")
+        pytest.skip(
+            f"the glTF clients are not installed in {nm}; run `npm ci --prefix {CLIENTS}` (as .ci/run does)"
+        )
     return nm
 
 

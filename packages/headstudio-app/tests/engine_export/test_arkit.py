@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from headstudio.animate.arkit import (
     ARKIT_NAMES,
     LIVE_LINK_NAMES,
@@ -77,7 +76,10 @@ def test_live_link_csv_reads_a_capture_without_pose_columns_in_any_case(tmp_path
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda h, r: (h.replace(",JawOpen", ""), [x.rsplit(",", 1)[0] for x in r]), "missing column(s) JawOpen"),
+        (
+            lambda h, r: (h.replace(",JawOpen", ""), [x.rsplit(",", 1)[0] for x in r]),
+            "missing column(s) JawOpen",
+        ),
         (lambda h, r: (h, [r[0] + ",0.5"] + r[1:]), "row 2 has 64 values but the header has 63"),
         (lambda h, r: (h, [r[0].replace(",61,", ",40,", 1)] + r[1:]), "BlendshapeCount '40'"),
         (lambda h, r: (h, [r[0].replace("0.5", "abc", 1)] + r[1:]), "not a number"),
@@ -131,7 +133,9 @@ def test_fit_moves_the_subjects_side(head: Any, basis: ArkitBasis) -> None:
     assert float(np.median(basis.residual_mm)) < 1.0
 
 
-def test_basis_is_stored_with_the_avatar(teacher: Any, basis: ArkitBasis, tmp_path: Path, monkeypatch: Any) -> None:
+def test_basis_is_stored_with_the_avatar(
+    teacher: Any, basis: ArkitBasis, tmp_path: Path, monkeypatch: Any
+) -> None:
     from headstudio.animate import arkit
     from headstudio.avatar import Avatar
 
@@ -208,8 +212,9 @@ def test_motion_to_curves_recovers_the_curves(basis: ArkitBasis) -> None:
 
     rng = np.random.default_rng(1)
     w = np.zeros((6, 52), np.float32)
-    for t, names in enumerate([["jawOpen"], ["mouthSmileLeft", "eyeBlinkRight"], ["browInnerUp"],
-                               ["eyeLookUpLeft", "eyeLookUpRight"], [], ["mouthPucker", "jawOpen"]]):  # fmt: skip
+    frames = [["jawOpen"], ["mouthSmileLeft", "eyeBlinkRight"], ["browInnerUp"],
+              ["eyeLookUpLeft", "eyeLookUpRight"], [], ["mouthPucker", "jawOpen"]]  # fmt: skip
+    for t, names in enumerate(frames):
         for n in names:
             w[t, ARKIT_NAMES.index(n)] = rng.uniform(0.4, 1.0)
     c = ArkitCurves(w, 30.0, np.zeros((6, 3), np.float32), np.zeros((6, 6), np.float32))

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from headstudio.animate.arkit import ARKIT_NAMES
 from headstudio.errors import HeadStudioError
 from headstudio.output.gltf.builder import read_accessor, read_glb
@@ -32,8 +31,9 @@ def test_layout(glb_both: Path, talk_motion: Any) -> None:
     assert doc["extensionsUsed"] == ["KHR_gaussian_splatting"]
     splat = next(m for m in doc["meshes"] if m["name"] == "gaussian_splats")["primitives"][0]
     assert splat["mode"] == 0 and "KHR_gaussian_splatting" in splat["extensions"]
-    assert {"POSITION", "COLOR_0", "KHR_gaussian_splatting:ROTATION", "KHR_gaussian_splatting:SCALE",
-            "KHR_gaussian_splatting:OPACITY", "KHR_gaussian_splatting:SH_DEGREE_0_COEF_0"} <= set(splat["attributes"])  # fmt: skip
+    ext = "KHR_gaussian_splatting:"
+    want = {"POSITION", "COLOR_0", *(ext + n for n in ("ROTATION", "SCALE", "OPACITY", "SH_DEGREE_0_COEF_0"))}
+    assert want <= set(splat["attributes"])
     head = next(m for m in doc["meshes"] if m["name"] == "head")
     names = head["extras"]["targetNames"]
     assert names[:52] == list(ARKIT_NAMES)
@@ -44,7 +44,9 @@ def test_layout(glb_both: Path, talk_motion: Any) -> None:
     assert [doc["nodes"][j]["name"] for j in skin["joints"]] == ["neck", "head", "jaw", "eye_L", "eye_R"]
     anim = doc["animations"][0]
     times = doc["accessors"][anim["samplers"][0]["input"]]
-    assert times["count"] == len(talk_motion) and times["max"][0] == pytest.approx((len(talk_motion) - 1) / 25.0)
+    assert times["count"] == len(talk_motion) and times["max"][0] == pytest.approx(
+        (len(talk_motion) - 1) / 25.0
+    )
     paths = {(doc["nodes"][c["target"]["node"]]["name"], c["target"]["path"]) for c in anim["channels"]}
     assert {("jaw", "rotation"), ("head", "rotation"), ("eye_L", "rotation"), ("head", "weights")} <= paths
 
@@ -65,9 +67,17 @@ def test_splat_values_are_the_avatars(sh_avatar: Any, tmp_path: Path) -> None:
     with torch.no_grad():
         g = sh_avatar.world_gaussians()
     np.testing.assert_allclose(get("POSITION"), g["means"].numpy(), atol=1e-7)
-    np.testing.assert_allclose(get("KHR_gaussian_splatting:SCALE"), g["scales"].numpy(), rtol=1e-6)  # linear, world
-    np.testing.assert_allclose(get("KHR_gaussian_splatting:OPACITY"), torch.sigmoid(sh_avatar.opacity_logits).detach().numpy(), atol=1e-7)
-    np.testing.assert_allclose(get("KHR_gaussian_splatting:ROTATION"), g["quats"].numpy()[:, [1, 2, 3, 0]], atol=1e-7)
+    np.testing.assert_allclose(
+        get("KHR_gaussian_splatting:SCALE"), g["scales"].numpy(), rtol=1e-6
+    )  # linear, world
+    np.testing.assert_allclose(
+        get("KHR_gaussian_splatting:OPACITY"),
+        torch.sigmoid(sh_avatar.opacity_logits).detach().numpy(),
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        get("KHR_gaussian_splatting:ROTATION"), g["quats"].numpy()[:, [1, 2, 3, 0]], atol=1e-7
+    )
     for lvl in range(3):
         for c in range(2 * lvl + 1):
             got = get(f"KHR_gaussian_splatting:SH_DEGREE_{lvl}_COEF_{c}")
@@ -141,7 +151,6 @@ def test_baked_texture_matches_the_gaussian_render(teacher: Any, glb_both: Path)
 
 def test_bad_input_is_one_line(teacher: Any, tmp_path: Path) -> None:
     from flame_core.motion import MotionSequence
-
     from headstudio.output.gltf.writer import export_glb
 
     wide = MotionSequence(expression=torch.zeros(4, 150), fps=30.0)
@@ -152,7 +161,9 @@ def test_bad_input_is_one_line(teacher: Any, tmp_path: Path) -> None:
     with pytest.raises(HeadStudioError, match="--parts must be one of"):
         export_glb(teacher, tmp_path / "a.glb", parts="hair")  # type: ignore[arg-type]
     with pytest.raises(HeadStudioError, match="use --parts mesh or both"):
-        export_glb(teacher, tmp_path / "a.glb", parts="splats", motion=MotionSequence(expression=torch.zeros(2, 100)))
+        export_glb(
+            teacher, tmp_path / "a.glb", parts="splats", motion=MotionSequence(expression=torch.zeros(2, 100))
+        )
     assert not list(tmp_path.iterdir())  # nothing partial left
 
 
@@ -188,9 +199,13 @@ def test_killed_export_leaves_the_previous_file_and_the_next_sweeps(teacher: Any
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = dict(os.environ)
-    subprocess.run([sys.executable, str(script), str(src), str(out), "full"], check=True, env=env, timeout=600)
+    subprocess.run(
+        [sys.executable, str(script), str(src), str(out), "full"], check=True, env=env, timeout=600
+    )
     first = out.read_bytes()
-    proc = subprocess.Popen([sys.executable, str(script), str(src), str(out), "stop"], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(src), str(out), "stop"], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("halfway"), line
@@ -201,7 +216,9 @@ def test_killed_export_leaves_the_previous_file_and_the_next_sweeps(teacher: Any
         proc.wait(timeout=60)
     assert out.read_bytes() == first  # the previous complete file
     assert partial.exists()  # the killed writer's temporary file ...
-    subprocess.run([sys.executable, str(script), str(src), str(out), "full"], check=True, env=env, timeout=600)
+    subprocess.run(
+        [sys.executable, str(script), str(src), str(out), "full"], check=True, env=env, timeout=600
+    )
     assert not partial.exists()  # ... is swept by the next export
     assert sorted(p.name for p in out.parent.iterdir()) == ["head.glb"]
     read_glb(out.read_bytes())

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from headstudio.animate.arkit import ARKIT_NAMES
 from headstudio.output.gltf.builder import read_accessor, read_glb
 
@@ -31,7 +30,13 @@ KNOWN = ("UNSUPPORTED_EXTENSION", "MESH_PRIMITIVE_INVALID_ATTRIBUTE")
 
 def _validate(path: Path) -> dict:
     node_modules()
-    out = subprocess.run(["node", str(CLIENTS / "validate.mjs"), str(path)], capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        ["node", str(CLIENTS / "validate.mjs"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -41,7 +46,8 @@ def _unexpected(report: dict) -> list[dict]:
         if m["severity"] > 1:
             continue
         known = (m["code"] == "UNSUPPORTED_EXTENSION" and "KHR_gaussian_splatting" in m["message"]) or (
-            m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE" and "/attributes/KHR_gaussian_splatting:" in m["pointer"]
+            m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE"
+            and "/attributes/KHR_gaussian_splatting:" in m["pointer"]
         )
         if not known:
             bad.append(m)
@@ -53,10 +59,14 @@ def test_validator_finds_no_errors(glb_both: Path) -> None:
     assert _unexpected(report) == []
     assert report["issues"]["numWarnings"] <= 1  # the unsupported extension, if at all
     info = report["info"]
-    assert info["hasSkins"] and info["hasMorphTargets"] and info["hasTextures"] and info["animationCount"] == 1
+    assert (
+        info["hasSkins"] and info["hasMorphTargets"] and info["hasTextures"] and info["animationCount"] == 1
+    )
     # the filter removes exactly the splat rows, no more
     attrs = [m for m in report["issues"]["messages"] if m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE"]
-    assert all(m["pointer"].startswith("/meshes/0/primitives/0/attributes/KHR_gaussian_splatting:") for m in attrs)
+    assert all(
+        m["pointer"].startswith("/meshes/0/primitives/0/attributes/KHR_gaussian_splatting:") for m in attrs
+    )
 
 
 def test_validator_sees_a_broken_file(glb_both: Path, tmp_path: Path) -> None:
@@ -80,10 +90,9 @@ def test_splat_transform_writes_the_same_splats(teacher: Any, tmp_path: Path) ->
     splat-transform takes a PLY to be in the usual 3DGS capture frame (y down) and turns it 180°
     about z into glTF's y-up frame; the avatar's PLY is already y-up (FLAME's frame, which is
     glTF's), so its file differs from ours by exactly that turn, which is undone here."""
-    from scipy.spatial.transform import Rotation
-
     from headstudio.export import export_posed
     from headstudio.output.gltf.writer import export_glb
+    from scipy.spatial.transform import Rotation
 
     nm = node_modules()
     ply = export_posed(teacher, tmp_path / "neutral.ply")
@@ -123,8 +132,8 @@ def browser() -> Any:
         pytest.skip("chromium is not installed (apt-get install -y chromium, as .ci/run does)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, headless=True,
-                              args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"])  # fmt: skip
+        args = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"]
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=args)
         yield b
         b.close()
 
@@ -133,7 +142,9 @@ def _mouth_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean absolute change in the lower-middle (mouth) window and in the top (forehead) band."""
     h, w = a.shape[:2]
     d = np.abs(a.astype(float) - b.astype(float)).mean(-1)
-    return float(d[int(0.5 * h) : int(0.85 * h), int(0.3 * w) : int(0.7 * w)].mean()), float(d[: int(0.25 * h)].mean())
+    return float(d[int(0.5 * h) : int(0.85 * h), int(0.3 * w) : int(0.7 * w)].mean()), float(
+        d[: int(0.25 * h)].mean()
+    )
 
 
 def test_threejs_loads_opens_the_mouth_and_plays(browser: Any, glb_both: Path, tmp_path: Path) -> None:

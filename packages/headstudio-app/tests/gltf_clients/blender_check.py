@@ -1,4 +1,5 @@
-"""Run inside Blender: ``blender --background --factory-startup --python blender_check.py -- FILE.glb OUTDIR``.
+"""Run inside Blender:
+``blender --background --factory-startup --python blender_check.py -- FILE.glb OUTDIR``.
 
 Imports the glb with Blender's own glTF importer, reports (one JSON line prefixed ``RESULT``) the
 armature and its bones, the mesh's shape keys and the animation's frame range, then renders the
@@ -82,5 +83,7 @@ from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 basis = keys[0].data
 moved = [i for i, (a, b) in enumerate(zip(basis, keys["jawOpen"].data)) if (a.co - b.co).length > 2e-3]
 uv = [world_to_camera_view(scene, cam, head.matrix_world @ basis[i].co) for i in moved]
-result["mouth_box"] = [min(p.x for p in uv), min(p.y for p in uv), max(p.x for p in uv), max(p.y for p in uv)] if uv else None
+result["mouth_box"] = (
+    [min(p.x for p in uv), min(p.y for p in uv), max(p.x for p in uv), max(p.y for p in uv)] if uv else None
+)
 print("RESULT " + json.dumps(result), flush=True)

@@ -13,7 +13,8 @@ The parameters are found by least squares over all 52 at once (a batch of 52 pos
 :class:`flame_core.landmark_head.LandmarkHead`), the summed squared landmark error plus small L2
 priors: rounds of L-BFGS on the jaw and eye rotations with the expression held, then the
 expression solved exactly at those rotations (the landmarks are affine in it there,
-:meth:`~flame_core.landmark_head.LandmarkHead.expression_jacobian`). ``tongueOut`` has no landmark and stays the neutral face (zero parameters).
+:meth:`~flame_core.landmark_head.LandmarkHead.expression_jacobian`). ``tongueOut`` has no
+landmark and stays the neutral face (zero parameters).
 
 A fitted :class:`ArkitBasis` maps ARKit weights ``[T, 52]`` to FLAME parameters linearly
 (``expression = w · basis.expression``; jaw and eye axis-angles likewise, which is exact for one
@@ -100,7 +101,10 @@ _CORNER = {"Right": 61, "Left": 291}
 _UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
 _INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 95, 88, 178, 87, 14, 317, 402, 318, 324)
-_BROW = {"Right": (46, 53, 52, 65, 55, 70, 63, 105, 66, 107), "Left": (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)}
+_BROW = {
+    "Right": (46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
+    "Left": (276, 283, 282, 295, 285, 300, 293, 334, 296, 336),
+}
 _BROW_INNER = {"Right": (55, 65, 107, 66), "Left": (285, 295, 336, 296)}
 _BROW_OUTER = {"Right": (46, 53, 70, 63), "Left": (276, 283, 300, 293)}
 _CHEEK = {"Right": 50, "Left": 280}
@@ -177,7 +181,9 @@ class ArkitBasis:
                 raise HeadStudioError(f"the stored ARKit fit's '{k}' has shape {list(a.shape)}; refit it.")
             arrs[k] = a
         res = np.asarray(d.get("residual_mm", np.zeros(len(ARKIT_NAMES))), np.float64)
-        return cls(arrs["expression"], arrs["jaw_pose"], arrs["eye_pose"], res, str(d.get("identity_hash", "")))
+        return cls(
+            arrs["expression"], arrs["jaw_pose"], arrs["eye_pose"], res, str(d.get("identity_hash", ""))
+        )
 
 
 # ----------------------------------------------------------------------------- the targets
@@ -273,7 +279,8 @@ def arkit_landmark_targets(
         d[f"mouthStretch{side}"] = corner * np.array([0.14 * s * mw, -0.05 * mw, 0.0])
         half = side_mask(side)
         d[f"mouthPress{side}"] = half * (
-            ids(_UPPER_LIP) * np.array([0.0, -0.04 * mw, 0.0]) + ids(_LOWER_LIP) * np.array([0.0, 0.05 * mw, 0.0])
+            ids(_UPPER_LIP) * np.array([0.0, -0.04 * mw, 0.0])
+            + ids(_LOWER_LIP) * np.array([0.0, 0.05 * mw, 0.0])
         )
         d[f"mouthLowerDown{side}"] = half * ids(_LOWER_LIP) * np.array([0.0, -0.14 * mw, 0.0])
         d[f"mouthUpperUp{side}"] = half * ids(_UPPER_LIP) * np.array([0.0, 0.12 * mw, 0.0])
@@ -376,7 +383,7 @@ def fit_arkit_basis(
         # the rotations (nonlinear) by L-BFGS with the expression held ...
         opt = torch.optim.LBFGS([jaw, eye], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
-        def closure() -> torch.Tensor:
+        def closure(opt: torch.optim.LBFGS = opt) -> torch.Tensor:
             opt.zero_grad()
             loss = residual().pow(2).sum() + pose_prior * scale**2 * (jaw.pow(2).sum() + eye.pow(2).sum())
             loss.backward()
@@ -574,7 +581,9 @@ def write_live_link_csv(path: str | Path, curves: ArkitCurves) -> Path:
     count = len(ARKIT_NAMES) + len(LIVE_LINK_POSE_COLUMNS)
     for t in range(T):
         vals = [*w[t], *head[t], *eyes[t]]
-        wr.writerow([_format_timecode(start + t / curves.fps, curves.fps), count, *(f"{v:.6g}" for v in vals)])
+        wr.writerow(
+            [_format_timecode(start + t / curves.fps, curves.fps), count, *(f"{v:.6g}" for v in vals)]
+        )
     with atomic_output(out) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     log.info("wrote %d frames of ARKit curves to %s", T, out)
@@ -601,7 +610,9 @@ def read_live_link_csv(path: str | Path, fps: float | None = None) -> ArkitCurve
         raise HeadStudioError(f"ARKit curves file '{p}' does not exist; give a Live Link Face CSV.")
     rows = list(csv.reader(p.read_text(encoding="utf-8-sig").splitlines()))
     if not rows:
-        raise HeadStudioError(f"{p}: empty file; a Live Link Face CSV starts with a Timecode,BlendshapeCount,... header.")
+        raise HeadStudioError(
+            f"{p}: empty file; a Live Link Face CSV starts with a Timecode,BlendshapeCount,... header."
+        )
     header = [h.strip() for h in rows[0]]
     index = {h.lower(): i for i, h in enumerate(header)}
     missing = [n for n in ("Timecode", *LIVE_LINK_NAMES) if n.lower() not in index]
@@ -642,7 +653,9 @@ def read_live_link_csv(path: str | Path, fps: float | None = None) -> ArkitCurve
             w[t] = [float(r[index[n.lower()]]) for n in LIVE_LINK_NAMES]
             pose[t] = [float(r[c]) if c is not None else 0.0 for c in pose_cols]
         except ValueError:
-            raise HeadStudioError(f"{p}: row {row} has a value that is not a number; every curve value must be one.") from None
+            raise HeadStudioError(
+                f"{p}: row {row} has a value that is not a number; every curve value must be one."
+            ) from None
         tcs.append(r[index["timecode"]])
     if not (np.isfinite(w).all() and np.isfinite(pose).all()):
         raise HeadStudioError(f"{p}: NaN or infinite values; every curve value must be a finite number.")

@@ -28,6 +28,7 @@ def axis_angle_to_quat_xyzw(aa: np.ndarray) -> np.ndarray:
 def flame_tracks(motion: object, num_frames: int) -> dict[str, np.ndarray]:
     """The motion's per-frame joint rotations ``[T, 3]`` by joint index key ``"0".."4"`` and
     translation ``[T, 3]`` (zeros where the motion has none)."""
+
     def field(name: str, width: int) -> np.ndarray:
         v = getattr(motion, name, None)
         if v is None:

@@ -89,7 +89,9 @@ class GltfBuilder:
 
     def add_png(self, png: bytes, name: str) -> int:
         """An image stored in the buffer (``image/png``)."""
-        return self.add("images", {"name": name, "bufferView": self.add_buffer_view(png), "mimeType": "image/png"})
+        return self.add(
+            "images", {"name": name, "bufferView": self.add_buffer_view(png), "mimeType": "image/png"}
+        )
 
     def use_extension(self, name: str) -> None:
         """List ``name`` in ``extensionsUsed`` (once)."""
@@ -124,7 +126,9 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
         raise ValueError("not a GLB: shorter than its 12-byte header and one chunk")
     magic, version, length = struct.unpack_from("<III", data, 0)
     if magic != _GLB_MAGIC or version != 2 or length != len(data):
-        raise ValueError(f"not a GLB 2.0 file (magic {magic:#x}, version {version}, length {length} of {len(data)})")
+        raise ValueError(
+            f"not a GLB 2.0 file (magic {magic:#x}, version {version}, length {length} of {len(data)})"
+        )
     jlen, jtype = struct.unpack_from("<II", data, 12)
     if jtype != _JSON:
         raise ValueError("the first GLB chunk is not JSON")

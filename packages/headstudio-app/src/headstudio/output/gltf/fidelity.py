@@ -45,7 +45,9 @@ def read_head_mesh(path: str | Path) -> dict[str, np.ndarray | dict]:
     doc, binary = read_glb(Path(path).read_bytes())
     mesh_i = next(i for i, m in enumerate(doc["meshes"]) if m.get("name") == "head")
     prim = doc["meshes"][mesh_i]["primitives"][0]
-    tex = doc["textures"][doc["materials"][prim["material"]]["pbrMetallicRoughness"]["baseColorTexture"]["index"]]
+    tex = doc["textures"][
+        doc["materials"][prim["material"]]["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+    ]
     view = doc["bufferViews"][doc["images"][tex["source"]]["bufferView"]]
     png = binary[view.get("byteOffset", 0) : view.get("byteOffset", 0) + view["byteLength"]]
     return {
@@ -59,7 +61,9 @@ def read_head_mesh(path: str | Path) -> dict[str, np.ndarray | dict]:
     }
 
 
-def gltf_skinned_vertices(path: str | Path, frame: int | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+def gltf_skinned_vertices(
+    path: str | Path, frame: int | None = None, weights: np.ndarray | None = None
+) -> np.ndarray:
     """The head mesh's vertices ``[V', 3]`` as a glTF client poses them.
 
     Args:
@@ -70,7 +74,11 @@ def gltf_skinned_vertices(path: str | Path, frame: int | None = None, weights: n
     m = read_head_mesh(path)
     doc, binary = m["doc"], m["bin"]
     prim = doc["meshes"][m["mesh_index"]]["primitives"][0]
-    sampled = _sample(doc, binary, doc["animations"][0], frame) if frame is not None and doc.get("animations") else {}
+    sampled = (
+        _sample(doc, binary, doc["animations"][0], frame)
+        if frame is not None and doc.get("animations")
+        else {}
+    )
     nodes = doc["nodes"]
     mesh_node = next(i for i, n in enumerate(nodes) if n.get("mesh") == m["mesh_index"])
     w = np.asarray(doc["meshes"][m["mesh_index"]].get("weights", []), np.float64)
@@ -127,8 +135,14 @@ def render_textured_mesh(
         if (z[tri] <= 1e-6).any():
             continue
         a, b, c = xy[tri]
-        x0, x1 = max(int(np.floor(min(a[0], b[0], c[0]))), 0), min(int(np.ceil(max(a[0], b[0], c[0]))), width - 1)
-        y0, y1 = max(int(np.floor(min(a[1], b[1], c[1]))), 0), min(int(np.ceil(max(a[1], b[1], c[1]))), height - 1)
+        x0, x1 = (
+            max(int(np.floor(min(a[0], b[0], c[0]))), 0),
+            min(int(np.ceil(max(a[0], b[0], c[0]))), width - 1),
+        )
+        y0, y1 = (
+            max(int(np.floor(min(a[1], b[1], c[1]))), 0),
+            min(int(np.ceil(max(a[1], b[1], c[1]))), height - 1),
+        )
         if x1 < x0 or y1 < y0:
             continue
         xs, ys = np.meshgrid(np.arange(x0, x1 + 1) + 0.5, np.arange(y0, y1 + 1) + 0.5)

@@ -136,7 +136,9 @@ def _texel_points(mesh: HeadMesh, size: int) -> tuple[np.ndarray, np.ndarray, np
         a, b, c = uv[tri]
         x0, x1 = int(np.floor(min(a[0], b[0], c[0]))), int(np.ceil(max(a[0], b[0], c[0])))
         y0, y1 = int(np.floor(min(a[1], b[1], c[1]))), int(np.ceil(max(a[1], b[1], c[1])))
-        xs, ys = np.meshgrid(np.arange(max(x0, 0), min(x1, size - 1) + 1), np.arange(max(y0, 0), min(y1, size - 1) + 1))
+        xs, ys = np.meshgrid(
+            np.arange(max(x0, 0), min(x1, size - 1) + 1), np.arange(max(y0, 0), min(y1, size - 1) + 1)
+        )
         q = np.c_[xs.ravel(), ys.ravel()].astype(np.float64)
         e0, e1, d = b - a, c - a, q - a
         den = e0[0] * e1[1] - e0[1] * e1[0]
@@ -216,5 +218,3 @@ def texture_png(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
-
-

@@ -103,7 +103,9 @@ def _add_mesh(
     texture = b.add("textures", {"source": image, "sampler": sampler})
     material = b.add("materials", {
         "name": "baked_gaussians",
-        "pbrMetallicRoughness": {"baseColorTexture": {"index": texture}, "metallicFactor": 0.0, "roughnessFactor": 0.9},
+        "pbrMetallicRoughness": {
+            "baseColorTexture": {"index": texture}, "metallicFactor": 0.0, "roughnessFactor": 0.9,
+        },
         "doubleSided": True,
     })  # fmt: skip
     attrs = {
@@ -172,7 +174,11 @@ def _add_animation(
         from ...animate.arkit import _euler_to_axis_angle
 
         hr = motion.head_rotation.astype(np.float64)
-        channel(joint_nodes[1], "rotation", axis_angle_to_quat_xyzw(_euler_to_axis_angle(hr[:, 0], hr[:, 1], hr[:, 2])))
+        channel(
+            joint_nodes[1],
+            "rotation",
+            axis_angle_to_quat_xyzw(_euler_to_axis_angle(hr[:, 0], hr[:, 1], hr[:, 2])),
+        )
     else:
         tracks = flame_tracks(motion, T)
         for j, node in enumerate(joint_nodes):
@@ -216,7 +222,9 @@ def sweep_stale_partials(target: Path) -> list[Path]:
 def _atomic(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_partials(target)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.partial-{os.getpid()}-", suffix=target.suffix, dir=target.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.stem}.partial-{os.getpid()}-", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp = Path(name)
     try:
@@ -268,7 +276,9 @@ def export_glb(
         raise HeadStudioError("a motion animates the mesh; use --parts mesh or both with --motion.")
     b = GltfBuilder()
     scene_nodes: list[int] = []
-    summary = GlbSummary(path=out, num_gaussians=0, num_vertices=0, num_targets=0, num_frames=0, dropped_weight=0.0)
+    summary = GlbSummary(
+        path=out, num_gaussians=0, num_vertices=0, num_targets=0, num_frames=0, dropped_weight=0.0
+    )
     if want_splats:
         scene_nodes.append(add_splats(b, avatar))
         summary["num_gaussians"] = avatar.num_gaussians
