@@ -38,6 +38,13 @@ for obj in bpy.data.objects:
 for mesh in meshes:
     if mesh.data.shape_keys.animation_data is not None:
         mesh.data.shape_keys.animation_data.action = None
+for a in arm:  # the rest pose (unassigning an action keeps the last evaluated pose)
+    for pb in a.pose.bones:
+        pb.location = (0.0, 0.0, 0.0)
+        pb.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+        pb.rotation_euler = (0.0, 0.0, 0.0)
+        pb.scale = (1.0, 1.0, 1.0)
+bpy.context.view_layer.update()
 for o in [o for o in bpy.data.objects if o.type == "MESH" and o is not head]:
     o.hide_render = True  # the splat point cloud
 # frame the face: bounding box of the mesh in world space (Blender is Z-up, the face looks along -Y)
