@@ -222,3 +222,31 @@ def test_killed_export_leaves_the_previous_file_and_the_next_sweeps(teacher: Any
     assert not partial.exists()  # ... is swept by the next export
     assert sorted(p.name for p in out.parent.iterdir()) == ["head.glb"]
     read_glb(out.read_bytes())
+
+
+def test_arkit_curves_become_the_clip(teacher: Any, basis: Any, tmp_path: Path) -> None:
+    """Live Link curves (``animate --arkit``'s input) animate the 52 ARKit targets and the head."""
+    from headstudio.animate.arkit import ArkitCurves
+    from headstudio.output.gltf.fidelity import gltf_skinned_vertices
+    from headstudio.output.gltf.mesh import head_mesh
+    from headstudio.output.gltf.writer import export_glb
+
+    w = np.zeros((3, 52), np.float32)
+    w[1, ARKIT_NAMES.index("jawOpen")] = 1.0
+    head_rot = np.zeros((3, 3), np.float32)
+    head_rot[2, 0] = 0.3  # yaw
+    curves = ArkitCurves(w, 60.0, head_rot, np.zeros((3, 6), np.float32))
+    p = tmp_path / "c.glb"
+    export_glb(teacher, p, parts="mesh", motion=curves, texture_size=64, basis=basis)
+    doc, _ = _doc(p)
+    head_mesh_ = next(m for m in doc["meshes"] if m["name"] == "head")
+    assert head_mesh_["extras"]["targetNames"] == list(ARKIT_NAMES)
+    vmap = head_mesh(teacher).vmap
+    with torch.no_grad():
+        ref = teacher.pose(**basis.flame_kwargs(w[1:2]))[0].numpy()[vmap]
+        rest = teacher.pose()[0].numpy()[vmap]
+    assert np.abs(gltf_skinned_vertices(p, frame=1) - ref).max() < 1e-5
+    turned = gltf_skinned_vertices(p, frame=2)
+    with torch.no_grad():
+        ref2 = teacher.pose(neck_pose=torch.tensor([[0.0, 0.3, 0.0]]))[0].numpy()[vmap]
+    assert np.abs(turned - ref2).max() < 1e-5 and np.abs(turned - rest).max() > 1e-2
