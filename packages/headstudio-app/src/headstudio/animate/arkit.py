@@ -63,6 +63,7 @@ __all__ = [
     "basis_for",
     "curves_to_motion",
     "motion_to_curves",
+    "euler_to_axis_angle",
     "read_live_link_csv",
     "write_live_link_csv",
 ]
@@ -482,7 +483,7 @@ def curves_to_motion(curves: ArkitCurves, basis: ArkitBasis) -> MotionSequence:
     """
     kw = basis.flame_kwargs(curves.weights)
     yaw, pitch, roll = (curves.head_rotation[:, i].astype(np.float64) for i in range(3))
-    neck = _euler_to_axis_angle(yaw, pitch, roll)
+    neck = euler_to_axis_angle(yaw, pitch, roll)
     return MotionSequence(
         expression=kw["expression"],
         jaw_pose=kw["jaw_pose"],
@@ -528,7 +529,7 @@ def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1
     return ArkitCurves(w, float(motion.fps), ypr.astype(np.float32), np.zeros((T, 6), np.float32))
 
 
-def _euler_to_axis_angle(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+def euler_to_axis_angle(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
     """``R = R_y(yaw) R_x(pitch) R_z(roll)`` as axis-angle ``[T, 3]``."""
     from scipy.spatial.transform import Rotation
 

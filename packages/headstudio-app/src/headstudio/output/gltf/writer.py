@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from flame_core.motion import MotionSequence
 
-from ...animate.arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for
+from ...animate.arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, euler_to_axis_angle
 from ...avatar import Avatar
 from ...errors import HeadStudioError
 from .animation import axis_angle_to_quat_xyzw, flame_tracks
@@ -171,13 +171,11 @@ def _add_animation(
     weights = np.zeros((T, n_targets), np.float32)
     if isinstance(motion, ArkitCurves):
         weights[:, : len(ARKIT_NAMES)] = motion.weights
-        from ...animate.arkit import _euler_to_axis_angle
-
         hr = motion.head_rotation.astype(np.float64)
         channel(
             joint_nodes[1],
             "rotation",
-            axis_angle_to_quat_xyzw(_euler_to_axis_angle(hr[:, 0], hr[:, 1], hr[:, 2])),
+            axis_angle_to_quat_xyzw(euler_to_axis_angle(hr[:, 0], hr[:, 1], hr[:, 2])),
         )
     else:
         tracks = flame_tracks(motion, T)
