@@ -223,3 +223,18 @@ def test_motion_to_curves_recovers_the_curves(basis: ArkitBasis) -> None:
     keep = [i for i, n in enumerate(ARKIT_NAMES) if n != "tongueOut"]
     assert np.abs(back.weights[:, keep] - w[:, keep]).max() < 0.1
     np.testing.assert_allclose(back.head_rotation[:, 0], c.head_rotation[:, 0], atol=1e-5)
+
+
+def test_a_new_shape_gets_a_new_fit(teacher: Any, basis: ArkitBasis, monkeypatch: Any) -> None:
+    import copy
+
+    from headstudio.animate import arkit
+
+    av = copy.deepcopy(teacher)
+    calls: list[Any] = []
+    monkeypatch.setattr(arkit, "fit_arkit_basis", lambda head, shape: calls.append(shape) or basis)
+    assert basis_for(av) is not None and not calls  # the stored fit matches head and shape
+    with torch.no_grad():
+        av.shape[0, 0] = 0.5
+    basis_for(av)
+    assert len(calls) == 1 and float(calls[0][0, 0]) == 0.5

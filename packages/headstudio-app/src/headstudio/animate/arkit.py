@@ -125,6 +125,7 @@ class ArkitBasis:
         residual_mm: ``[52]`` RMS landmark error of each fitted shape against its target, in mm
             (FLAME units are metres).
         identity_hash: the head model the basis was fitted on.
+        shape_digest: the shape β it was fitted at (:func:`shape_digest`).
     """
 
     expression: np.ndarray
@@ -132,6 +133,7 @@ class ArkitBasis:
     eye_pose: np.ndarray
     residual_mm: np.ndarray
     identity_hash: str = ""
+    shape_digest: str = ""
 
     def flame_kwargs(self, weights: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """FLAME parameters of ARKit weights ``[T, 52]``: ``expression [T, E]``, ``jaw_pose [T, 3]``,
@@ -155,6 +157,7 @@ class ArkitBasis:
             "version": BASIS_VERSION,
             "names": list(ARKIT_NAMES),
             "identity_hash": self.identity_hash,
+            "shape_digest": self.shape_digest,
             "expression": rows(self.expression),
             "jaw_pose": rows(self.jaw_pose),
             "eye_pose": rows(self.eye_pose),
@@ -183,7 +186,12 @@ class ArkitBasis:
             arrs[k] = a
         res = np.asarray(d.get("residual_mm", np.zeros(len(ARKIT_NAMES))), np.float64)
         return cls(
-            arrs["expression"], arrs["jaw_pose"], arrs["eye_pose"], res, str(d.get("identity_hash", ""))
+            arrs["expression"],
+            arrs["jaw_pose"],
+            arrs["eye_pose"],
+            res,
+            str(d.get("identity_hash", "")),
+            str(d.get("shape_digest", "")),
         )
 
 
@@ -412,7 +420,12 @@ def fit_arkit_basis(
     log.info("fitted ARKit blendshapes: RMS landmark error %.2f mm (worst %s %.2f mm)",
              float(np.mean(rms)), ARKIT_NAMES[int(np.argmax(rms))], float(np.max(rms)))  # fmt: skip
     return ArkitBasis(
-        e_full, jaw.detach().cpu().numpy(), eye.detach().cpu().numpy(), rms, str(head.identity_hash())
+        e_full,
+        jaw.detach().cpu().numpy(),
+        eye.detach().cpu().numpy(),
+        rms,
+        str(head.identity_hash()),
+        shape_digest(beta),
     )
 
 
@@ -421,6 +434,21 @@ def _float64_copy(head: Any) -> Any:
     import copy
 
     return copy.deepcopy(head).to(torch.float64)
+
+
+def shape_digest(shape: torch.Tensor | np.ndarray | None) -> str:
+    """A short digest of a shape β (rounded to 1e-5, trailing zeros ignored)."""
+    import hashlib
+
+    a = (
+        np.zeros(0)
+        if shape is None
+        else np.asarray(torch.as_tensor(shape).detach().cpu().double()).reshape(-1)
+    )
+    a = np.round(a, 5)
+    nz = np.flatnonzero(a)
+    a = a[: nz[-1] + 1] if len(nz) else a[:0]
+    return hashlib.sha256((a + 0.0).tobytes()).hexdigest()[:16]
 
 
 def store_basis(avatar: Any, basis: ArkitBasis) -> None:
@@ -441,9 +469,14 @@ def basis_for(avatar: Any, refit: bool = False) -> ArkitBasis:
         except HeadStudioError as e:
             log.warning("%s", e)
         else:
-            if b.identity_hash == str(head.identity_hash()) and b.expression.shape[1] == head.num_expression:
+            same_head = b.identity_hash == str(head.identity_hash())
+            if (
+                same_head
+                and b.shape_digest == shape_digest(avatar.shape)
+                and b.expression.shape[1] == head.num_expression
+            ):
                 return b
-            log.info("the stored ARKit fit was made on another head; refitting")
+            log.info("the stored ARKit fit was made on another head or shape; refitting")
     b = fit_arkit_basis(head, avatar.shape.detach())
     store_basis(avatar, b)
     return b

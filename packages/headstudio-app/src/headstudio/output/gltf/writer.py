@@ -282,6 +282,11 @@ def export_glb(
         summary["num_gaussians"] = avatar.num_gaussians
     if want_mesh:
         basis = basis or basis_for(avatar)
+        if basis.expression.shape[1] != E:
+            raise HeadStudioError(
+                f"the ARKit fit has {basis.expression.shape[1]} expression parameters but this head has {E}; "
+                "refit it on this head (basis_for(avatar, refit=True))."
+            )
         mesh = head_mesh(avatar)
         expr_components: list[int] = []
         if isinstance(m, MotionSequence):
@@ -296,7 +301,8 @@ def export_glb(
                        dropped_weight=mesh.dropped_weight)  # fmt: skip
     b.doc["scene"] = 0
     b.doc["scenes"] = [{"name": "avatar", "nodes": scene_nodes}]
-    b.doc["asset"]["extras"] = {"headstudio": {"head": str(avatar.head.source), "parts": parts}}
+    source = "procedural" if str(avatar.head.source) == "procedural" else "flame"  # never a local path
+    b.doc["asset"]["extras"] = {"headstudio": {"head": source, "parts": parts}}
     data = b.glb_bytes()
     with _atomic(out) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
