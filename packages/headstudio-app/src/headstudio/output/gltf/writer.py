@@ -72,7 +72,8 @@ def _as_motion(motion: object, num_expression: int) -> MotionSequence | ArkitCur
     if isinstance(m, MotionSequence) and m.expression.shape[1] > num_expression:
         raise HeadStudioError(
             f"the motion has {m.expression.shape[1]} expression parameters but this head has "
-            f"{num_expression}; retarget it to this head (headstudio retarget) or use a motion made for it."
+            f"{num_expression}; retarget it to this head (flame_core.retarget.retarget_motion) "
+            "or use a motion made for it."
         )
     return m
 
