@@ -1,0 +1,1 @@
+"""Output: rendering, videos and exports (PLY, web, glb)."""
