@@ -1,10 +1,10 @@
-"""Geometry of the procedural head: skin (head + neck + mouth cavity), eyeballs, joints, weights.
+"""Geometry of the procedural head: skin (head + neck + inner lips), eyeballs, joints, weights.
 
 The skin is a latitude/longitude surface (rows top to bottom along y, columns around y) whose
 front is warped onto MediaPipe's canonical face mesh scaled to metres, so nose, eyes, lips and
 chin sit where MediaPipe puts them. The mouth slit is cut along one row between the inner-lip
-corners (78, 308); its upper and lower edges are stitched by a pouch (the mouth cavity) so the
-skin stays closed. Eyeballs are separate closed UV spheres in the eye sockets.
+corners (78, 308); each lip then rolls a few millimetres inwards and stops, leaving the mouth
+opening that FLAME's mesh has too (``flame_core.mouth_interior`` closes it with a cavity and teeth). Eyeballs are separate closed UV spheres in the eye sockets.
 Coordinates: FLAME's (metres, y up, face looks +z, root joint at the neck base).
 """
 
@@ -29,9 +29,12 @@ N_COLS = 80
 N_HEAD_ROWS = 56
 N_NECK_ROWS = 12
 THETA_MAX = np.deg2rad(142.0)
-CAVITY_STEPS = 6
+# the lips roll this far inwards (metres, at the mouth's centre) before the mouth opening
+LIP_ROLL_STEPS = 2
+LIP_ROLL_DEPTH = 0.006
+LIP_ROLL_HEIGHT = 0.003
 
-# parts (per vertex): 0 skin, 1 cavity, 2 left eyeball (+x), 3 right eyeball
+# parts (per vertex): 0 skin, 1 inner lip (the lip rolls around the mouth opening), 2 left eyeball (+x), 3 right eyeball
 SKIN, CAVITY, EYE_L, EYE_R = 0, 1, 2, 3
 
 
@@ -183,8 +186,10 @@ def build_geometry(task_path: str | None = None) -> HeadGeometry:
     V = np.concatenate(verts)
     part = [np.full(n, SKIN)]
 
-    # mouth cavity: cross-sections from the upper lip edge (k=0) round the back to the lower (k=K)
-    K = CAVITY_STEPS
+    # mouth opening: each lip rolls inwards (LIP_ROLL_STEPS sections, back and away from the slit)
+    # and stops there, leaving a hole behind the closed lips as FLAME's mesh has; the mouth interior
+    # (flame_core.mouth_interior) closes it. sec[0] / sec[K] are the upper / lower slit edges.
+    K = 2 * LIP_ROLL_STEPS + 1
     cols = np.arange(j0, j1 + 1)
     sec = np.zeros((K + 1, len(cols)), np.int64)
     sec[0], sec[K] = vid[s, cols], lower_ids[cols]
@@ -194,12 +199,12 @@ def build_geometry(task_path: str | None = None) -> HeadGeometry:
             sec[1:K, ci] = vid[s, j]
             continue
         p = grid[s, j]
-        tc = min(1.0, abs(p[0]) / xc)
-        depth = 0.028 * np.sqrt(max(0.0, 1 - tc**2)) + 0.004
-        height = 0.009 * np.sqrt(max(0.0, 1 - tc**2)) + 0.001
+        prof = np.sqrt(max(0.0, 1 - min(1.0, abs(p[0]) / xc) ** 2))
         for k in range(1, K):
-            a = np.pi * k / K
-            q = p + np.array([0.0, 0.5 * height * np.cos(a), -depth * np.sin(a)])
+            up = k <= LIP_ROLL_STEPS
+            step = k if up else K - k
+            t = step / LIP_ROLL_STEPS
+            q = p + np.array([0.0, (1 if up else -1) * LIP_ROLL_HEIGHT * t * prof, -LIP_ROLL_DEPTH * t * prof])
             sec[k, ci] = n + len(new)
             new.append(q)
     V = np.concatenate([V, np.asarray(new).reshape(-1, 3)])
@@ -208,13 +213,15 @@ def build_geometry(task_path: str | None = None) -> HeadGeometry:
     part.append(np.full(len(new), CAVITY))
     cav = []
     for k in range(K):
+        if k == LIP_ROLL_STEPS:
+            continue  # the opening: the two rolls are not joined
         for ci in range(len(cols) - 1):
             a, b, c, d = sec[k, ci], sec[k, ci + 1], sec[k + 1, ci], sec[k + 1, ci + 1]
             for tri in ([a, b, d], [a, d, c]):
                 if len(set(tri)) == 3:
                     cav.append(tri)
     cav = np.asarray(cav, np.int64)
-    # orient the cavity consistently with the skin: shared edges must run opposite ways
+    # orient the rolls consistently with the skin: shared edges must run opposite ways
     skin_dir = {(int(f[k]), int(f[(k + 1) % 3])) for f in skin_faces for k in range(3)}
     clash = sum((int(f[k]), int(f[(k + 1) % 3])) in skin_dir for f in cav for k in range(3))
     if clash:
@@ -282,11 +289,12 @@ def _skinning_weights(V, part, joints, s, lower_dup, vid, cav_start, sec, xc, mp
     y_chin = mp_pts[152, 1]
     fn = smoothstep((y - (y_chin - 0.02)) / 0.025)
     jaw = fv * fd * fn
-    # cavity: blend from upper (0) to lower (1) along the cross-section
+    # lip rolls: each roll vertex moves with the slit edge it rolls from
     K = sec.shape[0] - 1
     for k in range(1, K):
-        ids = sec[k][sec[k] >= cav_start]
-        jaw[ids] = k / K
+        rim = sec[0] if 2 * k < K else sec[K]
+        ok = sec[k] >= cav_start
+        jaw[sec[k][ok]] = jaw[rim[ok]]
     h = smoothstep((y - (Y_ROOT + 0.01)) / 0.06)
     W = np.zeros((len(V), 5))
     W[:, 0] = 1 - h
