@@ -39,7 +39,9 @@ def flame_format(tmp_path_factory) -> FlameModel:
     q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(100, 100)))
     sd[..., 300:] = sd[..., 300:] @ q
     d["shapedirs"] = sd
-    folder = dataclasses.replace(ph, model_dict=d).save(tmp_path_factory.mktemp("flame-fmt"), full_embedding=False)
+    folder = dataclasses.replace(ph, model_dict=d).save(
+        tmp_path_factory.mktemp("flame-fmt"), full_embedding=False
+    )
     return FlameModel.from_file(folder / "procedural_flame.pkl", 20, 20, mouth_interior=True)
 
 
@@ -92,11 +94,7 @@ def _inside_head(m: FlameModel, v: np.ndarray, points: np.ndarray) -> np.ndarray
 def test_appends_without_touching_the_head(name, request):
     m = request.getfixturevalue(name)
     mi = m.mouth_interior
-    plain = (
-        FlameModel.procedural(20, 20)
-        if name == "proc"
-        else FlameModel.from_file(m.source, 20, 20)
-    )
+    plain = FlameModel.procedural(20, 20) if name == "proc" else FlameModel.from_file(m.source, 20, 20)
     F0, V0 = plain.num_faces, plain.num_vertices
     assert (m.num_base_faces, mi.num_base_faces, mi.num_base_vertices) == (F0, F0, V0)
     assert m.num_faces > F0 and m.num_vertices > V0
@@ -118,7 +116,10 @@ def test_appends_without_touching_the_head(name, request):
     torch.testing.assert_close(a.joints, b.joints, atol=1e-6, rtol=0)
     # landmarks (and so control maps drawn from them) are unchanged
     torch.testing.assert_close(
-        m.landmark_embedding(a.vertices, m.faces), plain.landmark_embedding(b.vertices, plain.faces), atol=1e-6, rtol=0
+        m.landmark_embedding(a.vertices, m.faces),
+        plain.landmark_embedding(b.vertices, plain.faces),
+        atol=1e-6,
+        rtol=0,
     )
 
 
@@ -128,7 +129,9 @@ def test_cavity_closes_the_mouth_opening(name, request):
     mi = m.mouth_interior
     f = m.faces.numpy()
     surf = np.concatenate([f[: mi.num_base_faces], f[mi.part_faces("cavity")]])
-    und = Counter(tuple(sorted((int(a), int(b)))) for t in surf for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
+    und = Counter(
+        tuple(sorted((int(a), int(b)))) for t in surf for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0]))
+    )
     assert set(und.values()) == {2}, "skin + cavity must be closed (every edge in two faces)"
     directed = Counter((int(a), int(b)) for t in surf for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
     assert max(directed.values()) == 1, "the cavity must be oriented like the skin"
@@ -153,7 +156,9 @@ def test_interior_stays_inside_the_head(name, jaw, request):
         new = v[m.mouth_interior.num_base_vertices :]
         inside = _inside_head(m, v, new)
         assert inside.all(), f"{(~inside).sum()} interior vertices outside the face (jaw {jaw}, {sorted(kw)})"
-        lips = m.landmark_embedding.select(list(UPPER_INNER_LIP + LOWER_INNER_LIP))(torch.from_numpy(v)[None], m.faces)
+        lips = m.landmark_embedding.select(list(UPPER_INNER_LIP + LOWER_INNER_LIP))(
+            torch.from_numpy(v)[None], m.faces
+        )
         assert new[:, 2].max() < lips[0, :, 2].max().item(), "an interior vertex is in front of the lips"
     # the oracle itself: the same points moved in front of the face (1 cm before the nose tip) are out
     ahead = new.copy()
@@ -189,7 +194,9 @@ def test_teeth_rigid_with_head_and_jaw(name, request):
         rest = m(shape=shape)
         v0, J0 = rest.vertices[0].double().numpy(), rest.joints[0].double().numpy()
         v_jaw = m(shape=shape, jaw_pose=JAW_OPEN).vertices[0].double().numpy()
-        pose = dict(global_orient=torch.tensor([[0.1, 0.4, -0.2]]), neck_pose=torch.tensor([[0.2, -0.3, 0.1]]))
+        pose = dict(
+            global_orient=torch.tensor([[0.1, 0.4, -0.2]]), neck_pose=torch.tensor([[0.2, -0.3, 0.1]])
+        )
         v_head = m(shape=shape, jaw_pose=JAW_OPEN, **pose).vertices[0].double().numpy()
     # a jaw motion leaves the upper teeth and moves the lower teeth and tongue rigidly about the jaw
     np.testing.assert_allclose(v_jaw[up], v0[up], atol=1e-6)

@@ -84,7 +84,10 @@ def test_mesh_closed_but_the_mouth_and_oriented(head):
     rim = g.vertices[np.unique(border)]
     lips = g.mp_points[[13, 14, 78, 308]]
     assert np.abs(rim[:, 1] - lips[:2, 1].mean()).max() < 0.006
-    assert rim[:, 2].max() < lips[:2, 2].min() and lips[2, 0] - 0.003 < rim[:, 0].min() < rim[:, 0].max() < lips[3, 0] + 0.003
+    assert (
+        rim[:, 2].max() < lips[:2, 2].min()
+        and lips[2, 0] - 0.003 < rim[:, 0].min() < rim[:, 0].max() < lips[3, 0] + 0.003
+    )
     directed = Counter((int(a), int(b)) for t in f for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
     assert max(directed.values()) == 1, "neighbouring faces must be consistently oriented"
     v = g.vertices

@@ -228,7 +228,10 @@ def _ellipsoid(center: np.ndarray, axes: np.ndarray, frame: np.ndarray, n_lat: i
         faces.append([0, idx(0, j), idx(0, j + 1)])
         faces.append([len(verts) - 1, idx(nr - 1, j + 1), idx(nr - 1, j)])
         for i in range(nr - 1):
-            faces += [[idx(i, j), idx(i + 1, j), idx(i + 1, j + 1)], [idx(i, j), idx(i + 1, j + 1), idx(i, j + 1)]]
+            faces += [
+                [idx(i, j), idx(i + 1, j), idx(i + 1, j + 1)],
+                [idx(i, j), idx(i + 1, j + 1), idx(i, j + 1)],
+            ]
     return verts, np.asarray(faces, np.int64)
 
 
@@ -379,7 +382,9 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
     # side caps: the corner column's section (rim corner + every row) fanned from its centroid
     for side, col in ((0, 0), (1, _COLUMNS)):
         corners = [int(upper[-side]), int(lower[-side])]
-        ring = [corners[0]] + [int(x) for x in rows[:, col]] + ([corners[1]] if corners[1] != corners[0] else [])
+        ring = (
+            [corners[0]] + [int(x) for x in rows[:, col]] + ([corners[1]] if corners[1] != corners[0] else [])
+        )
         ids = np.asarray(ring)
         pos_all = np.concatenate([v] + new_pos)
         sd_all = np.concatenate([d["shapedirs"]] + new_sd)
@@ -422,7 +427,12 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
         nrm_w = nrm @ frame
         tv, tf = _band(arch_w, nrm_w, ey, y0 * W, y1 * W, _TOOTH_DEPTH * W)
         tf = _outward(tv, tf)
-        ids = add(tv, np.repeat(sd_rigid, len(tv), 0), np.zeros((len(tv), 3, P)), np.repeat(w_rigid[None], len(tv), 0))
+        ids = add(
+            tv,
+            np.repeat(sd_rigid, len(tv), 0),
+            np.zeros((len(tv), 3, P)),
+            np.repeat(w_rigid[None], len(tv), 0),
+        )
         parts_faces.append((ids[tf], UPPER_TEETH if name == "upper" else LOWER_TEETH))
     # ---- tongue: a flattened ellipsoid on the floor, behind the lower teeth
     tc = oc + (y_line - 0.17 * W) * ey + (z_front - 0.52 * W) * ez
@@ -444,12 +454,19 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
         num_base_faces=F,
         opening=np.asarray(loop, np.int64),
     )
-    log.debug("mouth interior: %d vertices, %d faces (opening of %d vertices, %.1f mm wide)",
-              len(out.vertices), len(faces), n, 1000 * W)
+    log.debug(
+        "mouth interior: %d vertices, %d faces (opening of %d vertices, %.1f mm wide)",
+        len(out.vertices),
+        len(faces),
+        n,
+        1000 * W,
+    )
     return out
 
 
-def append_mouth_interior(model_dict: dict[str, np.ndarray], interior: MouthInterior) -> dict[str, np.ndarray]:
+def append_mouth_interior(
+    model_dict: dict[str, np.ndarray], interior: MouthInterior
+) -> dict[str, np.ndarray]:
     """A new model dict with the interior's vertices and faces appended (originals keep their indices).
 
     The new vertices get zero columns in ``J_regressor`` (the joints are unchanged).

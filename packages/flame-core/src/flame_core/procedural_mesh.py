@@ -4,7 +4,8 @@ The skin is a latitude/longitude surface (rows top to bottom along y, columns ar
 front is warped onto MediaPipe's canonical face mesh scaled to metres, so nose, eyes, lips and
 chin sit where MediaPipe puts them. The mouth slit is cut along one row between the inner-lip
 corners (78, 308); each lip then rolls a few millimetres inwards and stops, leaving the mouth
-opening that FLAME's mesh has too (``flame_core.mouth_interior`` closes it with a cavity and teeth). Eyeballs are separate closed UV spheres in the eye sockets.
+opening that FLAME's mesh has too (``flame_core.mouth_interior`` closes it with a cavity and
+teeth). Eyeballs are separate closed UV spheres in the eye sockets.
 Coordinates: FLAME's (metres, y up, face looks +z, root joint at the neck base).
 """
 
@@ -34,7 +35,8 @@ LIP_ROLL_STEPS = 2
 LIP_ROLL_DEPTH = 0.006
 LIP_ROLL_HEIGHT = 0.003
 
-# parts (per vertex): 0 skin, 1 inner lip (the lip rolls around the mouth opening), 2 left eyeball (+x), 3 right eyeball
+# parts (per vertex): 0 skin, 1 inner lip (the lip rolls around the mouth opening), 2 left eyeball
+# (+x), 3 right eyeball
 SKIN, CAVITY, EYE_L, EYE_R = 0, 1, 2, 3
 
 
@@ -204,7 +206,9 @@ def build_geometry(task_path: str | None = None) -> HeadGeometry:
             up = k <= LIP_ROLL_STEPS
             step = k if up else K - k
             t = step / LIP_ROLL_STEPS
-            q = p + np.array([0.0, (1 if up else -1) * LIP_ROLL_HEIGHT * t * prof, -LIP_ROLL_DEPTH * t * prof])
+            q = p + np.array(
+                [0.0, (1 if up else -1) * LIP_ROLL_HEIGHT * t * prof, -LIP_ROLL_DEPTH * t * prof]
+            )
             sec[k, ci] = n + len(new)
             new.append(q)
     V = np.concatenate([V, np.asarray(new).reshape(-1, 3)])
