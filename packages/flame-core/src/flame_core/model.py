@@ -124,8 +124,9 @@ class FlameModel(torch.nn.Module):
             else ``None``.
         source: ``"procedural"`` or the model file's path.
         mouth_interior: the teeth, tongue and oral cavity appended to the mesh
-            (:mod:`flame_core.mouth_interior`; ``mouth_interior=True`` in :meth:`procedural` /
-            :meth:`from_file`), else ``None``. Its faces are ``faces[num_base_faces:]``.
+            (:mod:`flame_core.mouth_interior`; the procedural head's default,
+            ``mouth_interior=True`` in :meth:`from_file`), else ``None``. Its faces are
+            ``faces[num_base_faces:]``.
         num_base_faces: faces of the model itself; the landmark embedding indexes only these.
         use_onednn: on CPU in float32, run the blendshape product through oneDNN (same result to
             float32 rounding, forward and backward; default ``True``; set ``False`` to use
@@ -281,10 +282,13 @@ class FlameModel(torch.nn.Module):
         num_shape: int = 300,
         num_expression: int = 100,
         dtype: torch.dtype = torch.float32,
-        mouth_interior: bool = False,
+        mouth_interior: bool = True,
     ) -> FlameModel:
-        """The open procedural head (built once per process, then cached); ``mouth_interior`` as in
-        :meth:`from_file`."""
+        """The open procedural head (built once per process, then cached).
+
+        Its mesh, like FLAME's, has an opening between the inner lips; ``mouth_interior`` (default
+        on) closes it with teeth, a tongue and an oral cavity, as in :meth:`from_file`.
+        ``mouth_interior=False`` gives the bare FLAME-style mesh."""
         d, emb, bases, identity, interior = _procedural_parts(num_shape, num_expression, bool(mouth_interior))
         model = cls(d, num_shape, num_expression, dtype, emb, "procedural", _bases=bases, _identity=identity)
         if interior is not None:
