@@ -174,15 +174,25 @@ def test_interior_stays_inside_the_head(name, jaw, request):
 def test_nothing_tears_when_the_jaw_opens(name, request):
     m = request.getfixturevalue(name)
     mi = m.mouth_interior
-    f = m.faces.numpy()[mi.num_base_faces :]
+    faces = m.faces.numpy()
+    f = faces[mi.num_base_faces :]
     v0, v1 = _verts(m), _verts(m, jaw_pose=JAW_OPEN)
 
-    def edges(v):
+    def edges(v, f):
         return np.linalg.norm(v[f[:, [1, 2, 0]]] - v[f], axis=-1)
 
-    e0, e1 = edges(v0), edges(v1)
+    e0, e1 = edges(v0, f), edges(v1, f)
+    # the lips' own triangles around the opening stretch at the corners as the jaw opens; the
+    # interior, attached there, may stretch as far but no further
+    base = faces[: mi.num_base_faces]
+    lips = base[np.isin(base, mi.opening).any(1)]
+    lips_max = edges(v1, lips).max()
     W = _mouth_width(m, v0)
-    assert e1.max() < 0.6 * W and e1.max() < 2.0 * e0.max(), (e0.max(), e1.max(), W)
+    assert e1.max() <= 1.05 * lips_max, (e1.max(), lips_max)
+    assert e1.max() < 0.7 * W, (e0.max(), e1.max(), W)
+    # away from the rim (edges between new vertices) the cavity stretches far less
+    new = (f >= mi.num_base_vertices) & (f[:, [1, 2, 0]] >= mi.num_base_vertices)
+    assert e1[new].max() < 0.5 * W and e1[new].max() < 2.0 * e0.max(), (e1[new].max(), e0.max(), W)
     # the opening really opens and the cavity follows it: the rim's height grows with the jaw
     assert np.ptp(v1[mi.opening, 1]) > np.ptp(v0[mi.opening, 1]) + 0.005
 

@@ -298,8 +298,9 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
         )
     loop = best
     lv = (v[loop] - centre) @ frame.T  # loop in the mouth frame
-    cr = int(np.argmin(np.linalg.norm(v[loop] - up_lm[0], axis=1)))
-    cl = int(np.argmin(np.linalg.norm(v[loop] - up_lm[-1], axis=1)))
+    # the corners: the opening's extremes across the mouth (the landmarks 78/308 may sit a little
+    # inside them, on the lips' surface)
+    cr, cl = int(np.argmin(lv[:, 0])), int(np.argmax(lv[:, 0]))
     if cr == cl:
         raise ValueError("the mouth opening's corners coincide; the inner-lip landmarks are degenerate")
     n = len(loop)
@@ -356,7 +357,8 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
         tt = t[:, None]
         pos = (1 - tt) * up_at.pos + tt * lo_at.pos
         rel = (pos - oc) @ frame.T
-        rel[:, 0] = rel[:, 0] * (1 + 0.25 * zo)  # wider behind the lips (the cheeks' inside)
+        # wider deep behind the lips (the cheeks' inside), not next to the corners
+        rel[:, 0] = rel[:, 0] * (1 + 0.25 * max(0.0, zo - 0.3) / 0.7)
         rel[:, 1] += yo * H * prof
         rel[:, 2] -= zo * D * prof
         pos = oc + rel @ frame
