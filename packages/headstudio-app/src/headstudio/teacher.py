@@ -5,7 +5,7 @@ cameras and FLAME parameters, then fits a fresh avatar to them with the image gu
 texture is derived deterministically from the neutral mesh and its MediaPipe landmark embedding:
 
 * skin: a warm tone varying smoothly over the head (low-frequency noise from ``seed``), rosier
-  cheeks, a slightly darker neck;
+  cheeks, a slightly darker neck, with soft light baked in from the upper front (skin and hair);
 * hair: dark brown on the top and back of the head, above a hairline that runs from the top of
   the forehead (landmark 10) down to the ears at the back;
 * lips: red inside the outer lip contour, darkening where they roll into the mouth; eyebrows:
@@ -61,6 +61,9 @@ IRIS_CENTRES = (468, 473)
 CHEEKS = (50, 280)
 FOREHEAD_TOP, EARS = 10, (234, 454)
 IRIS_RADIUS = 0.0058
+#: Baked light: direction (unit, head frame) and the darkest shade (facing away from it).
+LIGHT_DIR = np.array([0.25, 0.55, 0.8]) / np.linalg.norm([0.25, 0.55, 0.8])
+SHADE_MIN = 0.7
 PUPIL_RADIUS = 0.0024
 
 
@@ -150,6 +153,14 @@ def teacher_colors(
     hairline = front_y + 0.008 + back * (ear_y + 0.005 - front_y - 0.008)
     hair = _smoothstep((p[:, 1] - hairline) / 0.008)
     rgb = rgb + hair[:, None] * (col["hair"] - rgb)
+
+    # baked soft light from the upper front (half-Lambert on the neutral faces' normals), so nose,
+    # brow ridge, chin and ears read in relief; the painted features below stay flat
+    vn = verts.detach().double().cpu().numpy()
+    tri = vn[faces[fid]]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    rgb = rgb * (SHADE_MIN + (1 - SHADE_MIN) * (0.5 + 0.5 * n @ LIGHT_DIR))[:, None]
 
     # lips: inside the outer lip contour (front view), on the front of the face
     poly = np.stack([lm[i][:2] for i in LIPS_OUTER])
