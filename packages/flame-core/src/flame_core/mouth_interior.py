@@ -162,8 +162,15 @@ def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
+def _arc_fraction(points: np.ndarray) -> np.ndarray:
+    """Cumulative arc length along a polyline ``[n, 3]``, from 0 to 1: ``[n]``."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    cum = np.r_[0.0, np.cumsum(seg)]
+    return cum / max(float(cum[-1]), 1e-12)
+
+
 def _resample(chain_x: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For increasing ``chain_x [n]``: segment ``(i, i+1, t)`` holding each of ``xs [m]``."""
+    """For non-decreasing ``chain_x [n]``: segment ``(i, i+1, t)`` holding each of ``xs [m]``."""
     i = np.clip(np.searchsorted(chain_x, xs, side="right") - 1, 0, len(chain_x) - 2)
     t = np.clip((xs - chain_x[i]) / np.maximum(chain_x[i + 1] - chain_x[i], 1e-12), 0.0, 1.0)
     return i, i + 1, t
@@ -310,25 +317,17 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
         ch1, ch2 = ch2, ch1
     upper, lower = loop[ch1], loop[ch2]  # vertex ids, right corner -> left corner
     oc = v[loop].mean(0)  # opening centre
-    ux = (v[upper] - oc) @ ex
-    lx = (v[lower] - oc) @ ex
-    if np.any(np.diff(ux) <= 0) or np.any(np.diff(lx) <= 0):
-        # a lip edge folding back on itself in x: order by x (still a valid zip parameter)
-        upper, lower = upper[np.argsort(ux)], lower[np.argsort(lx)]
-        ux, lx = np.sort(ux), np.sort(lx)
-    x0, x1 = max(ux[0], lx[0]), min(ux[-1], lx[-1])
     base = _Attrs.of_vertices(d, np.arange(V))
 
-    # columns across the mouth (cosine spacing: denser at the corners)
+    # columns across the mouth at equal arc-length fractions of both lip edges (cosine spacing:
+    # denser at the corners); arc length keeps the parameter monotonic however the edges curl
     s = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, _COLUMNS + 1))
-    xs = x0 + (x1 - x0) * s
-    iu, ju, tu = _resample(ux, xs)
-    il, jl, tl = _resample(lx, xs)
+    uu, lu = _arc_fraction(v[upper]), _arc_fraction(v[lower])
+    iu, ju, tu = _resample(uu, s)
+    il, jl, tl = _resample(lu, s)
     up_at = base.lerp(upper[iu], upper[ju], tu)
     lo_at = base.lerp(lower[il], lower[jl], tl)
-    hw = 0.5 * (x1 - x0)
-    xc = 0.5 * (x1 + x0)
-    prof = 0.35 + 0.65 * np.sqrt(np.clip(1 - ((xs - xc) / hw) ** 2, 0, 1))  # [C]
+    prof = 0.35 + 0.65 * np.sqrt(np.clip(1 - (2 * s - 1) ** 2, 0, 1))  # [C] deepest at the centre
     H, D = _CAV_H * W, _CAV_D * W
 
     kint = np.asarray(d["kintree_table"], np.int64)
@@ -353,7 +352,7 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
     rows = []
     nrow = len(_ROWS)
     for r, (lo_frac, yo, zo) in enumerate(_ROWS):
-        t = np.full(len(xs), lo_frac)
+        t = np.full(len(s), lo_frac)
         tt = t[:, None]
         pos = (1 - tt) * up_at.pos + tt * lo_at.pos
         rel = (pos - oc) @ frame.T
@@ -373,8 +372,6 @@ def build_mouth_interior(model_dict: dict[str, np.ndarray], embedding: LandmarkE
         rows.append(add(pos, sd, pd, w))
     rows = np.stack(rows)  # [R, C+1]
     cav: list[list[int]] = []
-    uu = (ux - x0) / (x1 - x0)
-    lu = (lx - x0) / (x1 - x0)
     cav += _zip(upper, uu, rows[0], s)
     for r in range(nrow - 1):
         for c in range(_COLUMNS):
