@@ -18,9 +18,10 @@ Parts (sizes are fractions of the opening's width ``W``, the distance between it
   pharynx, down to the floor and forward to the lower edge, closed at the sides by two caps.
   Its rim *is* the opening's boundary loop (shared vertices), so lips and cavity never part.
   Skinning weights blend from the head joint (the jaw's parent) at the palate to the jaw joint at
-  the floor, with the rows next to the rim taking half of the lip weights; shape, expression and
-  pose-corrective offsets blend those of the upper and lower lip at the same lateral position, so
-  the cavity follows the lips.
+  the floor, with the rows next to the rim taking half of the lip weights; shape and expression
+  offsets blend those of the upper and lower lip edge at the same place along the edge (equal arc
+  length), so the cavity follows the lips; the rows next to the rim also take the lips' pose
+  correctives.
 * **upper teeth**: a closed band along an elliptic dental arch (half-width 0.40 W, 75° either
   side), 0.08 W behind the opening's front, from 0.06 W below the lip line up to the gum; skinned
   rigidly to the head joint.
