@@ -25,10 +25,10 @@ from fsds_guidance.control import (  # noqa: E402
     landmark_visibility,
     vertex_normals,
 )
+from headstudio.animate.face_track import resolve_landmarker  # noqa: E402
 from headstudio.cameras import head_target, orbit_camera  # noqa: E402
+from headstudio.demo.teacher import build_teacher_avatar  # noqa: E402
 from headstudio.errors import HeadStudioError  # noqa: E402
-from headstudio.face_track import resolve_landmarker  # noqa: E402
-from headstudio.teacher import build_teacher_avatar  # noqa: E402
 from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
 
 SIZE = 512

@@ -6,7 +6,7 @@ import pytest
 import torch
 from flame_core.model import FlameModel
 from headstudio.cameras import head_target, orbit_camera
-from headstudio.teacher import TEACHER_COLORS, build_teacher_avatar
+from headstudio.demo.teacher import TEACHER_COLORS, build_teacher_avatar
 
 SIZE = 128
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import rigged_gaussians as rg
 import torch
 from rigged_gaussians import reference, testing
 from rigged_gaussians._types import RasterMeta
@@ -111,10 +112,10 @@ def test_statistic_does_not_depend_on_the_batch_size() -> None:
 def test_accumulate_from_meta_of_a_render() -> None:
     s = testing.random_scene(30, C=2, width=32, height=32)
     s["means"].requires_grad_(True)
-    rgb, alpha, meta = reference.rasterize(**s)
+    rgb, alpha, meta = rg.rasterize(**s, backend="torch")
     with pytest.raises(ValueError, match="retain_grad"):
         accumulate(DensifyState(), meta)
-    rgb, alpha, meta = reference.rasterize(**s)
+    rgb, alpha, meta = rg.rasterize(**s, backend="torch")
     meta.means2d.retain_grad()
     rgb.square().sum().backward()
     st = accumulate(DensifyState(), meta)
@@ -373,10 +374,10 @@ def test_optimizer_updated_in_place() -> None:
 def test_pre_backward_keeps_the_gradient_only_while_active() -> None:
     s = testing.random_scene(20, C=1, width=16, height=16)
     s["means"].requires_grad_(True)
-    _, _, meta = reference.rasterize(**s)
+    _, _, meta = rg.rasterize(**s, backend="torch")
     assert step_pre_backward(meta, CFG, 5) and meta.means2d.retains_grad
     for cfg, step in ((CFG, 301), (DensifyConfig(enabled=False), 5)):
-        _, _, meta = reference.rasterize(**s)
+        _, _, meta = rg.rasterize(**s, backend="torch")
         assert not step_pre_backward(meta, cfg, step) and not meta.means2d.retains_grad
         p = _params(20)
         fid = torch.zeros(20, dtype=torch.long)
@@ -412,3 +413,58 @@ def test_post_backward_grows_prunes_and_restarts_the_statistics() -> None:
     out2, out_fid2, info = step_post_backward(out, out_fid, st, cfg, 210, _meta(grad, radii))
     assert info == DensifyInfo(action="prune", n_before=4, n_pruned=1, n_after=3)  # too large on screen
     torch.testing.assert_close(st.count, torch.ones(3))  # the survivors keep their statistics
+
+
+def test_densifier_object_is_the_hooks_with_its_state_config_optimizer_and_scale() -> None:
+    """``Densifier`` holds what every hook call repeated (config, statistics, optimizer, scene
+    scale) and gives the same Gaussians, counts and optimizer state as the spelled-out hooks."""
+    from rigged_gaussians.strategy import Densifier
+
+    cfg = DensifyConfig(densify_from=1, densify_every=1, densify_until=5, grad_threshold=0.0, prune_from=10)
+    results = []
+    for use_object in (False, True):
+        torch.manual_seed(0)
+        s = testing.random_scene(30, C=1, width=32, height=32)
+        params = {
+            "means": s["means"].clone().requires_grad_(True),
+            "quats": s["quats"].clone().requires_grad_(True),
+            "log_scales": s["scales"].log().clone().requires_grad_(True),
+            "opacity_logits": torch.logit(s["opacities"].clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True),
+        }
+        face_ids = torch.zeros(30, dtype=torch.int64)
+        opt = torch.optim.Adam(list(params.values()), lr=1e-3)
+        dens = Densifier.create(cfg, 30, optimizer=opt, scene_scale=2.0)
+        state = DensifyState.create(30)
+        scene = dict(s, means=params["means"])
+        _, _, meta = rg.rasterize(**scene, backend="torch")
+        if use_object:
+            assert dens.step_pre_backward(meta, 1)
+        else:
+            assert step_pre_backward(meta, cfg, 1)
+        (meta.means2d.square().sum() + params["means"].square().sum()).backward()
+        opt.step()
+        if use_object:
+            out = dens.step_post_backward(params, face_ids, 1, meta, sqrt_areas=torch.ones(1))
+            stats = dens.state
+        else:
+            out = step_post_backward(
+                params,
+                face_ids,
+                state,
+                cfg,
+                1,
+                meta,
+                optimizer=opt,
+                scene_scale=2.0,
+                sqrt_areas=torch.ones(1),
+            )
+            stats = state
+        results.append((out, stats, opt))
+    (p0, f0, i0), s0, o0 = results[0]
+    (p1, f1, i1), s1, o1 = results[1]
+    assert i0 == i1 and i1.action == "densify" and i1.n_after > 30
+    assert torch.equal(f0, f1) and all(torch.equal(p0[k], p1[k]) for k in p0)
+    assert torch.equal(s0.grad_accum, s1.grad_accum) and torch.equal(s0.count, s1.count)
+    assert [len(o0.state[p]) for p in o0.param_groups[0]["params"]] == [
+        len(o1.state[p]) for p in o1.param_groups[0]["params"]
+    ]

@@ -24,6 +24,7 @@ from flame_core.io import FlameFileError, load_flame_pickle
 from flame_core.landmarks import Flame68Embedding, LandmarkEmbedding
 from flame_core.lbs import LbsBases, OneDnnBlend, build_bases, kinematic_levels, lbs, onednn_available
 from flame_core.mouth_interior import MouthInterior, append_mouth_interior, build_mouth_interior
+from flame_core.params import FlameParams
 from flame_core.rotations import axis_angle_to_matrix
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ FLAME_PATH_ENV = "HEADSTUDIO_FLAME_PATH"
 # File names tried, in order, when a directory is given instead of a pickle.
 _FLAME_FILE_NAMES = ("flame2023.pkl", "flame2023_no_jaw.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl")
 _EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
-_POSE_ARGS = ("global_orient", "neck_pose", "jaw_pose")
+_POSE_ARGS = FlameParams.ROTATIONS
 
 
 @dataclass

@@ -127,7 +127,7 @@ def test_arkit_morph_is_the_fitted_pose(teacher: Any, glb_both: Path, basis: Any
 
 def test_baked_texture_matches_the_gaussian_render(teacher: Any, glb_both: Path) -> None:
     from headstudio.output.gltf.fidelity import psnr, read_head_mesh, render_textured_mesh
-    from headstudio.rendering import ViewSettings, frame_avatar, orbit_views
+    from headstudio.output.rendering import ViewSettings, frame_avatar, orbit_views
 
     m = read_head_mesh(glb_both)
     assert m["texture"].shape == (TEXTURE, TEXTURE, 3)

@@ -89,6 +89,7 @@ __all__ = [
     "prune",
     "step_pre_backward",
     "step_post_backward",
+    "Densifier",
 ]
 
 #: The parameters every operation reads: local means, quaternions, log-scales and opacity logits.
@@ -147,15 +148,22 @@ class DensifyConfig:
     screen_size_from: int = 1500
 
     def __post_init__(self) -> None:
+        # "<name>: expected <what>, got <value>": headstudio's config shows <what> for its key
         for name in ("densify_every", "prune_every", "split_factor"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         if self.split_scale_divisor <= 0:
-            raise ValueError(f"split_scale_divisor: expected > 0, got {self.split_scale_divisor}")
+            raise ValueError(
+                f"split_scale_divisor: expected a positive number, got {self.split_scale_divisor}"
+            )
         if self.max_gaussians < 0:
-            raise ValueError(f"max_gaussians: expected >= 0 (0: no budget), got {self.max_gaussians}")
+            raise ValueError(
+                f"max_gaussians: expected an integer >= 0 (0: no budget), got {self.max_gaussians}"
+            )
         if self.scene_extent <= 0:
-            raise ValueError(f"scene_extent: expected > 0, got {self.scene_extent}")
+            raise ValueError(
+                f"scene_extent: expected a positive number (scene units), got {self.scene_extent}"
+            )
 
     def is_densify_step(self, step: int) -> bool:
         """Whether ``step`` grows (and prunes)."""
@@ -633,3 +641,59 @@ def step_post_backward(
         n_candidates=grown.n_candidates, budget_bound=grown.budget_bound,
     )  # fmt: skip
     return params, face_ids, info
+
+
+# ----------------------------------------------------------------------------- the strategy object
+@dataclass(eq=False)
+class Densifier:
+    """One run's densification, held together as gsplat's strategies hold theirs: the schedule and
+    thresholds (``config``), the screen-space statistics (``state``), the optimizer whose Adam
+    state follows the Gaussians, and the scene scale. Its two hooks take only what changes from
+    step to step; :func:`step_pre_backward` / :func:`step_post_backward` are the same hooks with
+    every argument spelled out.
+
+    Attributes:
+        config: the schedule and thresholds.
+        state: the statistics (:meth:`DensifyState.create` for ``N`` Gaussians).
+        optimizer: updated with the parameters on grow / prune (``None``: none to update).
+        scene_scale: metres per scene unit (``config.scene_extent`` is in scene units).
+    """
+
+    config: DensifyConfig
+    state: DensifyState
+    optimizer: torch.optim.Optimizer | None = None
+    scene_scale: float = 1.0
+
+    @classmethod
+    def create(
+        cls,
+        config: DensifyConfig,
+        num_gaussians: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scene_scale: float = 1.0,
+        device: str | torch.device = "cpu",
+    ) -> Densifier:
+        """A densifier with empty statistics for ``num_gaussians`` Gaussians on ``device``."""
+        return cls(config, DensifyState.create(num_gaussians, device=device), optimizer, float(scene_scale))
+
+    def step_pre_backward(self, meta: RasterMeta, step: int) -> bool:
+        """:func:`step_pre_backward` with this densifier's config."""
+        return step_pre_backward(meta, self.config, step)
+
+    def step_post_backward(
+        self,
+        params: dict[str, Tensor],
+        face_ids: Tensor,
+        step: int,
+        meta: RasterMeta,
+        *,
+        sqrt_areas: Tensor | Callable[[], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
+        """:func:`step_post_backward` with this densifier's state, config, optimizer and scene
+        scale: ``(params, face_ids, info)``."""
+        return step_post_backward(
+            params, face_ids, self.state, self.config, step, meta, optimizer=self.optimizer,
+            scene_scale=self.scene_scale, sqrt_areas=sqrt_areas, generator=generator,
+        )  # fmt: skip

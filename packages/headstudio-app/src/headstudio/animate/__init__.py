@@ -1,1 +1,2 @@
-"""Animation: motion files in the app, speech to motion, video driving, ARKit curves."""
+"""The animate wing: motion files in the app, speech to motion, video-driven motion (face tracking
+and fitting), ARKit curves, talking videos and the drive round-trip benchmark."""
