@@ -34,9 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from headstudio.train.metrics import psnr, ssim
 from PIL import Image
-
-from headstudio.metrics import psnr, ssim
 
 GOAL_FRONT, GOAL_OTHER = 0.5, 0.6
 
@@ -64,7 +63,9 @@ class FaceRecognizer:
 
         spec = importlib.util.find_spec("face_recognition_models")
         if spec is None or not spec.submodule_search_locations:
-            raise SystemExit("pip install dlib-bin face-recognition-models (the offline face-recognition network)")
+            raise SystemExit(
+                "pip install dlib-bin face-recognition-models (the offline face-recognition network)"
+            )
         models = Path(spec.submodule_search_locations[0]) / "models"
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
@@ -105,9 +106,9 @@ def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecog
     from flame_core import FlameModel
     from flame_core.retarget import expression_presets, fit_targets
     from headstudio.config import HeadStudioConfig
-    from headstudio.trainer import Trainer
     from headstudio.train.photo import init_photo_avatar, photo_config, prepare_photo, write_photo_record
     from headstudio.train.photo_input import find_faces
+    from headstudio.train.trainer import Trainer
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-photo-{name}-"))
     path = work / f"{name}.png"
@@ -183,7 +184,9 @@ def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecog
         "size": size,
     }
     photo_crop = _u8(v.image)
-    grid = [photo_crop] + [_u8(renders[k]) for k in ("photo view", "front", "+30", "-30", "smile", "talking", "back")]
+    grid = [photo_crop] + [
+        _u8(renders[k]) for k in ("photo view", "front", "+30", "-30", "smile", "talking", "back")
+    ]
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(grid, 1)).save(out / f"photo_{name}.png")
     return result
@@ -215,15 +218,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(embs) >= 2 and all(e is not None for e in embs.values()):
         a, b = list(embs.values())[:2]
         print(f"control: distance between the two different people's photos {np.linalg.norm(a - b):.3f}")
-    print(f"\n{'photo':14s} {'view':>6s} {'front':>6s} {'+30':>6s} {'-30':>6s} {'smile':>6s} {'talk':>6s}  PSNR  SSIM  lm px  time s")
+    print(
+        f"\n{'photo':14s} {'view':>6s} {'front':>6s} {'+30':>6s} {'-30':>6s} {'smile':>6s} {'talk':>6s}  PSNR  SSIM  lm px  time s"
+    )
     for r in results:
         d = r["distance"]
-        cells = " ".join(f"{'-' if d[k] is None else format(d[k], '.3f'):>6s}" for k in ("photo view", "front", "+30", "-30", "smile", "talking"))
+        cells = " ".join(
+            f"{'-' if d[k] is None else format(d[k], '.3f'):>6s}"
+            for k in ("photo view", "front", "+30", "-30", "smile", "talking")
+        )
         print(
             f"{r['photo']:14s} {cells}  {r['psnr_masked_db']:.1f} {r['ssim_masked']:.3f} "
             f"{r['render_landmark_error_px'] or float('nan'):5.1f}  {r['seconds']['total']:.0f}"
         )
-    print(f"goal: front < {GOAL_FRONT}, +-30 deg and expressions < {GOAL_OTHER}; offline run <= 300 s on 2 cores")
+    print(
+        f"goal: front < {GOAL_FRONT}, +-30 deg and expressions < {GOAL_OTHER}; offline run <= 300 s on 2 cores"
+    )
     (args.out / "bench_photo.json").write_text(json.dumps(results, indent=1))
     return 0
 

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from headstudio.batch import BatchSampler, TrainBatch
 from headstudio.cameras import camera_angles
 from headstudio.errors import HeadStudioError
-from headstudio.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
-from headstudio.metrics import psnr, ssim
-from headstudio.targets import TargetSet
+from headstudio.train.batch_sampler import BatchSampler, TrainBatch
+from headstudio.train.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
+from headstudio.train.metrics import psnr, ssim
+from headstudio.train.targets import TargetSet
 
 
 def _images(seed: int, b: int = 2, size: int = 32) -> torch.Tensor:
@@ -185,9 +185,9 @@ def test_image_guidance_needs_target_indices():
 
 def test_guidance_base_class_defaults():
     from flame_core.motion import procedural_talking_motion
-    from headstudio.animation import AnimationSampler
     from headstudio.cameras import CameraSampler
     from headstudio.config import CameraConfig
+    from headstudio.train.animation_sampler import AnimationSampler
 
     class Plain(Guidance):
         loss_terms = ("loss_plain",)
@@ -274,7 +274,8 @@ def test_fsds_loss_is_finite_and_reaches_the_renders(tiny_fsds):
     assert guid.loss_terms == ("loss_sds",) and set(out.losses) == {"loss_sds"}
     loss = out.losses["loss_sds"]
     assert not out.skipped and math.isfinite(float(loss.detach()))
-    assert {"grad_norm", "t_mean"} <= set(out.logs)
+    assert {"grad_norm", "t_mean", "n_faceless"} <= set(out.logs)
+    assert out.logs["n_faceless"] == 0.0  # front and profile both show a face
     assert out.debug["control"].shape == (2, 3, 64, 64)
     loss.backward()
     assert renders.grad is not None and float(renders.grad.abs().sum()) > 0
@@ -282,6 +283,24 @@ def test_fsds_loss_is_finite_and_reaches_the_renders(tiny_fsds):
     guid.load_state_dict(state)
     again = guid(renders.detach(), batch, 10, verts)
     assert float(again.losses["loss_sds"]) == float(loss.detach())
+
+
+def test_fsds_views_without_a_face_go_without_the_controlnet(tiny_fsds, monkeypatch):
+    """The back view (no eye in sight) gets ControlNet weight 0, the others 1; the log counts it."""
+    head, guid = tiny_fsds
+    batch, verts = _fsds_batch(head, [0.0, 180.0, 90.0])
+    seen = {}
+    inner = guid.fsds
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(guid, "fsds", recording)
+    out = guid(torch.rand(3, 3, 32, 32), batch, 10, verts)
+    assert seen["control_weight"].tolist() == [1.0, 0.0, 1.0]
+    assert out.logs["n_faceless"] == 1.0
+    assert out.debug["control"].shape == (3, 3, 64, 64)
 
 
 def test_fsds_non_finite_renders_are_skipped(tiny_fsds):
@@ -310,7 +329,7 @@ def test_fsds_needs_vertices_prompt_and_landmarks(tiny_fsds):
 
 
 def test_fsds_dtype_names():
-    from headstudio.guidance import _resolve_dtype
+    from headstudio.train.guidance import _resolve_dtype
 
     assert _resolve_dtype("float16", torch.device("cpu")) is torch.float16
     assert _resolve_dtype("auto", torch.device("cpu")) is None

@@ -12,12 +12,12 @@ import signal
 
 import pytest
 import torch
-from headstudio.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, load_checkpoint
 from headstudio.config import LossConfig
 from headstudio.errors import HeadStudioError
-from headstudio.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
-from headstudio.targets import TargetSet
-from headstudio.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from headstudio.train.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, load_checkpoint
+from headstudio.train.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
+from headstudio.train.targets import TargetSet
+from headstudio.train.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +158,7 @@ def _densify_config(cfg):
     return cfg
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, head, tiny_models):
     steps = 6
     cfg_a = _densify_config(make_config(steps=steps))
@@ -291,7 +292,8 @@ def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models, s
 
 
 def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, monkeypatch, capsys):
-    from headstudio import cli, guidance
+    from headstudio import cli
+    from headstudio.train import guidance
 
     monkeypatch.setattr(guidance.FSDSGuidance, "_load_models", lambda self, config: tiny_models)
     real_new = Trainer.new.__func__
@@ -406,11 +408,12 @@ def test_shape_stops_learning_at_shape_stop_step(tmp_path, head):
     assert torch.equal(shapes[2], shapes[3]) and torch.equal(shapes[3], shapes[4])  # stopped
 
 
+@pytest.mark.slow
 def test_image_guidance_training_fits_teacher_renders(tmp_path, head):
     from flame_core.motion import procedural_talking_motion
     from headstudio.config import CameraConfig
-    from headstudio.demo import render_targets
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.run import render_targets
+    from headstudio.demo.teacher import build_teacher_avatar
 
     teacher = build_teacher_avatar(head, points_per_face=1)
     motion = procedural_talking_motion(num_frames=30, num_expression=10)
@@ -457,6 +460,7 @@ class ToyGuidance(Guidance):
 def test_a_new_loss_term_needs_only_a_lambda_field(tmp_path, head):
     cfg = make_config(steps=3, lr_color=0.05, background="white")
     cfg.loss = ToyLossConfig()
+    cfg.regularizer.pos_from = 0  # both regulariser terms from the first step
     tr = Trainer.new(cfg, "p", tmp_path, guidance=ToyGuidance(), head=head, progress=False)
     colour0 = tr.avatar.sh[:, 0].detach().mean()
     tr.train()
@@ -496,8 +500,8 @@ def test_weighted_loss_leaves_zero_weights_out(tmp_path, head):
 def _teacher_targets(head, n: int = 8, size: int = 32) -> TargetSet:
     from flame_core.motion import procedural_talking_motion
     from headstudio.config import CameraConfig
-    from headstudio.demo import render_targets
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.run import render_targets
+    from headstudio.demo.teacher import build_teacher_avatar
 
     teacher = build_teacher_avatar(head, points_per_face=1)
     motion = procedural_talking_motion(num_frames=30, num_expression=10)
@@ -523,7 +527,7 @@ def test_budget_is_never_exceeded_and_says_when_it_binds(tmp_path, head, caplog)
     tr = Trainer.new(
         cfg, "p", tmp_path, guidance=ImageGuidance(_teacher_targets(head)), head=head, progress=False
     )
-    with caplog.at_level(logging.WARNING, logger="headstudio.trainer"):
+    with caplog.at_level(logging.WARNING, logger="headstudio.train.trainer"):
         tr.train()
     counts = [json.loads(x)["num_gaussians"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert counts[0] == n0 and max(counts) == n0 + 3000 and all(c <= n0 + 3000 for c in counts)
@@ -535,6 +539,7 @@ def test_budget_is_never_exceeded_and_says_when_it_binds(tmp_path, head, caplog)
 
 def test_log_records_carry_the_health_figures(tmp_path, head):
     cfg = _densifying_config(steps=3)
+    cfg.regularizer.pos_from = 2  # the position term (and its ratio) from step 2 on
     tr = Trainer.new(
         cfg, "p", tmp_path, guidance=ImageGuidance(_teacher_targets(head)), head=head, progress=False
     )
@@ -542,10 +547,15 @@ def test_log_records_carry_the_health_figures(tmp_path, head):
     records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     for r in records:
         for key in ("num_gaussians", "stat_mean", "stat_p50", "stat_p99", "n_cloned", "n_split", "n_pruned",
-                    "grad_guidance", "reg_ratio", "ms_per_step", "n_skipped"):  # fmt: skip
+                    "grad_guidance", "grad_guidance_scale", "scale_ratio", "ms_per_step",
+                    "n_skipped"):  # fmt: skip
             assert key in r, key
         assert r["ms_per_step"] > 0 and r["grad_guidance"] > 0 and r["n_skipped"] == 0
+        assert r["grad_guidance_scale"] > 0 and r["scale_ratio"] > 0
         assert "peak_cuda_gib" not in r  # CPU run
+    # before regularizer.pos_from there is no position term, so no ratio for it
+    assert "loss_pos" not in records[0] and "reg_ratio" not in records[0]
+    assert all("loss_pos" in r and r["reg_ratio"] >= 0 for r in records[1:])
     # step 1: the statistic of one step (normalised: sum of squares 1 over the visible Gaussians)
     assert 0 < records[0]["stat_p50"] <= records[0]["stat_p99"]
     # densification on step 2 shows in the record of step 2, then the statistic restarts

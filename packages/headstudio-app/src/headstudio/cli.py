@@ -27,25 +27,31 @@ import torch
 from fsds_guidance import GuidanceModelError
 
 from ._atomic import atomic_output
-from .batchrun.items import slugify
-from .batchrun.report import summary_table
-from .batchrun.runner import BatchOptions, open_backend, plan_batch, run_batch
-from .checkpoint import use_previous_checkpoint
+from .animate.drive import DriveOptions, resolve_landmarker, video_to_motion
+from .animate.talk import lipsync_motion, say, synthesize_speech
+from .batch.items import slugify
+from .batch.report import summary_table
+from .batch.runner import BatchOptions, open_backend, plan_batch, run_batch
 from .config import load_config
-from .demo import run_demo
-from .drive import DriveOptions, resolve_landmarker, video_to_motion
+from .demo.run import run_demo
 from .errors import HeadStudioError, one_line, require_file
-from .evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
-from .export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
-from .motion import MOTION_SUFFIXES, as_motion, default_motion
-from .preflight import dry_run
-from .rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
-from .runtime import load_avatar, resolve_device
-from .talk import lipsync_motion, say, synthesize_speech
-from .trainer import Trainer, TrainingInterrupted
-from .viewer.launch import check_port, prepare_server, start_or_explain
-from .viewer.presets import fit_presets
-from .viewer.server import is_loopback
+from .head_motion import MOTION_SUFFIXES, as_motion, default_motion
+from .output.evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
+from .output.export import (
+    export_ply_sequence,
+    export_posed,
+    export_web,
+    parse_expression_args,
+    posed_flame_kwargs,
+)
+from .output.rendering import ViewSettings, check_size, render_motion, render_stills, render_turntable
+from .output.viewer.launch import check_port, prepare_server, start_or_explain
+from .output.viewer.presets import fit_presets
+from .output.viewer.server import is_loopback
+from .train.checkpoint import use_previous_checkpoint
+from .train.preflight import dry_run
+from .train.runtime import load_avatar, resolve_device
+from .train.trainer import Trainer, TrainingInterrupted
 
 __all__ = ["main", "build_parser"]
 

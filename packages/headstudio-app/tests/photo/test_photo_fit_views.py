@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from headstudio.train.photo import PhotoSetup, init_photo_avatar, prepare_photo, prior_views
 from headstudio.train.photo_guidance import MIRROR_WEIGHT, PhotoGuidance
 from headstudio.train.photo_views import _project, mesh_silhouette, mirror_flame
+from PIL import Image
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from headstudio.errors import HeadStudioError
 from headstudio.train.photo_input import MIN_FACE_PX, PhotoFace, choose_face, find_faces, read_photo
+from PIL import Image
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -35,7 +34,10 @@ def test_jpeg_and_png_read_as_rgb_with_the_files_digest(tmp_path, astronaut):
     assert photo.sha256 == hashlib.sha256((tmp_path / "a.png").read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("orientation, undo", [(6, lambda a: np.rot90(a, 1)), (8, lambda a: np.rot90(a, -1)), (3, lambda a: a[::-1, ::-1])])
+@pytest.mark.parametrize(
+    "orientation, undo",
+    [(6, lambda a: np.rot90(a, 1)), (8, lambda a: np.rot90(a, -1)), (3, lambda a: a[::-1, ::-1])],
+)
 def test_exif_orientation_is_honoured(tmp_path, astronaut, orientation, undo):
     # a camera stores the sensor's pixels and says in EXIF how to turn them upright
     stored = np.ascontiguousarray(undo(astronaut))
@@ -52,7 +54,7 @@ def test_exif_orientation_is_honoured(tmp_path, astronaut, orientation, undo):
 def test_colour_modes_become_rgb_and_the_face_is_still_found(tmp_path, face_crop, mode):
     im = Image.fromarray(face_crop)
     if mode == "I;16":
-        im = Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257))
+        im = Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
         path = tmp_path / "g16.png"
     elif mode in ("RGBA", "LA"):
         a = np.full(face_crop.shape[:2], 255, np.uint8)
@@ -71,7 +73,9 @@ def test_colour_modes_become_rgb_and_the_face_is_still_found(tmp_path, face_crop
     else:
         assert photo.alpha is None
     if mode == "I;16":  # 16-bit scaled to 8 bits, not clipped
-        np.testing.assert_allclose(photo.rgb[..., 0], np.asarray(Image.fromarray(face_crop).convert("L")), atol=1)
+        np.testing.assert_allclose(
+            photo.rgb[..., 0], np.asarray(Image.fromarray(face_crop).convert("L")), atol=1
+        )
     assert len(find_faces(photo)) == 1
 
 

@@ -1,2 +1,2 @@
-"""The training wing: what makes an avatar (config, sampling, guidance, regularisation, the
-photo fit and its losses, the training loop and its checkpoints)."""
+"""The training wing: samplers of views and expressions, the training loop, guidance adapters,
+regularisation, densification diagnostics, checkpoints and loading a trained avatar back."""

@@ -43,7 +43,13 @@ __all__ = [
     "PHOTO_SIZE",
     "PHOTO_STEPS",
     "PhotoSetup",
-    "prior_views", "prepare_photo", "init_photo_avatar", "PHOTO_RECORD", "load_photo_record", "restore_photo"]
+    "prior_views",
+    "prepare_photo",
+    "init_photo_avatar",
+    "PHOTO_RECORD",
+    "load_photo_record",
+    "restore_photo",
+]
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +132,14 @@ def prepare_photo(
     chosen = choose_face(faces, photo.path.name, face)
     fit = fit_photo(head, chosen, photo.size, quick=quick)
     view = photo_view(photo, chosen, fit, head, size)
-    return PhotoSetup(photo, chosen, _number_from_left(faces, chosen), len(faces), fit, view, mirror_view(view))
+    return PhotoSetup(
+        photo, chosen, _number_from_left(faces, chosen), len(faces), fit, view, mirror_view(view)
+    )
 
 
-def restore_photo(record: dict[str, Any], head: FlameModel, landmarker: str | Path | None = None) -> PhotoSetup:
+def restore_photo(
+    record: dict[str, Any], head: FlameModel, landmarker: str | Path | None = None
+) -> PhotoSetup:
     """The setup of a run's ``photo.json``: the photo read again (it must be the same file) and
     the recorded fit, so a resumed run trains on the same views.
 
@@ -184,7 +194,8 @@ def load_photo_record(run_dir: str | Path) -> dict[str, Any] | None:
             rec[k]  # noqa: B018 - presence check
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise HeadStudioError(
-            f"'{path}' is damaged ({type(err).__name__}); start a new run from the photo.", argument="output_dir"
+            f"'{path}' is damaged ({type(err).__name__}); start a new run from the photo.",
+            argument="output_dir",
         ) from err
     return rec
 
@@ -257,7 +268,9 @@ def _orbit(front: torch.Tensor, azimuth_deg: float, elevation_deg: float) -> tor
 
 
 @torch.no_grad()
-def prior_views(avatar: Avatar, setup: PhotoSetup, num: int = NUM_PRIOR_VIEWS, seed: int = 0) -> list[PhotoView]:
+def prior_views(
+    avatar: Avatar, setup: PhotoSetup, num: int = NUM_PRIOR_VIEWS, seed: int = 0
+) -> list[PhotoView]:
     """The freshly coloured ``avatar`` seen from ``num`` cameras around its side and back, at
     the neutral face: targets that keep what no photo view trains as it was initialised.
 
@@ -276,7 +289,9 @@ def prior_views(avatar: Avatar, setup: PhotoSetup, num: int = NUM_PRIOR_VIEWS, s
     dev = avatar.means.device
     for i in range(num):
         az = lo + (hi - lo) * (i + 0.5) / num
-        el = float(_PRIOR_ELEVATION[0] + (_PRIOR_ELEVATION[1] - _PRIOR_ELEVATION[0]) * torch.rand(1, generator=gen))
+        el = float(
+            _PRIOR_ELEVATION[0] + (_PRIOR_ELEVATION[1] - _PRIOR_ELEVATION[0]) * torch.rand(1, generator=gen)
+        )
         vm = _orbit(front, az, el)
         r = avatar.render(
             vm[None].to(dev), v.K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
@@ -286,7 +301,12 @@ def prior_views(avatar: Avatar, setup: PhotoSetup, num: int = NUM_PRIOR_VIEWS, s
         rgb = (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1)  # un-premultiplied
         out.append(
             PhotoView(
-                image=rgb, mask=alpha, valid=torch.ones_like(alpha), viewmat=vm, K=v.K.clone(), flame=dict(neutral)
+                image=rgb,
+                mask=alpha,
+                valid=torch.ones_like(alpha),
+                viewmat=vm,
+                K=v.K.clone(),
+                flame=dict(neutral),
             )
         )
     return out
@@ -310,7 +330,7 @@ def start_photo_run(
         sds: an F-SDS guidance to combine with the photo's (with a prompt and weights), or ``None``.
     """
     from .photo_guidance import PhotoFSDSGuidance
-    from ..trainer import Trainer
+    from .trainer import Trainer
 
     trainer = Trainer.new(config, prompt, output_dir, guidance=setup.guidance(), head=head, progress=progress)
     init_photo_avatar(trainer.avatar, setup)

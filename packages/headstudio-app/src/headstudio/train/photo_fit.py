@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from flame_core import FlameModel, fit_to_landmarks
 from flame_core.fitting import FitResult, project
 from flame_core.landmark_head import POSE_FIELDS, LandmarkHead
 
+from ..animate.face_track import NUM_LANDMARKS, expression_pairs, landmark_weights
 from ..errors import HeadStudioError
-from ..face_track import NUM_LANDMARKS, expression_pairs, landmark_weights
 from .photo_input import PhotoFace
 
 __all__ = ["PhotoFit", "fit_photo", "fov_to_focal", "VIEW_FIELDS"]
@@ -90,7 +89,8 @@ class PhotoFit:
         w, h = size or (W, H)
         sx, sy = w / W, h / H
         return torch.tensor(
-            [[self.focal * sx, 0.0, w / 2.0], [0.0, self.focal * sy, h / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float32
+            [[self.focal * sx, 0.0, w / 2.0], [0.0, self.focal * sy, h / 2.0], [0.0, 0.0, 1.0]],
+            dtype=torch.float32,
         )
 
     def project(self, points: torch.Tensor) -> torch.Tensor:
@@ -129,7 +129,13 @@ def _head_ids(head: FlameModel) -> np.ndarray:
 
 
 def _fit_once(
-    head: FlameModel, lm: np.ndarray, ids: np.ndarray, size: tuple[int, int], focal: float, steps: int, lbfgs: int
+    head: FlameModel,
+    lm: np.ndarray,
+    ids: np.ndarray,
+    size: tuple[int, int],
+    focal: float,
+    steps: int,
+    lbfgs: int,
 ) -> FitResult:
     pairs, pair_w = expression_pairs(ids)
     return fit_to_landmarks(
@@ -151,7 +157,9 @@ def _fit_once(
     )
 
 
-def fit_photo(head: FlameModel, face: PhotoFace, image_size: tuple[int, int], quick: bool = False) -> PhotoFit:
+def fit_photo(
+    head: FlameModel, face: PhotoFace, image_size: tuple[int, int], quick: bool = False
+) -> PhotoFit:
     """Fit identity, the photo's expression, jaw, gaze and pose, and the focal length.
 
     Args:
@@ -218,8 +226,6 @@ def _per_landmark(head: FlameModel, r: FitResult, ids: np.ndarray, lm: np.ndarra
     emb = head.landmark_embedding
     lh = LandmarkHead(head, emb.select(torch.from_numpy(ids)))
     with torch.no_grad():
-        pts = lh(
-            r.shape, r.params["expression"], *(r.params[k] for k in POSE_FIELDS)
-        )
+        pts = lh(r.shape, r.params["expression"], *(r.params[k] for k in POSE_FIELDS))
         px = project(pts, r.translation, r.focal, r.image_size)[0].numpy()
     return np.linalg.norm(px - lm[ids], axis=1).astype(np.float32)

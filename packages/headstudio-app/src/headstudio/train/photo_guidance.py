@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..batch import BatchSampler, TrainBatch
 from ..cameras import camera_angles
-from ..guidance import Guidance, GuidanceOutput
-from ..metrics import ssim
+from .batch_sampler import BatchSampler, TrainBatch
+from .guidance import Guidance, GuidanceOutput
+from .metrics import ssim
 from .photo_views import PhotoView
 
 __all__ = ["PhotoGuidance", "PhotoFSDSGuidance", "MIRROR_WEIGHT", "PRIOR_WEIGHT"]
@@ -75,8 +75,12 @@ class PhotoGuidance(Guidance):
         self.priors_per_step = min(int(priors_per_step), len(priors))
         self.views = [*views, *priors]
         self.weights = torch.tensor([float(x) for x in w] + [float(prior_weight)] * len(priors))
-        self._images = torch.stack([v.image for v in self.views]).permute(0, 3, 1, 2).contiguous()  # [V,3,H,W]
-        self._masks = torch.stack([torch.stack([v.mask, v.valid]) for v in self.views]).contiguous()  # [V,2,H,W]
+        self._images = (
+            torch.stack([v.image for v in self.views]).permute(0, 3, 1, 2).contiguous()
+        )  # [V,3,H,W]
+        self._masks = torch.stack(
+            [torch.stack([v.mask, v.valid]) for v in self.views]
+        ).contiguous()  # [V,2,H,W]
         self._viewmats = torch.stack([v.viewmat for v in self.views]).float()
         self._Ks = torch.stack([v.K for v in self.views]).float()
         self._flame = _stack_flame(self.views)
@@ -158,7 +162,9 @@ class PhotoGuidance(Guidance):
         scored = (weight > 0).to(renders)
         target = scored * target + (1.0 - scored) * renders.detach()
         w = self.weights.to(renders)[batch.target_indices.to(renders.device)]
-        per_view_l1 = ((renders - target).abs() * weight).flatten(1).sum(1) / (3 * scored.flatten(1).sum(1)).clamp_min(1)
+        per_view_l1 = ((renders - target).abs() * weight).flatten(1).sum(1) / (
+            3 * scored.flatten(1).sum(1)
+        ).clamp_min(1)
         l1 = (w * per_view_l1).sum() / w.sum()
         dissim = torch.stack([1.0 - ssim(renders[i : i + 1], target[i : i + 1]) for i in range(len(renders))])
         loss_ssim = (w * dissim).sum() / w.sum()
@@ -205,8 +211,16 @@ class PhotoFSDSGuidance(Guidance):
             b = r.flame.get(k)
             if a is None or b is None or a.shape[1] != b.shape[1]:
                 width = max(x.shape[1] for x in (a, b) if x is not None)
-                a = F.pad(a, (0, width - a.shape[1])) if a is not None else torch.zeros(len(p.viewmats), width)
-                b = F.pad(b, (0, width - b.shape[1])) if b is not None else torch.zeros(len(r.viewmats), width)
+                a = (
+                    F.pad(a, (0, width - a.shape[1]))
+                    if a is not None
+                    else torch.zeros(len(p.viewmats), width)
+                )
+                b = (
+                    F.pad(b, (0, width - b.shape[1]))
+                    if b is not None
+                    else torch.zeros(len(r.viewmats), width)
+                )
             flame[k] = torch.cat([a.to(b), b])
         return TrainBatch(
             viewmats=torch.cat([p.viewmats, r.viewmats.to(p.viewmats)]),
@@ -215,7 +229,9 @@ class PhotoFSDSGuidance(Guidance):
             azimuth_deg=torch.cat([p.azimuth_deg, r.azimuth_deg.to(p.azimuth_deg)]),
             elevation_deg=torch.cat([p.elevation_deg, r.elevation_deg.to(p.elevation_deg)]),
             backgrounds=torch.cat([p.backgrounds, r.backgrounds.to(p.backgrounds)]),
-            target_indices=torch.cat([p.target_indices, torch.full((len(r.viewmats),), -1, dtype=torch.long)]),
+            target_indices=torch.cat(
+                [p.target_indices, torch.full((len(r.viewmats),), -1, dtype=torch.long)]
+            ),
         )
 
     def __call__(self, renders: Tensor, batch: TrainBatch, step: int, vertices: Tensor) -> GuidanceOutput:

@@ -61,7 +61,9 @@ class ColourInit:
         )
 
 
-def depth_buffer(vertices_px: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def depth_buffer(
+    vertices_px: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
     """``[H, W]`` float32 nearest mesh depth per pixel (``inf`` where no triangle), drawn far to near.
 
     Args:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..animate.face_track import NUM_LANDMARKS, resolve_landmarker
 from ..errors import HeadStudioError
-from ..face_track import NUM_LANDMARKS, resolve_landmarker
 
 __all__ = [
     "MIN_FACE_PX",
@@ -127,7 +127,9 @@ def _to_rgb(im: Any, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         if mode == "F":
             top = hi if hi > 1.0 else 1.0
             lo = min(lo, 0.0)
-        g = np.clip((a - min(lo, 0.0)) / max(top - min(lo, 0.0), 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        g = np.clip((a - min(lo, 0.0)) / max(top - min(lo, 0.0), 1e-12) * 255.0 + 0.5, 0, 255).astype(
+            np.uint8
+        )
         notes.append(f"{mode} greyscale converted to 8-bit RGB")
         return np.repeat(g[..., None], 3, axis=2), None
     if mode == "P" and "transparency" in im.info:
@@ -158,7 +160,8 @@ def read_photo(path: str | Path) -> Photo:
     p = Path(path)
     if not p.is_file():
         raise HeadStudioError(
-            f"photo '{p}' does not exist; give the path of a JPEG or PNG photograph of a face.", argument="image"
+            f"photo '{p}' does not exist; give the path of a JPEG or PNG photograph of a face.",
+            argument="image",
         )
     data = p.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -183,7 +186,9 @@ def read_photo(path: str | Path) -> Photo:
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = prev
     if rgb.ndim != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2:
-        raise HeadStudioError(f"photo '{p}' is empty ({rgb.shape}); give a photograph of a face.", argument="image")
+        raise HeadStudioError(
+            f"photo '{p}' is empty ({rgb.shape}); give a photograph of a face.", argument="image"
+        )
     for n in notes:
         log.info("photo %s: %s", p.name, n)
     return Photo(p, rgb, alpha, digest, notes)
@@ -229,7 +234,9 @@ def find_faces(photo: Photo | np.ndarray, model_path: str | Path | None = None) 
             continue
         xy = np.array([(q.x * w, q.y * h) for q in pts[:NUM_LANDMARKS]], np.float32)
         z = np.array([q.z for q in pts[:NUM_LANDMARKS]], np.float32)
-        scores = {c.category_name: float(c.score) for c in (res.face_blendshapes[i] if res.face_blendshapes else [])}
+        scores = {
+            c.category_name: float(c.score) for c in (res.face_blendshapes[i] if res.face_blendshapes else [])
+        }
         mats = res.facial_transformation_matrixes or []
         yaw, pitch, roll = _rotation_angles(np.asarray(mats[i])) if i < len(mats) else (0.0, 0.0, 0.0)
         faces.append(PhotoFace(xy, z, scores, yaw, pitch, roll))

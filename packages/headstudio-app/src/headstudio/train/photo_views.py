@@ -27,7 +27,15 @@ from torch import Tensor
 from .photo_fit import PhotoFit
 from .photo_input import Photo, PhotoFace
 
-__all__ = ["PhotoView", "photo_view", "mirror_view", "head_mask", "mesh_silhouette", "mirror_flame", "crop_box"]
+__all__ = [
+    "PhotoView",
+    "photo_view",
+    "mirror_view",
+    "head_mask",
+    "mesh_silhouette",
+    "mirror_flame",
+    "crop_box",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +145,9 @@ def head_mask(
     m = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     # probably head: the mesh (skull, ears, neck) and a band above the forehead for hair
     hair = np.zeros((h, w), np.uint8)
-    cv2.ellipse(hair, (int((x0 + x1) / 2), int(y0 + 0.1 * fh)), (int(0.68 * fw), int(0.55 * fh)), 0, 180, 360, 1, -1)
+    cv2.ellipse(
+        hair, (int((x0 + x1) / 2), int(y0 + 0.1 * fh)), (int(0.68 * fw), int(0.55 * fh)), 0, 180, 360, 1, -1
+    )
     m[(silhouette | hair.astype(bool))] = cv2.GC_PR_FGD
     # background: a border strip, except below the head where the neck leaves the crop
     b = max(2, int(0.03 * min(h, w)))
@@ -165,7 +175,9 @@ def head_mask(
     rows = np.nonzero(silhouette.any(1))[0]
     if len(rows):
         fg[rows.max() + 1 :] = 0
-    reach = cv2.dilate(silhouette.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, int(0.3 * fw)))
+    reach = cv2.dilate(
+        silhouette.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, int(0.3 * fw))
+    )
     fg &= (reach | hair).astype(np.uint8)
     # the connected piece that holds the face, holes filled
     n, lab = cv2.connectedComponents(fg)
@@ -196,7 +208,9 @@ def photo_view(photo: Photo, face: PhotoFace, fit: PhotoFit, head: FlameModel, s
     alpha = None if photo.alpha is None else _warp(photo.alpha, x0, y0, side, size, cv2.INTER_LINEAR)
     s = size / side
     K = fit.intrinsics()
-    K = torch.tensor([[K[0, 0] * s, 0.0, (K[0, 2] - x0) * s], [0.0, K[1, 1] * s, (K[1, 2] - y0) * s], [0, 0, 1.0]])
+    K = torch.tensor(
+        [[K[0, 0] * s, 0.0, (K[0, 2] - x0) * s], [0.0, K[1, 1] * s, (K[1, 2] - y0) * s], [0, 0, 1.0]]
+    )
     flame = _pose_kwargs(fit)
     with torch.no_grad():
         verts = head(**flame).vertices[0].float()
