@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         a, b = list(embs.values())[:2]
         print(f"control: distance between the two different people's photos {np.linalg.norm(a - b):.3f}")
     print(
-        f"\n{'photo':14s} {'view':>6s} {'front':>6s} {'+30':>6s} {'-30':>6s} {'smile':>6s} {'talk':>6s}  PSNR  SSIM  lm px  time s"
+        f"\n{'photo':14s} {'view':>6s} {'front':>6s} {'+30':>6s} {'-30':>6s} {'smile':>6s} {'talk':>6s}"
+        "  PSNR  SSIM  lm px  time s"
     )
     for r in results:
         d = r["distance"]
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['render_landmark_error_px'] or float('nan'):5.1f}  {r['seconds']['total']:.0f}"
         )
     print(
-        f"goal: front < {GOAL_FRONT}, +-30 deg and expressions < {GOAL_OTHER}; offline run <= 300 s on 2 cores"
+        f"goal: front < {GOAL_FRONT}, +-30 deg and expressions < {GOAL_OTHER}; "
+        "offline run <= 300 s on 2 cores"
     )
     (args.out / "bench_photo.json").write_text(json.dumps(results, indent=1))
     return 0

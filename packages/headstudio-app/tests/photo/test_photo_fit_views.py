@@ -103,14 +103,17 @@ def test_colours_come_from_the_photo_where_it_sees_the_head(avatar, setup):
     assert av.metadata["source"]["kind"] == "photograph"
     assert av.metadata["source"]["sha256"] == setup.photo.sha256
     assert "image" not in av.metadata["source"]  # the photo's path is not recorded in the avatar
-    # rendered at the photo's view, the initial avatar already looks like the photo in the mask
+    # rendered at the photo's view, the initial avatar already looks like the photo where it covers
+    # the head (the hair beyond the skull is for training to fill)
     v = setup.view
+    flame = {k: x for k, x in v.flame.items() if k != "shape"}
     with torch.no_grad():
-        r = av.render(v.viewmat[None], v.K[None], SIZE, SIZE, background=(0, 0, 0),
-                      **{k: x for k, x in v.flame.items() if k != "shape"}).rgb[0, 0]  # fmt: skip
-    m = (v.mask > 0.9) & (v.valid > 0)
-    err = (r - v.image).abs().mean(-1)[m].mean()
-    assert err < 0.12, float(err)
+        r = av.render(v.viewmat[None], v.K[None], SIZE, SIZE, background=(0, 0, 0), **flame)
+    rgb, alpha = r.rgb[0, 0], r.alpha[0, 0, ..., 0]
+    m = (v.mask > 0.9) & (v.valid > 0) & (alpha > 0.95)
+    assert m.float().mean() > 0.1
+    err = (rgb - v.image).abs().mean(-1)[m].mean()
+    assert err < 0.1, float(err)
     assert n == len(info.seen)
 
 
@@ -126,12 +129,11 @@ def test_prior_views_cover_the_back_and_are_opaque(avatar, setup):
 
 
 def test_photo_guidance_scores_the_head_and_asks_transparency_of_the_background(setup):
-    from headstudio.train.batch_sampler import BatchSampler
+    from types import SimpleNamespace
 
     g = PhotoGuidance([setup.view, setup.mirror])
     assert torch.allclose(g.weights, torch.tensor([1.0, MIRROR_WEIGHT]))
-    sampler = BatchSampler.__new__(BatchSampler)
-    sampler.width = sampler.height = SIZE  # only the size is read
+    sampler = SimpleNamespace(width=SIZE, height=SIZE)  # photo guidance reads only the size
     batch = g.sample_batch(sampler, 4, torch.Generator().manual_seed(0))
     assert batch.viewmats.shape == (2, 1, 4, 4) and batch.backgrounds.shape == (2, 1, 3)
     img, mask, valid = g.targets(batch.target_indices, SIZE, SIZE)

@@ -175,7 +175,8 @@ def fit_photo(
     if len(ids) < 50:
         raise HeadStudioError(
             f"the head's landmark embedding covers only {len(ids)} of MediaPipe's 478 landmarks; a photo fit "
-            "needs the 478-point embedding (the procedural head has it; for FLAME, the MediaPipe embedding file).",
+            "needs the 478-point embedding (the procedural head has it; for FLAME, the MediaPipe "
+            "embedding file).",
             argument="head",
         )
     lm = np.asarray(face.landmarks, np.float32)

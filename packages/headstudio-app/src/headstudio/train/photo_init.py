@@ -56,7 +56,8 @@ class ColourInit:
     def summary(self) -> str:
         n = len(self.seen)
         return (
-            f"{self.seen.sum() / n:.0%} of the Gaussians coloured from the photo, {self.mirrored.sum() / n:.0%} "
+            f"{self.seen.sum() / n:.0%} of the Gaussians coloured from the photo, "
+            f"{self.mirrored.sum() / n:.0%} "
             f"from their mirror image, {self.filled.sum() / n:.0%} from the nearest seen ones"
         )
 
@@ -75,7 +76,7 @@ def depth_buffer(
     zbuf = np.full((h, w), np.inf, np.float32)
     tri_z = depth[faces].mean(1)
     order = np.argsort(-tri_z)  # far first: nearer triangles overwrite
-    pts = np.round(vertices_px[faces] * 16).astype(np.int32)
+    pts = np.round((vertices_px[faces] - 0.5) * 16).astype(np.int32)  # pixel centres at +0.5
     ok = np.isfinite(vertices_px[faces]).all(axis=(1, 2)) & (depth[faces] > 0).all(1)
     for i in order[ok[order]]:
         cv2.fillPoly(zbuf, [pts[i]], float(tri_z[i]), lineType=cv2.LINE_8, shift=4)

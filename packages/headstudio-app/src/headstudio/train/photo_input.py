@@ -279,7 +279,8 @@ def choose_face(faces: list[PhotoFace], photo_name: str, face: int | None = None
             )
     if chosen.size_px < MIN_FACE_PX:
         raise HeadStudioError(
-            f"the face in the photo '{photo_name}' is {chosen.size_px:.0f} px across, under the {MIN_FACE_PX} px "
+            f"the face in the photo '{photo_name}' is {chosen.size_px:.0f} px across, "
+            f"under the {MIN_FACE_PX} px "
             "a photo avatar needs; use a larger or closer photograph of the face.",
             argument="image",
         )

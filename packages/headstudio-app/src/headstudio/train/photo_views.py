@@ -98,7 +98,8 @@ def mesh_silhouette(vertices_px: np.ndarray, faces: np.ndarray, size: tuple[int,
 
     w, h = size
     out = np.zeros((h, w), np.uint8)
-    tris = np.round(vertices_px[faces] * 16).astype(np.int32)  # 4 fractional bits
+    # pixel centres are at +0.5 (gsplat's convention); OpenCV's are at the integers
+    tris = np.round((vertices_px[faces] - 0.5) * 16).astype(np.int32)  # 4 fractional bits
     finite = np.isfinite(vertices_px[faces]).all(axis=(1, 2))
     cv2.fillPoly(out, list(tris[finite]), 1, lineType=cv2.LINE_8, shift=4)
     return out.astype(bool)
