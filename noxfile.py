@@ -151,7 +151,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def web(session: nox.Session) -> None:
-    """Rebuild the browser viewer's bundle (npm ci, then esbuild) into headstudio/viewer/static."""
+    """Rebuild the browser viewer's bundle (npm ci, then esbuild) into headstudio/output/viewer/static."""
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             session.error(f"{tool} not found: install Node.js 18+ (with npm) to rebuild the viewer bundle")

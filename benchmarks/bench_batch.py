@@ -3,7 +3,7 @@ baseline) and with 2 workers, in the same run.
 
 Each item is a real ``headstudio generate`` process that loads the tiny random-weight models
 saved in the hub layout (:func:`fsds_guidance.testing.save_tiny_pipeline`) through the real loader,
-with the tiny item settings of the tests (:data:`headstudio.batchrun.testing.TINY_SETTINGS`) and
+with the tiny item settings of the tests (:data:`headstudio.batch.testing.TINY_SETTINGS`) and
 the procedural head saved as a FLAME file.
 The time is the whole command's (process start, imports, model loading, training, avatar
 writing); on a CPU the workers share the cores (``OMP_NUM_THREADS`` = cores / workers), so the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flame_core.procedural import build_procedural_head
 from fsds_guidance.testing import save_tiny_pipeline
-from headstudio.batchrun.testing import tiny_item_args
+from headstudio.batch.testing import tiny_item_args
 
 PROMPTS = "a DSLR portrait of Kratos\nan old wizard\na young woman with red hair\n"
 

@@ -1,13 +1,13 @@
 """Round-trip benchmark of video-driven animation (``headstudio drive``).
 
-Known motions of an avatar (``headstudio.roundtrip.MOTIONS``: procedural talking, jaw only, brows,
+Known motions of an avatar (``headstudio.animate.roundtrip.MOTIONS``: procedural talking, jaw only, brows,
 blinks, gaze sweeps) are rendered to MP4; the same avatar is driven from those videos; MediaPipe's
 FaceLandmarker measures both videos on the same features (inner-lip gap and mouth width over face
 height, eye openness per eye, brow height, iris position). For every motion and every feature
 that moves in it, the script prints Pearson r and the amplitude ratio (std driven / std source)
 for
 
-- ``ours``: ``headstudio.drive`` with its defaults (region weights, landmark-pair differences,
+- ``ours``: ``headstudio.animate.drive`` with its defaults (region weights, landmark-pair differences,
   jaw first, one-euro filter, auto neutral);
 - ``baseline`` (measured in the same run): the fit as it was before: every landmark weight 1, no
   pairs, one stage, the second-difference smoothing 1.0 that was the default, no filter, no
@@ -45,12 +45,12 @@ import torch
 from flame_core import FlameModel
 from flame_core.procedural import build_procedural_head
 from flame_core.procedural_mesh import CAVITY
+from headstudio.animate.drive import DriveOptions
+from headstudio.animate.roundtrip import MOTIONS, RoundTrip, format_table, pre_issue_options, run_roundtrip
 from headstudio.avatar import Avatar, rgb_to_sh
-from headstudio.demo import run_demo
-from headstudio.drive import DriveOptions
-from headstudio.roundtrip import MOTIONS, RoundTrip, format_table, pre_issue_options, run_roundtrip
-from headstudio.runtime import load_avatar
-from headstudio.teacher import build_teacher_avatar
+from headstudio.demo.run import run_demo
+from headstudio.demo.teacher import build_teacher_avatar
+from headstudio.train.runtime import load_avatar
 from headstudio.video import read_video_frames
 from PIL import Image
 

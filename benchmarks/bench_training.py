@@ -20,8 +20,8 @@ import torch
 
 def _trainer(args: argparse.Namespace, backend: str, tmp: str, models, head):
     from headstudio.config import HeadStudioConfig
-    from headstudio.guidance import FSDSGuidance
-    from headstudio.trainer import Trainer
+    from headstudio.train.guidance import FSDSGuidance
+    from headstudio.train.trainer import Trainer
 
     cfg = HeadStudioConfig()
     t = cfg.train

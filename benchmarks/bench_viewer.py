@@ -25,8 +25,8 @@ import sys
 
 import torch
 from flame_core import FlameModel
-from headstudio.teacher import build_teacher_avatar
-from headstudio.viewer import ViewerServer, build_viewer_data
+from headstudio.demo.teacher import build_teacher_avatar
+from headstudio.output.viewer import ViewerServer, build_viewer_data
 
 ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-background-networking"]
 DECODE = """(w) => {

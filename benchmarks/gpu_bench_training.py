@@ -104,8 +104,8 @@ def main() -> int:
         torch.backends.cudnn.benchmark = True
 
     from flame_core.model import FlameModel
-    from headstudio.guidance import FSDSGuidance
-    from headstudio.trainer import Trainer
+    from headstudio.train.guidance import FSDSGuidance
+    from headstudio.train.trainer import Trainer
 
     cfg = _config(args, str(device))
     head = FlameModel.procedural(num_shape=cfg.head.num_shape, num_expression=cfg.head.num_expression)
@@ -125,7 +125,7 @@ def main() -> int:
     )
 
     # baseline: the guidance alone on random renders of the same batch
-    from headstudio.batch import TrainBatch
+    from headstudio.train.batch_sampler import TrainBatch
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer.new(

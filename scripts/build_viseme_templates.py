@@ -3,7 +3,7 @@
     python scripts/build_viseme_templates.py [OUT.npz]
 
 Writes ``packages/flame-core/src/flame_core/data/viseme_templates.npz`` (or OUT): one Gaussian per
-viseme over 10 ms spectral features, from ``flame_core.lipsync.TEMPLATE_SENTENCES`` spoken by
+viseme over 10 ms spectral features, from ``headstudio.animate.speech.lipsync.TEMPLATE_SENTENCES`` spoken by
 ``TEMPLATE_VOICES`` and labelled by espeak-ng's phoneme events. Needs espeak-ng
 (``apt-get install espeak-ng``); nothing is downloaded.
 """
@@ -13,8 +13,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from flame_core.lipsync import TEMPLATE_FILE, TEMPLATE_SENTENCES, TEMPLATE_VOICES, build_templates
-from flame_core.speech import espeak_version
+from headstudio.animate.speech.espeak import espeak_version
+from headstudio.animate.speech.lipsync import (
+    TEMPLATE_FILE,
+    TEMPLATE_SENTENCES,
+    TEMPLATE_VOICES,
+    build_templates,
+)
 
 
 def main(argv: list[str]) -> int:

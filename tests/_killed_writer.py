@@ -72,8 +72,8 @@ def _avatar(flame: Path, seed: int) -> Any:
 
 def _checkpoint(step: int) -> Any:
     """A checkpoint of 4,000 random Gaussians after ``step`` Adam steps."""
-    from headstudio.checkpoint import Checkpoint, rng_state
     from headstudio.config import HeadStudioConfig, config_to_dict
+    from headstudio.train.checkpoint import Checkpoint, rng_state
 
     g = torch.Generator().manual_seed(SEED + step)
     n = 4000
@@ -100,7 +100,7 @@ def main(kind: str, flame: Path, target: Path, reference: Path) -> None:
         second = _avatar(flame, 2)
         write_again = lambda: second.save(target, prompt="second")  # noqa: E731
     elif kind == "checkpoint":
-        import headstudio.checkpoint as writer
+        import headstudio.train.checkpoint as writer
 
         writer.save_checkpoint(_checkpoint(1), target)
         writer.save_checkpoint(_checkpoint(2), target)  # step 1 is now previous.pt

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("headstudio.trainer")
+pytest.importorskip("headstudio.train.trainer")
 
 from headstudio import cli  # noqa: E402
-from headstudio.batchrun.report import read_records  # noqa: E402
-from headstudio.batchrun.testing import KillAfterCheckpoint, avatar_tensors  # noqa: E402
+from headstudio.batch.report import read_records  # noqa: E402
+from headstudio.batch.testing import KillAfterCheckpoint, avatar_tensors  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

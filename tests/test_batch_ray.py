@@ -13,8 +13,8 @@ import torch
 ray = pytest.importorskip("ray")
 
 from headstudio import cli  # noqa: E402
-from headstudio.batchrun.report import read_records  # noqa: E402
-from headstudio.batchrun.testing import KillAfterCheckpoint, avatar_tensors  # noqa: E402
+from headstudio.batch.report import read_records  # noqa: E402
+from headstudio.batch.testing import KillAfterCheckpoint, avatar_tensors  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -61,7 +61,7 @@ def test_ray_batch_with_a_killed_task_retried(tmp_path: Path, tiny_batch_items, 
 
 def test_each_task_gets_its_own_gpu(cluster) -> None:
     """What Ray gives a task asking one of the 2 fake GPUs: one GPU id, its CUDA_VISIBLE_DEVICES."""
-    from headstudio.batchrun.ray_backend import RayBackend
+    from headstudio.batch.ray_backend import RayBackend
 
     backend = RayBackend(None, "auto", retries=0)
     assert backend.use_gpus and backend.capacity() == 2

@@ -11,9 +11,10 @@ import torch
 
 pytest.importorskip("flame_core.motion")
 pytest.importorskip("rigged_gaussians.ply")
-pytest.importorskip("headstudio.teacher")
+pytest.importorskip("headstudio.demo.teacher")
 
-from headstudio import cli, guidance  # noqa: E402
+from headstudio import cli  # noqa: E402
+from headstudio.train import guidance  # noqa: E402
 from headstudio.video import probe_video  # noqa: E402
 
 TINY = [
@@ -124,7 +125,7 @@ DEMO_MIN_GAIN = 6.0
 
 def test_demo_reaches_the_psnr_bar(tmp_path: Path) -> None:
     from headstudio.avatar import Avatar
-    from headstudio.demo import run_demo
+    from headstudio.demo.run import run_demo
 
     res = run_demo(
         tmp_path / "demo", size=32, steps=60, device="cpu", num_targets=48, num_heldout=8, video_frames=6,
@@ -144,7 +145,7 @@ def test_demo_reaches_the_psnr_bar(tmp_path: Path) -> None:
     )
     # the saved targets reproduce the run's training set (image guidance from disk)
     from headstudio.config import load_config
-    from headstudio.targets import TargetSet
+    from headstudio.train.targets import TargetSet
 
     cfg = load_config(tmp_path / "demo" / "config.toml")
     assert cfg.guidance.kind == "image" and len(TargetSet.load(cfg.guidance.targets_dir)) == 48

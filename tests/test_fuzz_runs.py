@@ -22,9 +22,9 @@ import pytest
 import tomllib
 import torch
 from headstudio import cli  # noqa: E402
-from headstudio.checkpoint import content_digest  # noqa: E402
 from headstudio.config import HeadStudioConfig, config_to_dict  # noqa: E402
-from headstudio.targets import TargetSet  # noqa: E402
+from headstudio.train.checkpoint import content_digest  # noqa: E402
+from headstudio.train.targets import TargetSet  # noqa: E402
 from rigged_gaussians.ply import load_ply  # noqa: E402
 
 SEED = 16

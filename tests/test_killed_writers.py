@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from headstudio.checkpoint import load_checkpoint, previous_checkpoint_path
+from headstudio.train.checkpoint import load_checkpoint, previous_checkpoint_path
 from rigged_gaussians.ply import load_ply
 
 pytestmark = pytest.mark.slow  # three child processes, each importing torch and headstudio

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("headstudio.trainer")
+pytest.importorskip("headstudio.train.trainer")
 
 from headstudio import cli  # noqa: E402
 
@@ -36,8 +36,8 @@ def targets_dir(tmp_path_factory) -> Path:
     from flame_core import FlameModel
     from flame_core.motion import procedural_talking_motion
     from headstudio.config import CameraConfig
-    from headstudio.demo import render_targets
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.run import render_targets
+    from headstudio.demo.teacher import build_teacher_avatar
 
     head = FlameModel.procedural(num_shape=10, num_expression=10)
     teacher = build_teacher_avatar(head, points_per_face=1)

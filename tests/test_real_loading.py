@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("headstudio.trainer")
+pytest.importorskip("headstudio.train.trainer")
 
 from headstudio import cli  # noqa: E402
 

@@ -13,11 +13,11 @@ import torch
 from flame_core import FlameModel
 from headstudio import cli
 from headstudio.avatar import Avatar
-from headstudio.batchrun import pool, state
-from headstudio.batchrun.items import read_items, slugify
-from headstudio.batchrun.pool import plan_slots
-from headstudio.batchrun.report import BatchReport, ItemRecord, read_records, summary_table
-from headstudio.batchrun.runner import BatchOptions, plan_batch
+from headstudio.batch import pool, state
+from headstudio.batch.items import read_items, slugify
+from headstudio.batch.pool import plan_slots
+from headstudio.batch.report import BatchReport, ItemRecord, read_records, summary_table
+from headstudio.batch.runner import BatchOptions, plan_batch
 from headstudio.config import InitConfig, config_to_dict, load_config
 from headstudio.errors import HeadStudioError
 

@@ -82,8 +82,8 @@ def test_clip_offline_fails_without_network_retries(monkeypatch: pytest.MonkeyPa
     reachable.
     """
     import transformers
-    from headstudio import evaluate
     from headstudio.errors import HeadStudioError
+    from headstudio.output import evaluate
 
     calls: list[dict] = []
 
@@ -227,7 +227,7 @@ def test_demo_ctrl_c_says_rerun_demo(capsys, tmp_path: Path, monkeypatch: pytest
 def test_demo_removes_previous_results_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A demo re-run in the same directory that failed early left the previous run's avatar.ply,
     videos and demo.json beside the new targets, looking like this run's results."""
-    from headstudio import demo
+    from headstudio.demo import run as demo
 
     out = tmp_path / "d"
     (out / "checkpoints").mkdir(parents=True)

@@ -12,7 +12,7 @@ from headstudio.errors import HeadStudioError
 @pytest.fixture(scope="module")
 def teacher():
     from flame_core.model import FlameModel
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.teacher import build_teacher_avatar
 
     head = FlameModel.procedural(num_shape=10, num_expression=10)
     return build_teacher_avatar(head, points_per_face=1).eval()
@@ -26,7 +26,7 @@ def motion():
 
 
 def test_demo_config_compresses_the_schedule_into_the_run():
-    from headstudio.demo import demo_config
+    from headstudio.demo.run import demo_config
 
     cfg = demo_config(48, 200, "cpu", seed=3)
     t, d = cfg.train, cfg.densify
@@ -44,7 +44,7 @@ def test_demo_config_compresses_the_schedule_into_the_run():
 
 def test_render_targets_is_deterministic_and_follows_the_pose(teacher, motion):
     from headstudio.config import CameraConfig
-    from headstudio.demo import render_targets
+    from headstudio.demo.run import render_targets
 
     a = render_targets(teacher, 4, 24, CameraConfig(), motion, torch.Generator().manual_seed(0))
     b = render_targets(teacher, 4, 24, CameraConfig(), motion, torch.Generator().manual_seed(0))
@@ -57,8 +57,8 @@ def test_render_targets_is_deterministic_and_follows_the_pose(teacher, motion):
 
 def test_evaluate_scores_the_teacher_against_itself(teacher, motion, tmp_path):
     from headstudio.config import CameraConfig
-    from headstudio.demo import _evaluate, render_targets
-    from headstudio.targets import TargetSet
+    from headstudio.demo.run import _evaluate, render_targets
+    from headstudio.train.targets import TargetSet
 
     ts = render_targets(teacher, 3, 24, CameraConfig(), motion, torch.Generator().manual_seed(1))
     assert _evaluate(teacher, ts) > 60  # same cameras, same poses: identical up to float noise
@@ -67,7 +67,7 @@ def test_evaluate_scores_the_teacher_against_itself(teacher, motion, tmp_path):
 
 
 def test_run_demo_rejects_bad_sizes(tmp_path):
-    from headstudio.demo import run_demo
+    from headstudio.demo.run import run_demo
 
     with pytest.raises(HeadStudioError, match="at least 16"):
         run_demo(tmp_path, size=8, steps=1)

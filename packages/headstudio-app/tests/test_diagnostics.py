@@ -1,4 +1,4 @@
-"""headstudio.diagnostics: the health figures of a record and the one-line warnings, each once."""
+"""headstudio.train.diagnostics: the health figures of a record and the one-line warnings, each once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from headstudio.diagnostics import (
+from headstudio.train.diagnostics import (
     REG_RATIO_RANGE,
     SKIPPED_MIN_STEPS,
     RunMonitor,
@@ -49,7 +49,7 @@ def test_records_window_and_warnings_fire_once(caplog: pytest.LogCaptureFixture)
     mon = RunMonitor(DensifyConfig(max_gaussians=100), torch.device("cpu"))
     lo, hi = REG_RATIO_RANGE
     st = _state([0.1, 0.2], [1, 1])
-    with caplog.at_level(logging.WARNING, logger="headstudio.trainer"):
+    with caplog.at_level(logging.WARNING, logger="headstudio.train.trainer"):
         for step in range(1, 4):
             mon.start_step()
             info = DensifyInfo(action="densify", n_cloned=2, n_split=1, n_pruned=3) if step == 2 else None

@@ -16,9 +16,7 @@ from flame_core.fitting import project
 from flame_core.motion import MotionSequence
 from flame_core.procedural import build_procedural_head
 from headstudio import cli
-from headstudio.avatar import Avatar
-from headstudio.config import InitConfig
-from headstudio.drive import (
+from headstudio.animate.drive import (
     NUM_LANDMARKS,
     DriveOptions,
     detect_landmarks,
@@ -29,8 +27,10 @@ from headstudio.drive import (
     resolve_landmarker,
     video_to_motion,
 )
+from headstudio.animate.face_track import FaceTrack
+from headstudio.avatar import Avatar
+from headstudio.config import InitConfig
 from headstudio.errors import HeadStudioError
-from headstudio.face_track import FaceTrack
 from headstudio.video import read_video_frames, write_video
 from PIL import Image
 from scipy.spatial.transform import Rotation

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from headstudio.errors import HeadStudioError
-from headstudio.evaluate import EVAL_VIEWS, ClipScorer, evaluate_avatar, render_eval_views
+from headstudio.output.evaluate import EVAL_VIEWS, ClipScorer, evaluate_avatar, render_eval_views
 
 
 def test_clip_score_equals_hand_cosine(tiny_clip: Path, point_avatar) -> None:

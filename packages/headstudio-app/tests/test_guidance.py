@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from headstudio.batch import BatchSampler, TrainBatch
 from headstudio.cameras import camera_angles
 from headstudio.errors import HeadStudioError
-from headstudio.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
-from headstudio.metrics import psnr, ssim
-from headstudio.targets import TargetSet
+from headstudio.train.batch_sampler import BatchSampler, TrainBatch
+from headstudio.train.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
+from headstudio.train.metrics import psnr, ssim
+from headstudio.train.targets import TargetSet
 
 
 def _images(seed: int, b: int = 2, size: int = 32) -> torch.Tensor:
@@ -185,9 +185,9 @@ def test_image_guidance_needs_target_indices():
 
 def test_guidance_base_class_defaults():
     from flame_core.motion import procedural_talking_motion
-    from headstudio.animation import AnimationSampler
     from headstudio.cameras import CameraSampler
     from headstudio.config import CameraConfig
+    from headstudio.train.animation_sampler import AnimationSampler
 
     class Plain(Guidance):
         loss_terms = ("loss_plain",)
@@ -310,7 +310,7 @@ def test_fsds_needs_vertices_prompt_and_landmarks(tiny_fsds):
 
 
 def test_fsds_dtype_names():
-    from headstudio.guidance import _resolve_dtype
+    from headstudio.train.guidance import _resolve_dtype
 
     assert _resolve_dtype("float16", torch.device("cpu")) is torch.float16
     assert _resolve_dtype("auto", torch.device("cpu")) is None

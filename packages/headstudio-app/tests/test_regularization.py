@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from headstudio.errors import HeadStudioError
-from headstudio.regularization import REGULARIZER_TERMS, mesh_regularization, triangle_tolerance
+from headstudio.train.regularization import REGULARIZER_TERMS, mesh_regularization, triangle_tolerance
 
 
 def weighted(

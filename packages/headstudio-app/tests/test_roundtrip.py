@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 from flame_core import FlameModel
-from headstudio.drive import DriveOptions
-from headstudio.roundtrip import RoundTrip, pre_issue_options, roundtrip_motion, run_roundtrip
-from headstudio.teacher import build_teacher_avatar
+from headstudio.animate.drive import DriveOptions
+from headstudio.animate.roundtrip import RoundTrip, pre_issue_options, roundtrip_motion, run_roundtrip
+from headstudio.demo.teacher import build_teacher_avatar
 
 pytestmark = pytest.mark.slow
 

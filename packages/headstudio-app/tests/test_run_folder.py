@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from headstudio.errors import HeadStudioError
-from headstudio.run_folder import RunFolder, RunFolderBusy
+from headstudio.train.run_folder import RunFolder, RunFolderBusy
 
 #: A process that takes the folder's lock, says so, and holds it until it is killed.
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from headstudio.run_folder import RunFolder
+    from headstudio.train.run_folder import RunFolder
     with RunFolder(sys.argv[1]).lock(command="holder for the test"):
         open(sys.argv[1] + "/written-by-holder", "w").close()
         print("locked", flush=True)
@@ -32,7 +32,7 @@ HOLDER = textwrap.dedent(
 TAKER = textwrap.dedent(
     """
     import sys
-    from headstudio.run_folder import RunFolder, RunFolderBusy
+    from headstudio.train.run_folder import RunFolder, RunFolderBusy
     try:
         with RunFolder(sys.argv[1]).lock(wait=sys.argv[2] == "wait"):
             open(sys.argv[1] + "/written-by-taker", "w").close()
@@ -202,8 +202,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fsds_guidance.testing import tiny_components
 
     from headstudio.config import HeadStudioConfig
-    from headstudio.guidance import FSDSGuidance
-    from headstudio.trainer import Trainer
+    from headstudio.train.guidance import FSDSGuidance
+    from headstudio.train.trainer import Trainer
 
     cfg = HeadStudioConfig()
     cfg.head.num_shape, cfg.head.num_expression = 10, 10

@@ -13,13 +13,15 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
-from flame_core import speech
-from flame_core.coarticulation import utterance_to_motion
 from flame_core.model import FlameModel
 from flame_core.motion import MotionSequence
-from headstudio import cli, rendering, talk
+from headstudio import cli
+from headstudio.animate import talk
+from headstudio.animate.speech import espeak as speech
+from headstudio.animate.speech.coarticulation import utterance_to_motion
 from headstudio.avatar import Avatar
 from headstudio.config import InitConfig
+from headstudio.output import rendering
 
 HELLO = "Hello, I am a Gaussian head."
 FPS = 30.0

@@ -7,8 +7,8 @@ import torch
 from flame_core.model import FlameModel
 from headstudio.avatar import SH_C0
 from headstudio.cameras import head_target, orbit_camera
+from headstudio.demo.teacher import TEACHER_COLORS, build_teacher_avatar, teacher_colors
 from headstudio.errors import HeadStudioError
-from headstudio.teacher import TEACHER_COLORS, build_teacher_avatar, teacher_colors
 
 SIZE = 64
 

@@ -12,12 +12,12 @@ import signal
 
 import pytest
 import torch
-from headstudio.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, load_checkpoint
 from headstudio.config import LossConfig
 from headstudio.errors import HeadStudioError
-from headstudio.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
-from headstudio.targets import TargetSet
-from headstudio.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from headstudio.train.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, load_checkpoint
+from headstudio.train.guidance import FSDSGuidance, Guidance, GuidanceOutput, ImageGuidance
+from headstudio.train.targets import TargetSet
+from headstudio.train.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +291,8 @@ def test_sigint_finishes_the_step_saves_and_stops(tmp_path, head, tiny_models, s
 
 
 def test_cli_reports_interruption_with_exit_130(tmp_path, head, tiny_models, monkeypatch, capsys):
-    from headstudio import cli, guidance
+    from headstudio import cli
+    from headstudio.train import guidance
 
     monkeypatch.setattr(guidance.FSDSGuidance, "_load_models", lambda self, config: tiny_models)
     real_new = Trainer.new.__func__
@@ -409,8 +410,8 @@ def test_shape_stops_learning_at_shape_stop_step(tmp_path, head):
 def test_image_guidance_training_fits_teacher_renders(tmp_path, head):
     from flame_core.motion import procedural_talking_motion
     from headstudio.config import CameraConfig
-    from headstudio.demo import render_targets
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.run import render_targets
+    from headstudio.demo.teacher import build_teacher_avatar
 
     teacher = build_teacher_avatar(head, points_per_face=1)
     motion = procedural_talking_motion(num_frames=30, num_expression=10)
@@ -496,8 +497,8 @@ def test_weighted_loss_leaves_zero_weights_out(tmp_path, head):
 def _teacher_targets(head, n: int = 8, size: int = 32) -> TargetSet:
     from flame_core.motion import procedural_talking_motion
     from headstudio.config import CameraConfig
-    from headstudio.demo import render_targets
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.run import render_targets
+    from headstudio.demo.teacher import build_teacher_avatar
 
     teacher = build_teacher_avatar(head, points_per_face=1)
     motion = procedural_talking_motion(num_frames=30, num_expression=10)
@@ -523,7 +524,7 @@ def test_budget_is_never_exceeded_and_says_when_it_binds(tmp_path, head, caplog)
     tr = Trainer.new(
         cfg, "p", tmp_path, guidance=ImageGuidance(_teacher_targets(head)), head=head, progress=False
     )
-    with caplog.at_level(logging.WARNING, logger="headstudio.trainer"):
+    with caplog.at_level(logging.WARNING, logger="headstudio.train.trainer"):
         tr.train()
     counts = [json.loads(x)["num_gaussians"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert counts[0] == n0 and max(counts) == n0 + 3000 and all(c <= n0 + 3000 for c in counts)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from headstudio.errors import HeadStudioError
-from headstudio.rendering import (
+from headstudio.output.rendering import (
     ViewSettings,
     check_size,
     orbit_views,

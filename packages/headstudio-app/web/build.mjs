@@ -1,8 +1,8 @@
 // Builds the viewer bundle into the headstudio package: `npm ci && node build.mjs` (nox -s web).
 //
-// Writes ../src/headstudio/viewer/static/{viewer.js, index.html, THIRD_PARTY_LICENSES.txt}. The
+// Writes ../src/headstudio/output/viewer/static/{viewer.js, index.html, THIRD_PARTY_LICENSES.txt}. The
 // first line of viewer.js records the sha256 of the sources (sourceFiles() below, hashed as
-// headstudio.viewer.bundle.sources_hash does), so a test notices a bundle built from other sources.
+// headstudio.output.viewer.bundle.sources_hash does), so a test notices a bundle built from other sources.
 
 import { createHash } from "node:crypto";
 import { readFileSync, readdirSync, writeFileSync, mkdirSync, statSync } from "node:fs";
@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, "..", "src", "headstudio", "viewer", "static");
+const out = join(here, "..", "src", "headstudio", "output", "viewer", "static");
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {

@@ -1,14 +1,11 @@
-"""flame_core: the FLAME head model in PyTorch, official files or an open procedural head; motions,
-including speech-driven ones (offline text to speech and audio lip sync)."""
+"""flame_core: the FLAME head model in PyTorch, official files or an open procedural head; landmarks,
+fitting and motion files. (Speech to motion lives in the app: ``headstudio.animate.speech``.)"""
 
-from flame_core.coarticulation import text_to_motion, utterance_to_motion
 from flame_core.fitting import FitResult, fit_to_landmarks
 from flame_core.io import FlameFileError, load_flame_pickle, save_flame_pickle
 from flame_core.landmarks import LandmarkEmbedding
-from flame_core.lipsync import audio_to_motion
 from flame_core.model import FlameModel, FlameOutput
 from flame_core.motion import MotionFileError, MotionSequence, procedural_talking_motion
-from flame_core.speech import EspeakNotFoundError, SpeechError, Utterance, synthesize
 
 __version__ = "0.1.0"
 
@@ -24,12 +21,5 @@ __all__ = [
     "FitResult",
     "load_flame_pickle",
     "save_flame_pickle",
-    "synthesize",
-    "Utterance",
-    "SpeechError",
-    "EspeakNotFoundError",
-    "text_to_motion",
-    "utterance_to_motion",
-    "audio_to_motion",
     "__version__",
 ]

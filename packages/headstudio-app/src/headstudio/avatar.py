@@ -27,6 +27,7 @@ from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
+from .avatar_init import uniform_superresolution_init
 from .avatar_io import (
     FORMAT,
     FORMAT_VERSION,
@@ -38,7 +39,6 @@ from .avatar_io import (
 )
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
-from .init import uniform_superresolution_init
 
 __all__ = ["Avatar", "AvatarRender", "SH_C0", "FLAME_KWARGS", "GAUSSIAN_PARAMS", "rgb_to_sh"]
 

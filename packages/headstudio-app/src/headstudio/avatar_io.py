@@ -62,7 +62,7 @@ EXTRA_LOCAL = {
     "opacity_logits": "local_opacity_logits",
 }
 _NOT_AN_AVATAR = "give an avatar.ply written by `headstudio generate` or `headstudio demo`"
-#: What to do about a damaged avatar (``headstudio.runtime.load_avatar`` names the run's checkpoint).
+#: What to do about a damaged avatar (``headstudio.train.runtime.load_avatar`` names the run's checkpoint).
 RESTORE_ADVICE = (
     "restore it from its run's checkpoint (`headstudio generate PROMPT --output RUN --resume` rewrites "
     "RUN/avatar.ply) or from a backup"

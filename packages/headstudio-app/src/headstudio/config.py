@@ -184,7 +184,7 @@ class TrainConfig:
         preview_every: steps between preview PNG grids (0: never).
         checkpoint_every: steps between checkpoints (0: only at the end / on Ctrl-C).
         motion_path: motion file whose frames animate training (``None``: the default training
-            motion, :func:`headstudio.motion.default_motion`, retargeted to the head).
+            motion, :func:`headstudio.head_motion.default_motion`, retargeted to the head).
         animation: train with animation (sample expressions and poses) as the paper does.
     """
 

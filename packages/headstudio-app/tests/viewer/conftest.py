@@ -56,7 +56,7 @@ def head() -> Any:
 @pytest.fixture(scope="session")
 def teacher(head: Any) -> Any:
     """The textured teacher avatar, one Gaussian per triangle (11,636)."""
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.teacher import build_teacher_avatar
 
     return build_teacher_avatar(head, points_per_face=1)
 
@@ -191,7 +191,7 @@ def serve() -> Iterator[Any]:
     servers = []
 
     def start(avatar: Any, **kw: Any) -> Any:
-        from headstudio.viewer import ViewerServer, build_viewer_data
+        from headstudio.output.viewer import ViewerServer, build_viewer_data
 
         data = kw.pop("data", None) or build_viewer_data(avatar)
         srv = ViewerServer(avatar, data, port=0, **kw)

@@ -130,10 +130,10 @@ def test_fidelity_against_headstudio_render(
 
 def test_fidelity_posed_oblique_view_sh3(open_page: Any, hard_avatar: Any, serve: Any) -> None:
     """A posed head (preset + sliders), seen from above and aside, SH degree 3: the page against
-    ``headstudio.rendering.render_views`` (the renderer behind ``headstudio render``)."""
-    from headstudio.rendering import orbit_views, render_views
-    from headstudio.viewer import build_viewer_data
-    from headstudio.viewer.protocol import PoseRequest, pose_flame_kwargs
+    ``headstudio.output.rendering.render_views`` (the renderer behind ``headstudio render``)."""
+    from headstudio.output.rendering import orbit_views, render_views
+    from headstudio.output.viewer import build_viewer_data
+    from headstudio.output.viewer.protocol import PoseRequest, pose_flame_kwargs
 
     presets = {
         "test": {
@@ -173,8 +173,8 @@ def test_fidelity_posed_oblique_view_sh3(open_page: Any, hard_avatar: Any, serve
 
 
 def test_motion_playback_follows_the_audio(open_page: Any, teacher: Any, serve: Any, tone_wav: Path) -> None:
-    from headstudio.motion import default_motion
-    from headstudio.viewer import build_viewer_data
+    from headstudio.head_motion import default_motion
+    from headstudio.output.viewer import build_viewer_data
 
     motion = default_motion(teacher.head, tone_wav)
     data = build_viewer_data(teacher, motion=motion, audio=tone_wav)
@@ -244,7 +244,7 @@ def test_screenshot_and_clip(open_page: Any, teacher: Any, serve: Any) -> None:
 
 def test_presets_fitted_to_the_head_pull_faces(open_page: Any, teacher: Any) -> None:
     """The named presets (landmark targets fitted to this head) move the right parts of the face."""
-    from headstudio.viewer.launch import prepare_server
+    from headstudio.output.viewer.launch import prepare_server
 
     srv = prepare_server(teacher, None, port=0)
     srv.start()

@@ -9,8 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from headstudio.viewer.assets import avatar_arrays, build_viewer_data, pack_arrays, unpack_arrays
-from headstudio.viewer.bundle import STATIC_DIR, bundle_sources_hash, source_files, sources_hash, static_files
+from headstudio.output.viewer.assets import avatar_arrays, build_viewer_data, pack_arrays, unpack_arrays
+from headstudio.output.viewer.bundle import (
+    STATIC_DIR,
+    bundle_sources_hash,
+    source_files,
+    sources_hash,
+    static_files,
+)
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
@@ -19,7 +25,8 @@ def test_committed_bundle_was_built_from_these_sources() -> None:
     recorded = bundle_sources_hash()
     actual = sources_hash(WEB_DIR)
     assert recorded == actual, (
-        "headstudio/viewer/static/viewer.js was not built from the sources in packages/headstudio-app/web "
+        "headstudio/output/viewer/static/viewer.js was not built from the sources in "
+        "packages/headstudio-app/web "
         "(they changed since); rebuild it with `nox -s web` and commit the result."
     )
 
@@ -91,7 +98,7 @@ def test_manifest_describes_the_avatar(teacher: Any) -> None:
 
 
 def test_presets_are_fitted_to_the_head(head: Any) -> None:
-    from headstudio.viewer.presets import fit_presets
+    from headstudio.output.viewer.presets import fit_presets
 
     presets = fit_presets(head)
     assert list(presets) == ["neutral", "smile", "open_mouth", "blink", "surprise"]
@@ -106,7 +113,7 @@ def test_a_head_that_cannot_be_fitted_gets_no_presets(
 ) -> None:
     """fit_targets refuses heads without a landmark embedding (a FLAME file without the MediaPipe
     embedding beside it); the viewer then has no presets, and says so, instead of failing."""
-    from headstudio.viewer import presets
+    from headstudio.output.viewer import presets
 
     def refuse(*_: Any, **__: Any) -> None:
         raise ValueError("head 'flame2023.pkl' has no MediaPipe landmark embedding")

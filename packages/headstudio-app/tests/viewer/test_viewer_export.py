@@ -32,7 +32,7 @@ def short_motion() -> Any:
 def web_dir(
     teacher: Any, short_motion: Any, tone_wav: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    from headstudio.export import export_web
+    from headstudio.output.export import export_web
 
     out = tmp_path_factory.mktemp("export") / "web"
     return export_web(teacher, out, short_motion, tone_wav, presets=PRESETS, progress=False)
@@ -46,8 +46,8 @@ def load_payload(folder: Path) -> dict[str, Any]:
 def test_web_folder_contents(web_dir: Path, teacher: Any, short_motion: Any) -> None:
     import base64
 
-    from headstudio.viewer.assets import unpack_arrays
-    from headstudio.viewer.bundle import STATIC_DIR
+    from headstudio.output.viewer.assets import unpack_arrays
+    from headstudio.output.viewer.bundle import STATIC_DIR
 
     names = sorted(p.name for p in web_dir.iterdir())
     assert names == ["THIRD_PARTY_LICENSES.txt", "audio.wav", "data.js", "index.html", "viewer.js"]
@@ -64,7 +64,7 @@ def test_web_folder_contents(web_dir: Path, teacher: Any, short_motion: Any) -> 
         teacher.head.num_vertices,
         3,
     )
-    from headstudio.motion import fit_flame_kwargs
+    from headstudio.head_motion import fit_flame_kwargs
 
     kw = fit_flame_kwargs(short_motion.flame_kwargs([7, 30]), 100)
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_web_folder_contents(web_dir: Path, teacher: Any, short_motion: Any) -> 
 
 
 def test_licensed_head_ships_baked_motion_only(teacher: Any, short_motion: Any, tmp_path: Path) -> None:
-    from headstudio.export import export_web
+    from headstudio.output.export import export_web
 
     head = teacher.head
     source = head.source
@@ -94,7 +94,7 @@ def test_licensed_head_ships_baked_motion_only(teacher: Any, short_motion: Any, 
 
 def test_web_export_refuses_a_foreign_folder(teacher: Any, short_motion: Any, tmp_path: Path) -> None:
     from headstudio.errors import HeadStudioError
-    from headstudio.export import export_web
+    from headstudio.output.export import export_web
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("do not delete")
@@ -106,7 +106,7 @@ def test_web_export_refuses_a_foreign_folder(teacher: Any, short_motion: Any, tm
 
 @pytest.mark.xdist_group("browser")
 def test_web_folder_plays_from_file_offline(open_page: Any, web_dir: Path, teacher: Any) -> None:
-    from headstudio.viewer.protocol import PoseRequest, pose_flame_kwargs
+    from headstudio.output.viewer.protocol import PoseRequest, pose_flame_kwargs
 
     page = open_page((web_dir / "index.html").as_uri(), offline=True)
     img = page.image()
@@ -142,8 +142,8 @@ def test_web_folder_plays_from_file_offline(open_page: Any, web_dir: Path, teach
 
 
 def test_ply_sequence(teacher: Any, short_motion: Any, tmp_path: Path) -> None:
-    from headstudio.export import export_ply_sequence
-    from headstudio.motion import fit_flame_kwargs
+    from headstudio.head_motion import fit_flame_kwargs
+    from headstudio.output.export import export_ply_sequence
     from rigged_gaussians.ply import load_ply
 
     paths = export_ply_sequence(teacher, tmp_path / "seq", short_motion, progress=False)

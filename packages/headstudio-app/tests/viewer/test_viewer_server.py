@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import torch
-from headstudio.viewer.protocol import (
+from headstudio.output.viewer.protocol import (
     FrameRequest,
     PoseRequest,
     ProtocolError,
@@ -122,7 +122,7 @@ def test_websocket_answers_poses_and_frames_and_ignores_garbage(
     teacher: Any, serve: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from flame_core.motion import procedural_talking_motion
-    from headstudio.motion import fit_flame_kwargs
+    from headstudio.head_motion import fit_flame_kwargs
 
     motion = procedural_talking_motion(num_frames=40)
     srv = serve(teacher, presets=PRESETS, motion=motion)
@@ -140,7 +140,7 @@ def test_websocket_answers_poses_and_frames_and_ignores_garbage(
         b"\x00\x01binary",
         "[" * 5000 + "]" * 5000,
     ]
-    with caplog.at_level(logging.WARNING, logger="headstudio.viewer.server"):
+    with caplog.at_level(logging.WARNING, logger="headstudio.output.viewer.server"):
         with connect(f"ws://127.0.0.1:{srv.port}/ws", open_timeout=10) as ws:
             for g in garbage:
                 ws.send(g)

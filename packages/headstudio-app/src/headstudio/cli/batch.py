@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..batchrun.report import summary_table
+from ..batch.report import summary_table
 from ..commands import batch
-from ..evaluate import DEFAULT_CLIP_MODELS
+from ..output.evaluate import DEFAULT_CLIP_MODELS
 from ._args import Parser, flags_of, positive_int
 from ._report import EXIT_INTERNAL
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..commands import generate
-from ..trainer import TrainingInterrupted
+from ..train.trainer import TrainingInterrupted
 from ._args import Parser, flags_of, path_or_none, positive_int
 
 #: Option names of GenerateOptions whose flag is not their own name.

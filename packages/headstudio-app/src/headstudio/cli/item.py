@@ -1,6 +1,6 @@
 """The process of one batch item: ``python -m headstudio.cli.item OPTIONS_JSON PARENT_PID``.
 
-The batch (:mod:`headstudio.batchrun.launch`) starts it with the item's GenerateOptions as JSON.
+The batch (:mod:`headstudio.batch.launch`) starts it with the item's GenerateOptions as JSON.
 It dies with the process that started it, then runs the generate command with the CLI's messages
 and exit statuses (an ``error:`` line, 130 after Ctrl-C / SIGTERM with the checkpoint written),
 logging at INFO level for the item's log file.
@@ -14,10 +14,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..batchrun.worker import EXIT_ORPHANED, die_with_parent
+from ..batch.worker import EXIT_ORPHANED, die_with_parent
 from ..commands.generate import GenerateOptions
-from ..run_folder import RunFolder
-from . import build_parser, generate
+from ..train.run_folder import RunFolder
+from . import generate
+from ._args import Parser, common_options
 from ._report import configure_logging, report_failures
 
 _PATHS = ("output", "config")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ORPHANED
     configure_logging(1)
     opts = options_from_json(argv[0])
-    build_parser()  # fills generate.FLAGS, the flags its messages are printed with
+    generate.add_parser(Parser().add_subparsers(), common_options(top=False))  # fills generate.FLAGS
     flags = generate.FLAGS
     args = argparse.Namespace(options=opts, debug=False, flags=flags)
     return report_failures(_run, args)

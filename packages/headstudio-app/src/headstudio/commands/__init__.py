@@ -15,6 +15,6 @@ one command does not load the others' dependencies.
 
 from __future__ import annotations
 
-from ..run_folder import RunFolder, RunFolderBusy, RunState
+from ..train.run_folder import RunFolder, RunFolderBusy, RunState
 
 __all__ = ["RunFolder", "RunFolderBusy", "RunState"]

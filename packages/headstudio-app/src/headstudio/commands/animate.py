@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import require_file
-from ..motion import MOTION_SUFFIXES
-from ..rendering import check_size, render_motion
-from ..talk import lipsync_motion
+from ..head_motion import MOTION_SUFFIXES
+from ..output.rendering import check_size, render_motion
+from ..animate.talk import lipsync_motion
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["AnimateOptions", "AnimateResult", "run"]

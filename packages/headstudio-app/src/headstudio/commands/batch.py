@@ -1,6 +1,6 @@
 """``batch``: many avatars from a prompts file, on a local pool of GPU slots or on Ray.
 
-Every check that can fail happens before any work (:func:`headstudio.batchrun.runner.plan_batch`);
+Every check that can fail happens before any work (:func:`headstudio.batch.runner.plan_batch`);
 each item then runs the generate command (:mod:`.generate`) with its own GenerateOptions.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..batchrun.report import BatchReport
-from ..batchrun.runner import BatchOptions, open_backend, plan_batch, run_batch
+from ..batch.report import BatchReport
+from ..batch.runner import BatchOptions, open_backend, plan_batch, run_batch
 
 __all__ = ["BatchOptions", "BatchStart", "run"]
 

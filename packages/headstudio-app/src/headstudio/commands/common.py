@@ -9,7 +9,7 @@ import torch
 
 from ..avatar import Avatar
 from ..errors import HeadStudioError
-from ..runtime import load_avatar, resolve_device
+from ..train.runtime import load_avatar, resolve_device
 
 __all__ = ["AvatarOptions", "check_output", "open_avatar"]
 

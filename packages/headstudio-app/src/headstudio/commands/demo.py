@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..demo import run_demo
-from ..rendering import check_size
-from ..run_folder import RunFolder
-from ..runtime import resolve_device
+from ..demo.run import run_demo
+from ..output.rendering import check_size
+from ..train.run_folder import RunFolder
+from ..train.runtime import resolve_device
 
 __all__ = ["DemoOptions", "DemoResult", "run", "QUICK_SIZE", "QUICK_STEPS"]
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._atomic import atomic_output
-from ..drive import DriveOptions as FitSettings
-from ..drive import resolve_landmarker, video_to_motion
+from ..animate.drive import DriveOptions as FitSettings
+from ..animate.drive import resolve_landmarker, video_to_motion
 from ..errors import require_file
-from ..rendering import check_size, render_motion
+from ..output.rendering import check_size, render_motion
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["DriveOptions", "DriveResult", "run", "VIDEO_SUFFIXES"]

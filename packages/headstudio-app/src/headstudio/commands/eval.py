@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .._atomic import atomic_output
 from ..errors import HeadStudioError
-from ..evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
-from ..rendering import check_size
+from ..output.evaluate import DEFAULT_CLIP_MODELS, evaluate_avatar
+from ..output.rendering import check_size
 from .common import AvatarOptions, open_avatar
 
 __all__ = ["EvalOptions", "EvalResult", "run"]

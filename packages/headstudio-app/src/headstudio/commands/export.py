@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import HeadStudioError, require_file
-from ..export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
-from ..motion import MOTION_SUFFIXES
-from ..viewer.presets import fit_presets
+from ..output.export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
+from ..head_motion import MOTION_SUFFIXES
+from ..output.viewer.presets import fit_presets
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["ExportOptions", "ExportResult", "run", "FORMATS"]

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..batchrun.items import slugify
-from ..checkpoint import use_previous_checkpoint
+from ..batch.items import slugify
+from ..train.checkpoint import use_previous_checkpoint
 from ..config import HeadStudioConfig, load_config
 from ..errors import HeadStudioError, one_line, require_file
-from ..preflight import dry_run
-from ..run_folder import RunFolder
-from ..runtime import resolve_device
-from ..trainer import Trainer
+from ..train.preflight import dry_run
+from ..train.run_folder import RunFolder
+from ..train.runtime import resolve_device
+from ..train.trainer import Trainer
 
 __all__ = ["GenerateOptions", "GenerateResult", "run", "run_folder"]
 
@@ -94,7 +94,7 @@ def run(options: GenerateOptions) -> GenerateResult:
 
     Raises:
         HeadStudioError: bad input, a folder in the wrong state for the resume rule, or a folder
-            another process writes (:class:`~headstudio.run_folder.RunFolderBusy`).
+            another process writes (:class:`~headstudio.train.run_folder.RunFolderBusy`).
         TrainingInterrupted: Ctrl-C; the checkpoint says where to continue.
     """
     if not options.prompt.strip():

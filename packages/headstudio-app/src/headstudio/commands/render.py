@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HeadStudioError
-from ..rendering import ViewSettings, check_size, render_stills, render_turntable
+from ..output.rendering import ViewSettings, check_size, render_stills, render_turntable
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["RenderOptions", "RenderResult", "run"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rendering import check_size
-from ..talk import say, synthesize_speech
+from ..output.rendering import check_size
+from ..animate.talk import say, synthesize_speech
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["SayOptions", "SayResult", "run"]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HeadStudioError, require_file
-from ..motion import MOTION_SUFFIXES, as_motion, default_motion
-from ..viewer.launch import check_port, prepare_server, start_or_explain
-from ..viewer.server import is_loopback
+from ..head_motion import MOTION_SUFFIXES, as_motion, default_motion
+from ..output.viewer.launch import check_port, prepare_server, start_or_explain
+from ..output.viewer.server import is_loopback
 from .common import AvatarOptions, open_avatar
 
 __all__ = ["ViewOptions", "ViewReady", "ViewResult", "run"]
