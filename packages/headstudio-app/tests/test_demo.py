@@ -84,8 +84,10 @@ def test_cli_demo_passes_its_options(tmp_path, monkeypatch, capsys):
         seen.update(kw, out=out)
         return {"psnr_heldout_views": 30.0}
 
-    monkeypatch.setattr(cli, "run_demo", fake)
+    from headstudio.commands import demo
+
+    monkeypatch.setattr(demo, "run_demo", fake)
     assert cli.main(["demo", "--quick", "-q", "--device", "cpu", "--output", str(tmp_path / "d")]) == 0
-    assert seen["size"] == cli.QUICK_DEMO_SIZE and seen["steps"] == cli.QUICK_DEMO_STEPS
+    assert seen["size"] == demo.QUICK_SIZE and seen["steps"] == demo.QUICK_STEPS
     assert seen["progress"] is False and str(seen["device"]) == "cpu"
     assert json.loads(capsys.readouterr().out)["psnr_heldout_views"] == 30.0

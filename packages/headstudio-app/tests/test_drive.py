@@ -16,6 +16,7 @@ from flame_core.fitting import project
 from flame_core.motion import MotionSequence
 from flame_core.procedural import build_procedural_head
 from headstudio import cli
+from headstudio.commands import common
 from headstudio.animate.drive import (
     NUM_LANDMARKS,
     DriveOptions,
@@ -294,7 +295,7 @@ def small_avatar(monkeypatch: pytest.MonkeyPatch):
     """A real (untrained) avatar on a small procedural head, returned by the CLI's loader."""
     head = FlameModel.procedural(num_shape=10, num_expression=10)
     avatar = Avatar.initialize(head, InitConfig(points_per_face=1), torch.Generator().manual_seed(0)).eval()
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: avatar)
+    monkeypatch.setattr(common, "load_avatar", lambda path, flame, device, verify=True: avatar)
     return avatar
 
 
@@ -357,12 +358,12 @@ def test_cli_drive_bad_options_are_one_line(capsys, tmp_path: Path, small_avatar
 def test_cli_defaults_are_the_library_defaults() -> None:
     opts = DriveOptions()
     args = cli.build_parser().parse_args(["drive", "a.ply", "--video", "v.mp4", "-o", "o.mp4"])
-    assert (args.filter_min_cutoff, args.filter_beta, args.filter_d_cutoff) == (
+    assert (args.min_cutoff, args.beta, args.d_cutoff) == (
         opts.min_cutoff,
         opts.beta,
         opts.d_cutoff,
     )
-    assert args.neutral == opts.neutral and args.smoothing == opts.smoothing and not args.no_filter
+    assert args.neutral == opts.neutral and args.smoothing == opts.smoothing and args.filter
 
 
 def test_neutral_image_is_the_actors_rest(clip: Path, tmp_path: Path) -> None:
