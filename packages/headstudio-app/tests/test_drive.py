@@ -381,7 +381,7 @@ def test_neutral_image_is_the_actors_rest(clip: Path, tmp_path: Path) -> None:
     assert float(e_abs.max()) > 0.2, e_abs  # the astronaut's own resting expression
     assert float(e_rel.mean()) < 0.5 * float(e_abs.mean()), (e_rel, e_abs)
     assert len(rel.neutral_frames) == 0 and rel.neutral["expression"].shape == (10,)
-    with pytest.raises(HeadStudioError, match="no face was found in the --neutral image"):
+    with pytest.raises(HeadStudioError, match="no face was found in the «neutral» image"):
         blank = tmp_path / "blank.png"
         Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(blank)
         fit_video(head, frames, fps, options=dataclasses.replace(opts, neutral=blank))

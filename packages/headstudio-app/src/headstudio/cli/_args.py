@@ -111,11 +111,18 @@ def avatar_fields(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+#: ``{command: {option name: flag}}`` of every command whose parser was built (:func:`flags_of`).
+COMMAND_FLAGS: dict[str, dict[str, str]] = {}
+
+
 def flags_of(parser: argparse.ArgumentParser, **extra: str) -> dict[str, str]:
     """``{option name: flag}`` of a command's parser (an option's ``dest`` is the field of its
-    Options; its longest option string is its flag), with ``extra`` names on top."""
+    Options; its longest option string is its flag), with ``extra`` names on top; also kept in
+    :data:`COMMAND_FLAGS` under the command's name."""
     out: dict[str, str] = {}
     for action in parser._actions:
         if action.option_strings and action.dest not in ("help",):
             out[action.dest] = max(action.option_strings, key=len)
-    return {**out, **extra}
+    flags = {**out, **extra}
+    COMMAND_FLAGS[parser.prog.split()[-1]] = flags
+    return flags

@@ -20,20 +20,31 @@ import torch
 from fsds_guidance import GuidanceModelError
 
 from ..errors import HeadStudioError, one_line
+from ._args import COMMAND_FLAGS
 
 __all__ = ["render", "report_failures", "configure_logging", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
-#: Library argument names that are not an Options field of their own.
-ARGUMENT_FLAGS = {"device": "--device", "flame": "--flame", "head": "--flame", "output_dir": "--output"}
-_MARK = re.compile(r"«([a-z_]+)»")
+#: Library argument names that are not an Options field of the running command.
+ARGUMENT_FLAGS = {
+    "device": "--device", "flame": "--flame", "head": "--flame", "output_dir": "--output", "overrides": "--set",
+    "config": "--config", "verify": "--no-verify",
+}  # fmt: skip
+#: ``«name»`` (an option of the running command) or ``«command:name»`` (of another command).
+MARK = re.compile(r"«(?:([a-z]+):)?([a-z_]+)»")
 
 
 def render(text: str, flags: Mapping[str, str]) -> str:
-    """``text`` with every ``«name»`` printed as its flag (``--name`` when the command has none)."""
-    return _MARK.sub(lambda m: flags.get(m[1]) or "--" + m[1].replace("_", "-"), text)
+    """``text`` with every ``«name»`` printed as the flag of the running command (``flags``) and
+    every ``«command:name»`` as that command's (``--name`` when there is none)."""
+
+    def flag(m: re.Match[str]) -> str:
+        table = COMMAND_FLAGS.get(m[1], {}) if m[1] else flags
+        return table.get(m[2]) or ARGUMENT_FLAGS.get(m[2]) or "--" + m[2].replace("_", "-")
+
+    return MARK.sub(flag, text)
 
 
 def configure_logging(verbosity: int) -> None:

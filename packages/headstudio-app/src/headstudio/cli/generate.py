@@ -12,8 +12,6 @@ from ._args import Parser, flags_of, path_or_none, positive_int
 
 #: Option names of GenerateOptions whose flag is not their own name.
 EXTRA_FLAGS = {"head": "--set head.flame_path", "overrides": "--set"}
-#: The flags of ``generate`` (filled when its parser is built; the batch item process uses them).
-FLAGS: dict[str, str] = {}
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
@@ -35,7 +33,6 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
         "peak memory; writes nothing",
     )  # fmt: skip
     g.set_defaults(handle=handle, flags=flags_of(g, **EXTRA_FLAGS))
-    FLAGS.update(flags_of(g, **EXTRA_FLAGS))
 
 
 def options(args: argparse.Namespace) -> generate.GenerateOptions:

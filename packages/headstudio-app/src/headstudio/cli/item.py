@@ -18,7 +18,7 @@ from ..batch.worker import EXIT_ORPHANED, die_with_parent
 from ..commands.generate import GenerateOptions
 from ..train.run_folder import RunFolder
 from . import generate
-from ._args import Parser, common_options
+from ._args import COMMAND_FLAGS, Parser, common_options
 from ._report import configure_logging, report_failures
 
 _PATHS = ("output", "config")
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ORPHANED
     configure_logging(1)
     opts = options_from_json(argv[0])
-    generate.add_parser(Parser().add_subparsers(), common_options(top=False))  # fills generate.FLAGS
-    flags = generate.FLAGS
-    args = argparse.Namespace(options=opts, debug=False, flags=flags)
+    parser = Parser(prog="headstudio")
+    generate.add_parser(parser.add_subparsers(), common_options(top=False))  # its flags, for messages
+    args = argparse.Namespace(options=opts, debug=False, flags=COMMAND_FLAGS["generate"])
     return report_failures(_run, args)
 
 
