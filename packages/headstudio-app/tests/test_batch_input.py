@@ -14,13 +14,13 @@ from flame_core import FlameModel
 from headstudio import cli
 from headstudio.avatar import Avatar
 from headstudio.batch import pool
-from headstudio.train import run_folder
 from headstudio.batch.items import read_items, slugify
 from headstudio.batch.pool import plan_slots
 from headstudio.batch.report import BatchReport, ItemRecord, read_records, summary_table
 from headstudio.batch.runner import BatchOptions, plan_batch
 from headstudio.config import InitConfig, config_to_dict, load_config
 from headstudio.errors import HeadStudioError
+from headstudio.train import run_folder
 
 
 def _write(path: Path, text: str) -> Path:

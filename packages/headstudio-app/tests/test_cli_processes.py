@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from headstudio.train.run_folder import RunFolder
 
 #: What tqdm draws on stderr (a bar's "|" frame and its rate).
@@ -73,7 +72,9 @@ def test_a_folder_written_by_another_process_is_refused(tmp_path: Path, command:
         assert res.returncode == 2
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1, res.stderr
-        assert lines[0].startswith(f"error: '{folder}' is being written by another process (pid {holder.pid} on ")
+        assert lines[0].startswith(
+            f"error: '{folder}' is being written by another process (pid {holder.pid} on "
+        )
         assert f"on {socket.gethostname()}: headstudio demo --output {folder}); " in lines[0]
         assert lines[0].endswith("wait for it to end, or give another --output.")
         assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before  # nothing written

@@ -16,7 +16,6 @@ from flame_core.fitting import project
 from flame_core.motion import MotionSequence
 from flame_core.procedural import build_procedural_head
 from headstudio import cli
-from headstudio.commands import common
 from headstudio.animate.drive import (
     NUM_LANDMARKS,
     DriveOptions,
@@ -30,6 +29,7 @@ from headstudio.animate.drive import (
 )
 from headstudio.animate.face_track import FaceTrack
 from headstudio.avatar import Avatar
+from headstudio.commands import common
 from headstudio.config import InitConfig
 from headstudio.errors import HeadStudioError
 from headstudio.video import read_video_frames, write_video

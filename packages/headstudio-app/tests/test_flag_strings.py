@@ -90,6 +90,11 @@ def test_render_prints_the_running_commands_flags() -> None:
     text = "«format» web writes a folder; give «output» a folder name"
     assert render(text, export) == "--format web writes a folder; give -o a folder name"
     hint = "`headstudio generate P «generate:output» RUN «generate:resume_previous»`; «verify» reads it"
-    assert render(hint, export) == "`headstudio generate P --output RUN --resume-previous`; --no-verify reads it"
+    assert (
+        render(hint, export) == "`headstudio generate P --output RUN --resume-previous`; --no-verify reads it"
+    )
     assert render("«overrides» train.steps=2", COMMAND_FLAGS["batch"]) == "--set train.steps=2"
-    assert render("«motion_out» 'x' must end in .npz", COMMAND_FLAGS["say"]) == "--motion-out 'x' must end in .npz"
+    assert (
+        render("«motion_out» 'x' must end in .npz", COMMAND_FLAGS["say"])
+        == "--motion-out 'x' must end in .npz"
+    )

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from headstudio.errors import HeadStudioError
-from headstudio.train.run_folder import RunFolder, RunFolderBusy
+from headstudio.train.run_folder import RunFolder
 
 #: A process that takes the folder's lock, says so, and holds it until it is killed.
 HOLDER = textwrap.dedent(
@@ -115,7 +114,9 @@ def test_wait_takes_the_lock_when_the_holder_dies(tmp_path: Path) -> None:
     holder = _start_holder(folder)
     try:
         taker = subprocess.Popen(
-            [sys.executable, "-c", TAKER, str(folder), "wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-c", TAKER, str(folder), "wait"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         deadline, seen = time.monotonic() + 60, ""
@@ -166,7 +167,9 @@ def test_resume_rule(tmp_path: Path) -> None:
     f = RunFolder(tmp_path / "run")
     assert f.resolve_resume(None) is False
     assert f.resolve_resume(False) is False
-    with pytest.raises(HeadStudioError, match=r"«resume»: no checkpoint at .*last\.pt'; run without «resume»"):
+    with pytest.raises(
+        HeadStudioError, match=r"«resume»: no checkpoint at .*last\.pt'; run without «resume»"
+    ):
         f.resolve_resume(True)
     f.checkpoints.mkdir(parents=True)
     f.checkpoint.write_bytes(b"not a checkpoint")
@@ -200,7 +203,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-step run on the tiny models (checkpoint every step: previous.pt is there)."""
     from flame_core.model import FlameModel
     from fsds_guidance.testing import tiny_components
-
     from headstudio.config import HeadStudioConfig
     from headstudio.train.guidance import FSDSGuidance
     from headstudio.train.trainer import Trainer

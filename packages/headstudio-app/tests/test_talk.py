@@ -16,11 +16,11 @@ import torch
 from flame_core.model import FlameModel
 from flame_core.motion import MotionSequence
 from headstudio import cli
-from headstudio.commands import animate as animate_command
 from headstudio.animate import talk
 from headstudio.animate.speech import espeak as speech
 from headstudio.animate.speech.coarticulation import utterance_to_motion
 from headstudio.avatar import Avatar
+from headstudio.commands import animate as animate_command
 from headstudio.config import InitConfig
 from headstudio.output import rendering
 

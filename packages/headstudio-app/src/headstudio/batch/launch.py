@@ -142,7 +142,8 @@ class ItemProcess:
             offset = fh.tell()
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
             fh.write(
-                f"=== {stamp} attempt {j.attempt} on {os.uname().nodename}: generate {j.options.get('prompt')}\n".encode()
+                f"=== {stamp} attempt {j.attempt} on {os.uname().nodename}: generate "
+                f"{j.options.get('prompt')}\n".encode()
             )
             fh.flush()
             with self._guard:

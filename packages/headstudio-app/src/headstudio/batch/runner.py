@@ -35,6 +35,7 @@ from ..commands.generate import GenerateOptions
 from ..config import HeadStudioConfig, load_config
 from ..errors import HeadStudioError, require_file
 from ..output.evaluate import DEFAULT_CLIP_MODELS
+from ..train.run_folder import RunFolder, RunState
 from ..train.runtime import resolve_device
 from .items import BatchItem, read_items
 from .launch import AttemptResult, ItemJob
@@ -42,7 +43,6 @@ from .pool import LocalPool, plan_slots
 from .ray_backend import RayBackend
 from .report import BatchReport, ItemRecord, read_records, write_records
 from .scoring import score_records
-from ..train.run_folder import RunFolder, RunState
 
 __all__ = ["BatchOptions", "PlannedItem", "Backend", "plan_batch", "open_backend", "run_batch"]
 
@@ -236,7 +236,9 @@ class _Run:
                 rec.attempts += 1
                 rec.status = "running"
                 job = _job(self.options, p, rec.attempts)
-                self.inflight[backend.submit(job, lambda device, p=p: p.generate_options(self.options, device))] = p
+                self.inflight[
+                    backend.submit(job, lambda device, p=p: p.generate_options(self.options, device))
+                ] = p
                 self.save()
             if not self.inflight:
                 break

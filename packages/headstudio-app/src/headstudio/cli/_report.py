@@ -29,8 +29,8 @@ EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
 #: Library argument names that are not an Options field of the running command.
 ARGUMENT_FLAGS = {
-    "device": "--device", "flame": "--flame", "head": "--flame", "output_dir": "--output", "overrides": "--set",
-    "config": "--config", "verify": "--no-verify",
+    "device": "--device", "flame": "--flame", "head": "--flame", "output_dir": "--output",
+    "overrides": "--set", "config": "--config", "verify": "--no-verify",
 }  # fmt: skip
 #: ``«name»`` (an option of the running command) or ``«command:name»`` (of another command).
 MARK = re.compile(r"«(?:([a-z]+):)?([a-z_]+)»")

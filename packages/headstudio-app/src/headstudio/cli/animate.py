@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..commands import animate
-from ._args import Parser, avatar_fields, avatar_options, flags_of, path_or_none, positive_float, positive_int, size
+from ._args import (
+    Parser,
+    avatar_fields,
+    avatar_options,
+    flags_of,
+    path_or_none,
+    positive_float,
+    positive_int,
+    size,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
@@ -24,8 +33,13 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 def handle(args: argparse.Namespace) -> int:
     res = animate.run(
         animate.AnimateOptions(
-            **avatar_fields(args), output=args.output, motion=path_or_none(args.motion),
-            audio=path_or_none(args.audio), fps=args.fps, size=args.size, frames=args.frames,
+            **avatar_fields(args),
+            output=args.output,
+            motion=path_or_none(args.motion),
+            audio=path_or_none(args.audio),
+            fps=args.fps,
+            size=args.size,
+            frames=args.frames,
         )  # fmt: skip
     )
     print(f"wrote {res.output} ({res.frames} frames)")

@@ -14,7 +14,9 @@ from ._report import EXIT_INTERNAL
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
-    b = sub.add_parser("batch", parents=[common], help="many avatars from a prompts file, on every GPU or on Ray")
+    b = sub.add_parser(
+        "batch", parents=[common], help="many avatars from a prompts file, on every GPU or on Ray"
+    )
     b.add_argument(
         "prompts", metavar="PROMPTS",
         help="one prompt per line (.txt; # comments), or .jsonl / .toml entries with prompt and per-item "
@@ -22,19 +24,28 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
     )  # fmt: skip
     b.add_argument("-o", "--output", required=True, metavar="DIR", help="one folder per avatar, batch.jsonl")
     b.add_argument(
-        "--workers", type=positive_int, metavar="N", help="local processes (default: one per GPU; 1 on the CPU)"
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="local processes (default: one per GPU; 1 on the CPU)",
     )
     b.add_argument(
         "--ray", nargs="?", const="", metavar="ADDRESS",
         help="one Ray task (one GPU) per item: auto, HOST:PORT or ray://HOST:PORT of a running cluster, none "
         'for a local one; DIR must be shared storage. Needs pip install "headstudio-app[ray]"',
     )  # fmt: skip
-    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config value of every item (repeatable)")
+    b.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="config value of every item (repeatable)"
+    )
     b.add_argument("--config", metavar="TOML", help="configuration of every item")
     b.add_argument("--steps", type=positive_int, help="training steps of every item")
     b.add_argument("--retries", type=int, default=1, metavar="R", help="attempts after a failure (default 1)")
-    b.add_argument("--eval", action="store_true", help="CLIP score of each avatar, if the CLIP models are at hand")
-    b.add_argument("--clip-model", action="append", metavar="ID_OR_DIR", help="with --eval (default: the paper's 3)")
+    b.add_argument(
+        "--eval", action="store_true", help="CLIP score of each avatar, if the CLIP models are at hand"
+    )
+    b.add_argument(
+        "--clip-model", action="append", metavar="ID_OR_DIR", help="with --eval (default: the paper's 3)"
+    )
     b.set_defaults(handle=handle, flags=flags_of(b, overrides="--set", evaluate="--eval"))
 
 
@@ -54,7 +65,10 @@ def handle(args: argparse.Namespace) -> int:
     def started(s: batch.BatchStart) -> None:
         where = f" on a {s.where}" if s.where is not None else ""
         done = s.items - s.todo
-        print(f"batch of {s.items} avatar(s) into {out}: {s.todo} to train, {done} finished before (skipped){where}")
+        print(
+            f"batch of {s.items} avatar(s) into {out}: {s.todo} to train, {done} finished before "
+            f"(skipped){where}"
+        )
 
     report = batch.run(opts, started)
     n = len(report.records)

@@ -22,7 +22,12 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 def handle(args: argparse.Namespace) -> int:
     out = Path(args.output)
     options = demo.DemoOptions(
-        output=out, quick=args.quick, size=args.size, steps=args.steps, device=args.device, progress=not args.quiet
+        output=out,
+        quick=args.quick,
+        size=args.size,
+        steps=args.steps,
+        device=args.device,
+        progress=not args.quiet,
     )
     try:
         res = demo.run(options)

@@ -7,21 +7,36 @@ import dataclasses
 
 from ..commands import drive
 from ._args import (
-    Parser, avatar_fields, avatar_options, flags_of, non_negative_float, path_or_none, positive_float,
-    positive_int, size,
+    Parser,
+    avatar_fields,
+    avatar_options,
+    flags_of,
+    non_negative_float,
+    path_or_none,
+    positive_float,
+    positive_int,
+    size,
 )  # fmt: skip
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(drive.DriveOptions)}
 #: The one-euro filter's options: (flag suffix, metavar, type, what it does, Options field).
 _FILTER = (
     ("min-cutoff", "HZ", positive_float, "cutoff of a still face, lower is smoother", "min_cutoff"),
-    ("beta", "B", non_negative_float, "how fast the cutoff rises with speed, higher keeps fast motion", "beta"),
+    (
+        "beta",
+        "B",
+        non_negative_float,
+        "how fast the cutoff rises with speed, higher keeps fast motion",
+        "beta",
+    ),
     ("d-cutoff", "HZ", positive_float, "cutoff of the speed estimate", "d_cutoff"),
 )
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
-    d = sub.add_parser("drive", parents=[common, avatar_options()], help="animate an avatar from a face video")
+    d = sub.add_parser(
+        "drive", parents=[common, avatar_options()], help="animate an avatar from a face video"
+    )
     d.add_argument("--video", required=True, metavar="IN.mp4")
     d.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
     d.add_argument("--save-motion", metavar="MOTION.npz", help="also save the fitted motion")
@@ -53,10 +68,10 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 
 def options(args: argparse.Namespace) -> drive.DriveOptions:
     return drive.DriveOptions(
-        **avatar_fields(args), video=args.video, output=args.output, save_motion=path_or_none(args.save_motion),
-        report=path_or_none(args.report), neutral=args.neutral, filter=args.filter, min_cutoff=args.min_cutoff,
-        beta=args.beta, d_cutoff=args.d_cutoff, smoothing=args.smoothing, landmarker=args.landmarker,
-        max_frames=args.max_frames, size=args.size,
+        **avatar_fields(args), video=args.video, output=args.output,
+        save_motion=path_or_none(args.save_motion), report=path_or_none(args.report), neutral=args.neutral,
+        filter=args.filter, min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
+        smoothing=args.smoothing, landmarker=args.landmarker, max_frames=args.max_frames, size=args.size,
     )  # fmt: skip
 
 

@@ -18,10 +18,16 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
         help="ply: one posed PLY (default); ply-sequence: one world-space PLY per motion frame in the "
         "folder -o; web: a folder with the browser viewer that plays from file:// with no server",
     )  # fmt: skip
-    e.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.ply, or a folder for the other formats")
-    e.add_argument("--expression", action="append", metavar="I=V", help="set expression component I to V (ply)")
+    e.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="OUT.ply, or a folder for the other formats"
+    )
+    e.add_argument(
+        "--expression", action="append", metavar="I=V", help="set expression component I to V (ply)"
+    )
     e.add_argument("--jaw", type=finite_float, metavar="RAD", help="jaw opening in radians (ply)")
-    e.add_argument("--motion", metavar="FILE", help="motion (default for ply-sequence/web: the procedural one)")
+    e.add_argument(
+        "--motion", metavar="FILE", help="motion (default for ply-sequence/web: the procedural one)"
+    )
     e.add_argument("--motion-frame", type=int, metavar="K", help="which motion frame (ply)")
     e.add_argument("--audio", metavar="WAV", help="audio played with the motion (web)")
     e.add_argument(
@@ -36,9 +42,14 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 def handle(args: argparse.Namespace) -> int:
     res = export.run(
         export.ExportOptions(
-            **avatar_fields(args), output=args.output, format=args.format,
-            expression=tuple(args.expression) if args.expression is not None else None, jaw=args.jaw,
-            motion=path_or_none(args.motion), motion_frame=args.motion_frame, audio=path_or_none(args.audio),
+            **avatar_fields(args),
+            output=args.output,
+            format=args.format,
+            expression=tuple(args.expression) if args.expression is not None else None,
+            jaw=args.jaw,
+            motion=path_or_none(args.motion),
+            motion_frame=args.motion_frame,
+            audio=path_or_none(args.audio),
             include_head_model=args.include_head_model,
         )  # fmt: skip
     )

@@ -49,7 +49,9 @@ def run_options(opts: generate.GenerateOptions) -> generate.GenerateResult:
         return generate.run(opts)
     except TrainingInterrupted as err:
         folder = generate.run_folder(opts).path
-        raise KeyboardInterrupt(f"{err.summary}. Continue with: {continue_hint(opts.prompt, folder)}") from None
+        raise KeyboardInterrupt(
+            f"{err.summary}. Continue with: {continue_hint(opts.prompt, folder)}"
+        ) from None
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..commands import render
-from ._args import Parser, avatar_fields, avatar_options, finite_float, flags_of, positive_float, positive_int, size
+from ._args import (
+    Parser,
+    avatar_fields,
+    avatar_options,
+    finite_float,
+    flags_of,
+    positive_float,
+    positive_int,
+    size,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
@@ -24,8 +33,13 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 def handle(args: argparse.Namespace) -> int:
     res = render.run(
         render.RenderOptions(
-            **avatar_fields(args), output=args.output, views=None if args.turntable else args.views,
-            size=args.size, frames=args.frames, fps=args.fps, elevation=args.elevation,
+            **avatar_fields(args),
+            output=args.output,
+            views=None if args.turntable else args.views,
+            size=args.size,
+            frames=args.frames,
+            fps=args.fps,
+            elevation=args.elevation,
         )  # fmt: skip
     )
     if res.images:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..commands import say
-from ._args import Parser, avatar_fields, avatar_options, flags_of, path_or_none, positive_float, positive_int, size
+from ._args import (
+    Parser,
+    avatar_fields,
+    avatar_options,
+    flags_of,
+    path_or_none,
+    positive_float,
+    positive_int,
+    size,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
@@ -26,8 +35,15 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 def handle(args: argparse.Namespace) -> int:
     res = say.run(
         say.SayOptions(
-            **avatar_fields(args), text=args.text, output=args.output, voice=args.voice, rate=args.rate,
-            language=args.language, motion_out=path_or_none(args.motion_out), fps=args.fps, size=args.size,
+            **avatar_fields(args),
+            text=args.text,
+            output=args.output,
+            voice=args.voice,
+            rate=args.rate,
+            language=args.language,
+            motion_out=path_or_none(args.motion_out),
+            fps=args.fps,
+            size=args.size,
         )  # fmt: skip
     )
     print(f"wrote {res.output} ({res.frames} frames, {res.duration:.2f} s of speech)")

@@ -10,7 +10,9 @@ from ._args import Parser, avatar_fields, avatar_options, flags_of, path_or_none
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
-    w = sub.add_parser("view", parents=[common, avatar_options()], help="view and animate an avatar in the browser")
+    w = sub.add_parser(
+        "view", parents=[common, avatar_options()], help="view and animate an avatar in the browser"
+    )
     w.add_argument("--motion", metavar="FILE", help="motion to play (default: the procedural talking motion)")
     w.add_argument("--audio", metavar="WAV", help="audio played in sync with the motion")
     w.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
@@ -32,8 +34,8 @@ def handle(args: argparse.Namespace) -> int:
             webbrowser.open(r.url)
 
     options = view.ViewOptions(
-        **avatar_fields(args), motion=path_or_none(args.motion), audio=path_or_none(args.audio), port=args.port,
-        host=args.host,
+        **avatar_fields(args), motion=path_or_none(args.motion), audio=path_or_none(args.audio),
+        port=args.port, host=args.host,
     )  # fmt: skip
     if view.run(options, ready).stopped:
         print("viewer stopped")

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..animate.talk import lipsync_motion
 from ..errors import require_file
 from ..head_motion import MOTION_SUFFIXES
 from ..output.rendering import check_size, render_motion
-from ..animate.talk import lipsync_motion
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["AnimateOptions", "AnimateResult", "run"]

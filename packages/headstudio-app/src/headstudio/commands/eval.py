@@ -39,7 +39,9 @@ def run(options: EvalOptions) -> EvalResult:
         raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with «prompt».")
     check_size(options.size)
     avatar, device = open_avatar(options)
-    res = evaluate_avatar(avatar, options.prompt, options.clip_models or DEFAULT_CLIP_MODELS, options.size, device)
+    res = evaluate_avatar(
+        avatar, options.prompt, options.clip_models or DEFAULT_CLIP_MODELS, options.size, device
+    )
     if options.json:
         with atomic_output(options.json) as tmp:
             doc = {"prompt": res.prompt, "num_views": res.num_views, "scores": res.scores}

@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import HeadStudioError, require_file
-from ..output.export import export_ply_sequence, export_posed, export_web, parse_expression_args, posed_flame_kwargs
 from ..head_motion import MOTION_SUFFIXES
+from ..output.export import (
+    export_ply_sequence,
+    export_posed,
+    export_web,
+    parse_expression_args,
+    posed_flame_kwargs,
+)
 from ..output.viewer.presets import fit_presets
 from .common import AvatarOptions, check_output, open_avatar
 
@@ -93,8 +99,8 @@ def run(options: ExportOptions) -> ExportResult:
         return ExportResult(options.format, out)
     num_expr = avatar.head.num_expression
     kw = posed_flame_kwargs(
-        num_expr, parse_expression_args(list(options.expression or []), num_expr), options.jaw, options.motion,
-        options.motion_frame or 0,
+        num_expr, parse_expression_args(list(options.expression or []), num_expr), options.jaw,
+        options.motion, options.motion_frame or 0,
     )  # fmt: skip
     export_posed(avatar, out, kw)
     return ExportResult(options.format, out)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..batch.items import slugify
-from ..train.checkpoint import use_previous_checkpoint
 from ..config import HeadStudioConfig, load_config
 from ..errors import HeadStudioError, one_line, require_file
+from ..train.checkpoint import use_previous_checkpoint
 from ..train.preflight import dry_run
 from ..train.run_folder import RunFolder
 from ..train.runtime import resolve_device
@@ -68,7 +68,9 @@ class GenerateResult:
 
 def run_folder(options: GenerateOptions) -> RunFolder:
     """The run's folder: ``options.output``, else ``outputs/<slug of the prompt>``."""
-    return RunFolder(options.output if options.output is not None else Path("outputs") / slugify(options.prompt))
+    return RunFolder(
+        options.output if options.output is not None else Path("outputs") / slugify(options.prompt)
+    )
 
 
 def _config(options: GenerateOptions, folder: RunFolder, resume: bool, device: str) -> HeadStudioConfig:

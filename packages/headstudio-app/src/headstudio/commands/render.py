@@ -40,7 +40,9 @@ def run(options: RenderOptions) -> RenderResult:
     if options.views is None:
         out = check_output(options.output, (".mp4",))
         avatar, _ = open_avatar(options)
-        n = render_turntable(avatar, out, options.frames, options.fps, (w, h), settings, progress=options.progress)
+        n = render_turntable(
+            avatar, out, options.frames, options.fps, (w, h), settings, progress=options.progress
+        )
         return RenderResult(out, frames=n)
     out = Path(options.output)
     if out.suffix and out.suffix.lower() != ".png":

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..output.rendering import check_size
 from ..animate.talk import say, synthesize_speech
+from ..output.rendering import check_size
 from .common import AvatarOptions, check_output, open_avatar
 
 __all__ = ["SayOptions", "SayResult", "run"]
@@ -40,7 +40,9 @@ def run(options: SayOptions) -> SayResult:
     out = check_output(options.output, (".mp4",))
     if options.motion_out is not None:
         check_output(options.motion_out, (".npz",), "«motion_out»")
-    utterance = synthesize_speech(options.text, language=options.language, voice=options.voice, rate=options.rate)
+    utterance = synthesize_speech(
+        options.text, language=options.language, voice=options.voice, rate=options.rate
+    )
     avatar, _ = open_avatar(options)
     res = say(
         avatar, utterance, out, fps=options.fps, size=(w, h), motion_out=options.motion_out,

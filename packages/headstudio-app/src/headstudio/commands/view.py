@@ -48,10 +48,16 @@ def run(options: ViewOptions, ready: Callable[[ViewReady], None]) -> ViewResult:
     if options.audio is not None:
         require_file(options.audio, "audio file")
     if not 0 <= options.port <= 65535:
-        raise HeadStudioError(f"«port» {options.port} is not a TCP port; give 1..65535, or 0 for any free one.")
+        raise HeadStudioError(
+            f"«port» {options.port} is not a TCP port; give 1..65535, or 0 for any free one."
+        )
     check_port(options.host, options.port)
     avatar, _ = open_avatar(options)
-    motion = as_motion(options.motion) if options.motion is not None else default_motion(avatar.head, options.audio)
+    motion = (
+        as_motion(options.motion)
+        if options.motion is not None
+        else default_motion(avatar.head, options.audio)
+    )
     server = prepare_server(avatar, motion, options.audio, host=options.host, port=options.port)
     try:
         start_or_explain(server, lambda url: ready(ViewReady(url, is_loopback(options.host))))

@@ -228,9 +228,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise HeadStudioError(f"«output» '{self.path}' exists and is not a directory.")
 
-    def inspect(
-        self, prompt: str | None = None, config: HeadStudioConfig | None = None
-    ) -> RunState:
+    def inspect(self, prompt: str | None = None, config: HeadStudioConfig | None = None) -> RunState:
         """The folder's state (module docstring). With ``prompt`` / ``config``, a run of another
         prompt or other settings is refused, and an avatar with fewer than ``config.train.steps``
         steps is not finished.
@@ -315,7 +313,8 @@ class RunFolder:
         """Raises HeadStudioError (``argument="output_dir"``) when the folder already holds a run."""
         if self.has_checkpoint():
             raise HeadStudioError(
-                f"«output» '{self.path}' already holds a run (checkpoints/last.pt); continue it with «resume» "
+                f"«output» '{self.path}' already holds a run (checkpoints/last.pt); continue it with "
+                "«resume» "
                 "or choose another «output».",
             )
 

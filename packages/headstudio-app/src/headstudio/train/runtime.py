@@ -78,7 +78,10 @@ def restore_advice(avatar: Path, checksum: bool = False) -> str:
     folder = RunFolder(avatar.parent)
     run = folder.path
     forensic = "; «verify» reads it anyway (forensics)" if checksum else ""
-    tries = ((folder.checkpoint, "«generate:resume»"), (folder.previous_checkpoint, "«generate:resume_previous»"))
+    tries = (
+        (folder.checkpoint, "«generate:resume»"),
+        (folder.previous_checkpoint, "«generate:resume_previous»"),
+    )
     for ckpt_path, flag in tries:
         if not ckpt_path.is_file():
             continue

@@ -11,14 +11,11 @@ also carries the run's health figures (:mod:`headstudio.train.diagnostics`): N, 
 statistic, what densification did, the regulariser / guidance gradient ratio, ms per step and
 peak CUDA memory; a run that drifts out of range says so in one warning line.
 
-Outputs in ``output_dir``::
-
-    config.toml             the resolved configuration
-    avatar.ply              the trained avatar (written at the end)
-    checkpoints/last.pt     everything needed to continue exactly (atomic, every N steps,
-                            on Ctrl-C and at the end; :mod:`headstudio.train.checkpoint`)
-    previews/step_XXXXX.png views × expressions grid every N steps (:mod:`headstudio.output.previews`)
-    log.jsonl               one JSON record per ``log_every`` steps
+Outputs in its run folder (:class:`~headstudio.train.run_folder.RunFolder`, which names every
+path and whose lock the trainer holds while it writes): the resolved configuration, the avatar
+(written at the end), the checkpoint (everything needed to continue exactly: atomic, every N
+steps, on Ctrl-C and at the end; :mod:`headstudio.train.checkpoint`), a preview grid every N
+steps (:mod:`headstudio.output.previews`) and one ``log.jsonl`` record per ``log_every`` steps.
 
 A run starts with :meth:`Trainer.new` and continues with :meth:`Trainer.resume`, bit-identically
 on the CPU with any thread count (the rigged-gaussians CPU backward sums in a fixed order); on
@@ -228,7 +225,8 @@ class Trainer:
         got = str(head.identity_hash())
         if ckpt.head_hash not in (None, got):
             raise HeadStudioError(
-                f"the run in '{out.path}' was made on another head model ({ckpt.head_hash[:12]}…, this one is "
+                f"the run in '{out.path}' was made on another head model ({ckpt.head_hash[:12]}…, this one "
+                "is "
                 f"{got[:12]}…); resume it with the head model of the original run (head.flame_path or "
                 "HEADSTUDIO_FLAME_PATH).",
                 argument="head",
