@@ -27,11 +27,11 @@ The state (:meth:`RunFolder.inspect`):
 - ``damaged``: ``checkpoints/last.pt`` is there but not readable (the note says why, and which
   earlier checkpoint is intact).
 
-The lock is ``fcntl.flock`` on ``.headstudio.lock``: the kernel drops it when the process ends,
-however it ends, so a killed process never blocks the next one. It is re-entrant within a process
-(the command and the trainer it runs both hold it). A second process is refused with one line that
-names the writer (:class:`RunFolderBusy`), or waits for it (``wait=True``: a batch item retried
-while its killed attempt writes its last checkpoint).
+The lock (:mod:`.folder_lock`) is ``fcntl.flock`` on ``.headstudio.lock``: the kernel drops it
+when the process ends, however it ends, so a killed process never blocks the next one. It is
+re-entrant within a process (the command and the trainer it runs both hold it). A second process
+is refused with one line that names the writer (:class:`RunFolderBusy`), or waits for it
+(``wait=True``: a batch item retried while its killed attempt writes its last checkpoint).
 
 Messages name the options of the commands as ``«name»`` (:mod:`headstudio.errors`); the CLI prints
 them as its flags.
@@ -40,17 +40,8 @@ them as its flags.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import logging
 import os
-import shlex
-import socket
-import sys
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +50,7 @@ from ..avatar_io import read_avatar_file
 from ..config import HeadStudioConfig, config_from_dict, config_to_dict
 from ..errors import HeadStudioError, one_line
 from .checkpoint import PREVIOUS_NAME, RESUME_OVERRIDES, SET_ASIDE_NAME, load_checkpoint
+from .folder_lock import FolderLock, RunFolderBusy
 
 __all__ = ["RunFolder", "RunState", "RunFolderBusy", "check_avatar", "settings_differ", "WHERE_KEYS"]
 
@@ -79,22 +71,6 @@ WHERE_KEYS = frozenset(
 )
 #: Errors of a file that is not what it claims to be.
 _READ_ERRORS = (HeadStudioError, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError)
-#: How long a refused process waits for the holder to have written who it is (seconds).
-_HOLDER_WAIT_S = 2.0
-
-
-class RunFolderBusy(HeadStudioError):
-    """Another process writes the run folder; ``holder`` is what it wrote in the lock file
-    (``pid``, ``host``, ``command``, ``started``)."""
-
-    def __init__(self, folder: Path, holder: dict[str, Any]) -> None:
-        pid, host = holder.get("pid", "?"), holder.get("host", "?")
-        command = holder.get("command") or "a command that did not say which"
-        super().__init__(
-            f"'{folder}' is being written by another process (pid {pid} on {host}: {command}); wait for it "
-            "to end, or give another «output»."
-        )
-        self.holder = holder
 
 
 @dataclass(frozen=True)
@@ -139,29 +115,6 @@ def settings_differ(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
             if name not in WHERE_KEYS and key in other and other[key] != value:
                 out.append(f"{name} is {other[key]!r} there, {value!r} here")
     return out
-
-
-def process_command() -> str:
-    """This process's command line, as a user would type it (``headstudio demo --quick``)."""
-    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-    if argv and Path(argv[0]).name.startswith("python"):
-        argv[0] = Path(argv[0]).name
-    if len(argv) > 1 and Path(argv[0]).name != argv[0] and not argv[1].startswith("-"):
-        argv[0] = Path(argv[0]).name
-    if argv and Path(argv[0]).name == "headstudio":
-        argv[0] = "headstudio"
-    return shlex.join(argv)[:300]
-
-
-class _Held:
-    """A lock this process holds: its descriptor and how many ``with`` blocks hold it."""
-
-    def __init__(self, fd: int, created: bool) -> None:
-        self.fd, self.count, self.created = fd, 1, created
-
-
-_HELD: dict[Path, _Held] = {}
-_HELD_GUARD = threading.Lock()
 
 
 class RunFolder:
@@ -320,47 +273,16 @@ class RunFolder:
 
     # ------------------------------------------------------------------------------- lock
     def holder(self) -> dict[str, Any] | None:
-        """What the process that holds the lock wrote (``pid``, ``host``, ``command``), or
-        ``None`` when nobody holds it."""
-        try:
-            fd = os.open(self.lock_file, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return self._read_holder()
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
-
-    def _read_holder(self) -> dict[str, Any]:
-        deadline = time.monotonic() + _HOLDER_WAIT_S
-        while True:  # the holder writes who it is right after taking the lock
-            try:
-                text = self.lock_file.read_text(encoding="utf-8")
-                doc = json.loads(text)
-                if isinstance(doc, dict) and doc.get("pid"):
-                    return doc
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                return {}
-            time.sleep(0.05)
+        """What the process that writes the folder wrote in its lock file (``pid``, ``host``,
+        ``command``), or ``None`` when no process holds the lock."""
+        return FolderLock(self.path, self.LOCK).holder()
 
     def holds_lock(self) -> bool:
         """Whether this process holds the folder's lock."""
-        with _HELD_GUARD:
-            return self._key() in _HELD
+        return FolderLock(self.path, self.LOCK).held_here()
 
-    def _key(self) -> Path:
-        return self.path.absolute()
-
-    @contextlib.contextmanager
-    def lock(self, wait: bool = False, command: str | None = None) -> Iterator[RunFolder]:
-        """Own the folder while the block runs (module docstring); creates the folder.
+    def lock(self, wait: bool = False, command: str | None = None) -> contextlib.AbstractContextManager[Path]:
+        """Own the folder while the ``with`` block runs (module docstring); creates the folder.
 
         Args:
             wait: wait for another process that holds it, instead of refusing.
@@ -372,84 +294,4 @@ class RunFolder:
             HeadStudioError: the path is not a folder.
         """
         self.check_is_folder()
-        key = self._key()
-        with _HELD_GUARD:
-            held = _HELD.get(key)
-            if held is not None:
-                held.count += 1
-        if held is None:
-            held = self._acquire(wait, command)
-            with _HELD_GUARD:
-                _HELD[key] = held
-        try:
-            yield self
-        finally:
-            with _HELD_GUARD:
-                held.count -= 1
-                last = held.count == 0
-                if last:
-                    del _HELD[key]
-            if last:
-                self._release(held)
-
-    def _acquire(self, wait: bool, command: str | None) -> _Held:
-        created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
-        waited_since: float | None = None
-        while True:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    if not wait:
-                        raise RunFolderBusy(self.path, self._read_holder()) from None
-                    if waited_since is None:
-                        waited_since = time.monotonic()
-                        h = self._read_holder()
-                        log.warning(
-                            "waiting for another process that writes %s (pid %s on %s)",
-                            self.path, h.get("pid", "?"), h.get("host", "?"),
-                        )  # fmt: skip
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                if not self._same_file(fd):  # its holder removed the file meanwhile: take the new one
-                    os.close(fd)
-                    continue
-            except BaseException:
-                os.close(fd)
-                raise
-            break
-        if waited_since is not None:
-            log.warning("lock of %s taken after %.1f s", self.path, time.monotonic() - waited_since)
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": command or process_command(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
-        return _Held(fd, created)
-
-    def _same_file(self, fd: int) -> bool:
-        try:
-            st = os.stat(self.lock_file)
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(fd)
-        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
-
-    def _release(self, held: _Held) -> None:
-        """Clear the lock file; remove it (and the folder) when this process made the folder and
-        wrote nothing else into it, so a refused or failed command leaves nothing behind."""
-        try:
-            os.ftruncate(held.fd, 0)
-            if held.created and self.path.is_dir() and os.listdir(self.path) == [self.LOCK]:
-                self.lock_file.unlink()
-                with contextlib.suppress(OSError):
-                    self.path.rmdir()
-        except OSError as err:  # pragma: no cover - a vanished folder
-            if err.errno not in (errno.ENOENT, errno.ENOTEMPTY):
-                log.debug("releasing %s: %s", self.lock_file, err)
-        finally:
-            os.close(held.fd)  # drops the flock
+        return FolderLock(self.path, self.LOCK).hold(wait, command)
