@@ -102,10 +102,10 @@ def test_clip_offline_fails_without_network_retries(monkeypatch: pytest.MonkeyPa
     assert calls == [{"local_files_only": True}]
 
 
-def test_resume_keeps_the_runs_own_config(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_keeps_the_runs_own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`generate --output D --resume` (the command the Ctrl-C message suggests) reset the run to
     the defaults: 10,000 steps instead of the run's --steps, and warned about every --set of the
-    original run. It now starts from D/config.toml; explicit --steps / --set still apply."""
+    original run. It now starts from D/config.toml; explicit steps / overrides still apply."""
     from headstudio.config import HeadStudioConfig, save_config
 
     cfg = HeadStudioConfig()
@@ -116,25 +116,23 @@ def test_resume_keeps_the_runs_own_config(capsys, tmp_path: Path, monkeypatch: p
     save_config(cfg, run / "config.toml")
     seen: list = []
 
-    class FakeTrainer:
+    class FakeTrainer:  # what the command hands the trainer
         @classmethod
-        def resume(cls, output_dir, config, prompt, progress):
-            seen.append((config, True))
+        def resume(cls, folder, config, prompt, progress):
+            seen.append((config, folder.holds_lock()))
             return cls()
 
         def train(self) -> Path:
             return run / "avatar.ply"
 
     monkeypatch.setattr(generate, "Trainer", FakeTrainer)
-    rc, out, err = _run(capsys, "generate", "a head", "--output", str(run), "--resume", "--device", "cpu")
-    assert rc == 0, err
-    config, resume = seen[-1]
-    assert resume and config.train.steps == 7 and config.train.resolution == 32
+    res = generate.run(generate.GenerateOptions("a head", output=run, resume=True, device="cpu"))
+    assert res.resumed and res.avatar == run / "avatar.ply"
+    config, locked = seen[-1]
+    assert locked  # the run folder is owned while the trainer writes it
+    assert config.train.steps == 7 and config.train.resolution == 32
     assert config.guidance.kind == "image"
-    rc, out, err = _run(
-        capsys, "generate", "a head", "--output", str(run), "--resume", "--device", "cpu", "--steps", "9"
-    )
-    assert rc == 0, err
+    generate.run(generate.GenerateOptions("a head", output=run, resume=True, device="cpu", steps=9))
     assert seen[-1][0].train.steps == 9 and seen[-1][0].train.resolution == 32
 
 
