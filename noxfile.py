@@ -76,6 +76,19 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def quick(session: nox.Session) -> None:
+    """The fast lane: every CPU test not marked ``slow`` (a few minutes; `nox -s tests` runs them
+    all, as CI does, and also compiles the CUDA sources)."""
+    _install_stack(session)
+    session.install(*TEST_DEPS)
+    args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-q"]
+    # -m replaces pytest.ini's "not ray"; ray tests stay out here too
+    session.run(
+        "pytest", "-m", "not slow and not ray", *args, env={"HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    )
+
+
+@nox.session
 def ray(session: nox.Session) -> None:
     """Run the Ray tests of `headstudio batch --ray` (the `ray` extra; a local cluster, fake GPUs)."""
     _install_stack(session)

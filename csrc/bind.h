@@ -63,7 +63,8 @@ inline void bind_records(py::module_& m) {
   RG_RECORDS(RG_BIND_RECORD)
   RG_GRAD_RECORDS(RG_BIND_GRAD_RECORD)
   m.attr("ERROR_SLOTS") = py::dict(py::arg("faces") = (int)kErrFaces,
-                                   py::arg("face_ids") = (int)kErrFaceIds);
+                                   py::arg("face_ids") = (int)kErrFaceIds,
+                                   py::arg("isect_fill") = (int)kErrIsectFill);
 }
 
 }  // namespace rg::bind

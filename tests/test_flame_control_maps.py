@@ -17,6 +17,7 @@ from fsds_guidance.control import (  # noqa: E402
     PUPIL_PALETTE,
     draw_control_map,
     embedded_normals,
+    face_in_view,
     landmark_visibility,
     vertex_normals,
 )
@@ -132,3 +133,51 @@ def test_oval_is_not_culled_in_frontal_views(model, azimuth, elevation, distance
     assert not vis[0, [ids.tolist().index(i) for i in (234, 93, 132)]].any()
     _, vis, ids = _project(model, _camera(120.0, 0.0, 0.35, target))
     assert not vis[0, ids.tolist().index(468)]
+
+
+def _eye_centre_x(image: torch.Tensor, rgb: tuple[int, int, int]) -> float:
+    ys, xs = _mask(image, rgb).nonzero(as_tuple=True)
+    assert len(xs) > 0, rgb
+    return float(xs.float().mean())
+
+
+@pytest.mark.parametrize("derive", [True, False])
+def test_subjects_left_eye_is_on_the_image_right_in_its_colour(flame_file, derive):
+    """A frontal view (camera on +z, the face looking at it, unmirrored): the subject's left eye
+    (MediaPipe's LEFT_EYE, the head's +x side) lies on the image's right and is (10, 200, 180);
+    the right eye, on the image's left, is (180, 200, 10); the same for the brows."""
+    model = FlameModel.from_file(flame_file, derive_landmarks=derive)
+    target = model().vertices[0].mean(0)
+    px, vis, ids = _project(model, _camera(0.0, 0.0, 0.35, target))
+    image = draw_control_map(px, vis, ids, size=SIZE)[0]
+    centre = SIZE / 2
+    assert _eye_centre_x(image, (10, 200, 180)) > centre + 20  # left eye, image right
+    assert _eye_centre_x(image, (180, 200, 10)) < centre - 20  # right eye, image left
+    assert _eye_centre_x(image, (10, 220, 180)) > centre + 20  # left brow
+    assert _eye_centre_x(image, (180, 220, 10)) < centre - 20  # right brow
+    left_eye = [ids.tolist().index(i) for i in (263, 362)]  # MediaPipe LEFT_EYE corners
+    assert (px[0, left_eye, 0] > centre).all()
+
+
+@pytest.mark.parametrize(
+    ("azimuth", "elevation", "expected"),
+    [
+        (0, 0, True),
+        (45, 20, True),
+        (-90, 0, True),
+        (100, -20, True),
+        (150, 0, False),
+        (180, 10, False),
+        (-135, 30, False),
+    ],
+)
+def test_face_in_view_keeps_front_and_profile_drops_back(model, azimuth, elevation, expected):
+    """Front, three-quarter and profile views keep the ControlNet; back views, where no eye is in
+    sight and the map would be empty or a few stray lines, drop it."""
+    target = model().vertices[0].mean(0)
+    px, vis, ids = _project(model, _camera(float(azimuth), float(elevation), 0.35, target))
+    assert face_in_view(vis, ids).tolist() == [expected]
+    if not expected:  # what would have been drawn: at most a few stray strokes
+        image = draw_control_map(px, vis, ids, size=SIZE)[0]
+        front = draw_control_map(*_project(model, _camera(0.0, 0.0, 0.35, target)), size=SIZE)[0]
+        assert (image.sum(0) > 0).sum() < 0.25 * (front.sum(0) > 0).sum()

@@ -1,5 +1,5 @@
-"""The module import graph of each package (read from the source with ``ast``): no cycles, and the
-dependency rules of docs/ARCHITECTURE.md.
+"""The module import graph of each package (read from the source with ``ast``): no cycles, the
+dependency rules of docs/ARCHITECTURE.md, and which wing of the app may import which.
 
 Every ``import`` statement counts, also those inside functions: a cycle hidden behind a lazy import
 is still two modules that need each other.
@@ -26,6 +26,47 @@ ALLOWED = {
     "fsds_guidance": set(),
     "headstudio": {"flame_core", "rigged_gaussians", "fsds_guidance"},
 }
+
+#: The app's core: the modules at the top of ``headstudio`` that every wing reads (docs/ARCHITECTURE.md,
+#: "The app's wings"). A new module goes into a wing; one that every wing needs is added here.
+CORE = {
+    "headstudio",
+    "headstudio._atomic",
+    "headstudio._signals",
+    "headstudio._typed_values",
+    "headstudio.avatar",
+    "headstudio.avatar_head",
+    "headstudio.avatar_init",
+    "headstudio.avatar_io",
+    "headstudio.cameras",
+    "headstudio.config",
+    "headstudio.errors",
+    "headstudio.head_motion",
+    "headstudio.video",
+}
+#: Which wings each wing of the app may import (itself included). Below the commands, the use cases
+#: stand side by side: ``animate`` and ``train`` never import each other, and ``output`` (rendering,
+#: export, the viewer) imports neither. ``batch`` runs ``commands.generate`` in its workers, so the
+#: two may import each other's modules; a cycle between two modules is still refused above.
+WINGS = {
+    "core": {"core"},
+    "output": {"core", "output"},
+    "animate": {"core", "output", "animate"},
+    "train": {"core", "output", "train"},
+    "demo": {"core", "output", "train", "demo"},
+    "batch": {"core", "output", "train", "batch", "commands"},
+    "commands": {"core", "output", "animate", "train", "demo", "batch", "commands"},
+    "cli": {"core", "output", "animate", "train", "demo", "batch", "commands", "cli"},
+}
+
+
+def wing(module: str) -> str:
+    """The wing of an app module: its first package under ``headstudio``, ``cli`` for the CLI, else
+    ``core``."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in WINGS and parts[1] != "core":
+        return parts[1]
+    return "core"
 
 
 def _modules(package: str) -> dict[str, Path]:
@@ -147,6 +188,33 @@ def test_no_import_cycle(package: str) -> None:
 def test_packages_import_downwards_only(package: str) -> None:
     used = _imported_packages(package) & (set(PACKAGES) - {package})
     assert used <= ALLOWED[package], f"{package} imports {sorted(used - ALLOWED[package])}"
+
+
+def test_wing_of_a_module() -> None:
+    assert wing("headstudio.train.trainer") == "train"
+    assert wing("headstudio.output.viewer.server") == "output"
+    assert wing("headstudio.cli") == "cli"
+    assert wing("headstudio.avatar") == "core"
+
+
+def test_top_level_modules_are_the_core() -> None:
+    top = {m for m in import_graph("headstudio") if m.count(".") <= 1 and wing(m) == "core"}
+    stray = sorted(top - CORE)
+    assert not stray, (
+        f"{stray} sit at the top of headstudio: move them into a wing (docs/ARCHITECTURE.md, "
+        "'The app's wings'), or add them to CORE in this test if every wing needs them"
+    )
+
+
+def test_wings_import_only_what_they_may() -> None:
+    graph = import_graph("headstudio")
+    bad = sorted(
+        f"{m} ({wing(m)}) imports {t} ({wing(t)})"
+        for m, targets in graph.items()
+        for t in targets
+        if wing(t) not in WINGS[wing(m)]
+    )
+    assert not bad, "\n".join(bad)
 
 
 def test_nothing_imports_the_cli() -> None:

@@ -33,7 +33,35 @@ inline void check_launch(const char* op) {
   }
 }
 
-// kernel<<<grid, block, shared_bytes, the record's stream>>>(args...), then check_launch(op).
+// The error of a CUDA op, naming it: "rigged_gaussians: CUDA error in <op>: <what>".
+inline std::runtime_error op_error(const char* op, const std::string& what) {
+  return std::runtime_error(std::string("rigged_gaussians: CUDA error in ") + op + ": " + what);
+}
+
+// Debug mode (Exec::sync_debug, set by the glue under RG_CUDA_DEBUG=1): wait for the record's
+// stream after each kernel, so a fault inside it (an illegal address, a kernel image missing for
+// this GPU...) is raised by the op that caused it, named, instead of by a later torch call.
+inline void debug_sync(const char* op, const Exec& exec) {
+  if (!exec.sync_debug) return;
+  const cudaError_t err = cudaStreamSynchronize(as_stream(exec.stream));
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear a non-sticky error
+    throw op_error(op, cudaGetErrorString(err));
+  }
+}
+
+// Error slot `slot` of exec.errors read back to the host (a synchronising copy: debug mode only);
+// false without an error array.
+inline bool debug_flag(const Exec& exec, int slot) {
+  if (exec.errors == nullptr) return false;
+  int v = 0;
+  check_cuda(cudaMemcpy(&v, exec.errors + slot, sizeof(int), cudaMemcpyDeviceToHost),
+             "reading the error flags");
+  return v != 0;
+}
+
+// kernel<<<grid, block, shared_bytes, the record's stream>>>(args...), then check_launch(op)
+// (and debug_sync(op) in debug mode).
 template <class... KArgs, class... Args>
 void launch(const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block,
             size_t shared_bytes, const Exec& exec, Args... args) {
@@ -43,6 +71,7 @@ void launch(const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block,
   kernel<<<grid, block, shared_bytes, as_stream(exec.stream)>>>(args...);
 #endif
   check_launch(op);
+  debug_sync(op, exec);
 }
 
 // One thread per element of [0, n) in blocks of kThreads, for per-element kernels (no block
@@ -54,6 +83,7 @@ void launch_1d(const char* op, void (*kernel)(KArgs...), long long n, const Exec
 #if defined(RG_EMULATE)
   emu::launch_serial(dim3(n_blocks(n)), dim3(kThreads), [=] { kernel(args...); });
   check_launch(op);
+  debug_sync(op, exec);
 #else
   launch(op, kernel, dim3(n_blocks(n)), dim3(kThreads), 0, exec, args...);
 #endif

@@ -3,7 +3,8 @@
 //   1. radix_sort of the (camera, Gaussian) depth bits (32-bit keys, int32 values) -> order;
 //   2. isect_count in that order (exact ellipse/tile test) and an int64 cumsum (torch);
 //   3. one device->host read of the total (the only sync of a render);
-//   4. isect_fill in that order: int32 keys camera * n_tiles + tile and flatten ids;
+//   4. isect_fill in that order: int32 keys camera * n_tiles + tile and flatten ids (the same
+//      kernel as the count, so both run the same test; a mismatch is padded and flagged);
 //   5. radix_sort of the keys over only the bits in use (stable: each tile stays in depth order);
 //   6. isect_offsets: the first intersection of every tile, one binary search per tile.
 #include "common.cuh"
@@ -17,14 +18,41 @@
 namespace rg::gpu {
 namespace {
 
-__global__ void isect_count_kernel(IsectArgs a, long long n) {
+// The count (fill == false) and the fill (fill == true) of element s are ONE kernel: the exact
+// ellipse/tile test of both passes is the same machine code, so on one GPU the fill emits exactly
+// the tiles the count counted. The fill does not rely on it: it never writes past its range,
+// pads the slots it leaves unfilled (kIsectPadKey sorts after every tile, kIsectPadId is skipped
+// by the rasterizer) and flags kErrIsectFill when its total differs from the count.
+__global__ void isect_pass_kernel(IsectArgs a, long long n, bool fill) {
   const long long s = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (s < n) a.counts[s] = isect_count_one(a, s);
-}
-
-__global__ void isect_fill_kernel(IsectArgs a, long long n) {
-  const long long s = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (s < n) isect_fill_one(a, s);
+  if (s >= n) return;
+  const long long g = isect_element(a, s);
+  const IsectGauss q = isect_gauss(a, g);
+  const long long start = fill ? (s == 0 ? 0 : a.cum[s - 1]) : 0, end = fill ? a.cum[s] : 0;
+  const long long base = (g / a.N) * (long long)a.tile_w * a.tile_h;
+  long long emitted = 0;
+  for (int ty = q.box.y0; ty < q.box.y1; ++ty) {
+    int tx0, tx1;
+    if (!isect_row(q, a, ty, tx0, tx1)) continue;
+    if (fill) {
+      for (int tx = tx0; tx < tx1; ++tx) {
+        const long long slot = start + emitted + (tx - tx0);
+        if (slot >= end) break;
+        a.keys[slot] = (int)(base + (long long)ty * a.tile_w + tx);
+        a.ids[slot] = (int)g;
+      }
+    }
+    emitted += tx1 - tx0;
+  }
+  if (!fill) {
+    a.counts[s] = (int)emitted;
+    return;
+  }
+  for (long long slot = start + emitted; slot < end; ++slot) {
+    a.keys[slot] = kIsectPadKey;
+    a.ids[slot] = kIsectPadId;
+  }
+  if (emitted != end - start) flag_error(a.errors, kErrIsectFill);
 }
 
 // offsets[t] = the first index of sorted_keys >= t (tiles without intersections point at the
@@ -48,12 +76,19 @@ __global__ void isect_offsets_kernel(IsectArgs a, long long n_total) {
 
 void isect_count(const IsectArgs& a) {
   const long long n = (long long)a.C * a.N;
-  launch_1d("isect_count", isect_count_kernel, n, a, a, n);
+  launch_1d("isect_count", isect_pass_kernel, n, a, a, n, false);
 }
 
 void isect_fill(const IsectArgs& a) {
   const long long n = (long long)a.C * a.N;
-  if (a.n_isects > 0) launch_1d("isect_fill", isect_fill_kernel, n, a, a, n);
+  if (a.n_isects <= 0) return;
+  launch_1d("isect_fill", isect_pass_kernel, n, a, a, n, true);
+  if (a.sync_debug && debug_flag(a, kErrIsectFill)) {
+    throw op_error("isect_fill",
+                   "the fill pass emitted another number of tile intersections than isect_count "
+                   "counted for some Gaussian (its unfilled slots were padded and are skipped); "
+                   "please report this with rigged_gaussians.build_info()");
+  }
 }
 
 void isect_offsets(const IsectArgs& a) {
@@ -82,6 +117,7 @@ void radix_sort(const SortArgs& a) {
                  a.begin_bit, a.end_bit, as_stream(a.stream)),
              "radix_sort");
   check_launch("radix_sort");
+  debug_sync("radix_sort", a);
 }
 
 }  // namespace rg::gpu

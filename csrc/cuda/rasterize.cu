@@ -45,6 +45,7 @@ inline dim3 raster_grid(const RasterArgs& a) {
   return dim3((unsigned)((long long)a.C * a.tile_w * a.tile_h));
 }
 inline dim3 raster_block(const RasterArgs& a) { return dim3(a.tile_size, a.tile_size); }
+inline int raster_threads(const RasterArgs& a) { return a.tile_size * a.tile_size; }
 inline size_t raster_fwd_shared_bytes(const RasterArgs& a) {
   return sizeof(SharedG) * a.tile_size * a.tile_size;
 }
@@ -54,9 +55,17 @@ inline size_t raster_bwd_shared_bytes(const RasterArgs& a) {
 
 namespace {
 
+// Intersection `isect` staged for the block. An id outside [0, C*N) (a slot the fill padded,
+// kIsectPadId) is never dereferenced: it loads as a transparent Gaussian (opacity 0, id 0), which
+// every pixel skips (alpha < 1/255) in the forward and the backward alike.
 RG_HD SharedG load_shared(const RasterArgs& a, long long isect) {
   const long long g = a.flatten_ids[isect];
   SharedG s;
+  if (g < 0 || g >= (long long)a.C * a.N) {
+    s.id = 0;
+    s.mx = s.my = s.opac = s.ca = s.cb = s.cc = 0.f;
+    return s;
+  }
   s.id = (int)g;
   s.mx = a.means2d[2 * g];
   s.my = a.means2d[2 * g + 1];
@@ -67,8 +76,15 @@ RG_HD SharedG load_shared(const RasterArgs& a, long long isect) {
   return s;
 }
 
-template <int CH>
-__global__ void rasterize_fwd_kernel(RasterArgs a) {
+// The kernels are compiled for at most MAXT threads per block (__launch_bounds__): kMaxThreadsSmall
+// for tiles up to 16 (256 threads), kMaxThreadsLarge for 24 and 32 (576, 1024 threads), where the
+// bound keeps the registers within what 1024 threads may use (64 each on every supported GPU),
+// so a block of 32^2 threads always launches, whatever nvcc or debug flags are used.
+constexpr int kMaxThreadsSmall = 256;
+constexpr int kMaxThreadsLarge = 1024;
+
+template <int CH, int MAXT>
+__global__ void __launch_bounds__(MAXT) rasterize_fwd_kernel(RasterArgs a) {
   RG_DYN_SHARED(SharedG, sh);
   const TileCoord tc = tile_of_block(a, blockIdx.x);
   const int cam = tc.cam;
@@ -97,8 +113,11 @@ __global__ void rasterize_fwd_kernel(RasterArgs a) {
       const SharedG s = sh[t];
       const float dx = s.mx - px, dy = s.my - py;
       const float sigma = 0.5f * (s.ca * dx * dx + s.cc * dy * dy) + s.cb * dx * dy;
-      const float alpha = fminf(kAlphaMax, s.opac * __expf(-sigma));
-      if (sigma < 0.f || alpha < kAlphaMin) continue;
+      // the raw alpha is tested before the clamp: a NaN one (NaN opacity or conic, only with
+      // check_finite=False) is skipped like a faint one instead of clamping to kAlphaMax
+      const float raw = s.opac * __expf(-sigma);
+      if (sigma < 0.f || !(raw >= kAlphaMin)) continue;
+      const float alpha = fminf(kAlphaMax, raw);
       const float next_T = T * (1.f - alpha);
       if (next_T <= kTransmittanceMin) {
         done = true;
@@ -124,8 +143,8 @@ __global__ void rasterize_fwd_kernel(RasterArgs a) {
 }
 
 // ABS: also accumulate |d loss / d means2d| per pixel (absgrad), compiled in only when asked.
-template <int CH, bool ABS>
-__global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
+template <int CH, bool ABS, int MAXT>
+__global__ void __launch_bounds__(MAXT) rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
   RG_DYN_SHARED(unsigned char, smem);
   const int block_size = blockDim.x * blockDim.y;
   SharedG* sg = reinterpret_cast<SharedG*>(smem);
@@ -191,7 +210,7 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, RasterGrads gr) {
         sigma = 0.5f * (s.ca * dx * dx + s.cc * dy * dy) + s.cb * dx * dy;
         vis = __expf(-sigma);
         alpha = fminf(kAlphaMax, s.opac * vis);
-        if (sigma < 0.f || alpha < kAlphaMin) valid = false;
+        if (sigma < 0.f || !(s.opac * vis >= kAlphaMin)) valid = false;  // as the forward
       }
       if (!__any_sync(0xffffffffu, valid)) continue;
       float v_col[CH];
@@ -273,21 +292,39 @@ void check_args(const RasterArgs& a, const char* op) {
   }
 }
 
+template <int CH, int MAXT>
+void fwd_bounded(const RasterArgs& a) {
+  launch("rasterize_to_pixels_fwd", rasterize_fwd_kernel<CH, MAXT>, raster_grid(a),
+         raster_block(a), raster_fwd_shared_bytes(a), a, a);
+}
+
+template <int CH, int MAXT>
+void bwd_bounded(const RasterArgs& a, const RasterGrads& g) {
+  const char* op = "rasterize_to_pixels_bwd";
+  if (g.v_means2d_abs != nullptr) {
+    launch(op, rasterize_bwd_kernel<CH, true, MAXT>, raster_grid(a), raster_block(a),
+           raster_bwd_shared_bytes(a), a, a, g);
+  } else {
+    launch(op, rasterize_bwd_kernel<CH, false, MAXT>, raster_grid(a), raster_block(a),
+           raster_bwd_shared_bytes(a), a, a, g);
+  }
+}
+
 template <int CH>
 void fwd(const RasterArgs& a) {
-  launch("rasterize_to_pixels_fwd", rasterize_fwd_kernel<CH>, raster_grid(a), raster_block(a),
-         raster_fwd_shared_bytes(a), a, a);
+  if (raster_threads(a) <= kMaxThreadsSmall) {
+    fwd_bounded<CH, kMaxThreadsSmall>(a);
+  } else {
+    fwd_bounded<CH, kMaxThreadsLarge>(a);
+  }
 }
 
 template <int CH>
 void bwd(const RasterArgs& a, const RasterGrads& g) {
-  const char* op = "rasterize_to_pixels_bwd";
-  if (g.v_means2d_abs != nullptr) {
-    launch(op, rasterize_bwd_kernel<CH, true>, raster_grid(a), raster_block(a),
-           raster_bwd_shared_bytes(a), a, a, g);
+  if (raster_threads(a) <= kMaxThreadsSmall) {
+    bwd_bounded<CH, kMaxThreadsSmall>(a, g);
   } else {
-    launch(op, rasterize_bwd_kernel<CH, false>, raster_grid(a), raster_block(a),
-           raster_bwd_shared_bytes(a), a, a, g);
+    bwd_bounded<CH, kMaxThreadsLarge>(a, g);
   }
 }
 

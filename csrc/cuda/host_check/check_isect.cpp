@@ -4,7 +4,7 @@
 //  - with tight tiles: every list is an in-order subset of that, it keeps every pair the
 //    rasterizer's float32 per-pixel test can blend (alpha >= 1/255 at a pixel of the tile),
 //    and it drops pairs;
-//  - tile sizes 8 and 16, elongated and round conics, and zero intersections.
+//  - tile sizes 8, 16, 24 and 32, elongated and round conics, and zero intersections.
 #define RG_EMULATE 1
 #include "cuda_runtime.h"
 #include "../isect.cu"
@@ -50,7 +50,7 @@ std::vector<int> tile_list(const Lists& l, long long t) {
 }
 
 int main() {
-  for (int ts : {8, 16})
+  for (int ts : {8, 16, 24, 32})
     for (int trial = 0; trial < 3; ++trial) {
       const int C = 2, N = 60, W = 70, H = 45, TW = (W + ts - 1) / ts, TH = (H + ts - 1) / ts;
       const long long total = (long long)C * N;

@@ -1,8 +1,12 @@
 // The tile rasterizer through its real launch wrappers (rasterize_to_pixels_fwd/bwd: the real
 // grid, block and shared-memory sizes) on the emulated runtime:
-//  - every configuration of tile size 8 and 16, 1..4 channels, a null or real background, with
-//    and without the alpha gradient and absgrad, and zero intersections: forward and all
-//    gradients vs a naive per-pixel blend (double precision);
+//  - every configuration of tile size 8, 16, 24 and 32 (576 and 1024 threads per block, the
+//    kernels' larger __launch_bounds__), 1..4 channels, a null or real background, with and
+//    without the alpha gradient and absgrad, and zero intersections: forward and all gradients
+//    vs a naive per-pixel blend (double precision), with the dynamic shared memory of every
+//    block filled with 0xFF bytes (NaN floats, -1 ids) so reading it before writing fails;
+//  - a NaN opacity in the lists (check_finite=False) is skipped: the image of the lists without
+//    it, bit for bit, and no gradient for it;
 //  - one configuration also against finite differences (informative outliers allowed);
 //  - the 64-bit index arithmetic with counts whose products pass 2^31 (no memory allocated).
 #define RG_EMULATE 1
@@ -35,6 +39,7 @@ struct Scene {
 
 Scene make(int N, int TS, int CH, bool bg_on, bool alpha_grad, bool absgrad) {
   Scene s; s.N = N; s.TS = TS; s.CH = CH; s.bg_on = bg_on; s.alpha_grad = alpha_grad; s.absgrad = absgrad;
+  if (TS >= 24) { s.W = 2 * TS + 5; s.H = TS + 7; }  // 3 x 2 tiles, partial at the edges
   s.TW = (s.W + TS - 1) / TS; s.TH = (s.H + TS - 1) / TS;
   const int C = s.C, W = s.W, H = s.H;
   s.m2.resize(C * N * 2); s.con.resize(C * N * 3); s.col.resize(C * N * CH); s.op.resize(C * N); s.bg.resize(C * CH); s.dep.resize(C * N);
@@ -136,14 +141,49 @@ void index_arithmetic() {
   printf("  64-bit index arithmetic (C=1e5 cameras at 4096^2, 2^31-1 intersections) %s\n", ok ? "ok" : "FAIL");
 }
 
+// A NaN opacity in a tile list is skipped by the forward and the backward: the same image as the
+// lists without that Gaussian, bit for bit, and zero gradients for it.
+void nan_opacity() {
+  Scene s = make(NN, 16, 3, true, true, false);
+  const int victim = s.fids[s.fids.size() / 2];
+  Scene without = s;
+  without.fids.clear();
+  std::vector<int> kept_before(s.fids.size() + 1, 0);
+  for (size_t i = 0; i < s.fids.size(); ++i) {
+    kept_before[i + 1] = kept_before[i] + (s.fids[i] != victim);
+    if (s.fids[i] != victim) without.fids.push_back(s.fids[i]);
+  }
+  for (auto& o : without.offs) o = kept_before[o];
+  s.op[victim] = NAN;
+  without.op[victim] = NAN;  // never read
+  s.fwd(); without.fwd();
+  bool ok = s.rc == without.rc && s.ra == without.ra;
+  std::vector<float> vm(s.m2.size()), vc(s.con.size()), vcol(s.col.size()), vop(s.op.size());
+  rg::RasterGrads g; g.v_render_colors = s.wc.data(); g.v_render_alphas = s.wa.data(); g.v_means2d = vm.data(); g.v_conics = vc.data(); g.v_colors = vcol.data(); g.v_opacities = vop.data();
+  rasterize_to_pixels_bwd(s.args(), g);
+  for (int k = 0; k < 2; ++k) ok &= vm[2 * victim + k] == 0.f;
+  for (int k = 0; k < 3; ++k) ok &= vc[3 * victim + k] == 0.f && vcol[3 * victim + k] == 0.f;
+  ok &= vop[victim] == 0.f;
+  for (float v : s.rc) ok &= std::isfinite(v);
+  if (!ok) ++fails;
+  printf("  %-34s %s\n", "NaN opacity skipped (fwd and bwd)", ok ? "ok" : "FAIL");
+}
+
+#ifndef BIG_TILES  // 0: tiles 8 and 16 only (the emulation runs a thread per pixel of a tile)
+#define BIG_TILES 1
+#endif
+
 int main() {
   index_arithmetic();
-  for (int TS : {8, 16})
+  nan_opacity();
+  for (int TS : {8, 16, 24, 32}) {
+    if (TS > 16 && !BIG_TILES) continue;
     for (int CH = 1; CH <= 4; ++CH) {
       Scene s = make(NN, TS, CH, CH % 2 == 1, CH != 2, CH >= 3);
       char name[96]; snprintf(name, sizeof name, "tile %d, CH %d, bg %d, alpha-grad %d, absgrad %d", TS, CH, s.bg_on, s.alpha_grad, s.absgrad);
       compare(s, name);
     }
+  }
   Scene empty = make(NN, 8, 3, true, true, true);
   empty.fids.clear(); std::fill(empty.offs.begin(), empty.offs.end(), 0);
   compare(empty, "zero intersections");
@@ -151,6 +191,7 @@ int main() {
     Scene s = make(NN, 8, 4, true, true, true);
     finite_differences(s);
   }
+  if (BIG_TILES && emu::max_block_threads != 1024) { ++fails; printf("  32 x 32 tiles were not launched\n"); }
   printf("fails=%d\n", fails);
   return fails;
 }

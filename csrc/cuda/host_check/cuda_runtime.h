@@ -1,8 +1,13 @@
 // Host-side emulation of the few CUDA features the kernels and their launch wrappers use, so
 // the REAL kernel code, launch geometry and shared-memory sizes can run (slowly) on a CPU for
 // finite-difference and naive-reference checks: threads, blocks, shared memory, warp
-// reductions, the current device (cudaGetDevice/cudaSetDevice, recorded at each launch) and
-// cub::DeviceRadixSort::SortPairs (a stable sort over the same key bits). Testing only.
+// reductions, the current device (cudaGetDevice/cudaSetDevice, recorded at each launch),
+// cudaStreamSynchronize (an error can be injected: emu::sync_error), cudaMemcpy and
+// cub::DeviceRadixSort::SortPairs (a stable sort over the same key bits). Dynamic shared memory
+// starts every block filled with garbage, as real shared memory holds whatever was there, so a
+// kernel reading it before writing fails the checks: 0x3F bytes in even blocks (plausible floats
+// 0.747 and ids ~1e9: a stale Gaussian blends and its colour read crashes), 0xFF in odd ones
+// (NaN floats, -1 ids: NaN reaches the outputs); RG_SHARED_FILL=<byte> fixes one. Testing only.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -16,16 +21,42 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 typedef void* cudaStream_t;
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidDevice = 101 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorIllegalAddress = 700,
+};
+enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 };
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
+inline const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaErrorIllegalAddress ? "an illegal memory access was encountered (emulated)"
+                                      : "emulated error";
+}
 namespace emu {
 inline thread_local int current_device = 0;
 inline int device_count = 4;        // emulated GPUs
 inline int last_launch_device = -1;  // the current device at the last launch
 inline int set_device_calls = 0;
+inline cudaError_t sync_error = cudaSuccess;  // returned (once) by the next stream sync
+inline int syncs = 0;                         // cudaStreamSynchronize calls
+#ifndef RG_SHARED_FILL
+#define RG_SHARED_FILL -1  // alternate 0x3F / 0xFF per block
+#endif
+inline int shared_fill = RG_SHARED_FILL;  // the byte of every block's dynamic shared memory
+inline int max_block_threads = 0;             // the largest block launched
 }  // namespace emu
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  ++emu::syncs;
+  const cudaError_t e = emu::sync_error;
+  emu::sync_error = cudaSuccess;
+  return e;
+}
+inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
 inline cudaError_t cudaGetDevice(int* d) {
   *d = emu::current_device;
   return cudaSuccess;
@@ -70,6 +101,7 @@ template <typename K>
 void launch(dim3 grid, dim3 block, size_t shm, K kernel) {
   last_launch_device = current_device;
   const int nt = block.x * block.y * block.z;
+  max_block_threads = std::max(max_block_threads, nt);
   bar = std::make_unique<std::barrier<>>(nt);
   wbar.clear();
   for (int w = 0; w < (nt + 31) / 32; ++w) wbar.push_back(std::make_unique<std::barrier<>>(32));
@@ -84,7 +116,8 @@ void launch(dim3 grid, dim3 block, size_t shm, K kernel) {
           for (unsigned bx = 0; bx < grid.x; ++bx) {
             between.arrive_and_wait();  // every thread is done with the previous block
             if (t == 0) {
-              dyn.assign(shm, 0);
+              const long long b = ((long long)bz * grid.y + by) * grid.x + bx;
+              dyn.assign(shm, (unsigned char)(shared_fill >= 0 ? shared_fill : (b % 2 ? 0xFF : 0x3F)));
               slots.assign(nt, 0.f);
               cnt = 0;
             }

@@ -19,7 +19,8 @@
 #define RG_EXEC_FIELDS(X)                                                                    \
   X(int, device, -1)               /* CUDA device index of every pointer (-1: the CPU) */     \
   X(std::uintptr_t, stream, 0)     /* torch.cuda.current_stream(device).cuda_stream */        \
-  X(int*, errors, nullptr)         /* int32 [kErrorSlots] or null: 1 where a bad index was met */
+  X(int*, errors, nullptr)         /* int32 [kErrorSlots] or null: 1 where a bad index was met */ \
+  X(bool, sync_debug, false)       /* CUDA: synchronise after each kernel, name the op on error */
 
 // ---- triangle frames: vertices [B,V,3], faces [F,3] int32 -> centroids [B,F,3],
 // rotations [B,F,3,3], sqrt_areas [B,F]; backward: v_* of the outputs (null: zero) -> v_vertices
@@ -136,8 +137,16 @@
 namespace rg {
 
 // Slots of Exec::errors (each set to 1 by a kernel that met an index out of range; the kernel
-// never dereferences it: the element's outputs are NaN or culled instead).
-enum ErrorSlot : int { kErrFaces = 0, kErrFaceIds = 1, kErrorSlots = 2 };
+// never dereferences it: the element's outputs are NaN or culled instead). kErrIsectFill: the
+// CUDA fill pass emitted another number of intersections than the count pass counted for some
+// element (its unfilled slots are padded with kIsectPadKey / kIsectPadId, which every later pass
+// skips); raised by the op itself under sync_debug, since the render's one sync precedes it.
+enum ErrorSlot : int { kErrFaces = 0, kErrFaceIds = 1, kErrIsectFill = 2, kErrorSlots = 3 };
+
+// A padded intersection slot: its key sorts after every tile over any low bit range and its id
+// is outside [0, C*N), which the rasterizer treats as a transparent Gaussian.
+constexpr int kIsectPadKey = 0x7fffffff;
+constexpr int kIsectPadId = -1;
 
 #define RG_DECLARE_FIELD(type, name, init) type name = init;
 

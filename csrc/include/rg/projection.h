@@ -70,8 +70,8 @@ RG_HD Gauss load_gauss(const ProjArgs& a, int cam, int n) {
 RG_HD V3 campos_of(const Cam& c) { return -1.f * mulTv(c.R, c.t); }
 
 // The radius multiplier of a Gaussian of opacity o (gsplat's CUDA projection): the alpha = 1/255
-// level sqrt(2 ln(255 o)) sigma, at most 3.33 sigma. A NaN opacity keeps 3.33 (fminf), as
-// gsplat. Callers cull o < 1/255 first.
+// level sqrt(2 ln(255 o)) sigma, at most 3.33 sigma. Callers cull o < 1/255 and non-finite o
+// first.
 RG_HD float opacity_extent(float o) {
   return fminf(kRadiusExtend, sqrtf(2.f * logf(o / kAlphaMin)));
 }
@@ -94,10 +94,15 @@ RG_HD void projection_fwd_one(const ProjArgs& a, long long idx) {
   a.depths[idx] = pc.z;
   if (!(pc.z >= a.near_plane && pc.z <= a.far_plane)) return;  // also rejects NaN
   float extend = kRadiusExtend;
-  if (a.tight_tiles && a.opacities != nullptr) {
+  if (a.opacities != nullptr) {
     const float o = a.opacities[a.opacities_per_camera ? idx : (long long)n];
-    if (o < kAlphaMin) return;  // alpha < 1/255 everywhere: never blended
-    extend = opacity_extent(o);
+    // a non-finite opacity (only with check_finite=False) is culled by every backend: the
+    // rasterizer's alpha clamp would otherwise turn NaN or inf into kAlphaMax
+    if (!std::isfinite(o)) return;
+    if (a.tight_tiles) {
+      if (o < kAlphaMin) return;  // alpha < 1/255 everywhere: never blended
+      extend = opacity_extent(o);
+    }
   }
   const M3 cov = covariance(g.R, g.s);
   const M3 covc = mul(mul(c.R, cov), transpose(c.R));

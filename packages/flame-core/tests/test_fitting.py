@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _procedural_model import procedural_model  # noqa: E402
-from flame_core.fitting import fit_to_landmarks, project  # noqa: E402
+from flame_core.fitting import fit_to_landmarks, project
 
 SIZE = (512, 512)
 FOCAL = 700.0
 
 
 @pytest.fixture(scope="module")
-def model():
-    return procedural_model()
+def model(procedural_model):
+    return procedural_model
 
 
 def _render(model, **kw) -> torch.Tensor:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _procedural_model import procedural_model  # noqa: E402
-from flame_core.landmark_head import LandmarkHead  # noqa: E402
+from flame_core.landmark_head import LandmarkHead
 
 
 def _inputs(T: int, S: int, E: int, seed: int) -> dict[str, torch.Tensor]:
@@ -29,8 +24,8 @@ def _inputs(T: int, S: int, E: int, seed: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     ("T", "S", "E", "rows"), [(1, 300, 100, None), (5, 50, 50, None), (3, 10, 7, [13, 14, 468, 1])]
 )
-def test_matches_full_model_values_and_gradients(T, S, E, rows) -> None:
-    model = procedural_model()
+def test_matches_full_model_values_and_gradients(T, S, E, rows, procedural_model) -> None:
+    model = procedural_model
     emb = model.landmark_embedding if rows is None else model.landmark_embedding.select(rows)
     lh = LandmarkHead(model, emb)
     assert lh.fast and lh.num_vertices < model.num_vertices
@@ -47,8 +42,8 @@ def test_matches_full_model_values_and_gradients(T, S, E, rows) -> None:
         torch.testing.assert_close(x[k].grad, y[k].grad, atol=1e-5, rtol=1e-4, msg=k)
 
 
-def test_other_models_are_evaluated_in_full() -> None:
-    model = procedural_model()
+def test_other_models_are_evaluated_in_full(procedural_model) -> None:
+    model = procedural_model
     calls = []
 
     class Wrapped(torch.nn.Module):
@@ -67,18 +62,18 @@ def test_other_models_are_evaluated_in_full() -> None:
     assert calls
 
 
-def test_too_many_components_is_an_error() -> None:
-    model = procedural_model()
+def test_too_many_components_is_an_error(procedural_model) -> None:
+    model = procedural_model
     lh = LandmarkHead(model, model.landmark_embedding)
     with pytest.raises(ValueError, match="expression"):
         lh(**_inputs(1, 10, 101, seed=0))
 
 
 @pytest.mark.parametrize("posed", [False, True])
-def test_expression_jacobian_is_exact(posed: bool) -> None:
+def test_expression_jacobian_is_exact(posed: bool, procedural_model) -> None:
     """The closed-form d landmarks / d expression (float64) equals autograd's, at zero head pose
     and shape (what retargeting uses) and at a random shape, neck and global pose."""
-    model = procedural_model()
+    model = procedural_model
     lh = LandmarkHead(model, model.landmark_embedding.select(list(range(0, 478, 7)))).to(torch.float64)
     x = {k: v.double() for k, v in _inputs(2, 300, 100, seed=4).items()}
     if not posed:
@@ -98,8 +93,8 @@ def test_expression_jacobian_is_exact(posed: bool) -> None:
         torch.testing.assert_close(jac[k], ref, atol=1e-10, rtol=1e-9)
 
 
-def test_missing_inputs_are_zero_and_other_models_have_no_jacobian() -> None:
-    model = procedural_model()
+def test_missing_inputs_are_zero_and_other_models_have_no_jacobian(procedural_model) -> None:
+    model = procedural_model
     lh = LandmarkHead(model, model.landmark_embedding)
     jaw = torch.tensor([[0.2, 0.0, 0.0]])
     sizes = {"shape": 300, "expression": 100, "global_orient": 3, "neck_pose": 3, "eye_pose": 6}

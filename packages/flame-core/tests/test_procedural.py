@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _procedural_model import procedural_model  # noqa: E402
 from flame_core.mediapipe_mesh import load_canonical_face_mesh, resolve_face_landmarker_task
 from flame_core.procedural import MEDIAPIPE_105_IDS, build_procedural_head
 from flame_core.procedural_mesh import CAVITY, EYE_L, EYE_R, SKIN
@@ -22,8 +18,8 @@ def head():
 
 
 @pytest.fixture(scope="module")
-def model():
-    return procedural_model()
+def model(procedural_model):
+    return procedural_model
 
 
 def _lmk(model, **kw) -> np.ndarray:

@@ -5,10 +5,14 @@ import math
 import pytest
 import torch
 from fsds_guidance.control import (
+    CONTROL_PALETTE,
+    MIN_EYE_FRACTION,
+    PUPIL_PALETTE,
     SILHOUETTE_TOLERANCE,
     draw_control_map,
     draw_control_map_naive,
     embedded_normals,
+    face_in_view,
     landmark_visibility,
     vertex_normals,
 )
@@ -89,7 +93,70 @@ def test_pupil_square_is_4x4():
     assert drawn.shape[0] == 16
     assert drawn[:, 0].min() == 48 and drawn[:, 0].max() == 51  # y in [50-2, 50+2)
     assert drawn[:, 1].min() == 98 and drawn[:, 1].max() == 101
-    assert _colours(img) == {(0, 0, 0), (10, 200, 250)}
+    # the annotator's (10, 200, 250) for 468, channels reversed in the image it returns
+    assert _colours(img) == {(0, 0, 0), (250, 200, 10)}
+
+
+def test_palette_is_the_annotators_image_after_its_channel_reversal():
+    """The annotator draws its tuples, then reverses the channels of the image it returns: the
+    subject's (MediaPipe's) left eye is (10, 200, 180) in the control image, not (180, 200, 10)."""
+    assert dict(CONTROL_PALETTE) == {
+        "FACE_LANDMARKS_FACE_OVAL": (10, 200, 10),
+        "FACE_LANDMARKS_LEFT_EYE": (10, 200, 180),
+        "FACE_LANDMARKS_LEFT_EYEBROW": (10, 220, 180),
+        "FACE_LANDMARKS_RIGHT_EYE": (180, 200, 10),
+        "FACE_LANDMARKS_RIGHT_EYEBROW": (180, 220, 10),
+        "FACE_LANDMARKS_LIPS": (10, 180, 10),
+    }
+    assert [name for name, _ in CONTROL_PALETTE][:2] == [
+        "FACE_LANDMARKS_FACE_OVAL",
+        "FACE_LANDMARKS_LEFT_EYE",
+    ]
+    assert PUPIL_PALETTE == {468: (250, 200, 10), 473: (10, 200, 250)}
+
+
+def _set_ids(name):
+    s = getattr(conn, name)
+    return sorted({c.start for c in s} | {c.end for c in s})
+
+
+def test_each_eye_is_drawn_in_its_own_colour_where_it_lies():
+    """MediaPipe's LEFT_EYE points on the image's right (a frontal photo of the subject), RIGHT_EYE
+    on the left: the right half holds (10, 200, 180) only, the left half (180, 200, 10) only."""
+    pts = torch.full((1, 478, 2), -50.0)
+    for name, cx in (("FACE_LANDMARKS_LEFT_EYE", 190.0), ("FACE_LANDMARKS_RIGHT_EYE", 66.0)):
+        ids = _set_ids(name)
+        ang = torch.arange(len(ids)) * 2 * math.pi / len(ids)
+        pts[0, ids] = torch.stack([cx + 30 * ang.cos(), 128 + 15 * ang.sin()], -1)
+    img = draw_control_map(pts, torch.ones(1, 478, dtype=torch.bool), size=256)
+    assert _colours(img[..., 128:]) == {(0, 0, 0), (10, 200, 180)}
+    assert _colours(img[..., :128]) == {(0, 0, 0), (180, 200, 10)}
+
+
+def test_face_in_view_needs_half_of_one_eye():
+    left, right = _set_ids("FACE_LANDMARKS_LEFT_EYE"), _set_ids("FACE_LANDMARKS_RIGHT_EYE")
+    oval = _set_ids("FACE_LANDMARKS_FACE_OVAL")
+    vis = torch.zeros(5, 478, dtype=torch.bool)
+    vis[0] = True  # frontal: everything
+    vis[1, left] = True  # profile: one eye only
+    vis[2, oval] = True  # back view: stray outline, no eye
+    need = math.ceil(MIN_EYE_FRACTION * len(right))
+    vis[3, right[:need]] = True  # exactly the threshold
+    vis[4, right[: need - 1]] = True  # one short of it
+    vis[4, oval] = True
+    assert face_in_view(vis).tolist() == [True, True, False, True, False]
+    # the 105-point subset (rows given by their MediaPipe ids) gives the same verdicts
+    ids = torch.tensor(sorted(set(left) | set(right) | set(oval)))
+    assert face_in_view(vis[:, ids], ids).tolist() == [True, True, False, True, False]
+    # a landmark set without eyes: any visible landmark counts
+    lips = torch.tensor(_lips_ids())
+    lips_vis = torch.zeros(2, len(lips), dtype=torch.bool)
+    lips_vis[0, 3] = True
+    assert face_in_view(lips_vis, lips).tolist() == [True, False]
+    with pytest.raises(ValueError, match="visible"):
+        face_in_view(torch.ones(478, dtype=torch.bool))
+    with pytest.raises(ValueError, match="landmark_ids"):
+        face_in_view(torch.ones(1, 105, dtype=torch.bool), torch.arange(10))
 
 
 def test_hidden_landmarks_leave_no_pixels():

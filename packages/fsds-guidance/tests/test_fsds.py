@@ -172,6 +172,94 @@ def test_one_batched_unet_and_controlnet_call_per_step(tiny_models):
     assert batches == {"unet": [6], "controlnet": [6]}
 
 
+@pytest.fixture
+def live_controlnet(tiny_models):
+    """The tiny models with the ControlNet's zero convolutions (zero at initialisation, so its
+    residuals vanish) set to random values for the test, restored afterwards."""
+    cn = tiny_models.controlnet
+    saved = {k: v.clone() for k, v in cn.state_dict().items()}
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in cn.named_parameters():
+            if name.startswith(
+                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            ):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    yield tiny_models
+    cn.load_state_dict(saved)
+
+
+def _noise_inputs(fsds, bsz=3, seed=0):
+    """Noisy latents ``[B,4,8,8]``, timesteps, stacked embeddings of the three conditions and a
+    control map with lines in it."""
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(bsz, 4, 8, 8, generator=g)
+    t = torch.tensor([100, 400, 700][:bsz])
+    text = fsds.prompts.embed("a portrait").expand(bsz, -1, -1)
+    emb = torch.cat([text, fsds.prompts.empty(bsz), fsds.prompts.negative(bsz)])
+    control = torch.zeros(bsz, 3, 64, 64)
+    control[:, :, 20:40, 10:50] = torch.rand(bsz, 3, 20, 40, generator=g)
+    return latents, t, emb, control
+
+
+def test_control_weight_zero_is_exactly_no_controlnet_for_that_view(live_controlnet):
+    tiny_models = live_controlnet
+    with_cn = FSDS(tiny_models, FSDSConfig(image_size=64))
+    without = FSDS(tiny_models, FSDSConfig(image_size=64, controlnet_scale=0.0))
+    latents, t, emb, control = _noise_inputs(with_cn)
+    full = with_cn.predict_noise(latents, t, emb, control)
+    off = without.predict_noise(latents, t, emb, control)
+    assert not torch.equal(full, off)  # the ControlNet matters here
+    mixed = with_cn.predict_noise(latents, t, emb, control, torch.tensor([1.0, 0.0, 1.0]))
+    rows = torch.arange(9).view(3, 3)  # [condition, view] -> row of the stacked batch
+    assert torch.equal(mixed[rows[:, [0, 2]].reshape(-1)], full[rows[:, [0, 2]].reshape(-1)])
+    assert torch.equal(mixed[rows[:, 1]], off[rows[:, 1]])
+    # a weight of 1 everywhere is the unweighted call, bit for bit
+    assert torch.equal(with_cn.predict_noise(latents, t, emb, control, torch.ones(3)), full)
+    # a fractional weight scales the residuals: between the two
+    half = with_cn.predict_noise(latents, t, emb, control, torch.full((3,), 0.5))
+    assert not torch.equal(half, full) and not torch.equal(half, off)
+    with pytest.raises(ValueError, match="control_weight"):
+        with_cn.predict_noise(latents, t, emb, control, torch.ones(2))
+
+
+def test_all_views_faceless_skips_the_controlnet(live_controlnet):
+    tiny_models = live_controlnet
+    fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
+    without = FSDS(tiny_models, FSDSConfig(image_size=64, controlnet_scale=0.0))
+    latents, t, emb, control = _noise_inputs(fsds, bsz=2)
+    calls = []
+    hook = tiny_models.controlnet.register_forward_hook(lambda mod, args, out: calls.append(1))
+    try:
+        eps = fsds.predict_noise(latents, t, emb, control, torch.zeros(2))
+    finally:
+        hook.remove()
+    assert calls == []
+    assert torch.equal(eps, without.predict_noise(latents, t, emb, control))
+
+
+def test_step_with_a_faceless_view_matches_the_runs_without_and_with_controlnet(live_controlnet):
+    """Through the whole step (same seeds): the render gradients of the weighted view equal those of
+    a run without ControlNet, the other views' those of a plain run."""
+
+    def grads(config, weight):
+        fsds = FSDS(live_controlnet, config)
+        images, control = _inputs(bsz=3)
+        az, el = torch.tensor([0.0, 180.0, 40.0]), torch.zeros(3)
+        g = torch.Generator().manual_seed(11)
+        out = fsds(images, control, "a portrait", az, el, step=5, generator=g, control_weight=weight)
+        out.loss.backward()
+        return images.grad
+
+    cfg = FSDSConfig(image_size=64)
+    plain = grads(cfg, None)
+    no_cn = grads(FSDSConfig(image_size=64, controlnet_scale=0.0), None)
+    mixed = grads(cfg, torch.tensor([1.0, 0.0, 1.0]))
+    assert not torch.equal(plain[1], no_cn[1])
+    torch.testing.assert_close(mixed[[0, 2]], plain[[0, 2]], rtol=0, atol=0)
+    torch.testing.assert_close(mixed[1], no_cn[1], rtol=0, atol=0)
+
+
 def test_nonfinite_gradient_skipped(tiny_models, monkeypatch, caplog):
     fsds = FSDS(tiny_models, FSDSConfig(image_size=64))
     images, control = _inputs()

@@ -123,6 +123,7 @@ def test_resume_without_checkpoint(capsys, tmp_path: Path) -> None:
     _assert_one_error_line(rc, err, "no checkpoint")
 
 
+@pytest.mark.slow
 def test_subprocess_exit_code_and_single_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "headstudio.cli", "animate", str(tmp_path / "missing.ply"), "-o", "x.mp4"],

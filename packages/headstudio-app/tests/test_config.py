@@ -245,3 +245,28 @@ def test_position_learning_rate_decays_exponentially() -> None:
         load_config(None, ["train.lr_position_decay_steps=0"])
     with pytest.raises(HeadStudioError, match="max_gaussians"):
         load_config(None, ["densify.max_gaussians=-5"])
+
+
+def test_set_rebuilds_the_section_so_its_own_checks_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--set`` goes through ``dataclasses.replace``: ``DensifyConfig.__post_init__`` judges the new
+    values (config's own checks no longer repeat it), and the message still names the key and,
+    from a file, where the value came from."""
+    from rigged_gaussians.strategy import DensifyConfig
+
+    seen = []
+    original = DensifyConfig.__post_init__
+
+    def spy(self: DensifyConfig) -> None:
+        seen.append(self.densify_every)
+        original(self)
+
+    monkeypatch.setattr(DensifyConfig, "__post_init__", spy)
+    cfg = load_config(None, ["densify.densify_every=7", "densify.max_gaussians=9"])
+    assert (cfg.densify.densify_every, cfg.densify.max_gaussians) == (7, 9)
+    assert seen[-1] == 7  # the section was rebuilt with both values at once
+    with pytest.raises(HeadStudioError) as ei:
+        config_from_dict({"densify": {"split_factor": 0}}, "in run.toml")
+    assert (
+        str(ei.value)
+        == "bad value for config key 'densify.split_factor': 0; expected an integer >= 1 (in run.toml)."
+    )

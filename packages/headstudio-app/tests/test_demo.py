@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -25,20 +26,27 @@ def motion():
     return procedural_talking_motion(num_frames=30, num_expression=10)
 
 
-def test_demo_config_compresses_the_schedule_into_the_run():
+@pytest.mark.parametrize("steps", [60, 200, 1000, 63])
+def test_demo_config_compresses_the_schedule_into_the_run(steps):
+    """Whatever the length of the run, the densification schedule the strategy will follow (its own
+    ``is_densify_step`` / ``is_prune_step``) grows and prunes three times in the first two thirds,
+    prunes alone once more, and leaves the last fifth of the run to settle."""
     from headstudio.demo.run import demo_config
 
-    cfg = demo_config(48, 200, "cpu", seed=3)
+    cfg = demo_config(48, steps, "cpu", seed=3)
     t, d = cfg.train, cfg.densify
-    assert (t.steps, t.resolution, t.seed, t.device, t.background) == (200, 48, 3, "cpu", "white")
+    assert (t.steps, t.resolution, t.seed, t.device, t.background) == (steps, 48, 3, "cpu", "white")
     assert t.guidance_resolution % 8 == 0 and cfg.guidance.kind == "image"
-    assert cfg.init.points_per_face == 1
-    densify_steps = [
-        s for s in range(1, 201) if s % d.densify_every == 0 and d.densify_from <= s <= d.densify_until
-    ]
-    prune_steps = [s for s in range(1, 201) if s % d.prune_every == 0 and d.prune_from <= s <= d.prune_until]
-    assert densify_steps == [40, 80, 120] and prune_steps == [160]
-    assert 0 < t.shape_stop_step < t.steps
+    grow = [s for s in range(1, steps + 1) if d.is_densify_step(s)]
+    prune_only = [s for s in range(1, steps + 1) if d.is_prune_step(s) and not d.is_densify_step(s)]
+    assert len(grow) == 3 and len(prune_only) == 1
+    assert grow[-1] < prune_only[0] <= 0.8 * steps
+    if steps % 5 == 0:  # at 20 %, 40 %, 60 % and 80 % of the run, as the docstring says
+        assert [s / steps for s in grow + prune_only] == [0.2, 0.4, 0.6, 0.8]
+    assert d.screen_size_from == grow[0]
+    # the shape stops learning after the last densification, before the end; a checkpoint and a
+    # preview land inside the run
+    assert prune_only[0] <= t.shape_stop_step < t.steps
     assert t.checkpoint_every <= t.steps and t.preview_every <= t.steps
 
 
@@ -75,19 +83,33 @@ def test_run_demo_rejects_bad_sizes(tmp_path):
         run_demo(tmp_path, size=32, steps=0)
 
 
-def test_cli_demo_passes_its_options(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow  # a real (small) demo run
+def test_cli_demo_runs_and_prints_what_it_wrote(tmp_path, monkeypatch, capsys):
+    """``headstudio demo --quick --steps 2 -q`` runs the real demo (made smaller where the CLI has no
+    flag: fewer targets, two-frame videos): ``--quick`` picks the size, ``--steps`` wins over its
+    step count, ``-q`` turns the bars off, and what it prints is the run's own record, ``demo.json``,
+    naming the avatar and videos it wrote."""
     from headstudio import cli
+    from headstudio.avatar import Avatar
+    from headstudio.commands import demo as demo_command
+    from headstudio.demo import run as demo
+    from headstudio.video import probe_video
 
-    seen = {}
+    asked = {}
 
-    def fake(out, **kw):
-        seen.update(kw, out=out)
-        return {"psnr_heldout_views": 30.0}
+    def smaller(out, **kw):
+        asked.update(kw)
+        return demo.run_demo(out, **kw, num_targets=4, num_heldout=2, video_frames=2)
 
-    from headstudio.commands import demo
-
-    monkeypatch.setattr(demo, "run_demo", fake)
-    assert cli.main(["demo", "--quick", "-q", "--device", "cpu", "--output", str(tmp_path / "d")]) == 0
-    assert seen["size"] == demo.QUICK_SIZE and seen["steps"] == demo.QUICK_STEPS
-    assert seen["progress"] is False and str(seen["device"]) == "cpu"
-    assert json.loads(capsys.readouterr().out)["psnr_heldout_views"] == 30.0
+    monkeypatch.setattr(demo_command, "run_demo", smaller)  # the command's, not the CLI's
+    out = tmp_path / "d"
+    assert cli.main(["demo", "--quick", "--steps", "2", "-q", "--device", "cpu", "--output", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "demo.json").read_text())
+    assert (printed["size"], printed["steps"], printed["device"]) == (demo_command.QUICK_SIZE, 2, "cpu")
+    assert asked["progress"] is False
+    assert Avatar.load(printed["avatar"]).num_gaussians == printed["num_gaussians"]
+    for video in ("turntable", "animation"):
+        assert probe_video(printed[video]).num_frames == 2
+    for key in ("psnr_heldout_views", "psnr_heldout_expressions"):
+        assert math.isfinite(printed[key]) and printed[key] > 0

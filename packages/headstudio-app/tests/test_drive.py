@@ -99,6 +99,7 @@ def _roll_deg(motion) -> np.ndarray:
     return np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0]))
 
 
+@pytest.mark.slow
 def test_fitted_head_roll_follows_known_rotation(clip: Path, tmp_path: Path) -> None:
     head = FlameModel.procedural()
     res = video_to_motion(head, clip, save_motion=tmp_path / "m.npz")
@@ -156,6 +157,7 @@ def _rodrigues(r: torch.Tensor) -> torch.Tensor:
     return torch.eye(3) + s * K + (1 - c) * K @ K
 
 
+@pytest.mark.slow
 def test_fit_with_rigid_procedural_head_follows_rotation(clip: Path, tmp_path: Path) -> None:
     res = video_to_motion(_RigidProceduralHead(), clip, save_motion=tmp_path / "m.npz")
     roll = _roll_deg(res.motion)
@@ -216,6 +218,7 @@ def smiling_fit():
     return motion, track, auto, none
 
 
+@pytest.mark.slow
 def test_least_active_frames_are_at_rest(smiling_fit) -> None:
     motion, track, auto, _ = smiling_fit
     frames = least_active_frames(track, track.landmarks, 0.25)
@@ -235,6 +238,7 @@ def _face_mm(head, motion) -> np.ndarray:
         return 1e3 * head.landmark_embedding(head(**kw).vertices, head.faces).numpy()
 
 
+@pytest.mark.slow
 def test_auto_neutral_drops_the_resting_smile_and_keeps_the_motion(smiling_fit) -> None:
     """Relative to the actor's neutral face: the resting smile (and resting jaw) are not passed on
     to the avatar, the mouth openings and the blink are."""
@@ -260,6 +264,7 @@ def test_auto_neutral_drops_the_resting_smile_and_keeps_the_motion(smiling_fit) 
     assert float(auto.error_px.max()) < 1.0
 
 
+@pytest.mark.slow
 def test_summary_reports_faces_lost_frames_and_error(smiling_fit) -> None:
     _, track, auto, _ = smiling_fit
     assert auto.frames_with_face == 24 and auto.lost_frames == 0
@@ -299,6 +304,7 @@ def small_avatar(monkeypatch: pytest.MonkeyPatch):
     return avatar
 
 
+@pytest.mark.slow
 def test_cli_drive_reports_lost_frames_and_saves_the_motion(capsys, tmp_path: Path, small_avatar) -> None:
     video = _astronaut_clip(tmp_path / "gap.mp4", blank_at=4)
     (tmp_path / "avatar.ply").write_bytes(b"ply\n")
@@ -366,6 +372,7 @@ def test_cli_defaults_are_the_library_defaults() -> None:
     assert args.neutral == opts.neutral and args.smoothing == opts.smoothing and args.filter
 
 
+@pytest.mark.slow
 def test_neutral_image_is_the_actors_rest(clip: Path, tmp_path: Path) -> None:
     """The calibration photo is the same face as every frame of the clip (which only rotates it):
     relative to it, the clip has no expression left; without a neutral it keeps the photo's own."""

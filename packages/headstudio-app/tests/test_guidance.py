@@ -274,7 +274,8 @@ def test_fsds_loss_is_finite_and_reaches_the_renders(tiny_fsds):
     assert guid.loss_terms == ("loss_sds",) and set(out.losses) == {"loss_sds"}
     loss = out.losses["loss_sds"]
     assert not out.skipped and math.isfinite(float(loss.detach()))
-    assert {"grad_norm", "t_mean"} <= set(out.logs)
+    assert {"grad_norm", "t_mean", "n_faceless"} <= set(out.logs)
+    assert out.logs["n_faceless"] == 0.0  # front and profile both show a face
     assert out.debug["control"].shape == (2, 3, 64, 64)
     loss.backward()
     assert renders.grad is not None and float(renders.grad.abs().sum()) > 0
@@ -282,6 +283,24 @@ def test_fsds_loss_is_finite_and_reaches_the_renders(tiny_fsds):
     guid.load_state_dict(state)
     again = guid(renders.detach(), batch, 10, verts)
     assert float(again.losses["loss_sds"]) == float(loss.detach())
+
+
+def test_fsds_views_without_a_face_go_without_the_controlnet(tiny_fsds, monkeypatch):
+    """The back view (no eye in sight) gets ControlNet weight 0, the others 1; the log counts it."""
+    head, guid = tiny_fsds
+    batch, verts = _fsds_batch(head, [0.0, 180.0, 90.0])
+    seen = {}
+    inner = guid.fsds
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(guid, "fsds", recording)
+    out = guid(torch.rand(3, 3, 32, 32), batch, 10, verts)
+    assert seen["control_weight"].tolist() == [1.0, 0.0, 1.0]
+    assert out.logs["n_faceless"] == 1.0
+    assert out.debug["control"].shape == (3, 3, 64, 64)
 
 
 def test_fsds_non_finite_renders_are_skipped(tiny_fsds):

@@ -95,6 +95,7 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+@pytest.mark.slow
 def test_motion_matches_the_audio_length() -> None:
     for run in _runs():
         T = len(run["motion"])

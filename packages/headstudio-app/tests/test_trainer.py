@@ -158,6 +158,7 @@ def _densify_config(cfg):
     return cfg
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, head, tiny_models):
     steps = 6
     cfg_a = _densify_config(make_config(steps=steps))
@@ -407,6 +408,7 @@ def test_shape_stops_learning_at_shape_stop_step(tmp_path, head):
     assert torch.equal(shapes[2], shapes[3]) and torch.equal(shapes[3], shapes[4])  # stopped
 
 
+@pytest.mark.slow
 def test_image_guidance_training_fits_teacher_renders(tmp_path, head):
     from flame_core.motion import procedural_talking_motion
     from headstudio.config import CameraConfig

@@ -72,6 +72,7 @@ def test_fitted_visemes_hit_their_targets_on_the_procedural_head() -> None:
     assert max(err.values()) < 1.0
 
 
+@pytest.mark.slow
 def test_mixed_expression_basis_gets_the_same_mouth_shapes(tmp_path) -> None:
     """The procedural head saved as a FLAME pickle with its expression basis rotated by a random
     orthogonal matrix: no coefficient means what it meant, yet the fitted visemes put the

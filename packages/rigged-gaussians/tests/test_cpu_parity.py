@@ -36,8 +36,8 @@ RIG_GRADS = ["vertices", "means", "quats", "log_scales", "opacities", "colors", 
 # the CPU backend and the reference with the expected depth rendered (it is compared too)
 cpu_rasterize = partial(rg.rasterize, backend="cpu", depth=True)
 cpu_render_rigged = partial(rg.render_rigged, backend="cpu", depth=True)
-ref_rasterize = partial(reference.rasterize, depth=True)
-ref_render_rigged = partial(reference.render_rigged, depth=True)
+ref_rasterize = partial(rg.rasterize, backend="torch", depth=True)
+ref_render_rigged = partial(rg.render_rigged, backend="torch", depth=True)
 
 
 def _f64(d: dict[str, Any]) -> dict[str, Any]:

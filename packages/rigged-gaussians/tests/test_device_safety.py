@@ -143,12 +143,14 @@ def test_deferred_checks_report_in_slot_order() -> None:
     checks.index_range("face_ids", torch.zeros(3, dtype=torch.long), 5, "F=5 triangles")
     checks.finite(a=torch.ones(2), b=torch.tensor([1.0, float("nan")]))
     flags = checks.device_flags()
-    assert flags.dtype == torch.int64 and flags.tolist() == [0, 0, 0, 1]
-    checks.raise_flagged([0, 0, 0, 0])  # nothing set: no error
+    # the error slots (faces, face_ids, isect_fill), then one flag per finite check
+    assert flags.dtype == torch.int64 and flags.tolist() == [0, 0, 0, 0, 1]
+    checks.raise_flagged([0, 0, 0, 0, 0])  # nothing set: no error
+    checks.raise_flagged([0, 0, 1, 0, 0])  # isect_fill: raised by the CUDA op in debug mode only
     with pytest.raises(ValueError, match="^b: non-finite"):
         checks.raise_flagged(flags.tolist())
     with pytest.raises(ValueError, match="^face_ids: an index is out of range"):
-        checks.raise_flagged([0, 1, 0, 1])
+        checks.raise_flagged([0, 1, 0, 0, 1])
     assert _checks.Checks(torch.device("cpu"), deferred=False).device_flags() is None
 
 

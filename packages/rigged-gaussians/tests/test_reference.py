@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
+import rigged_gaussians as rg
 import torch
 from rigged_gaussians import reference as ref
 from rigged_gaussians import testing
 from rigged_gaussians.settings import RasterSettings
+
+#: The reference's renders, reached as production code reaches them: the public functions with
+#: backend="torch" (the render signature is written once, in rigged_gaussians.api).
+rasterize = partial(rg.rasterize, backend="torch")
+render_rigged = partial(rg.render_rigged, backend="torch")
 
 D64 = torch.float64
 
@@ -299,7 +306,7 @@ def _one_pixel_scene(opacities: list[float], colors: list[list[float]]) -> dict:
 
 def test_early_stop_before_transmittance_floor() -> None:
     s = _one_pixel_scene([1.0, 1.0, 1.0], [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
-    rgb, alpha, meta = ref.rasterize(**s, depth=True)
+    rgb, alpha, meta = rasterize(**s, depth=True)
     # first: alpha = 0.999 -> T = 1e-3; second would bring T to 1e-6 <= 1e-4: stop before it
     torch.testing.assert_close(alpha[0, 8, 8, 0], torch.tensor(0.999, dtype=D64))
     expect = torch.tensor([0.999, 0.0, 0.0], dtype=D64) + 1e-3 * s["backgrounds"][0]
@@ -309,7 +316,7 @@ def test_early_stop_before_transmittance_floor() -> None:
 
 def test_low_alpha_skipped_and_background() -> None:
     s = _one_pixel_scene([0.003, 0.5], [[1.0, 0, 0], [0, 1.0, 0]])  # 0.003 < 1/255: skipped
-    rgb, alpha, _ = ref.rasterize(**s)
+    rgb, alpha, _ = rasterize(**s)
     torch.testing.assert_close(alpha[0, 8, 8, 0], torch.tensor(0.5, dtype=D64))
     torch.testing.assert_close(rgb[0, 8, 8], torch.tensor([0, 0.5, 0], dtype=D64) + 0.5 * s["backgrounds"][0])
     # pixels no Gaussian reaches show the background, alpha 0
@@ -322,8 +329,8 @@ def test_rasterize_float32_matches_float64() -> None:
         150, C=2, width=48, height=40, sh_degree=2, dtype=D64, seed=6, backgrounds=True
     )
     s32 = testing.random_scene(150, C=2, width=48, height=40, sh_degree=2, seed=6, backgrounds=True)
-    rgb64, a64, m64 = ref.rasterize(**s64)
-    rgb32, a32, m32 = ref.rasterize(**s32)
+    rgb64, a64, m64 = rasterize(**s64)
+    rgb32, a32, m32 = rasterize(**s32)
     assert (rgb64 - rgb32.double()).abs().mean() < 1e-4
     assert (a64 - a32.double()).abs().mean() < 1e-4
     assert torch.equal(m64.visible, m32.visible)
@@ -339,11 +346,11 @@ def test_rasterize_gradcheck_tiny_scene() -> None:
 
     g = torch.Generator().manual_seed(0)
     w_rgb, w_a, w_d = (torch.rand(1, 16, 16, k, generator=g, dtype=D64) for k in (3, 1, 1))
-    rgb, alpha, _ = ref.rasterize(**s)
+    rgb, alpha, _ = rasterize(**s)
     assert alpha.max() > 0.3  # the Gaussians are on screen
 
     def fn(*args):  # noqa: ANN002, ANN202
-        rgb, alpha, meta = ref.rasterize(**dict(zip(names, args, strict=True)), **rest, depth=True)
+        rgb, alpha, meta = rasterize(**dict(zip(names, args, strict=True)), **rest, depth=True)
         # random projections of every output: the full gradient w.r.t. every input is checked
         return (rgb * w_rgb).sum(), (alpha * w_a).sum(), (meta.depth * alpha * w_d).sum()
 
@@ -359,7 +366,7 @@ def test_rasterize_sh_gradcheck() -> None:
     rest = {k: v for k, v in s.items() if k not in names}
 
     def fn(m, c):  # noqa: ANN001, ANN202
-        return ref.rasterize(means=m, colors=c, **rest)[0]
+        return rasterize(means=m, colors=c, **rest)[0]
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-7, atol=1e-5, rtol=1e-3, fast_mode=True)
 
@@ -369,7 +376,7 @@ def test_rasterize_edge_cases_finite_outputs_and_grads() -> None:
     names = ("means", "quats", "scales", "opacities", "colors")
     for k in names:
         s[k].requires_grad_(True)
-    rgb, alpha, meta = ref.rasterize(**s, depth=True)
+    rgb, alpha, meta = rasterize(**s, depth=True)
     for t in (rgb, alpha, meta.depth, meta.means2d, meta.depths):
         assert torch.isfinite(t).all()
     meta.means2d.retain_grad()
@@ -385,7 +392,7 @@ def test_absgrad_bounds_the_2d_gradient() -> None:
     s = testing.random_scene(40, C=2, width=32, height=32, seed=9)
     s["means"].requires_grad_(True)
     absgrad = torch.zeros(2, 40, 2)
-    rgb, alpha, meta = ref.rasterize(**s, absgrad=absgrad)
+    rgb, alpha, meta = rasterize(**s, absgrad=absgrad)
     meta.means2d.retain_grad()
     (rgb * torch.linspace(-1, 1, 3)).sum().backward()
     g = meta.means2d.grad.abs()
@@ -397,13 +404,13 @@ def test_absgrad_bounds_the_2d_gradient() -> None:
 # ----------------------------------------------------------------------------- rigged
 def test_render_rigged_equals_deform_then_rasterize() -> None:
     rig = testing.random_rig(80, B=2, C=2, width=32, height=32, sh_degree=1, dtype=D64, backgrounds=True)
-    rgb, alpha, meta = ref.render_rigged(**rig, depth=True)
+    rgb, alpha, meta = render_rigged(**rig, depth=True)
     assert rgb.shape == (2, 2, 32, 32, 3) and alpha.shape == (2, 2, 32, 32, 1)
     assert meta.depth.shape == (2, 2, 32, 32, 1) and meta.radii.shape == (4, 80, 2)
     fr = ref.triangle_frames(rig["vertices"], rig["faces"])
     dfm = ref.deform(rig["means"], rig["quats"], rig["log_scales"], rig["face_ids"], fr)
     for b in range(2):
-        r2, a2, m2 = ref.rasterize(
+        r2, a2, m2 = rasterize(
             dfm.means[b], dfm.quats[b], dfm.scales[b], rig["opacities"], rig["colors"], rig["viewmats"][b],
             rig["Ks"][b], 32, 32, sh_degree=1, backgrounds=rig["backgrounds"][b], depth=True,
         )  # fmt: skip
@@ -419,7 +426,7 @@ def test_render_rigged_gradients_reach_vertices_and_locals() -> None:
     names = ("vertices", "means", "quats", "log_scales", "opacities", "colors")
     for k in names:
         rig[k].requires_grad_(True)
-    rgb, alpha, meta = ref.render_rigged(**rig)
+    rgb, alpha, meta = render_rigged(**rig)
     assert torch.isfinite(rgb).all() and torch.isfinite(alpha).all()
     (rgb.sum() + alpha.sum()).backward()
     for k in names:
@@ -430,7 +437,7 @@ def test_render_rigged_gradients_reach_vertices_and_locals() -> None:
 def test_absurd_scale_radius_does_not_wrap() -> None:
     s = testing.random_scene(10, C=1)
     s["scales"][0] = 1e9  # radius ~1e11 pixels: beyond int32
-    rgb, alpha, meta = ref.rasterize(**s)
+    rgb, alpha, meta = rasterize(**s)
     assert (meta.radii[0, 0] > 0).all() and meta.visible[0, 0]
     assert torch.isfinite(rgb).all() and alpha.max() > 0.5
 
@@ -442,11 +449,11 @@ def test_render_rigged_gradcheck_tiny_rig() -> None:
     rest = {k: v for k, v in rig.items() if k not in names}
     g = torch.Generator().manual_seed(1)
     w_rgb, w_a = (torch.rand(1, 2, 16, 16, k, generator=g, dtype=D64) for k in (3, 1))
-    _, alpha, _ = ref.render_rigged(**rig)
+    _, alpha, _ = render_rigged(**rig)
     assert alpha.max() > 0.3
 
     def fn(*args):  # noqa: ANN002, ANN202
-        rgb, alpha, _ = ref.render_rigged(**dict(zip(names, args, strict=True)), **rest)
+        rgb, alpha, _ = render_rigged(**dict(zip(names, args, strict=True)), **rest)
         return (rgb * w_rgb).sum(), (alpha * w_a).sum()
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-7, atol=1e-6, rtol=1e-4)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import rigged_gaussians as rg
 import torch
 from rigged_gaussians import reference, testing
 from rigged_gaussians._types import RasterMeta
@@ -111,10 +112,10 @@ def test_statistic_does_not_depend_on_the_batch_size() -> None:
 def test_accumulate_from_meta_of_a_render() -> None:
     s = testing.random_scene(30, C=2, width=32, height=32)
     s["means"].requires_grad_(True)
-    rgb, alpha, meta = reference.rasterize(**s)
+    rgb, alpha, meta = rg.rasterize(**s, backend="torch")
     with pytest.raises(ValueError, match="retain_grad"):
         accumulate(DensifyState(), meta)
-    rgb, alpha, meta = reference.rasterize(**s)
+    rgb, alpha, meta = rg.rasterize(**s, backend="torch")
     meta.means2d.retain_grad()
     rgb.square().sum().backward()
     st = accumulate(DensifyState(), meta)
@@ -368,10 +369,10 @@ def test_optimizer_updated_in_place() -> None:
 def test_pre_backward_keeps_the_gradient_only_while_active() -> None:
     s = testing.random_scene(20, C=1, width=16, height=16)
     s["means"].requires_grad_(True)
-    _, _, meta = reference.rasterize(**s)
+    _, _, meta = rg.rasterize(**s, backend="torch")
     assert step_pre_backward(meta, CFG, 5) and meta.means2d.retains_grad
     for cfg, step in ((CFG, 301), (DensifyConfig(enabled=False), 5)):
-        _, _, meta = reference.rasterize(**s)
+        _, _, meta = rg.rasterize(**s, backend="torch")
         assert not step_pre_backward(meta, cfg, step) and not meta.means2d.retains_grad
         p = _params(20)
         fid = torch.zeros(20, dtype=torch.long)

@@ -4,26 +4,41 @@ The control image is what ``CrucibleAI/ControlNetMediaPipeFace`` was trained on:
 face-mesh contours drawn on black. Palette, line thickness and pupil marks follow the
 annotator that produced its training data (``laion_face_common.py`` in
 CrucibleAI/ControlNetMediaPipeFace, identical to ControlNet-v1-1's
-``annotator/mediapipe_face/mediapipe_face_common.py``):
+``annotator/mediapipe_face/mediapipe_face_common.py``).
 
-============================  ===============  =========================================
-feature (MediaPipe set)       RGB colour       drawn as
-============================  ===============  =========================================
-face oval                     (10, 200, 10)    lines, thickness 2
-left eye                      (180, 200, 10)   lines, thickness 2
-left eyebrow                  (180, 220, 10)   lines, thickness 2
-right eye                     (10, 200, 180)   lines, thickness 2
-right eyebrow                 (10, 220, 180)   lines, thickness 2
-lips                          (10, 180, 10)    lines, thickness 2
-right pupil (landmark 468)    (10, 200, 250)   4×4 square ``[y-2:y+2, x-2:x+2]``
-left pupil (landmark 473)     (250, 200, 10)   4×4 square ``[y-2:y+2, x-2:x+2]``
-============================  ===============  =========================================
+Colours: the annotator draws its colour tuples into a zero array and then *reverses the
+channels* of the finished image before returning it ("flip BGR back to RGB"). The returned,
+reversed image is what the ControlNet was trained on, so every tuple reaches the model with
+its first and last entries swapped. The colours below are those of the returned RGB image
+(the annotator's tuple reversed; oval and lips are palindromes and read the same either way):
 
-The annotator draws into the RGB array it got from PIL, so the tuples are RGB. It does *not*
-draw the iris connection sets (those lines are commented out there); irises appear only as
-the two pupil squares, and only when the 478-point (refined) set is present. Drawing order is
-the annotator's: oval, left eye, left eyebrow, right eye, right eyebrow, lips, then pupils
-(later strokes win where they overlap). "Left"/"right" are MediaPipe's (the subject's).
+============================  =================  ===============  ============================
+feature (MediaPipe set)       annotator tuple    RGB the model    drawn as
+                                                 was trained on
+============================  =================  ===============  ============================
+face oval                     (10, 200, 10)      (10, 200, 10)    lines, thickness 2
+left eye                      (180, 200, 10)     (10, 200, 180)   lines, thickness 2
+left eyebrow                  (180, 220, 10)     (10, 220, 180)   lines, thickness 2
+right eye                     (10, 200, 180)     (180, 200, 10)   lines, thickness 2
+right eyebrow                 (10, 220, 180)     (180, 220, 10)   lines, thickness 2
+lips                          (10, 180, 10)      (10, 180, 10)    lines, thickness 2
+right pupil (landmark 468)    (10, 200, 250)     (250, 200, 10)   4×4 square ``[y-2:y+2, x-2:x+2]``
+left pupil (landmark 473)     (250, 200, 10)     (10, 200, 250)   4×4 square ``[y-2:y+2, x-2:x+2]``
+============================  =================  ===============  ============================
+
+"Left"/"right" are MediaPipe's names (``FACE_LANDMARKS_LEFT_EYE`` …), and they are the
+*subject's*: on a frontal, unmirrored render of the offline teacher head, MediaPipe's
+FaceLandmarker puts the ``LEFT_EYE`` contour and pupil 473 on the image's right (mean x ≈ 318
+of 512 px) and ``RIGHT_EYE`` and pupil 468 on the image's left (x ≈ 197), as a person's left eye
+appears on the right of a photograph of them. So in a frontal control map the eye on the image's
+right is (10, 200, 180) with a (10, 200, 250) pupil, and the eye on the image's left is
+(180, 200, 10) with a (250, 200, 10) pupil (``tests/test_control_map_oracle.py`` checks this
+against the real FaceLandmarker and an independent re-drawing of the annotator's steps).
+
+The annotator does *not* draw the iris connection sets (those lines are commented out there);
+irises appear only as the two pupil squares, and only when the 478-point (refined) set is
+present. Drawing order is the annotator's: oval, left eye, left eyebrow, right eye, right
+eyebrow, lips, then pupils (later strokes win where they overlap).
 
 Drawing here is vectorised in torch (no per-pixel or per-segment Python loop): each segment is
 sampled at most 1 px apart (consecutive samples fall in 8-connected pixels), every sample
@@ -42,8 +57,10 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-# (name, RGB colour) in the annotator's drawing order; names index FaceLandmarksConnections.
-CONTROL_PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
+#: (name, colour tuple as the annotator writes it) in its drawing order; names index
+#: ``FaceLandmarksConnections``. These tuples are *not* the colours of the control image: see
+#: :data:`CONTROL_PALETTE`.
+ANNOTATOR_TUPLES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("FACE_LANDMARKS_FACE_OVAL", (10, 200, 10)),
     ("FACE_LANDMARKS_LEFT_EYE", (180, 200, 10)),
     ("FACE_LANDMARKS_LEFT_EYEBROW", (180, 220, 10)),
@@ -51,8 +68,21 @@ CONTROL_PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("FACE_LANDMARKS_RIGHT_EYEBROW", (10, 220, 180)),
     ("FACE_LANDMARKS_LIPS", (10, 180, 10)),
 )
-#: MediaPipe landmark id -> RGB colour of the pupil square (annotator's ``iris_landmark_spec``).
-PUPIL_PALETTE: dict[int, tuple[int, int, int]] = {468: (10, 200, 250), 473: (250, 200, 10)}
+#: MediaPipe pupil landmark id -> the annotator's tuple (its ``iris_landmark_spec``).
+ANNOTATOR_PUPIL_TUPLES: dict[int, tuple[int, int, int]] = {468: (10, 200, 250), 473: (250, 200, 10)}
+
+
+def _reversed(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (rgb[2], rgb[1], rgb[0])
+
+
+#: (name, RGB colour in the control image) in the annotator's drawing order: its tuples with the
+#: channels reversed, as in the image it returns (module docstring).
+CONTROL_PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = tuple(
+    (name, _reversed(rgb)) for name, rgb in ANNOTATOR_TUPLES
+)
+#: MediaPipe landmark id -> RGB colour of the pupil square in the control image.
+PUPIL_PALETTE: dict[int, tuple[int, int, int]] = {k: _reversed(v) for k, v in ANNOTATOR_PUPIL_TUPLES.items()}
 #: Half width of the pupil square in pixels (annotator's ``draw_pupils(halfwidth=2)``).
 PUPIL_HALFWIDTH = 2
 #: Line thickness of the annotator (``f_thick = 2``).
@@ -262,6 +292,60 @@ def draw_control_map_naive(
             y0, y1, x0, x1 = max(y - h, 0), max(min(y + h, size), 0), max(x - h, 0), max(min(x + h, size), 0)
             out[bi, :, y0:y1, x0:x1] = colours[c].float().view(3, 1, 1) / 255.0
     return out
+
+
+#: A view keeps its ControlNet while at least this fraction of one eye's contour landmarks is
+#: seen (:func:`face_in_view`).
+MIN_EYE_FRACTION = 0.5
+_EYE_SETS = ("FACE_LANDMARKS_LEFT_EYE", "FACE_LANDMARKS_RIGHT_EYE")
+
+
+def face_in_view(
+    visible: Tensor, landmark_ids: Tensor | None = None, min_fraction: float = MIN_EYE_FRACTION
+) -> Tensor:
+    """Which views show enough of the face for a control map the ControlNet knows.
+
+    Every training image of ControlNetMediaPipeFace is one in which MediaPipe found a face, so
+    it never saw an empty (or nearly empty) map. MediaPipe's face detector finds a face by its
+    eyes, nose and mouth and finds none with no eye in view. The rule: a view shows a face while
+    at least ``min_fraction`` of the landmarks of one eye contour (MediaPipe's ``LEFT_EYE`` or
+    ``RIGHT_EYE`` set, both in FLAME's 105-point embedding) are visible. On the procedural
+    head (facing test of :func:`landmark_visibility`, 10-degree steps, camera at 0.45 m) that
+    keeps every view up to 110 degrees from the front at elevation 0 (100 at +30, 120 at -20)
+    and drops the back and back three-quarter views, whose maps hold at most a few stray
+    lines of the oval, a brow or the inner lips. The real FaceLandmarker on the teacher's
+    renders already loses the face at 50–70 degrees; the rule is more permissive on purpose:
+    a profile map (one eye, half the mouth, the near oval) is a face MediaPipe reports on
+    profile photographs, and the paper conditions every view.
+
+    Args:
+        visible: ``[B, L]`` bool (:func:`landmark_visibility`).
+        landmark_ids: ``[L]`` MediaPipe id of each row (``None``: rows are ids ``0..L-1``).
+        min_fraction: fraction of one eye's landmarks that must be visible.
+
+    Returns:
+        ``[B]`` bool. With no eye landmark among the rows at all, a view counts as showing the
+        face when any landmark is visible.
+    """
+    if visible.ndim != 2:
+        raise ValueError(f"visible must be [B, L], got {tuple(visible.shape)}")
+    num_points = visible.shape[1]
+    ids = torch.arange(num_points) if landmark_ids is None else torch.as_tensor(landmark_ids).long().cpu()
+    if ids.shape != (num_points,):
+        raise ValueError(f"landmark_ids must be [L] = [{num_points}], got {tuple(ids.shape)}")
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections as conn
+
+    vis = visible.bool()
+    shown = torch.zeros(vis.shape[0], dtype=torch.bool, device=vis.device)
+    any_eye = False
+    for name in _EYE_SETS:
+        eye_ids = torch.tensor(sorted({i for c in getattr(conn, name) for i in (c.start, c.end)}))
+        rows = torch.nonzero(torch.isin(ids, eye_ids)).squeeze(1).to(vis.device)
+        if rows.numel() == 0:
+            continue
+        any_eye = True
+        shown |= vis[:, rows].float().mean(1) >= min_fraction
+    return shown if any_eye else vis.any(1)
 
 
 #: How far past the silhouette a landmark still counts as seen: ``cos`` of the angle between its

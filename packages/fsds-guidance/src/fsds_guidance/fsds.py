@@ -112,6 +112,14 @@ class FSDSOutput:
     debug: dict[str, Tensor] | None = field(default=None)
 
 
+def _weigh_residual(residual: Tensor, weight: Tensor, k: int) -> Tensor:
+    """``residual [k·B, C, h, w]`` (condition-major) times the per-view ``weight [B]``: exactly
+    zero where the weight is 0 (even over non-finite residuals), untouched where it is 1."""
+    w = weight.repeat(k).view(-1, 1, 1, 1)
+    scaled = torch.where(w == 1, residual, (residual.float() * w).to(residual.dtype))
+    return torch.where(w == 0, torch.zeros_like(residual), scaled)
+
+
 class FSDS:
     r"""Denoised score distillation with ControlNet MediaPipeFace (HeadStudio's F-SDS).
 
@@ -189,7 +197,14 @@ class FSDS:
             x = vae.decode((latents / float(vae.config.scaling_factor)).to(self.models.dtype)).sample
         return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
-    def predict_noise(self, latents_noisy: Tensor, t: Tensor, embeddings: Tensor, control: Tensor) -> Tensor:
+    def predict_noise(
+        self,
+        latents_noisy: Tensor,
+        t: Tensor,
+        embeddings: Tensor,
+        control: Tensor,
+        control_weight: Tensor | None = None,
+    ) -> Tensor:
         """One batched ControlNet + UNet evaluation over ``k`` stacked conditions.
 
         Args:
@@ -197,25 +212,42 @@ class FSDS:
             t: ``[B]`` long.
             embeddings: ``[k·B, 77, D]`` condition-major (all views of condition 0, then 1, …).
             control: ``[B,3,S,S]`` control images in 0..1.
+            control_weight: ``[B]`` per-view factor on the ControlNet's residuals, on top of
+                ``controlnet_scale`` (``None``: 1 for every view). A view whose factor is 0 gets
+                exactly the UNet's prediction without ControlNet (its residuals are replaced by
+                zeros, whatever they hold); a factor of 1 leaves its residuals bit for bit as
+                they were. When every factor is 0 the ControlNet is not run.
 
         Returns:
             ``[k·B,4,h,w]`` float32 noise predictions in the same order.
         """
         m = self.models
-        k = embeddings.shape[0] // latents_noisy.shape[0]
+        bsz = latents_noisy.shape[0]
+        k = embeddings.shape[0] // bsz
         x = latents_noisy.to(m.dtype).repeat(k, 1, 1, 1)
         tt = t.repeat(k)
-        cond = control.to(device=m.device, dtype=m.dtype).repeat(k, 1, 1, 1)
         if m.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        down, mid = m.controlnet(
-            x,
-            tt,
-            encoder_hidden_states=embeddings,
-            controlnet_cond=cond,
-            conditioning_scale=self.config.controlnet_scale,
-            return_dict=False,
-        )
+        weight = None
+        if control_weight is not None:
+            weight = torch.as_tensor(control_weight).reshape(-1).to(device=m.device, dtype=torch.float32)
+            if weight.shape != (bsz,):
+                raise ValueError(f"control_weight must be [B={bsz}], got {tuple(weight.shape)}")
+        down: list[Tensor] | None = None
+        mid: Tensor | None = None
+        if weight is None or bool((weight != 0).any()):
+            cond = control.to(device=m.device, dtype=m.dtype).repeat(k, 1, 1, 1)
+            down, mid = m.controlnet(
+                x,
+                tt,
+                encoder_hidden_states=embeddings,
+                controlnet_cond=cond,
+                conditioning_scale=self.config.controlnet_scale,
+                return_dict=False,
+            )
+            if weight is not None and not bool((weight == 1).all()):
+                down = [_weigh_residual(r, weight, k) for r in down]
+                mid = _weigh_residual(mid, weight, k)
         eps = m.unet(
             x,
             tt,
@@ -253,6 +285,8 @@ class FSDS:
         step: int,
         return_debug: bool = False,
         generator: torch.Generator | None = None,
+        *,
+        control_weight: Tensor | None = None,
     ) -> FSDSOutput:
         """One guidance step.
 
@@ -266,6 +300,10 @@ class FSDS:
             return_debug: also return decoded preview images.
             generator: optional RNG for timesteps, VAE sampling and noise (its device must be
                 the models' device).
+            control_weight: ``[B]`` per-view factor on the ControlNet's residuals (see
+                :meth:`predict_noise`); 0 turns the ControlNet off for that view, e.g. a view
+                with no face in sight (:func:`~fsds_guidance.control.face_in_view`). ``None``:
+                every view uses it at ``controlnet_scale``.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
@@ -294,7 +332,13 @@ class FSDS:
             )
             ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             latents_noisy = ab.sqrt() * latents.detach() + (1.0 - ab).sqrt() * noise
-            eps = self.predict_noise(latents_noisy, t, embeddings, control).chunk(len(conds))
+            # control_weight only when given: subclasses and benchmarks override predict_noise
+            # with the four-argument signature
+            if control_weight is None:
+                eps = self.predict_noise(latents_noisy, t, embeddings, control)
+            else:
+                eps = self.predict_noise(latents_noisy, t, embeddings, control, control_weight=control_weight)
+            eps = eps.chunk(len(conds))
             eps_text, eps_null = eps[0], eps[1]
             eps_neg = eps[2] if cfg.mode == "fsds" else None
             grad = self.compute_grad(eps_text, eps_null, eps_neg, noise, t)

@@ -27,16 +27,9 @@ from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
+from .avatar_head import check_face_ids, resolve_head, shape_for_head
 from .avatar_init import uniform_superresolution_init
-from .avatar_io import (
-    FORMAT,
-    FORMAT_VERSION,
-    check_face_ids,
-    read_avatar_file,
-    resolve_head,
-    rigging_extras,
-    shape_for_head,
-)
+from .avatar_io import FORMAT, FORMAT_VERSION, read_avatar_file, rigging_extras
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
 

@@ -9,8 +9,8 @@ logits) and the header metadata::
      "head": {"identity_hash": "<sha256>", "source": "procedural" | "<path>"},
      "config": {...} | null, "prompt": "..." | null, "metadata": {...}}
 
-The steps of reading one (:func:`read_avatar_file`, :func:`resolve_head`, :func:`check_face_ids`,
-:func:`shape_for_head`) live here; :meth:`headstudio.avatar.Avatar.load` runs them in order.
+Reading the file (:func:`read_avatar_file`) lives here, matching it to a head model in
+:mod:`headstudio.avatar_head`; :meth:`headstudio.avatar.Avatar.load` runs the steps in order.
 
 Reading trusts nothing: the ``rg_sha256`` checksum the writer records (``rigged_gaussians.ply``)
 must match (``verify=False`` reads a damaged file anyway, for forensics; a file without one, from
@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from flame_core import FlameModel
 from rigged_gaussians.ply import PlyError, PlyGaussians, PlyIntegrityError, load_ply
 
 from .errors import HeadStudioError
@@ -44,9 +43,7 @@ __all__ = [
     "AvatarFileError",
     "rigging_extras",
     "read_avatar_file",
-    "resolve_head",
-    "check_face_ids",
-    "shape_for_head",
+    "damaged",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,7 +147,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _damaged(path: Path, detail: str) -> AvatarFileError:
+def damaged(path: Path, detail: str) -> AvatarFileError:
     return AvatarFileError(path, detail if detail.startswith("is ") else f"is damaged: {detail}")
 
 
@@ -161,7 +158,7 @@ def _is_int(x: Any) -> bool:
 def _meta_int(meta: dict[str, Any], key: str, lo: int, hi: int, path: Path) -> None:
     if key in meta and not (_is_int(meta[key]) and lo <= meta[key] <= hi):
         expected = f"the integer {lo}" if lo == hi else f"an integer {lo}..{hi}"
-        raise _damaged(path, f"metadata field '{key}' is {_short(meta[key])}; expected {expected}")
+        raise damaged(path, f"metadata field '{key}' is {_short(meta[key])}; expected {expected}")
 
 
 def _check_header(meta: dict[str, Any], path: Path) -> None:
@@ -192,12 +189,12 @@ def _check_header(meta: dict[str, Any], path: Path) -> None:
         and len(shape) <= MAX_SHAPE
         and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in shape)
     ):
-        raise _damaged(
+        raise damaged(
             path,
             f"metadata field 'shape' is {_short(shape)}; expected at most {MAX_SHAPE} finite numbers",
         )
     if "num_shape" in meta and "shape" in meta and len(shape) != meta["num_shape"]:
-        raise _damaged(
+        raise damaged(
             path, f"metadata field 'shape' has {len(shape)} values but 'num_shape' is {meta['num_shape']}"
         )
     head = meta.get("head")
@@ -207,7 +204,7 @@ def _check_header(meta: dict[str, Any], path: Path) -> None:
         and re.fullmatch(r"[0-9a-f]{64}", head["identity_hash"])
         and isinstance(head.get("source", ""), str)
     ):
-        raise _damaged(
+        raise damaged(
             path,
             f"metadata field 'head' is {_short(head)}; expected {{\"identity_hash\": <64 hex digits>, "
             '"source": <text>}',
@@ -215,9 +212,7 @@ def _check_header(meta: dict[str, Any], path: Path) -> None:
     for key, kind in (("config", dict), ("metadata", dict), ("prompt", str)):
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             expected = "a JSON object" if kind is dict else "text"
-            raise _damaged(
-                path, f"metadata field '{key}' is {_short(meta[key])}; expected {expected} or null"
-            )
+            raise damaged(path, f"metadata field '{key}' is {_short(meta[key])}; expected {expected} or null")
 
 
 def _extra(ply: PlyGaussians, name: str, cols: int, path: Path) -> np.ndarray:
@@ -236,9 +231,7 @@ def _extra(ply: PlyGaussians, name: str, cols: int, path: Path) -> np.ndarray:
     n = ply.num_gaussians
     got = a.shape[1] if a.ndim == 2 else 0
     if a.shape[:1] != (n,) or a.ndim > 2 or got != cols:
-        raise _damaged(
-            path, f"rigging property '{name}' has {got or 'no'} columns; expected {cols or 'none'}"
-        )
+        raise damaged(path, f"rigging property '{name}' has {got or 'no'} columns; expected {cols or 'none'}")
     return a
 
 
@@ -247,7 +240,7 @@ def _check_types(ply: PlyGaussians, path: Path) -> None:
     for name, code in ply.property_types.items():
         want = "i4" if name == f"rg_{EXTRA_FACE}" else "f4"
         if code != want:
-            raise _damaged(
+            raise damaged(
                 path,
                 f"vertex property '{name}' is {np.dtype(code).name}; an avatar stores it as "
                 f"{np.dtype(want).name} (the header was edited)",
@@ -259,7 +252,7 @@ def _check_values(local: dict[str, torch.Tensor], path: Path) -> None:
     for key, (lo, hi) in LOCAL_LIMITS.items():
         t = local[key]
         if t.numel() and (t.min() < lo or t.max() > hi):
-            raise _damaged(
+            raise damaged(
                 path,
                 f"rigging property '{EXTRA_LOCAL[key]}' holds values in [{float(t.min()):.3g}, "
                 f"{float(t.max()):.3g}], outside any avatar's [{lo:g}, {hi:g}]",
@@ -280,7 +273,7 @@ def _load_ply(p: Path, verify: bool) -> PlyGaussians:
         detail = " ".join(str(err).split())
         for prefix in (f"'{p}': ", f"'{p}' "):
             detail = detail.removeprefix(prefix)
-        raise _damaged(p, detail) from None
+        raise damaged(p, detail) from None
     if ply.integrity == "absent":
         log.warning(
             "avatar '%s' has no integrity checksum (written before headstudio recorded one); it is read "
@@ -315,17 +308,17 @@ def read_avatar_file(path: str | Path, verify: bool = True) -> AvatarFile:
     _check_header(meta, p)
     n = ply.num_gaussians
     if n == 0:
-        raise _damaged(p, "it holds no Gaussians (element vertex 0)")
+        raise damaged(p, "it holds no Gaussians (element vertex 0)")
     if meta.get("num_gaussians", n) != n:
-        raise _damaged(p, f"its metadata says num_gaussians = {meta['num_gaussians']} but it holds {n}")
+        raise damaged(p, f"its metadata says num_gaussians = {meta['num_gaussians']} but it holds {n}")
     k = ply.sh.shape[1]
     if meta.get("sh_degree", math.isqrt(k) - 1) != math.isqrt(k) - 1:
-        raise _damaged(
+        raise damaged(
             p, f"its metadata says sh_degree = {meta['sh_degree']} but it holds {k} SH coefficients"
         )
     face = _extra(ply, EXTRA_FACE, 0, p)
     if not np.issubdtype(face.dtype, np.integer):
-        raise _damaged(p, f"rigging property '{EXTRA_FACE}' is {face.dtype}; expected integer triangle ids")
+        raise damaged(p, f"rigging property '{EXTRA_FACE}' is {face.dtype}; expected integer triangle ids")
     cols = {"means": 3, "quats": 4, "log_scales": 3, "opacity_logits": 0}
     local = {
         k: torch.from_numpy(_extra(ply, v, cols[k], p).astype(np.float32)) for k, v in EXTRA_LOCAL.items()
@@ -335,83 +328,3 @@ def read_avatar_file(path: str | Path, verify: bool = True) -> AvatarFile:
     face_ids = torch.from_numpy(face.astype(np.int64))
     sh = torch.as_tensor(np.asarray(ply.sh), dtype=torch.float32)
     return AvatarFile(path=p, meta=meta, face_ids=face_ids, local=local, sh=sh)
-
-
-def check_face_ids(f: AvatarFile, head: FlameModel) -> None:
-    """Every Gaussian's triangle id names a face of ``head``.
-
-    Raises:
-        AvatarFileError: an id outside ``0..F-1``.
-    """
-    num_faces = int(head.faces.shape[0])
-    lo, hi = int(f.face_ids.min()), int(f.face_ids.max())
-    if lo < 0 or hi >= num_faces:
-        raise _damaged(
-            f.path,
-            f"rigging property '{EXTRA_FACE}' holds triangle ids {lo}..{hi} but the head model has faces "
-            f"0..{num_faces - 1}",
-        )
-
-
-def _default_head(f: AvatarFile) -> FlameModel:
-    """The head named by the file: the procedural head, else ``FlameModel.resolve()``."""
-    want_src = f.head_identity[1]
-    if want_src == "procedural":
-        return FlameModel.procedural(num_shape=f.num_shape, num_expression=f.num_expression)
-    try:
-        return FlameModel.resolve(num_shape=f.num_shape, num_expression=f.num_expression)
-    except (OSError, ValueError) as err:
-        raise HeadStudioError(
-            f"avatar '{f.path}' was made on the FLAME model {want_src}, which could not be loaded "
-            f"({' '.join(str(err).split())[:200]}); give that FLAME file as the head model.",
-            argument="head",
-        ) from err
-
-
-def resolve_head(f: AvatarFile, head: FlameModel | None) -> FlameModel:
-    """``head`` (or the file's own head when ``None``), checked against the identity hash the
-    avatar was made on, so an avatar is never posed on another head.
-
-    Raises:
-        HeadStudioError: the head cannot be loaded or is not the one the avatar was made on.
-    """
-    want_hash, want_src = f.head_identity
-    if head is None:
-        head = _default_head(f)
-    got_hash = str(head.identity_hash())
-    if got_hash == want_hash:
-        return head
-    got_src, argument = str(head.source), "head"
-    if want_src != "procedural":
-        what_to_do = f"give the head model it was made on (the FLAME model {want_src})"
-    elif got_src != "procedural":
-        what_to_do = "leave the head model out: the avatar was made on headstudio's procedural head"
-    else:
-        argument = None
-        what_to_do = (
-            "it was made on headstudio's procedural head, which differs in this version (or the file was "
-            "modified); re-create the avatar with this version"
-        )
-    raise HeadStudioError(
-        f"avatar '{f.path}' was made on head model {want_hash[:12]} ({want_src}), but {got_src} has "
-        f"{got_hash[:12]}; {what_to_do}.",
-        argument=argument,
-    )
-
-
-def shape_for_head(f: AvatarFile, head: FlameModel) -> torch.Tensor:
-    """The learned FLAME shape ``[1, S]`` for ``head`` (trailing zero components dropped).
-
-    Raises:
-        HeadStudioError: the avatar's shape has more non-zero components than the head uses.
-    """
-    shape = torch.tensor(f.meta.get("shape", [0.0] * f.num_shape), dtype=torch.float32).reshape(1, -1)
-    head_shape = int(head.num_shape)
-    if shape.shape[1] > head_shape:
-        if shape[:, head_shape:].abs().max() > 0:
-            raise HeadStudioError(
-                f"avatar '{f.path}' has {shape.shape[1]} shape components but the head model uses "
-                f"{head_shape}; build the head with num_shape >= {shape.shape[1]}."
-            )
-        shape = shape[:, :head_shape]
-    return shape

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,8 +349,8 @@ def _field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None:
-    """Set ``section.name`` of ``cfg`` to ``value`` coerced to the field type."""
+def _coerce_field(key: str, value: Any, origin: str) -> tuple[str, str, Any]:
+    """``(section, name, value coerced to the field type)`` of the key ``section.name``."""
     if isinstance(value, str) and (key, value) in _RENAMED_VALUES:
         new = _RENAMED_VALUES[key, value]
         log.warning("config key %s (%s): '%s' is deprecated; it is now called '%s'.", key, origin, value, new)
@@ -380,7 +381,30 @@ def _set_field(cfg: HeadStudioConfig, key: str, value: Any, origin: str) -> None
             f"bad value for config key '{key}' ({origin}): {value!r}; expected finite numbers "
             f"({describe(tp)}), not nan or inf."
         )
-    setattr(getattr(cfg, section), name, coerced)
+    return section, name, coerced
+
+
+def _section_error(
+    cfg: HeadStudioConfig, section: str, values: Mapping[str, Any], err: ValueError
+) -> HeadStudioError:
+    """A section's own check (``__post_init__``: ``"<name>: expected <what>, got <value>"``) as the
+    one line a config key's bad value gets."""
+    m = re.match(r"(\w+): expected (.*), got ", str(err))
+    if m is None:
+        return HeadStudioError(f"bad value in config section [{section}]: {err}.")
+    name, expected = m.groups()
+    value = values[name] if name in values else getattr(getattr(cfg, section), name, None)
+    return HeadStudioError(f"bad value for config key '{section}.{name}': {value!r}; expected {expected}.")
+
+
+def _replace_sections(cfg: HeadStudioConfig, changes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each changed section of ``cfg`` rebuilt with ``dataclasses.replace``, so the section's own
+    checks (``DensifyConfig.__post_init__``) run once on the new values."""
+    for section, values in changes.items():
+        try:
+            setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **values))
+        except ValueError as err:
+            raise _section_error(cfg, section, values, err) from None
 
 
 def _parse_value(text: str) -> Any:
@@ -398,6 +422,7 @@ def apply_overrides(cfg: HeadStudioConfig, overrides: Sequence[str]) -> HeadStud
     Raises:
         HeadStudioError: an item without ``=``, an unknown key, or a value of the wrong type.
     """
+    changes: dict[str, dict[str, Any]] = {}
     for item in overrides:
         key, sep, text = str(item).partition("=")
         if not sep or not key.strip():
@@ -407,17 +432,20 @@ def apply_overrides(cfg: HeadStudioConfig, overrides: Sequence[str]) -> HeadStud
             )
         value = _parse_value(text)
         try:
-            _set_field(cfg, key.strip(), value, f"«overrides» {item}")
+            section, name, coerced = _coerce_field(key.strip(), value, f"«overrides» {item}")
         except HeadStudioError:
             if isinstance(value, str):
                 raise
             try:  # a text field given an unquoted word TOML reads as a number / bool: keep the text
-                _set_field(cfg, key.strip(), text.strip(), f"«overrides» {item}")
+                section, name, coerced = _coerce_field(key.strip(), text.strip(), f"«overrides» {item}")
             except HeadStudioError:
                 pass
             else:
+                changes.setdefault(section, {})[name] = coerced
                 continue
             raise
+        changes.setdefault(section, {})[name] = coerced
+    _replace_sections(cfg, changes)
     _validate(cfg)
     return cfg
 
@@ -431,7 +459,8 @@ def _check(ok: bool, key: str, value: Any, expected: str) -> None:
 
 
 def _validate(cfg: HeadStudioConfig) -> None:
-    """Range checks that types alone do not express."""
+    """Range checks that types alone do not express (a section with checks of its own, like
+    ``[densify]``, ran them when it was built)."""
     h, i, c, t = cfg.head, cfg.init, cfg.camera, cfg.train
     _check(1 <= h.num_shape <= 300, "head.num_shape", h.num_shape, "1..300")
     _check(0 <= h.num_expression <= 100, "head.num_expression", h.num_expression, "0..100")
@@ -487,14 +516,7 @@ def _validate(cfg: HeadStudioConfig) -> None:
     for f in dataclasses.fields(LossConfig):
         v = getattr(cfg.loss, f.name)
         _check(v >= 0 and math.isfinite(v), f"loss.{f.name}", v, "a finite number >= 0")
-    d = cfg.densify
-    for name in ("densify_every", "prune_every", "split_factor"):
-        _check(getattr(d, name) >= 1, f"densify.{name}", getattr(d, name), "an integer >= 1")
-    _check(
-        d.split_scale_divisor > 0, "densify.split_scale_divisor", d.split_scale_divisor, "a positive number"
-    )
-    _check(d.max_gaussians >= 0, "densify.max_gaussians", d.max_gaussians, "an integer >= 0 (0: no budget)")
-    _check(d.scene_extent > 0, "densify.scene_extent", d.scene_extent, "a positive number (scene units)")
+    # [densify] checks itself (DensifyConfig.__post_init__, run by _replace_sections)
     for name in ("t_range_phase1", "t_range_phase2"):
         lo, hi = getattr(cfg.guidance, name)
         _check(0.0 <= lo <= hi <= 1.0, f"guidance.{name}", [lo, hi], "[min, max] with 0 <= min <= max <= 1")
@@ -524,6 +546,7 @@ def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudio
     """
     cfg = HeadStudioConfig()
     sections = _section_types()
+    changes: dict[str, dict[str, Any]] = {}
     for section, values in d.items():
         if section not in sections:
             raise HeadStudioError(
@@ -534,10 +557,12 @@ def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudio
                 f"config section [{section}] ({origin}) must be a table of key = value, got {values!r}."
             )
         for name, value in values.items():
-            _set_field(cfg, f"{section}.{name}", value, origin)
+            sec, field_name, coerced = _coerce_field(f"{section}.{name}", value, origin)
+            changes.setdefault(sec, {})[field_name] = coerced
     try:
+        _replace_sections(cfg, changes)
         _validate(cfg)
-    except HeadStudioError as err:  # name where the value came from, as _set_field does
+    except HeadStudioError as err:  # name where the value came from, as _coerce_field does
         raise HeadStudioError(f"{err.message.rstrip('.')} ({origin}).") from None
     return cfg
 

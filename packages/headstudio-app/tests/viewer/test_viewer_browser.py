@@ -24,7 +24,7 @@ import torch
 
 from .conftest import SIZE, psnr
 
-pytestmark = pytest.mark.xdist_group("browser")
+pytestmark = [pytest.mark.xdist_group("browser"), pytest.mark.slow]  # headless chromium
 
 FIDELITY_DB = 35.0
 

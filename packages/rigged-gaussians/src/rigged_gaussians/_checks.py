@@ -44,8 +44,9 @@ __all__ = [
 
 INT32_MAX = 2**31 - 1
 # Slots of the kernels' int32 error array (rg::ErrorSlot in csrc/include/rg/ops.h, exported as
-# _C.ERROR_SLOTS; test_build checks they agree).
-ERROR_SLOTS = {"faces": 0, "face_ids": 1}
+# _C.ERROR_SLOTS; test_build checks they agree). "isect_fill" is set by the CUDA fill pass (after
+# the render's sync) and read by the op itself under RG_CUDA_DEBUG=1, never by raise_flagged.
+ERROR_SLOTS = {"faces": 0, "face_ids": 1, "isect_fill": 2}
 _FLOATS = (torch.float32, torch.float64)
 _INTS = (torch.int32, torch.int64)
 

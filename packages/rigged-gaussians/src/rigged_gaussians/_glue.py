@@ -32,7 +32,18 @@ from rigged_gaussians._checks import INT32_MAX, Checks, same_device
 from rigged_gaussians._types import Deformed, Gaussians, Intersections, Projected, TriangleFrames
 from rigged_gaussians.settings import RasterSettings
 
-__all__ = ["NativeOps"]
+__all__ = ["NativeOps", "cuda_debug"]
+
+#: Environment variable of the CUDA debug mode: every CUDA op waits for its kernels and raises a
+#: ``RuntimeError`` naming itself ("rigged_gaussians: CUDA error in rasterize_to_pixels_fwd: ...")
+#: when one faults, instead of the fault surfacing at a later, unrelated torch call. Slow.
+CUDA_DEBUG_ENV = "RG_CUDA_DEBUG"
+
+
+def cuda_debug() -> bool:
+    """True when ``RG_CUDA_DEBUG`` is set to anything but ``""``, ``0``, ``false``, ``off``, ``no``
+    (read at every op, so it can be switched on in a running process)."""
+    return os.environ.get(CUDA_DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "off", "no")
 
 
 def _ext() -> Any:
@@ -120,12 +131,16 @@ class NativeOps:
         self, kind: str, device: torch.device, settings: RasterSettings | None = None, **values: Any
     ) -> Record:
         """A ``_C.<kind>`` record: the execution context of ``device`` (index, current stream,
-        the deferred checks' error array), the ``settings`` fields the record has, then
-        ``values``."""
+        debug mode, the deferred checks' error array), the ``settings`` fields the record has,
+        then ``values``."""
         rec = Record(getattr(_ext(), kind)())
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()
-            rec.set(device=index, stream=int(torch.cuda.current_stream(device).cuda_stream))
+            rec.set(
+                device=index,
+                stream=int(torch.cuda.current_stream(device).cuda_stream),
+                sync_debug=cuda_debug(),
+            )
         if self.checks is not None and self.checks.errors is not None:
             rec.set(errors=self.checks.errors)
         if settings is not None:

@@ -2,8 +2,10 @@
 
 It has the render stages of the native backends, with the same names and contracts
 (:mod:`rigged_gaussians._glue`): :func:`triangle_frames`, :func:`deform`, :func:`projection`,
-:func:`isect_tiles` and :func:`rasterize_to_pixels`, and :func:`rasterize` /
-:func:`render_rigged` run them through the same pipeline (:mod:`rigged_gaussians._pipeline`).
+:func:`isect_tiles` and :func:`rasterize_to_pixels`. It is reached through the public functions
+with ``backend="torch"`` (``rigged_gaussians.rasterize(..., backend="torch")``), which run these
+stages through the same pipeline as the native backends (:mod:`rigged_gaussians._pipeline`), so
+the render signature is written once, in :mod:`rigged_gaussians.api`.
 Forward values follow the kernels operation by operation (the shared math in
 ``csrc/include/rg/*.h``) and gsplat's conventions: OpenCV cameras, ``viewmats`` world->camera,
 wxyz quaternions, pixel centres at +0.5, ``eps2d`` added to the 2D covariance, per-axis radius
@@ -19,15 +21,11 @@ tile's list, all at once).
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from rigged_gaussians import _pipeline
 from rigged_gaussians._reference_tiles import ALPHA_MIN, isect_tiles, rasterize_to_pixels
-from rigged_gaussians._types import Deformed, Gaussians, Projected, RasterMeta, TriangleFrames
+from rigged_gaussians._types import Deformed, Gaussians, Projected, TriangleFrames
 from rigged_gaussians.settings import RasterSettings
 
 __all__ = [
@@ -36,9 +34,7 @@ __all__ = [
     "project",
     "projection",
     "quat_to_rotmat",
-    "rasterize",
     "rasterize_to_pixels",
-    "render_rigged",
     "rotmat_to_quat",
     "sh_basis",
     "spherical_harmonics",
@@ -251,7 +247,7 @@ def _persp_cov2d(pc: Tensor, covc: Tensor, Ks: Tensor, width: int, height: int) 
 
 
 def _opacity_extent(opacities: Tensor) -> Tensor:
-    """``min(3.33, sqrt(2 ln(o / (1/255))))`` (NaN opacities keep 3.33, as the kernels' fminf)."""
+    """``min(3.33, sqrt(2 ln(o / (1/255))))`` (NaN opacities keep 3.33; ``project`` culls them)."""
     e = torch.sqrt(2.0 * torch.log(opacities / ALPHA_MIN))
     return torch.fmin(torch.full_like(e, RADIUS_EXTEND), e)
 
@@ -273,9 +269,10 @@ def project(
     Gaussian is culled (radii 0, means2d and conics 0, zero gradient) when its depth is outside
     ``[near_plane, far_plane]`` (or NaN), the 2D covariance is not positive definite, both
     ``3.33 sigma`` radii are ``<= radius_clip``, its box is entirely off-screen, anything is
-    non-finite, or (``tight_tiles``) its opacity is below 1/255. With ``tight_tiles`` the radii
-    are opacity-aware, ``max(1, ceil(min(3.33, sqrt(2 ln(255 o))) sigma))`` (gsplat's CUDA
-    rule). ``depths`` is the camera z for every Gaussian (differentiable only where kept).
+    non-finite (the opacity included), or (``tight_tiles``) its opacity is below 1/255. With
+    ``tight_tiles`` the radii are opacity-aware, ``max(1, ceil(min(3.33, sqrt(2 ln(255 o)))
+    sigma))`` (gsplat's CUDA rule). ``depths`` is the camera z for every Gaussian
+    (differentiable only where kept).
     """
     st = settings
     Rc = viewmats[:, None, :3, :3]
@@ -302,6 +299,8 @@ def project(
         rx, ry = rx3, ry3
         valid = (z >= st.near_plane) & (z <= st.far_plane) & (det > 0)
         valid &= ~((rx3 <= st.radius_clip) & (ry3 <= st.radius_clip))
+        if opacities is not None:  # a non-finite opacity is culled (as every backend)
+            valid &= torch.isfinite(opacities.detach())
         if st.tight_tiles and opacities is not None:
             o = opacities.detach()
             valid &= ~(o < ALPHA_MIN)
@@ -383,55 +382,3 @@ def projection(g: Gaussians, viewmats: Tensor, Ks: Tensor, settings: RasterSetti
     else:
         colors = _per_camera(g.colors, C, 2)
     return Projected(radii, means2d, depths, conics, colors)
-
-
-# ----------------------------------------------------------------------------- public ops
-def _module() -> Any:
-    return sys.modules[__name__]
-
-
-def rasterize(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,
-    absgrad: Tensor | None = None,
-    **options: Any,
-) -> tuple[Tensor, Tensor, RasterMeta]:
-    """Render world-space Gaussians (``rigged_gaussians.rasterize``'s arguments; options are the
-    fields of :class:`RasterSettings`), pure PyTorch, without argument checks."""
-    st = RasterSettings.from_options(width, height, dict(options, sh_degree=sh_degree))
-    g = Gaussians(means, quats, scales, opacities, colors)
-    return _pipeline.render(_module(), g, viewmats, Ks, backgrounds, st, absgrad)
-
-
-def render_rigged(
-    vertices: Tensor,
-    faces: Tensor,
-    means: Tensor,
-    quats: Tensor,
-    log_scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    face_ids: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,
-    absgrad: Tensor | None = None,
-    **options: Any,
-) -> tuple[Tensor, Tensor, RasterMeta]:
-    """Render local Gaussians bound to triangles (``rigged_gaussians.render_rigged``'s
-    arguments), pure PyTorch, without argument checks."""
-    st = RasterSettings.from_options(width, height, dict(options, sh_degree=sh_degree))
-    g = Gaussians(means, quats, log_scales, opacities, colors, face_ids=face_ids)
-    return _pipeline.render_rigged(_module(), vertices, faces, g, viewmats, Ks, backgrounds, st, absgrad)

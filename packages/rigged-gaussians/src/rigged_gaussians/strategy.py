@@ -142,15 +142,22 @@ class DensifyConfig:
     screen_size_from: int = 1500
 
     def __post_init__(self) -> None:
+        # "<name>: expected <what>, got <value>": headstudio's config shows <what> for its key
         for name in ("densify_every", "prune_every", "split_factor"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         if self.split_scale_divisor <= 0:
-            raise ValueError(f"split_scale_divisor: expected > 0, got {self.split_scale_divisor}")
+            raise ValueError(
+                f"split_scale_divisor: expected a positive number, got {self.split_scale_divisor}"
+            )
         if self.max_gaussians < 0:
-            raise ValueError(f"max_gaussians: expected >= 0 (0: no budget), got {self.max_gaussians}")
+            raise ValueError(
+                f"max_gaussians: expected an integer >= 0 (0: no budget), got {self.max_gaussians}"
+            )
         if self.scene_extent <= 0:
-            raise ValueError(f"scene_extent: expected > 0, got {self.scene_extent}")
+            raise ValueError(
+                f"scene_extent: expected a positive number (scene units), got {self.scene_extent}"
+            )
 
     def is_densify_step(self, step: int) -> bool:
         """Whether ``step`` grows (and prunes)."""

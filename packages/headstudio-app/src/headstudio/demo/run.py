@@ -4,7 +4,8 @@
    the procedural head renders targets: random training cameras × expressions of the procedural
    talking motion (a :class:`~headstudio.train.targets.TargetSet`, saved to ``targets/``).
 2. A fresh avatar (uniform super-resolution init) is trained by the real
-   :class:`~headstudio.train.trainer.Trainer` with :class:`~headstudio.train.guidance.ImageGuidance` at a small resolution.
+   :class:`~headstudio.train.trainer.Trainer` with
+   :class:`~headstudio.train.guidance.ImageGuidance` at a small resolution.
 3. Outputs: ``avatar.ply``, ``turntable.mp4``, ``animation.mp4`` (procedural talking motion),
    ``demo.json``; the result reports PSNR on held-out views (unseen cameras, training-like
    expressions) and held-out expressions (a motion of another seed, unseen cameras), for the

@@ -30,7 +30,13 @@ import torch
 import torch.nn.functional as F
 from flame_core import FlameModel
 from fsds_guidance import FSDS, GuidanceModels, load_guidance_models
-from fsds_guidance.control import draw_control_map, embedded_normals, landmark_visibility, vertex_normals
+from fsds_guidance.control import (
+    draw_control_map,
+    embedded_normals,
+    face_in_view,
+    landmark_visibility,
+    vertex_normals,
+)
 from torch import Tensor
 
 from ..cameras import camera_angles
@@ -205,7 +211,8 @@ class FSDSGuidance(Guidance):
     drops those facing away; the rest are projected with the batch intrinsics (rescaled to the
     control map size) and drawn by :func:`fsds_guidance.control.draw_control_map`. The renders
     (resized to ``image_size``) and control maps go to :class:`fsds_guidance.FSDS`, whose loss is
-    the term ``loss_sds``.
+    the term ``loss_sds``; views with no face in sight (:func:`fsds_guidance.control.face_in_view`)
+    go without the ControlNet.
 
     Args:
         config: model ids/dirs, ``guidance_scale``, ``controlnet_scale``, ``mode`` (``fsds`` or
@@ -274,6 +281,13 @@ class FSDSGuidance(Guidance):
     def control_maps(self, vertices: Tensor, batch: TrainBatch, width: int, height: int) -> Tensor:
         """``[B, 3, S, S]`` control images of the posed ``vertices [B, V, 3]`` seen by the first
         camera of each pose of ``batch``, whose intrinsics are for ``width × height`` renders."""
+        px, visible = self._project_landmarks(vertices, batch, width, height)
+        return draw_control_map(px, visible, self.embedding.landmark_indices.cpu(), size=self.image_size)
+
+    def _project_landmarks(
+        self, vertices: Tensor, batch: TrainBatch, width: int, height: int
+    ) -> tuple[Tensor, Tensor]:
+        """Landmark pixels ``[B, L, 2]`` in the ``S × S`` control map and their visibility ``[B, L]``."""
         if vertices.dim() != 3 or vertices.shape[0] != batch.batch_size or vertices.shape[-1] != 3:
             raise HeadStudioError(
                 f"F-SDS guidance needs the posed vertices [B, V, 3] with B = {batch.batch_size}, "
@@ -298,13 +312,22 @@ class FSDSGuidance(Guidance):
             px = uv[..., :2] / uv[..., 2:].clamp_min(1e-6)
             # K is for the W × H render; the control map is S × S
             px = px * px.new_tensor([self.image_size / width, self.image_size / height])
-            return draw_control_map(px, visible, self.embedding.landmark_indices.cpu(), size=self.image_size)
+            return px, visible
 
     def __call__(self, renders: Tensor, batch: TrainBatch, step: int, vertices: Tensor) -> GuidanceOutput:
-        """F-SDS term of ``renders [B, 3, H, W]`` (0..1) for the batch's poses and cameras."""
+        """F-SDS term of ``renders [B, 3, H, W]`` (0..1) for the batch's poses and cameras.
+
+        A view that shows no face (:func:`fsds_guidance.control.face_in_view`: no eye in sight,
+        i.e. back and back three-quarter views) is guided without the ControlNet: its control map
+        would be empty or a few stray lines, an input the ControlNet never saw in training. The
+        log ``n_faceless`` counts those views in the step's batch.
+        """
         if not self.prompt:
             raise HeadStudioError("F-SDS guidance has no prompt; pass prompt= or give the trainer one.")
-        control = self.control_maps(vertices, batch, renders.shape[-1], renders.shape[-2])
+        px, visible = self._project_landmarks(vertices, batch, renders.shape[-1], renders.shape[-2])
+        ids = self.embedding.landmark_indices.cpu()
+        control = draw_control_map(px, visible, ids, size=self.image_size)
+        has_face = face_in_view(visible, ids)
         out = self.fsds(
             renders.to(self.models.device),
             control,
@@ -313,8 +336,13 @@ class FSDSGuidance(Guidance):
             batch.elevation_deg.reshape(-1)[: renders.shape[0]].cpu(),
             step,
             generator=self.generator,
+            control_weight=has_face.float(),
         )
-        logs = {"grad_norm": float(out.grad_norm), "t_mean": float(out.timesteps.float().mean())}
+        logs = {
+            "grad_norm": float(out.grad_norm),
+            "t_mean": float(out.timesteps.float().mean()),
+            "n_faceless": float((~has_face).sum()),
+        }
         return GuidanceOutput(
             losses={"loss_sds": out.loss}, skipped=bool(out.skipped), logs=logs, debug={"control": control}
         )
