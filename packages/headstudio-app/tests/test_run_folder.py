@@ -221,3 +221,23 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "run"
     Trainer.new(cfg, "a portrait", out, guidance=guidance, head=head, progress=False).train()
     return out
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (
+            ["/venv/bin/python3", "/venv/bin/headstudio", "demo", "--output", "my run"],
+            "headstudio demo --output 'my run'",
+        ),
+        (["/venv/bin/headstudio", "generate", "a head"], "headstudio generate 'a head'"),
+        (["/usr/bin/python3.11", "-m", "headstudio.cli", "demo"], "python3.11 -m headstudio.cli demo"),
+    ],
+)
+def test_the_lock_names_the_command_as_typed(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], shown: str
+) -> None:
+    from headstudio.train.folder_lock import process_command
+
+    monkeypatch.setattr(sys, "orig_argv", argv)
+    assert process_command() == shown

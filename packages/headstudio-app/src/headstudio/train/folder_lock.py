@@ -51,14 +51,16 @@ class RunFolderBusy(HeadStudioError):
 
 
 def process_command() -> str:
-    """This process's command line, as a user would type it (``headstudio demo --quick``)."""
+    """This process's command line as a user would type it: ``headstudio demo --quick`` for the
+    console script (run by its interpreter), else the interpreter's name and its arguments."""
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-    if argv and Path(argv[0]).name.startswith("python"):
-        argv[0] = Path(argv[0]).name
-    if len(argv) > 1 and Path(argv[0]).name != argv[0] and not argv[1].startswith("-"):
-        argv[0] = Path(argv[0]).name
-    if argv and Path(argv[0]).name == "headstudio":
-        argv[0] = "headstudio"
+    for i, arg in enumerate(argv[:2]):
+        if Path(arg).name == "headstudio":  # the console script, or the interpreter running it
+            argv = ["headstudio", *argv[i + 1 :]]
+            break
+    else:
+        if argv:
+            argv[0] = Path(argv[0]).name
     return shlex.join(argv)[:300]
 
 
@@ -128,7 +130,7 @@ class FolderLock:
             return self._key() in _HELD
 
     def _key(self) -> Path:
-        return self.path.absolute()
+        return self.path.resolve()  # one key for every spelling of the folder (symlinks too)
 
     @contextlib.contextmanager
     def hold(self, wait: bool = False, command: str | None = None) -> Iterator[Path]:
