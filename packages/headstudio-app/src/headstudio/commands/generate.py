@@ -115,9 +115,12 @@ def run(options: GenerateOptions) -> GenerateResult:
         config = _config(options, folder, False, device)
         return GenerateResult(folder.path, report=tuple(dry_run(config, options.prompt).lines(config)))
     with folder.lock(wait=options.wait):
-        resume = folder.resolve_resume(options.resume) if not options.resume_previous else True
-        if options.resume_previous and options.resume is True:
-            folder.resolve_resume(True)
+        if options.resume_previous:  # continues previous.pt, put in last.pt's place below
+            if options.resume is True:  # both asked: last.pt must be there as well
+                folder.resolve_resume(True)
+            resume = True
+        else:
+            resume = folder.resolve_resume(options.resume)
         config = _config(options, folder, resume, device)
         if options.resume_previous:
             use_previous_checkpoint(folder.checkpoint)
