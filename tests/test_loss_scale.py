@@ -26,7 +26,7 @@ RUN = [
     "--set", "train.log_every=1", "--set", "train.preview_every=0", "--set", "train.checkpoint_every=0",
     "--set", "densify.densify_from=2", "--set", "densify.densify_every=2", "--set", "densify.densify_until=4",
     "--set", "densify.prune_from=5", "--set", "densify.prune_every=5", "--set", "densify.prune_until=5",
-    "--set", "densify.screen_size_from=0",
+    "--set", "densify.screen_size_from=0", "--set", "regularizer.pos_from=0",
 ]  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def test_every_loss_weight_x1000_ends_with_the_same_gaussian_count(tmp_path: Pat
     assert [r["step"] for r in one] == list(range(1, STEPS + 1))
     assert one[1]["n_cloned"] + one[1]["n_split"] > 0  # densification grew the avatar on step 2
     for a, b in zip(one[:2], thousand[:2], strict=True):
-        for key in ("stat_mean", "stat_p50", "stat_p99", "reg_ratio"):
+        for key in ("stat_mean", "stat_p50", "stat_p99", "reg_ratio", "scale_ratio"):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
         assert b["loss"] == pytest.approx(1000 * a["loss"], rel=1e-4)
         for key in ("num_gaussians", "n_cloned", "n_split", "n_pruned"):

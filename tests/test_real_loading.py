@@ -83,7 +83,9 @@ def test_dry_run_reports_and_writes_nothing(tmp_path: Path, tiny_pipeline, capsy
     eta = re.search(r"ETA of the whole run \(500 steps at (\d+) ms/step\): (.+) at the initial N", text)
     assert eta and int(eta.group(1)) > 0
     assert re.search(r"peak resident memory of the process: \d+\.\d\d GiB", text)
-    assert "regulariser / guidance" in text
+    # issue 20: the position term starts at regularizer.pos_from (2400), so the 3 steps report the
+    # scale term's ratio and when the position term starts
+    assert "scale term / guidance" in text and "position term starts at step regularizer.pos_from" in text
     assert not out.exists()  # no avatar, no checkpoint, no log
     motion_lines = [ln for ln in captured.err.splitlines() if "no train.motion_path" in ln]
     assert len(motion_lines) == 1 and "retargeted to" in motion_lines[0]

@@ -37,6 +37,7 @@ def test_demo_config_compresses_the_schedule_into_the_run(steps):
     t, d = cfg.train, cfg.densify
     assert (t.steps, t.resolution, t.seed, t.device, t.background) == (steps, 48, 3, "cpu", "white")
     assert t.guidance_resolution % 8 == 0 and cfg.guidance.kind == "image"
+    assert cfg.init.points_per_face == 1
     grow = [s for s in range(1, steps + 1) if d.is_densify_step(s)]
     prune_only = [s for s in range(1, steps + 1) if d.is_prune_step(s) and not d.is_densify_step(s)]
     assert len(grow) == 3 and len(prune_only) == 1
@@ -47,6 +48,7 @@ def test_demo_config_compresses_the_schedule_into_the_run(steps):
     # the shape stops learning after the last densification, before the end; a checkpoint and a
     # preview land inside the run
     assert prune_only[0] <= t.shape_stop_step < t.steps
+    assert cfg.regularizer.pos_from == prune_only[0]  # the position term with the prune-only phase (issue 20)
     assert t.checkpoint_every <= t.steps and t.preview_every <= t.steps
 
 

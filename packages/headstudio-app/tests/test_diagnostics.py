@@ -41,8 +41,40 @@ def test_step_gradients_split_the_regulariser_from_the_guidance() -> None:
     reg = torch.tensor([[3.0, 0.0, 0.0]])
     g = StepGradients.split(reg + torch.tensor([[0.0, 4.0, 0.0]]), reg)
     assert (g.guidance, g.regularizer, g.ratio) == (4.0, 3.0, 0.75)
-    assert StepGradients.split(torch.ones(1, 3), None).ratio == 0.0
+    # a term that is off this step (weight 0, or the position term before regularizer.pos_from)
+    # has no ratio (issue 20: it was 0.0, which the range check read as "below the sane range")
+    off = StepGradients.split(torch.ones(1, 3), None)
+    assert off.ratio is None and "reg_ratio" not in off.logs()
     assert StepGradients(0.0, 1.0).ratio == float("inf")
+    # the scale term on the log-scales: guidance [0, 0, 12] + scale term [5, 0, 0] -> 5 / 12
+    reg_s = torch.tensor([[5.0, 0.0, 0.0]])
+    gs = StepGradients.split(
+        reg + torch.tensor([[0.0, 4.0, 0.0]]), reg, reg_s + torch.tensor([[0, 0, 12.0]]), reg_s
+    )
+    assert (gs.guidance_scale, gs.regularizer_scale) == (12.0, 5.0)
+    assert gs.scale_ratio == pytest.approx(5 / 12)
+    assert gs.logs() == {
+        "grad_guidance": 4.0,
+        "reg_ratio": 0.75,
+        "grad_guidance_scale": 12.0,
+        "scale_ratio": pytest.approx(5 / 12),
+    }
+    assert StepGradients.split(torch.ones(1, 3), reg, torch.ones(1, 3), None).scale_ratio is None
+
+
+def test_records_average_each_ratio_over_the_steps_that_have_it() -> None:
+    mon = RunMonitor(DensifyConfig(), torch.device("cpu"))
+    mon.end_step(StepGradients(1.0, None, 2.0, 1.0), None)  # position term still off
+    mon.end_step(StepGradients(3.0, 6.0, 4.0, 4.0), None)
+    rec = mon.record(_state([0.1], [1]), 1, 2, 0)
+    assert rec["grad_guidance"] == 2.0 and rec["grad_guidance_scale"] == 3.0
+    assert rec["reg_ratio"] == 2.0  # only the second step had a position term
+    assert rec["scale_ratio"] == pytest.approx((0.5 + 1.0) / 2)
+    bar = postfix(rec, 1.0)
+    assert bar["reg"] == "2" and bar["sreg"] == "0.75"
+    mon.end_step(StepGradients(1.0, None, 1.0, None), None)
+    rec = mon.record(_state([0.1], [1]), 1, 3, 0)
+    assert "reg_ratio" not in rec and "scale_ratio" not in rec and "reg" not in postfix(rec, 1.0)
 
 
 def test_records_window_and_warnings_fire_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -460,6 +460,7 @@ class ToyGuidance(Guidance):
 def test_a_new_loss_term_needs_only_a_lambda_field(tmp_path, head):
     cfg = make_config(steps=3, lr_color=0.05, background="white")
     cfg.loss = ToyLossConfig()
+    cfg.regularizer.pos_from = 0  # both regulariser terms from the first step
     tr = Trainer.new(cfg, "p", tmp_path, guidance=ToyGuidance(), head=head, progress=False)
     colour0 = tr.avatar.sh[:, 0].detach().mean()
     tr.train()
@@ -538,6 +539,7 @@ def test_budget_is_never_exceeded_and_says_when_it_binds(tmp_path, head, caplog)
 
 def test_log_records_carry_the_health_figures(tmp_path, head):
     cfg = _densifying_config(steps=3)
+    cfg.regularizer.pos_from = 2  # the position term (and its ratio) from step 2 on
     tr = Trainer.new(
         cfg, "p", tmp_path, guidance=ImageGuidance(_teacher_targets(head)), head=head, progress=False
     )
@@ -545,10 +547,15 @@ def test_log_records_carry_the_health_figures(tmp_path, head):
     records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     for r in records:
         for key in ("num_gaussians", "stat_mean", "stat_p50", "stat_p99", "n_cloned", "n_split", "n_pruned",
-                    "grad_guidance", "reg_ratio", "ms_per_step", "n_skipped"):  # fmt: skip
+                    "grad_guidance", "grad_guidance_scale", "scale_ratio", "ms_per_step",
+                    "n_skipped"):  # fmt: skip
             assert key in r, key
         assert r["ms_per_step"] > 0 and r["grad_guidance"] > 0 and r["n_skipped"] == 0
+        assert r["grad_guidance_scale"] > 0 and r["scale_ratio"] > 0
         assert "peak_cuda_gib" not in r  # CPU run
+    # before regularizer.pos_from there is no position term, so no ratio for it
+    assert "loss_pos" not in records[0] and "reg_ratio" not in records[0]
+    assert all("loss_pos" in r and r["reg_ratio"] >= 0 for r in records[1:])
     # step 1: the statistic of one step (normalised: sum of squares 1 over the visible Gaussians)
     assert 0 < records[0]["stat_p50"] <= records[0]["stat_p99"]
     # densification on step 2 shows in the record of step 2, then the statistic restarts

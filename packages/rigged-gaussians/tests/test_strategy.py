@@ -23,8 +23,8 @@ from rigged_gaussians.strategy import (
 from torch import nn
 
 CFG = DensifyConfig(
-    densify_from=1, densify_until=100, densify_every=1, prune_from=200, prune_until=300, prune_every=10,
-    scene_extent=1.0, max_world_size=0.1, screen_size_from=0,
+    grad_threshold=0.002, densify_from=1, densify_until=100, densify_every=1, prune_from=200,
+    prune_until=300, prune_every=10, scene_extent=1.0, max_world_size=0.1, screen_size_from=0,
 )  # fmt: skip
 
 
@@ -130,10 +130,13 @@ def test_accumulate_from_meta_of_a_render() -> None:
 # ----------------------------------------------------------------------------- schedule
 def test_schedule_defaults() -> None:
     c = DensifyConfig()
-    assert c.enabled and c.grad_threshold == 0.002 and c.min_opacity == 0.005
-    assert [c.is_densify_step(s) for s in (299, 300, 600, 2100, 2400)] == [False, True, True, True, False]
-    assert [c.is_prune_step(s) for s in (2100, 2400, 3300, 3600, 2401)] == [False, True, True, False, False]
-    assert [c.is_active(s) for s in (1, 3300, 3301)] == [True, True, False]
+    # the public HeadStudio code's events: its bounds are exclusive (300 < step < 2100 densifies,
+    # 2400 < step < 3300 prunes only), ours inclusive; threshold 0.001 as its published commands
+    assert c.enabled and c.grad_threshold == 0.001 and c.min_opacity == 0.005
+    steps = range(1, 10_001)
+    assert [s for s in steps if c.is_densify_step(s)] == [600, 900, 1200, 1500, 1800]
+    assert [s for s in steps if c.is_prune_step(s)] == [2700, 3000]
+    assert [c.is_active(s) for s in (1, 3000, 3001)] == [True, True, False]
     off = DensifyConfig(enabled=False)
     assert not any(off.is_densify_step(s) or off.is_prune_step(s) or off.is_active(s) for s in (1, 300, 2400))
     with pytest.raises(ValueError, match="densify_every"):
@@ -347,6 +350,7 @@ def test_optimizer_updated_in_place() -> None:
     # Gaussian 0: clone; 1: split into 2; 2: pruned; 3: kept
     cfg = DensifyConfig(**{**CFG.__dict__, "max_world_size": 0.0})
     st = _state([1.0, 1.0, 0.0, 0.0])
+    steps_before = {k: opt.state[v]["step"].clone() for k, v in p.items()}
     grown, grown_fid, g = grow(p, fid, st, cfg, optimizer=opt, step=5)
     out, out_fid, pr = prune(grown, grown_fid, st, cfg, optimizer=opt)
     assert (g.n_cloned, g.n_split, pr.n_pruned, pr.n_after) == (1, 1, 1, 5)
@@ -357,8 +361,9 @@ def test_optimizer_updated_in_place() -> None:
         assert group["params"][0] is out[name]
         st_ = opt.state[out[name]]
         for got, old in ((st_["exp_avg"], old_m[name]), (st_["exp_avg_sq"], old_v[name])):
-            torch.testing.assert_close(got[[0, 1, 2]], old[[0, 3, 0]])
-            assert got[3:].eq(0).all()
+            torch.testing.assert_close(got[[0, 1]], old[[0, 3]])  # survivors keep their moments
+            assert got[2:].eq(0).all()  # the clone and the split children start at zero
+        assert torch.equal(st_["step"], steps_before[name])  # Adam's step count is untouched
         assert p[name] not in opt.state and grown[name] not in opt.state
     loss = sum((v**2).sum() for v in out.values())
     loss.backward()
@@ -408,3 +413,58 @@ def test_post_backward_grows_prunes_and_restarts_the_statistics() -> None:
     out2, out_fid2, info = step_post_backward(out, out_fid, st, cfg, 210, _meta(grad, radii))
     assert info == DensifyInfo(action="prune", n_before=4, n_pruned=1, n_after=3)  # too large on screen
     torch.testing.assert_close(st.count, torch.ones(3))  # the survivors keep their statistics
+
+
+def test_densifier_object_is_the_hooks_with_its_state_config_optimizer_and_scale() -> None:
+    """``Densifier`` holds what every hook call repeated (config, statistics, optimizer, scene
+    scale) and gives the same Gaussians, counts and optimizer state as the spelled-out hooks."""
+    from rigged_gaussians.strategy import Densifier
+
+    cfg = DensifyConfig(densify_from=1, densify_every=1, densify_until=5, grad_threshold=0.0, prune_from=10)
+    results = []
+    for use_object in (False, True):
+        torch.manual_seed(0)
+        s = testing.random_scene(30, C=1, width=32, height=32)
+        params = {
+            "means": s["means"].clone().requires_grad_(True),
+            "quats": s["quats"].clone().requires_grad_(True),
+            "log_scales": s["scales"].log().clone().requires_grad_(True),
+            "opacity_logits": torch.logit(s["opacities"].clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True),
+        }
+        face_ids = torch.zeros(30, dtype=torch.int64)
+        opt = torch.optim.Adam(list(params.values()), lr=1e-3)
+        dens = Densifier.create(cfg, 30, optimizer=opt, scene_scale=2.0)
+        state = DensifyState.create(30)
+        scene = dict(s, means=params["means"])
+        _, _, meta = rg.rasterize(**scene, backend="torch")
+        if use_object:
+            assert dens.step_pre_backward(meta, 1)
+        else:
+            assert step_pre_backward(meta, cfg, 1)
+        (meta.means2d.square().sum() + params["means"].square().sum()).backward()
+        opt.step()
+        if use_object:
+            out = dens.step_post_backward(params, face_ids, 1, meta, sqrt_areas=torch.ones(1))
+            stats = dens.state
+        else:
+            out = step_post_backward(
+                params,
+                face_ids,
+                state,
+                cfg,
+                1,
+                meta,
+                optimizer=opt,
+                scene_scale=2.0,
+                sqrt_areas=torch.ones(1),
+            )
+            stats = state
+        results.append((out, stats, opt))
+    (p0, f0, i0), s0, o0 = results[0]
+    (p1, f1, i1), s1, o1 = results[1]
+    assert i0 == i1 and i1.action == "densify" and i1.n_after > 30
+    assert torch.equal(f0, f1) and all(torch.equal(p0[k], p1[k]) for k in p0)
+    assert torch.equal(s0.grad_accum, s1.grad_accum) and torch.equal(s0.count, s1.count)
+    assert [len(o0.state[p]) for p in o0.param_groups[0]["params"]] == [
+        len(o1.state[p]) for p in o1.param_groups[0]["params"]
+    ]

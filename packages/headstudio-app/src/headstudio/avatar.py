@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,52 +29,21 @@ from ._atomic import atomic_output
 from .avatar_head import check_face_ids, resolve_head, shape_for_head
 from .avatar_init import uniform_superresolution_init
 from .avatar_io import FORMAT, FORMAT_VERSION, read_avatar_file, rigging_extras
+from .avatar_types import (
+    FLAME_KWARGS,
+    GAUSSIAN_PARAMS,
+    SH_C0,
+    AvatarRender,
+    batch_size,
+    check_gaussians,
+    rgb_to_sh,
+)
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
 
 __all__ = ["Avatar", "AvatarRender", "SH_C0", "FLAME_KWARGS", "GAUSSIAN_PARAMS", "rgb_to_sh"]
 
 log = logging.getLogger(__name__)
-
-SH_C0 = 0.28209479177387814
-#: FLAME animation inputs accepted by :meth:`Avatar.pose` (besides ``shape``).
-FLAME_KWARGS = ("expression", "global_orient", "neck_pose", "jaw_pose", "eye_pose", "translation")
-#: Names of the Gaussian parameters (the dict ``rigged_gaussians.strategy`` grows and prunes).
-GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
-
-
-def rgb_to_sh(rgb: torch.Tensor | float) -> torch.Tensor | float:
-    """DC SH coefficient whose rendered colour is ``rgb`` (0..1)."""
-    return (rgb - 0.5) / SH_C0
-
-
-@dataclass
-class AvatarRender:
-    """Output of :meth:`Avatar.render`.
-
-    Attributes:
-        rgb: ``[B, C, H, W, 3]`` colours (background composited).
-        alpha: ``[B, C, H, W, 1]`` accumulated opacity.
-        depth: ``[B, C, H, W, 1]`` expected depth, or ``None`` unless ``render(depth=True)``.
-        meta: per-camera entries flattened over ``B*C`` (``rigged_gaussians.strategy``'s
-            ``step_pre_backward`` keeps ``meta.means2d``'s gradient for densification).
-        vertices: ``[B, V, 3]`` the posed mesh.
-    """
-
-    rgb: torch.Tensor
-    alpha: torch.Tensor
-    depth: torch.Tensor | None
-    meta: rg.RasterMeta
-    vertices: torch.Tensor
-
-
-def _batch_size(kwargs: dict[str, torch.Tensor]) -> int:
-    sizes = {int(v.shape[0]) for v in kwargs.values()}
-    if len(sizes) > 1:
-        raise HeadStudioError(
-            f"FLAME parameters have different batch sizes {sorted(sizes)}; give [B, ·] tensors with one B."
-        )
-    return sizes.pop() if sizes else 1
 
 
 class Avatar(nn.Module):
@@ -107,7 +75,7 @@ class Avatar(nn.Module):
         metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self._check_gaussians(means, quats, log_scales, opacity_logits, sh, face_ids, head)
+        check_gaussians(means, quats, log_scales, opacity_logits, sh, face_ids, head)
         object.__setattr__(self, "_head", head)  # not a submodule: its buffers stay out of state_dict
         self.means = nn.Parameter(means.detach().float().clone())
         self.quats = nn.Parameter(quats.detach().float().clone())
@@ -122,43 +90,6 @@ class Avatar(nn.Module):
         self.metadata: dict[str, Any] = dict(metadata or {})
 
     # ------------------------------------------------------------------------- construction
-
-    @staticmethod
-    def _check_gaussians(
-        means: torch.Tensor,
-        quats: torch.Tensor,
-        log_scales: torch.Tensor,
-        opacity_logits: torch.Tensor,
-        sh: torch.Tensor,
-        face_ids: torch.Tensor,
-        head: FlameModel | None = None,
-    ) -> None:
-        n = means.shape[0] if means.dim() == 2 else -1
-        expected = {
-            "means": (means, (n, 3)),
-            "quats": (quats, (n, 4)),
-            "log_scales": (log_scales, (n, 3)),
-            "opacity_logits": (opacity_logits, (n,)),
-            "face_ids": (face_ids, (n,)),
-        }
-        for name, (t, shp) in expected.items():
-            if tuple(t.shape) != shp:
-                raise HeadStudioError(f"Avatar: {name} must be {list(shp)} (N = {n}), got {list(t.shape)}.")
-        if (
-            sh.dim() != 3
-            or sh.shape[0] != n
-            or sh.shape[2] != 3
-            or sh.shape[1] < 1
-            or math.isqrt(sh.shape[1]) ** 2 != sh.shape[1]
-        ):
-            raise HeadStudioError(f"Avatar: sh must be [N, (d+1)², 3] with N = {n}, got {list(sh.shape)}.")
-        if head is not None and n > 0:
-            F = int(head.faces.shape[0])
-            lo, hi = int(face_ids.min()), int(face_ids.max())
-            if lo < 0 or hi >= F:
-                raise HeadStudioError(
-                    f"Avatar: face_ids must be in 0..{F - 1} (the head's faces), got {lo}..{hi}."
-                )
 
     @classmethod
     def initialize(
@@ -234,7 +165,7 @@ class Avatar(nn.Module):
             raise HeadStudioError(
                 f"Avatar.set_gaussians: missing parameters {missing}; need {list(GAUSSIAN_PARAMS)}."
             )
-        self._check_gaussians(*(params[k] for k in GAUSSIAN_PARAMS), face_ids, self.head)
+        check_gaussians(*(params[k] for k in GAUSSIAN_PARAMS), face_ids, self.head)
         for name in GAUSSIAN_PARAMS:
             t = params[name]
             setattr(self, name, t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach()))
@@ -279,7 +210,7 @@ class Avatar(nn.Module):
                 ``eye_pose [B, 6]``, ``global_orient``, ``translation``; all optional (zeros).
         """
         kw = self._flame_kwargs(flame_kwargs)
-        b = _batch_size(kw)
+        b = batch_size(kw)
         beta = (
             self.shape
             if shape is None

@@ -37,10 +37,12 @@ Budget (:attr:`DensifyConfig.max_gaussians`): when the clones and split children
 count past it, :func:`grow` grows the candidates with the highest statistic first and stops
 before the budget; ``info.n_candidates`` and ``info.budget_bound`` say what was left out.
 
-Schedule (:class:`DensifyConfig`): on steps in ``[densify_from, densify_until]`` that are
-multiples of ``densify_every`` it grows and prunes, then the statistics restart; on steps in
-``[prune_from, prune_until]`` that are multiples of ``prune_every`` it only prunes (the survivors
-keep their statistics).
+Schedule (:class:`DensifyConfig`): on steps in ``[densify_from, densify_until]`` (inclusive)
+that are multiples of ``densify_every`` it grows and prunes, then the statistics restart; on steps
+in ``[prune_from, prune_until]`` that are multiples of ``prune_every`` it only prunes (the
+survivors keep their statistics). The defaults give the public HeadStudio code's events, whose
+bounds are exclusive (``300 < step < 2100``, ``2400 < step < 3300``): densify at 600, 900, ...,
+1800 and prune only at 2700 and 3000.
 
 Arguments shared by :func:`grow`, :func:`prune` and :func:`step_post_backward`:
 
@@ -51,8 +53,10 @@ Arguments shared by :func:`grow`, :func:`prune` and :func:`step_post_backward`:
 - ``face_ids``: ``[N]`` triangle of each Gaussian. ``state``: the statistics, kept in step with
   the rows (survivors keep theirs, new rows start at zero).
 - ``optimizer``: optional Adam whose param groups are named after ``params`` (``group["name"]``),
-  updated in place: new parameters, moments copied for kept and cloned Gaussians, zero for split
-  children.
+  updated in place: new parameters, moments kept for the surviving Gaussians and zero for every
+  new one, clone or split child (as 3DGS and the public HeadStudio code: a clone that inherited
+  its parent's moments would move in lockstep with it); Adam's step count (one per parameter) is
+  left as it is.
 - ``scene_scale``: world units per scene unit (the trainer's ``camera.scene_scale``, metres);
   ``percent_dense`` and ``max_world_size`` are fractions of the world extent
   ``config.scene_extent * scene_scale``.
@@ -85,6 +89,7 @@ __all__ = [
     "prune",
     "step_pre_backward",
     "step_post_backward",
+    "Densifier",
 ]
 
 #: The parameters every operation reads: local means, quaternions, log-scales and opacity logits.
@@ -103,8 +108,9 @@ class DensifyConfig:
         grad_threshold: densify Gaussians whose average normalised gradient (dimensionless: each
             step's values have unit L2 norm over the visible Gaussians) is ``>=`` this.
         densify_from, densify_until, densify_every: grow + prune on steps in
-            ``[densify_from, densify_until]`` that are multiples of ``densify_every``.
-        prune_from, prune_until, prune_every: the prune-only phase.
+            ``[densify_from, densify_until]`` (inclusive) that are multiples of
+            ``densify_every`` (defaults: 600, 900, ..., 1800, the public code's events).
+        prune_from, prune_until, prune_every: the prune-only phase (defaults: 2700 and 3000).
         min_opacity: prune Gaussians whose (activated) opacity is below this.
         max_screen_size: prune Gaussians whose screen radius (pixels of the training render,
             max since the last densification) exceeds this, from step ``screen_size_from`` on;
@@ -124,12 +130,12 @@ class DensifyConfig:
     """
 
     enabled: bool = True
-    grad_threshold: float = 0.002
-    densify_from: int = 300
-    densify_until: int = 2100
+    grad_threshold: float = 0.001
+    densify_from: int = 600
+    densify_until: int = 1800
     densify_every: int = 300
-    prune_from: int = 2400
-    prune_until: int = 3300
+    prune_from: int = 2700
+    prune_until: int = 3000
     prune_every: int = 300
     min_opacity: float = 0.005
     max_screen_size: float = 60.0
@@ -461,11 +467,12 @@ def grow(
     """Clone and split the Gaussians whose average gradient reaches ``config.grad_threshold``
     (arguments: module docstring; ``step`` seeds the default generator).
 
-    Those with ``max world scale <= percent_dense * scene_extent * scene_scale`` are cloned (an
-    exact copy); larger ones are replaced by ``split_factor`` children with means
-    ``mu + R(q) (eps * s)``, ``eps ~ N(0, I)``, in the parent's local frame, and scales
-    ``s / split_scale_divisor``. With a budget (``config.max_gaussians > 0``) the candidates are
-    grown in decreasing order of their statistic while the count stays within it.
+    Those with ``max world scale <= percent_dense * scene_extent * scene_scale`` are cloned (a
+    copy of the parameters, with zero Adam moments); larger ones are replaced by
+    ``split_factor`` children with means ``mu + R(q) (eps * s)``, ``eps ~ N(0, I)``, in the
+    parent's local frame, and scales ``s / split_scale_divisor`` (zero Adam moments too). With a
+    budget (``config.max_gaussians > 0``) the candidates are grown in decreasing order of their
+    statistic while the count stays within it.
 
     Returns:
         ``(new_params, new_face_ids, info)``: rows ordered as the kept originals, the clones,
@@ -488,8 +495,11 @@ def grow(
         child_src = split_idx.repeat(config.split_factor)
         src = torch.cat([kept.nonzero(as_tuple=True)[0], clone_idx, child_src])
         new_vals = {name: v[src].clone() for name, v in vals.items()}
+        n_kept = int(kept.sum())
         is_child = torch.zeros(src.numel(), dtype=torch.bool, device=dev)
         is_child[src.numel() - child_src.numel() :] = True
+        is_new = torch.zeros(src.numel(), dtype=torch.bool, device=dev)
+        is_new[n_kept:] = True  # clones and split children: zero Adam moments
         if child_src.numel():
             mu = vals["means"][child_src]
             ls = vals["log_scales"][child_src]
@@ -498,8 +508,8 @@ def grow(
             eps = torch.randn(mu.shape, generator=gen, dtype=mu.dtype, device="cpu").to(dev)
             new_vals["means"][is_child] = mu + (R @ (eps * ls.exp())[..., None])[..., 0]
             new_vals["log_scales"][is_child] = ls - math.log(config.split_scale_divisor)
-        state._keep_rows(kept, n_new=src.numel() - int(kept.sum()))
-    new_params = _select(params, new_vals, optimizer, src, is_child)
+        state._keep_rows(kept, n_new=src.numel() - n_kept)
+    new_params = _select(params, new_vals, optimizer, src, is_new)
     new_face_ids = fid[src].to(face_ids.dtype).to(face_ids.device)
     info = DensifyInfo(
         action="densify",
@@ -631,3 +641,59 @@ def step_post_backward(
         n_candidates=grown.n_candidates, budget_bound=grown.budget_bound,
     )  # fmt: skip
     return params, face_ids, info
+
+
+# ----------------------------------------------------------------------------- the strategy object
+@dataclass(eq=False)
+class Densifier:
+    """One run's densification, held together as gsplat's strategies hold theirs: the schedule and
+    thresholds (``config``), the screen-space statistics (``state``), the optimizer whose Adam
+    state follows the Gaussians, and the scene scale. Its two hooks take only what changes from
+    step to step; :func:`step_pre_backward` / :func:`step_post_backward` are the same hooks with
+    every argument spelled out.
+
+    Attributes:
+        config: the schedule and thresholds.
+        state: the statistics (:meth:`DensifyState.create` for ``N`` Gaussians).
+        optimizer: updated with the parameters on grow / prune (``None``: none to update).
+        scene_scale: metres per scene unit (``config.scene_extent`` is in scene units).
+    """
+
+    config: DensifyConfig
+    state: DensifyState
+    optimizer: torch.optim.Optimizer | None = None
+    scene_scale: float = 1.0
+
+    @classmethod
+    def create(
+        cls,
+        config: DensifyConfig,
+        num_gaussians: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scene_scale: float = 1.0,
+        device: str | torch.device = "cpu",
+    ) -> Densifier:
+        """A densifier with empty statistics for ``num_gaussians`` Gaussians on ``device``."""
+        return cls(config, DensifyState.create(num_gaussians, device=device), optimizer, float(scene_scale))
+
+    def step_pre_backward(self, meta: RasterMeta, step: int) -> bool:
+        """:func:`step_pre_backward` with this densifier's config."""
+        return step_pre_backward(meta, self.config, step)
+
+    def step_post_backward(
+        self,
+        params: dict[str, Tensor],
+        face_ids: Tensor,
+        step: int,
+        meta: RasterMeta,
+        *,
+        sqrt_areas: Tensor | Callable[[], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[dict[str, Tensor], Tensor, DensifyInfo]:
+        """:func:`step_post_backward` with this densifier's state, config, optimizer and scene
+        scale: ``(params, face_ids, info)``."""
+        return step_post_backward(
+            params, face_ids, self.state, self.config, step, meta, optimizer=self.optimizer,
+            scene_scale=self.scene_scale, sqrt_areas=sqrt_areas, generator=generator,
+        )  # fmt: skip

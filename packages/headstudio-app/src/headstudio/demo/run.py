@@ -60,7 +60,8 @@ def demo_config(size: int, steps: int, device: str, seed: int = 0, batch_size: i
     The paper's settings except: small renders, a short schedule with larger learning rates,
     white backgrounds (the targets are rendered on white), photometric guidance, one Gaussian per
     triangle to start, and the densify/prune schedule compressed into the run (densify at 20 %,
-    40 %, 60 % of the steps, prune-only at 80 %; screen-size pruning from the first densify step).
+    40 %, 60 % of the steps, prune-only at 80 %; screen-size pruning from the first densify step;
+    the position regulariser from the prune-only step, as ``regularizer.pos_from`` in a full run).
     The densification threshold and budget are the defaults (the statistic is normalised, so one
     threshold serves F-SDS and photometric guidance).
     """
@@ -84,6 +85,8 @@ def demo_config(size: int, steps: int, device: str, seed: int = 0, batch_size: i
     d.densify_from, d.densify_every, d.densify_until = every, every, 3 * every
     d.prune_from, d.prune_every, d.prune_until = 4 * every, every, 4 * every
     d.screen_size_from = every
+    # the position term starts with the prune-only phase, as the public code's (2400 of 10k) does
+    cfg.regularizer.pos_from = d.prune_from
     return cfg
 
 

@@ -8,8 +8,10 @@ Every ``train.log_every`` steps the trainer writes a record. Besides the loss te
   (average normalised gradient) over the Gaussians seen since the statistic last restarted;
 - ``n_cloned``, ``n_split``, ``n_pruned``: what densification did since the previous record;
 - ``grad_guidance``: the L2 norm of the guidance's gradient on the Gaussians' local means, and
-  ``reg_ratio``: the regulariser's gradient norm on the means divided by it (both averaged over
-  the record's steps; a step's figures are in :meth:`StepGradients.logs`);
+  ``reg_ratio``: the position term's gradient norm on the means divided by it (averaged over the
+  record's steps in which the position term was on: from ``regularizer.pos_from``);
+- ``grad_guidance_scale`` and ``scale_ratio``: the same for the log-scales and the scale term
+  (a step's figures are in :meth:`StepGradients.logs`);
 - ``ms_per_step``: wall time per step since the previous record; ``n_skipped``: the steps skipped
   so far as non-finite; ``peak_cuda_gib``: peak CUDA memory allocated (CUDA only).
 
@@ -79,34 +81,77 @@ def statistic_summary(state: DensifyState) -> dict[str, float]:
     return {"stat_mean": float(avg.mean()), "stat_p50": quantile(0.5), "stat_p99": quantile(0.99)}
 
 
+def _ratio(regularizer: float, guidance: float) -> float:
+    """``regularizer / guidance`` (``inf`` when only the guidance's gradient is 0)."""
+    if guidance > 0:
+        return regularizer / guidance
+    return 0.0 if regularizer == 0 else float("inf")
+
+
+def _norms(total: Tensor | None, regularizer: Tensor | None) -> tuple[float, float | None]:
+    """``(‖total − regularizer‖, ‖regularizer‖)``; ``(‖total‖, None)`` without a regulariser part
+    and ``(0, None)`` without a gradient."""
+    if total is None:
+        return 0.0, None if regularizer is None else float(regularizer.norm())
+    if regularizer is None:
+        return float(total.norm()), None
+    return float((total - regularizer).norm()), float(regularizer.norm())
+
+
 @dataclass
 class StepGradients:
-    """The gradient figures of one step, on the Gaussians' local means ``[N, 3]``.
+    """The gradient figures of one step: on the Gaussians' local means ``[N, 3]`` (the guidance
+    and the position term) and on their log-scales ``[N, 3]`` (the guidance and the scale term).
 
     Attributes:
-        guidance: L2 norm of the guidance terms' gradient.
-        regularizer: L2 norm of the weighted regulariser's gradient (0 without one).
+        guidance: L2 norm of the guidance terms' gradient on the means.
+        regularizer: L2 norm of the weighted position term's gradient on the means (``None``
+            when the term was off this step).
+        guidance_scale: L2 norm of the guidance terms' gradient on the log-scales.
+        regularizer_scale: L2 norm of the weighted scale term's gradient on the log-scales
+            (``None`` when off).
     """
 
     guidance: float
-    regularizer: float
+    regularizer: float | None
+    guidance_scale: float = 0.0
+    regularizer_scale: float | None = None
 
     @classmethod
-    def split(cls, total: Tensor, regularizer: Tensor | None) -> StepGradients:
-        """From the whole loss's gradient ``total`` and the regulariser's part of it."""
-        if regularizer is None:
-            return cls(float(total.norm()), 0.0)
-        return cls(float((total - regularizer).norm()), float(regularizer.norm()))
+    def split(
+        cls,
+        total: Tensor | None,
+        regularizer: Tensor | None,
+        total_scale: Tensor | None = None,
+        regularizer_scale: Tensor | None = None,
+    ) -> StepGradients:
+        """From the whole loss's gradients on the means (``total``) and the log-scales
+        (``total_scale``), and the regulariser's parts of them (``None``: the term was off)."""
+        g, r = _norms(total, regularizer)
+        gs, rs = _norms(total_scale, regularizer_scale)
+        return cls(g, r, gs, rs)
 
     @property
-    def ratio(self) -> float:
-        """``regularizer / guidance`` (``inf`` when the guidance has no gradient on the means)."""
-        if self.guidance > 0:
-            return self.regularizer / self.guidance
-        return 0.0 if self.regularizer == 0 else float("inf")
+    def ratio(self) -> float | None:
+        """``regularizer / guidance`` on the means (``inf`` when the guidance has no gradient
+        there; ``None`` when the position term was off)."""
+        return None if self.regularizer is None else _ratio(self.regularizer, self.guidance)
+
+    @property
+    def scale_ratio(self) -> float | None:
+        """``regularizer_scale / guidance_scale`` on the log-scales (``None`` when the scale term
+        was off)."""
+        if self.regularizer_scale is None:
+            return None
+        return _ratio(self.regularizer_scale, self.guidance_scale)
 
     def logs(self) -> dict[str, float]:
-        return {"grad_guidance": self.guidance, "reg_ratio": self.ratio}
+        out = {"grad_guidance": self.guidance, "grad_guidance_scale": self.guidance_scale}
+        if self.ratio is not None:
+            out["reg_ratio"] = self.ratio
+        if self.scale_ratio is not None:
+            out["scale_ratio"] = self.scale_ratio
+        return out
 
 
 class RunMonitor:
@@ -166,7 +211,13 @@ class RunMonitor:
         rec.update(self._counts)
         if self._grads:
             rec["grad_guidance"] = sum(g.guidance for g in self._grads) / len(self._grads)
-            rec["reg_ratio"] = sum(g.ratio for g in self._grads) / len(self._grads)
+            rec["grad_guidance_scale"] = sum(g.guidance_scale for g in self._grads) / len(self._grads)
+            for key, values in (
+                ("reg_ratio", [g.ratio for g in self._grads if g.ratio is not None]),
+                ("scale_ratio", [g.scale_ratio for g in self._grads if g.scale_ratio is not None]),
+            ):
+                if values:
+                    rec[key] = sum(values) / len(values)
         rec["ms_per_step"] = round(self.ms_per_step, 2)
         rec["n_skipped"] = int(skipped)
         peak = self.peak_memory_gib()
@@ -232,7 +283,10 @@ def postfix(rec: dict[str, float], loss: float) -> dict[str, str]:
     }
     if "grad_guidance" in rec:
         out["g"] = f"{rec['grad_guidance']:.2g}"
+    if "reg_ratio" in rec:
         out["reg"] = f"{rec['reg_ratio']:.2g}"
+    if "scale_ratio" in rec:
+        out["sreg"] = f"{rec['scale_ratio']:.2g}"
     if "peak_cuda_gib" in rec:
         out["mem"] = f"{rec['peak_cuda_gib']:.1f}G"
     return out

@@ -92,10 +92,21 @@ class PreflightReport:
         if self.peak_cuda_gib is not None:
             out.append(f"  peak CUDA memory allocated: {self.peak_cuda_gib:.2f} GiB")
         out.append(f"  peak resident memory of the process: {self.peak_rss_gib:.2f} GiB")
-        if "reg_ratio" in self.health:
+        h = self.health
+        if "reg_ratio" in h:
             out.append(
-                f"  gradient on the means: guidance {self.health['grad_guidance']:.3g}, regulariser / "
-                f"guidance {self.health['reg_ratio']:.3g}"
+                f"  gradient on the means: guidance {h['grad_guidance']:.3g}, regulariser / "
+                f"guidance {h['reg_ratio']:.3g}"
+            )
+        elif "grad_guidance" in h and config.loss.lambda_pos > 0:
+            out.append(
+                f"  gradient on the means: guidance {h['grad_guidance']:.3g}; the position term starts "
+                f"at step regularizer.pos_from = {config.regularizer.pos_from:,}"
+            )
+        if "scale_ratio" in h:
+            out.append(
+                f"  gradient on the log-scales: guidance {h['grad_guidance_scale']:.3g}, scale term / "
+                f"guidance {h['scale_ratio']:.3g}"
             )
         return out
 

@@ -8,8 +8,9 @@ Adam step (the position learning rate follows ``train.position_lr``; the FLAME s
 learning at ``train.shape_stop_step``), then densify / prune through ``rigged_gaussians.strategy``'s
 step hooks, and return the step's log record. Each record of ``log.jsonl`` and the progress bar
 also carries the run's health figures (:mod:`headstudio.train.diagnostics`): N, the densification
-statistic, what densification did, the regulariser / guidance gradient ratio, ms per step and
-peak CUDA memory; a run that drifts out of range says so in one warning line.
+statistic, what densification did, the regulariser / guidance gradient ratios on the means and
+the scales, ms per step and peak CUDA memory; a run that drifts out of range says so in one
+warning line.
 
 Outputs in its run folder (:class:`~headstudio.train.run_folder.RunFolder`, which names every
 path and whose lock the trainer holds while it writes): the resolved configuration, the avatar
@@ -148,7 +149,10 @@ class Trainer:
         t = config.train
         self.optimizer = torch.optim.Adam(avatar.optimizer_groups(t), betas=tuple(t.betas), eps=t.eps)
         self.batch_sampler = self._batch_sampler()
-        self.densify_state = strategy.DensifyState.create(avatar.num_gaussians, device=device)
+        self.densifier = strategy.Densifier.create(
+            config.densify, avatar.num_gaussians, optimizer=self.optimizer,
+            scene_scale=float(config.camera.scene_scale), device=device,
+        )  # fmt: skip
         regularized = any(config.loss.weight(k) > 0 for k in REGULARIZER_TERMS)
         self.monitor = RunMonitor(config.densify, device, regularized=regularized)
 
@@ -292,7 +296,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer)
         if ckpt.densify_state is not None:
             s = ckpt.densify_state
-            self.densify_state = strategy.DensifyState(
+            self.densifier.state = strategy.DensifyState(
                 *(t.to(self.device) for t in (s.grad_accum, s.count, s.max_radii))
             )
         if ckpt.guidance is not None:
@@ -316,7 +320,7 @@ class Trainer:
             face_ids=self.avatar.face_ids.detach().cpu().clone(),
             shape=self.avatar.shape.detach().cpu().clone(),
             optimizer=self.optimizer.state_dict(),
-            densify_state=self.densify_state if self.config.densify.enabled else None,
+            densify_state=self.densifier.state if self.config.densify.enabled else None,
             guidance=self.guidance.state_dict(),
             rng=rng_state({"trainer": self.generator}, self.device),
             config=config_to_dict(self.config),
@@ -364,7 +368,7 @@ class Trainer:
         batch = self.sample_batch()
         # 2. render (the densification hook keeps the screen-space gradient it accumulates)
         out = self._render(batch)
-        strategy.step_pre_backward(out.meta, self.config.densify, step)
+        self.densifier.step_pre_backward(out.meta, step)
         # 3. losses: the terms, weighed in one place
         g, terms = self._loss_terms(out, batch, step)
         loss = self.weighted_loss(terms)
@@ -375,10 +379,13 @@ class Trainer:
             self.step = step
             self.monitor.end_step(None, None)
             return logs
-        # 4. backward (keeping the regulariser's share of the means' gradient for the diagnostics)
-        reg_grad = self._regularizer_grad(terms)
+        # 4. backward (keeping the regulariser's shares of the means' and the scales' gradients for
+        # the diagnostics)
+        reg_means, reg_scales = self._regularizer_grads(terms)
         loss.backward()
-        grads = StepGradients.split(self.avatar.means.grad, reg_grad)
+        grads = StepGradients.split(
+            self.avatar.means.grad, reg_means, self.avatar.log_scales.grad, reg_scales
+        )
         logs.update(grads.logs())
         # 5. optimiser step (the position rate decays; the FLAME shape stops learning at shape_stop_step)
         if step > self.config.train.shape_stop_step:
@@ -406,24 +413,33 @@ class Trainer:
         renders = out.rgb[:, 0].permute(0, 3, 1, 2)  # [B, 3, H, W]
         g = self.guidance(renders, batch, step, out.vertices.detach())
         terms = dict(g.losses)
-        lc = self.config.loss
+        lc, rc = self.config.loss, self.config.regularizer
         if any(lc.weight(t) > 0 for t in REGULARIZER_TERMS):
             p = self.avatar.gaussian_params()
-            terms.update(mesh_regularization(
-                p["means"], p["log_scales"], self.avatar.face_ids, out.vertices, self.head.faces
-            ))  # fmt: skip
+            reg = mesh_regularization(
+                p["means"], p["log_scales"], self.avatar.face_ids, out.vertices, self.head.faces,
+                form=rc.form, unit=float(self.config.camera.scene_scale),
+            )  # fmt: skip
+            if step < rc.pos_from:  # the position term starts at regularizer.pos_from
+                del reg["loss_pos"]
+            terms.update(reg)
         return g, terms
 
-    def _regularizer_grad(self, terms: dict[str, Tensor]) -> Tensor | None:
-        """``[N, 3]`` gradient of the weighted regulariser on the local means (``None`` without
-        one); the graph is kept for the whole loss's backward."""
+    def _regularizer_grads(self, terms: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
+        """``([N, 3], [N, 3])`` gradients of the weighted position term on the local means and of
+        the weighted scale term on the log-scales (``None`` for a term that is off this step:
+        weight 0 or before ``regularizer.pos_from``); the graph is kept for the whole loss's
+        backward. (The position term reads only the means and the scale term only the scales.)"""
         lc = self.config.loss
-        parts = [w * terms[k] for k in REGULARIZER_TERMS if k in terms and (w := lc.weight(k)) != 0]
-        if not parts:
-            return None
-        means = self.avatar.means
-        (grad,) = torch.autograd.grad(sum(parts), means, retain_graph=True, allow_unused=True)
-        return torch.zeros_like(means) if grad is None else grad
+        out: list[Tensor | None] = []
+        for key, param in (("loss_pos", self.avatar.means), ("loss_scale", self.avatar.log_scales)):
+            w = lc.weight(key)
+            if key not in terms or w == 0:
+                out.append(None)
+                continue
+            (grad,) = torch.autograd.grad(w * terms[key], param, retain_graph=True, allow_unused=True)
+            out.append(torch.zeros_like(param) if grad is None else grad)
+        return out[0], out[1]
 
     def _set_position_lr(self, completed_steps: int) -> None:
         """The means' learning rate of the next update: ``train.position_lr(completed_steps)``."""
@@ -467,12 +483,10 @@ class Trainer:
             verts = out.vertices[:1].detach()
             return rg.triangle_frames(verts, self.head.faces.to(verts.device)).sqrt_areas[0]
 
-        a, cfg = self.avatar, self.config
-        params, face_ids, info = strategy.step_post_backward(
-            a.gaussian_params(), a.face_ids, self.densify_state, cfg.densify, step, out.meta,
-            optimizer=self.optimizer, scene_scale=float(cfg.camera.scene_scale), sqrt_areas=sqrt_areas,
-            generator=self.generator,
-        )  # fmt: skip
+        a = self.avatar
+        params, face_ids, info = self.densifier.step_post_backward(
+            a.gaussian_params(), a.face_ids, step, out.meta, sqrt_areas=sqrt_areas, generator=self.generator
+        )
         if info.action != "none":
             self.avatar.set_gaussians(params, face_ids)
             log.info("step %d: %s", step, dataclasses.asdict(info))
@@ -482,7 +496,7 @@ class Trainer:
                 "step %d: the Gaussian budget bound: %d of %d densification candidates grown (highest "
                 "statistic first), N = %d of densify.max_gaussians = %d.",
                 step, info.n_cloned + info.n_split, info.n_candidates, info.n_after,
-                cfg.densify.max_gaussians,
+                self.densifier.config.max_gaussians,
             )  # fmt: skip
         return info
 
@@ -571,7 +585,7 @@ class Trainer:
         (:meth:`headstudio.train.diagnostics.RunMonitor.record`),
         warning once about any out of range."""
         n = int(self.avatar.num_gaussians)
-        return self.monitor.record(self.densify_state, n, self.step, self.num_skipped)
+        return self.monitor.record(self.densifier.state, n, self.step, self.num_skipped)
 
     # ------------------------------------------------------------------------ previews
     def preview_grid(self, size: int | None = None) -> np.ndarray:
