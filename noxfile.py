@@ -75,6 +75,36 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *args, env={"HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
 
 
+# The geometric and numeric tests: meshes, landmarks, ray casts, control maps, cameras, the
+# rasterizer's stages and the densification strategy.
+GENERIC_TESTS = [
+    "packages/flame-core/tests",
+    "packages/rigged-gaussians/tests",
+    "packages/fsds-guidance/tests",
+    "packages/headstudio-app/tests/test_cameras.py",
+    "packages/headstudio-app/tests/test_guidance.py",
+    "tests/test_flame_control_maps.py",
+]
+
+
+@nox.session
+def tests_generic(session: nox.Session) -> None:
+    """Run the geometric/numeric tests with numpy, torch, BLAS and the rasterizer on generic CPU code.
+
+    No AVX2/AVX-512 kernels anywhere (scripts/generic_cpu_env.py sets the variables), so a result
+    that a rounding difference could flip fails here as well as on the CPU where it first broke.
+    ``-- ARGS`` replaces the default test paths and options (e.g. ``-- -q tests`` for the rest).
+    """
+    _install_stack(session)
+    session.install(*TEST_DEPS, *BUILD_TEST_DEPS)
+    out = session.run("python", "scripts/generic_cpu_env.py", silent=True)
+    env = dict(line.split("=", 1) for line in str(out).splitlines() if "=" in line)
+    session.log("generic CPU code paths: " + " ".join(f"{k}={v}" for k, v in env.items()))
+    session.run("python", "scripts/generic_cpu_env.py", "--check", env=env)
+    args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-q", *GENERIC_TESTS]
+    session.run("pytest", *args, env={**env, "HEADSTUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+
+
 @nox.session
 def quick(session: nox.Session) -> None:
     """The fast lane: every CPU test not marked ``slow`` (a few minutes; `nox -s tests` runs them

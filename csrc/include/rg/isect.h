@@ -16,6 +16,11 @@
 //   - it is evaluated in double precision over the continuous rectangle of pixel centres;
 //   - a conic that is not positive definite (after the margin) or not finite, or a non-finite
 //     opacity, keeps the whole box (no culling).
+// Rounding: the CPU build compiles this with -ffp-contract=off (CMakeLists.txt), so each operation
+// rounds once, as in the PyTorch reference (_reference_tiles.py): the tile lists match it entry
+// for entry on every x86-64/aarch64 CPU and with RG_NATIVE. nvcc fuses into FMAs (--fmad=true):
+// the CUDA lists can differ by a tile whose edge lies within ~1e-15 px of a pixel-column
+// boundary; both are conservative, so images are the same.
 // For each tile row the ellipse's x-extent over the row's band of pixel centres is exact (the
 // extreme of a convex set over a band), so the kept tiles of a row form one contiguous span:
 // the count costs O(tile rows), not O(tiles), per Gaussian.

@@ -43,6 +43,7 @@ from flame_core.mediapipe_mesh import (
     RIGHT_IRIS_IDS,
     load_canonical_face_mesh,
 )
+from flame_core.raycast import frontal_hits, ray_cast
 
 log = logging.getLogger(__name__)
 
@@ -54,93 +55,6 @@ RIM_TILT_DEG = 70.0
 LEFT_EYE_JOINT, RIGHT_EYE_JOINT = 3, 4
 _MIN_ANCHORS = 6  # landmarks needed to register the canonical mesh (a similarity has 7 dof)
 _SAMPLES = np.linspace(0.3, 1.0, 71)  # probe positions between the face centre and the bound
-
-
-def _ray_cast(
-    origins: np.ndarray, dirs: np.ndarray, tris: np.ndarray, chunk: int = 32
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest hit of rays ``origins/dirs [R, 3]`` on triangles ``tris [F, 3, 3]`` (Möller–Trumbore).
-
-    Returns:
-        ``(tri [R]`` index into ``tris`` or -1, ``t [R]`` distance along ``dirs`` (inf on a miss),
-        ``bary [R, 3])``.
-    """
-    a, e1, e2 = tris[:, 0], tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]
-    R = len(origins)
-    out_f, out_t, out_b = np.full(R, -1), np.full(R, np.inf), np.zeros((R, 3))
-    for s in range(0, R, chunk):
-        o, d = origins[s : s + chunk, None], dirs[s : s + chunk, None]  # [r, 1, 3]
-        p = np.cross(d, e2)  # [r, F, 3]
-        det = (e1 * p).sum(-1)
-        ok = np.abs(det) > 1e-15
-        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-        sv = o - a
-        u = (sv * p).sum(-1) * inv
-        q = np.cross(sv, e1)
-        v = (d * q).sum(-1) * inv
-        t = (e2 * q).sum(-1) * inv
-        ok &= (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-9)
-        t = np.where(ok, t, np.inf)
-        k = t.argmin(1)
-        rows = np.arange(len(k))
-        hit = np.isfinite(t[rows, k])
-        out_f[s : s + chunk] = np.where(hit, k, -1)
-        out_t[s : s + chunk] = t[rows, k]
-        out_b[s : s + chunk] = np.stack([1 - u[rows, k] - v[rows, k], u[rows, k], v[rows, k]], -1)
-    return out_f, out_t, out_b
-
-
-def _grid_candidates(xy: np.ndarray, tris2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``(point, triangle)`` whose grid cells match: the triangles whose 2D bounding box
-    may hold each point ``xy [R, 2]`` (``tris2d [F, 3, 2]``), as two ``[P]`` index arrays."""
-    lo, hi = tris2d.min(1), tris2d.max(1)
-    cell = max(float(np.median(hi - lo)) * 2.0, 1e-9)
-    origin = lo.min(0)
-    c0 = np.floor((lo - origin) / cell).astype(np.int64)
-    c1 = np.floor((hi - origin) / cell).astype(np.int64)
-    nx, ny = c1[:, 0] - c0[:, 0] + 1, c1[:, 1] - c0[:, 1] + 1
-    count = nx * ny
-    face = np.repeat(np.arange(len(tris2d)), count)
-    k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    width = int(c1[:, 1].max()) + 2
-    keys = (c0[face, 0] + k % nx[face]) * width + c0[face, 1] + k // nx[face]
-    order = np.argsort(keys, kind="stable")
-    keys, face = keys[order], face[order]
-    rc = np.floor((xy - origin) / cell).astype(np.int64)
-    inside = (rc >= 0).all(1) & (rc[:, 1] < width - 1)
-    rkey = np.where(inside, rc[:, 0] * width + rc[:, 1], -1)
-    start, stop = np.searchsorted(keys, rkey, "left"), np.searchsorted(keys, rkey, "right")
-    n = np.where(inside, stop - start, 0)
-    ray = np.repeat(np.arange(len(xy)), n)
-    idx = np.repeat(start, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    return ray, face[idx]
-
-
-def _frontal_hits(xy: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Front-most hit of rays along −z through ``xy [R, 2]`` on triangles ``tris [F, 3, 3]``.
-
-    Returns:
-        ``(tri [R]`` index into ``tris`` or -1, ``z [R]`` of the hit, ``bary [R, 3])``.
-    """
-    ray, tri = _grid_candidates(xy, tris[:, :, :2])
-    out_f, out_z, out_b = np.full(len(xy), -1), np.full(len(xy), -np.inf), np.zeros((len(xy), 3))
-    if len(ray) == 0:
-        return out_f, out_z, out_b
-    a, b, c = (tris[tri, i, :2] for i in range(3))
-    p = xy[ray]
-    den = (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
-    ok = np.abs(den) > 1e-18
-    den = np.where(ok, den, 1.0)
-    l1 = ((p - a)[:, 0] * (c - a)[:, 1] - (p - a)[:, 1] * (c - a)[:, 0]) / den
-    l2 = ((b - a)[:, 0] * (p - a)[:, 1] - (b - a)[:, 1] * (p - a)[:, 0]) / den
-    lam = np.stack([1 - l1 - l2, l1, l2], 1)
-    ok &= (lam >= -1e-9).all(1)
-    z = (lam * tris[tri, :, 2]).sum(1)
-    ray, tri, lam, z = ray[ok], tri[ok], lam[ok], z[ok]
-    order = np.lexsort((-z, ray))  # per ray, highest z first
-    first = order[np.r_[True, np.diff(ray[order]) != 0]]
-    out_f[ray[first]], out_z[ray[first]], out_b[ray[first]] = tri[first], z[first], lam[first]
-    return out_f, out_z, out_b
 
 
 def _umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -205,8 +119,11 @@ def face_oval_embedding(
     # frontal rays through points between the centre and each bound, in the image plane (x, y)
     xy = centre[None, None, :2] + _SAMPLES[None, :, None] * (bound[:, None, :2] - centre[None, None, :2])
     K, S = xy.shape[:2]
-    hit, depth, bary = _frontal_hits(xy.reshape(-1, 2), tris)
+    hit, depth, bary = frontal_hits(xy.reshape(-1, 2), tris)
     hit, depth, bary = hit.reshape(K, S), depth.reshape(K, S), bary.reshape(K, S, 3)
+    # a probe on an edge or vertex gets the most frontal of the triangles there (frontal_hits'
+    # tie-break, the same whatever the rounding or the face order), so the tilt test below and
+    # the 85-degree depth-jump test only meet generic values at their thresholds
     cos_tilt = np.where(hit >= 0, normals[np.maximum(hit, 0), 2], -1.0)
     step = np.linalg.norm(bound[:, :2] - centre[:2], axis=1) * (_SAMPLES[1] - _SAMPLES[0])  # [K]
     good = (hit >= 0) & (cos_tilt >= np.cos(np.deg2rad(RIM_TILT_DEG)))
@@ -257,7 +174,9 @@ def iris_embedding(
         for a in (0.0, 0.5 * np.pi, np.pi, 1.5 * np.pi):
             dirs.append(np.array([np.sin(tilt) * np.cos(a), np.sin(tilt) * np.sin(a), np.cos(tilt)]))
         dirs = np.stack(dirs)
-        hit, _, bary = _ray_cast(np.tile(centre, (len(dirs), 1)), dirs, v[f[eye_f]])
+        # these rays pass exactly through the eyeball's pole vertex and along its meridian edges
+        # (a UV sphere around the joint): ray_cast's tolerance makes them hit on every CPU
+        hit, _, bary = ray_cast(np.tile(centre, (len(dirs), 1)), dirs, v[f[eye_f]])
         if (hit < 0).any():
             raise ValueError(f"the eyeball of eye joint {j} is not closed in front of its centre")
         face_idx.extend(eye_f[hit].tolist())

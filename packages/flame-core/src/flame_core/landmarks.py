@@ -220,6 +220,8 @@ class Flame68Embedding:
 
     def contour_rows(self, yaw: torch.Tensor) -> torch.Tensor:
         """Row of the dynamic table ``[B]`` long for head yaw ``[B]`` in radians (see the class doc)."""
+        # FLAME's own discontinuity: a yaw of exactly k + 0.5 degrees (only ever constructed on
+        # purpose) picks either neighbouring row, 1 degree apart, depending on rounding.
         deg = torch.round(torch.rad2deg(yaw.detach().reshape(-1))).clamp(-39, 39).long()
         return torch.where(deg <= 0, -deg, 39 + deg).cpu()
 

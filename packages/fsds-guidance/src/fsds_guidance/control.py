@@ -215,6 +215,9 @@ def draw_control_map(
     # stroke priority: colour group order first (annotator draws sets in order), +1 so 0 = empty
     order = edge_colour[seg_id % edges.shape[0]] + 1
     offs = _disc_offsets(thickness).to(device)
+    # floor() is exact; a point lands on a pixel edge only by coincidence. The structural case, a
+    # midline landmark seen by a frontal camera, projects to the principal point W/2 (an integer)
+    # plus f x / z: float32 absorbs a rounding-level x (below ~1e-5 px), so it is W/2 exactly.
     pix = torch.floor(p).long().unsqueeze(1) + offs.unsqueeze(0)  # [N, S, 2]
     line_b = batch_of.unsqueeze(1).expand(-1, offs.shape[0])
     line_o = order.unsqueeze(1).expand(-1, offs.shape[0])
@@ -384,6 +387,9 @@ def landmark_visibility(
             f"and {tuple(normals_cam.shape)}"
         )
     ray = landmarks_cam / landmarks_cam.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    # Rounding-robust as long as tolerance is not 0: a symmetric head seen exactly from the side
+    # puts midline landmarks exactly edge-on (dot = 0 in exact arithmetic, +-1e-8 in float32,
+    # whichever way the CPU's kernels summed), and the 0.2 threshold is far from that.
     facing = (normals_cam * ray).sum(-1) < tolerance
     return facing & (landmarks_cam[..., 2] > near)
 

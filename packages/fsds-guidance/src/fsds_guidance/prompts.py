@@ -34,6 +34,9 @@ def view_suffix(azimuth_deg: float, elevation_deg: float) -> str:
     """The view phrase for one camera (thresholds in the module docstring)."""
     if elevation_deg > OVERHEAD_ELEVATION_DEG:
         return "overhead view"
+    # The trainer passes the camera sampler's own angles, so a camera placed at exactly 45 or 135
+    # degrees gets the same phrase on every CPU; angles read back from a view matrix
+    # (headstudio.cameras.camera_angles) carry float32 error and may fall either side there.
     az = (float(azimuth_deg) + 180.0) % 360.0 - 180.0
     if az == -180.0:
         az = 180.0

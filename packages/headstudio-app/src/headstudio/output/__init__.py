@@ -1,2 +1,2 @@
 """The output wing: rendering views and videos of an avatar, previews, CLIP evaluation, exports
-(PLY, web page) and the browser viewer."""
+(PLY, web page, glb) and the browser viewer."""

@@ -1,0 +1,240 @@
+"""ARKit blendshapes: the per-head fit, its storage with the avatar, Live Link Face CSV in and
+out, and MediaPipe as the outside reader of the fitted shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from headstudio.animate.arkit import (
+    ARKIT_NAMES,
+    LIVE_LINK_NAMES,
+    LIVE_LINK_POSE_COLUMNS,
+    ArkitBasis,
+    ArkitCurves,
+    basis_for,
+    curves_to_motion,
+    read_live_link_csv,
+    write_live_link_csv,
+)
+from headstudio.errors import HeadStudioError
+
+
+def _curves(T: int = 5, fps: float = 60.0) -> ArkitCurves:
+    rng = np.random.default_rng(0)
+    return ArkitCurves(
+        rng.random((T, 52)).astype(np.float32), fps,
+        (0.1 * rng.standard_normal((T, 3))).astype(np.float32),
+        (0.1 * rng.standard_normal((T, 6))).astype(np.float32), "14:03:52:58.500",
+    )  # fmt: skip
+
+
+def test_names_are_arkits_52_in_live_link_order() -> None:
+    assert len(ARKIT_NAMES) == len(set(ARKIT_NAMES)) == 52
+    # Live Link Face's header, as its recordings spell it
+    header = (
+        "EyeBlinkLeft,EyeLookDownLeft,EyeLookInLeft,EyeLookOutLeft,EyeLookUpLeft,EyeSquintLeft,EyeWideLeft,"
+        "EyeBlinkRight,EyeLookDownRight,EyeLookInRight,EyeLookOutRight,EyeLookUpRight,EyeSquintRight,"
+        "EyeWideRight,JawForward,JawRight,JawLeft,JawOpen,MouthClose,MouthFunnel,MouthPucker,MouthRight,"
+        "MouthLeft,MouthSmileLeft,MouthSmileRight,MouthFrownLeft,MouthFrownRight,MouthDimpleLeft,"
+        "MouthDimpleRight,MouthStretchLeft,MouthStretchRight,MouthRollLower,MouthRollUpper,MouthShrugLower,"
+        "MouthShrugUpper,MouthPressLeft,MouthPressRight,MouthLowerDownLeft,MouthLowerDownRight,"
+        "MouthUpperUpLeft,MouthUpperUpRight,BrowDownLeft,BrowDownRight,BrowInnerUp,BrowOuterUpLeft,"
+        "BrowOuterUpRight,CheekPuff,CheekSquintLeft,CheekSquintRight,NoseSneerLeft,NoseSneerRight,TongueOut"
+    )
+    assert ",".join(LIVE_LINK_NAMES) == header
+
+
+def test_live_link_csv_round_trip(tmp_path: Path) -> None:
+    c = _curves()
+    p = write_live_link_csv(tmp_path / "take.csv", c)
+    lines = p.read_text().splitlines()
+    assert lines[0].split(",") == ["Timecode", "BlendshapeCount", *LIVE_LINK_NAMES, *LIVE_LINK_POSE_COLUMNS]
+    assert lines[1].split(",")[:2] == ["14:03:52:58.500", "61"]
+    assert lines[2].split(",")[0] == "14:03:52:59.500"
+    assert lines[3].split(",")[0] == "14:03:53:00.500"  # the frame counter wraps at the frame rate
+    back = read_live_link_csv(p, fps=60.0)
+    np.testing.assert_allclose(back.weights, c.weights, atol=1e-6)
+    np.testing.assert_allclose(back.head_rotation, c.head_rotation, atol=1e-6)
+    np.testing.assert_allclose(back.eye_rotation, c.eye_rotation, atol=1e-6)
+    assert back.start_timecode == c.start_timecode and len(back) == 5
+    assert not [q for q in tmp_path.iterdir() if q.name != "take.csv"]  # no temporary files left
+
+
+def test_live_link_csv_reads_a_capture_without_pose_columns_in_any_case(tmp_path: Path) -> None:
+    cols = ["timecode", "blendShapeCount", *LIVE_LINK_NAMES]
+    rows = [",".join(cols)] + [f"00:00:00:{f:02d}.000,52," + ",".join(["0.25"] * 52) for f in range(30)]
+    (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
+    c = read_live_link_csv(tmp_path / "a.csv")
+    assert c.fps == 30.0 and c.weights.shape == (30, 52) and np.all(c.weights == 0.25)
+    assert np.all(c.head_rotation == 0)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda h, r: (h.replace(",JawOpen", ""), [x.rsplit(",", 1)[0] for x in r]),
+            "missing column(s) JawOpen",
+        ),
+        (lambda h, r: (h, [r[0] + ",0.5"] + r[1:]), "row 2 has 64 values but the header has 63"),
+        (lambda h, r: (h, [r[0].replace(",61,", ",40,", 1)] + r[1:]), "BlendshapeCount '40'"),
+        (lambda h, r: (h, [r[0].replace("0.5", "abc", 1)] + r[1:]), "not a number"),
+        (lambda h, r: (h, [r[0].replace("00:00:00:00.000", "soon", 1)] + r[1:]), "HH:MM:SS:FF.fff"),
+        (lambda h, r: (h, []), "no data rows"),
+    ],
+)
+def test_live_link_csv_bad_input_is_one_clear_line(tmp_path: Path, edit: Any, message: str) -> None:
+    header = ",".join(["Timecode", "BlendshapeCount", *LIVE_LINK_NAMES, *LIVE_LINK_POSE_COLUMNS])
+    rows = ["00:00:00:00.000,61," + ",".join(["0.5"] * 61), "00:00:00:01.000,61," + ",".join(["0.5"] * 61)]
+    h, r = edit(header, rows)
+    (tmp_path / "bad.csv").write_text("\n".join([h, *r]) + "\n")
+    with pytest.raises(HeadStudioError) as e:
+        read_live_link_csv(tmp_path / "bad.csv", fps=30)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_csv_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(HeadStudioError, match="does not exist"):
+        read_live_link_csv(tmp_path / "nope.csv")
+
+
+def test_fit_moves_the_subjects_side(head: Any, basis: ArkitBasis) -> None:
+    """eyeBlinkLeft closes the subject's left eye (FLAME +x, MediaPipe 386/374), mouthSmileLeft
+    lifts the subject's left corner (291); jawOpen is a jaw rotation; tongueOut is neutral."""
+    from flame_core.landmark_head import LandmarkHead
+
+    lh = LandmarkHead(head, head.landmark_embedding)
+    kw = basis.flame_kwargs(np.eye(52))
+    with torch.no_grad():
+        lm = lh(expression=kw["expression"], jaw_pose=kw["jaw_pose"], eye_pose=kw["eye_pose"]).numpy()
+        lm0 = lh(expression=torch.zeros(1, 100))[0].numpy()
+    k = ARKIT_NAMES.index
+
+    def gap(p: np.ndarray, up: int, lo: int) -> float:
+        return float(p[up, 1] - p[lo, 1])
+
+    for side, (up, lo), (oup, olo) in (("Left", (386, 374), (159, 145)), ("Right", (159, 145), (386, 374))):
+        blink = lm[k(f"eyeBlink{side}")]
+        assert gap(blink, up, lo) < 0.5 * gap(lm0, up, lo), side  # that eye closes
+        assert gap(blink, oup, olo) > 0.9 * gap(lm0, oup, olo), side  # the other stays open
+    for side, corner, other in (("Left", 291, 61), ("Right", 61, 291)):
+        smile = lm[k(f"mouthSmile{side}")]
+        rise, other_rise = smile[corner, 1] - lm0[corner, 1], smile[other, 1] - lm0[other, 1]
+        assert rise > max(1e-3, 3 * other_rise), side
+    assert basis.jaw_pose[k("jawOpen"), 0] == pytest.approx(0.35, abs=0.02)
+    assert basis.jaw_pose[k("jawLeft"), 1] > 0.05 > -0.05 > basis.jaw_pose[k("jawRight"), 1]
+    assert basis.eye_pose[k("eyeLookUpLeft"), 0] < -0.2 and abs(basis.eye_pose[k("eyeLookUpLeft"), 3]) < 1e-3
+    t = k("tongueOut")
+    assert not basis.expression[t].any() and not basis.jaw_pose[t].any()
+    assert float(np.median(basis.residual_mm)) < 1.0
+
+
+def test_basis_is_stored_with_the_avatar(
+    teacher: Any, basis: ArkitBasis, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from headstudio.animate import arkit
+    from headstudio.avatar import Avatar
+
+    p = teacher.save(tmp_path / "a.ply")
+    loaded = Avatar.load(p)
+
+    def no_refit(*a: Any, **k: Any) -> None:
+        raise AssertionError("the stored fit should be used")
+
+    monkeypatch.setattr(arkit, "fit_arkit_basis", no_refit)
+    b = basis_for(loaded)
+    np.testing.assert_allclose(b.expression, basis.expression, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.jaw_pose, basis.jaw_pose, rtol=1e-5, atol=1e-6)
+    # an avatar saved before ARKit fits existed still loads and gets a fit on first use
+    del loaded.metadata["arkit"]
+    old = Avatar.load(loaded.save(tmp_path / "old.ply"))
+    assert "arkit" not in old.metadata
+    monkeypatch.setattr(arkit, "fit_arkit_basis", lambda head, shape: basis)
+    assert basis_for(old) is basis and "arkit" in old.metadata
+
+
+def test_curves_play_on_the_head(basis: ArkitBasis) -> None:
+    c = _curves(T=3)
+    c.weights[:] = 0
+    c.weights[1, ARKIT_NAMES.index("jawOpen")] = 1.0
+    m = curves_to_motion(c, basis)
+    assert len(m) == 3 and m.fps == 60.0
+    assert float(m.jaw_pose[1, 0]) == pytest.approx(0.35, abs=0.02) and float(m.jaw_pose[0].abs().max()) == 0
+    assert m.neck_pose.abs().max() > 0  # the captured head rotation
+
+
+def _render_front(avatar: Any, kw: dict[str, torch.Tensor], size: int = 512) -> np.ndarray:
+    from headstudio.rendering import ViewSettings, frame_avatar, orbit_views
+
+    vs = ViewSettings(margin=0.75)
+    target, dist = frame_avatar(avatar, vs)
+    vm, K = orbit_views([0.0], 0.0, dist, vs.fovy_deg, size, size, target)
+    with torch.no_grad():
+        img = avatar.render(vm, K, size, size, **kw).rgb[0, 0].clamp(0, 1).numpy()
+    return (img * 255).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_mediapipe_reads_fitted_blendshapes(teacher: Any, basis: ArkitBasis) -> None:
+    """The outside reader: render the head at one fitted blendshape, run MediaPipe's real
+    FaceLandmarker (52 blendshape scores) and find that blendshape among the largest rises over
+    the neutral face; the smiles are read on the subject's side (docs/ENGINE_EXPORT.md)."""
+    from headstudio.face_track import detect_face, resolve_landmarker
+
+    try:
+        resolve_landmarker()
+    except HeadStudioError as e:
+        pytest.skip(str(e))
+    shapes = ["jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp"]
+    frames = [_render_front(teacher, {})]
+    for s in shapes:
+        w = np.zeros((1, 52))
+        w[0, ARKIT_NAMES.index(s)] = 1.0
+        frames.append(_render_front(teacher, basis.flame_kwargs(w)))
+    track = detect_face(frames, None)
+    assert track.found.all()
+    names = list(track.blendshape_names)
+    rise = track.blendshapes[1:] - track.blendshapes[0]
+    for i, s in enumerate(shapes):
+        top = [names[j] for j in np.argsort(-rise[i])[:3]]
+        assert s in top, f"{s}: MediaPipe's largest rises are {top}"
+    left, right = names.index("mouthSmileLeft"), names.index("mouthSmileRight")
+    assert rise[1, left] > rise[1, right] and rise[2, right] > rise[2, left]
+
+
+def test_motion_to_curves_recovers_the_curves(basis: ArkitBasis) -> None:
+    """FLAME motion made from known curves (``drive --arkit-out``'s direction) projects back to them."""
+    from headstudio.animate.arkit import motion_to_curves
+
+    rng = np.random.default_rng(1)
+    w = np.zeros((6, 52), np.float32)
+    frames = [["jawOpen"], ["mouthSmileLeft", "eyeBlinkRight"], ["browInnerUp"],
+              ["eyeLookUpLeft", "eyeLookUpRight"], [], ["mouthPucker", "jawOpen"]]  # fmt: skip
+    for t, names in enumerate(frames):
+        for n in names:
+            w[t, ARKIT_NAMES.index(n)] = rng.uniform(0.4, 1.0)
+    c = ArkitCurves(w, 30.0, np.zeros((6, 3), np.float32), np.zeros((6, 6), np.float32))
+    c.head_rotation[:, 0] = np.linspace(-0.2, 0.2, 6)
+    back = motion_to_curves(curves_to_motion(c, basis), basis)
+    keep = [i for i, n in enumerate(ARKIT_NAMES) if n != "tongueOut"]
+    assert np.abs(back.weights[:, keep] - w[:, keep]).max() < 0.1
+    np.testing.assert_allclose(back.head_rotation[:, 0], c.head_rotation[:, 0], atol=1e-5)
+
+
+def test_a_new_shape_gets_a_new_fit(teacher: Any, basis: ArkitBasis, monkeypatch: Any) -> None:
+    import copy
+
+    from headstudio.animate import arkit
+
+    av = copy.deepcopy(teacher)
+    calls: list[Any] = []
+    monkeypatch.setattr(arkit, "fit_arkit_basis", lambda head, shape: calls.append(shape) or basis)
+    assert basis_for(av) is not None and not calls  # the stored fit matches head and shape
+    with torch.no_grad():
+        av.shape[0, 0] = 0.5
+    basis_for(av)
+    assert len(calls) == 1 and float(calls[0][0, 0]) == 0.5
