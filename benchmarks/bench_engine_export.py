@@ -16,11 +16,11 @@ import torch
 from flame_core import FlameModel
 from flame_core.motion import procedural_talking_motion
 from headstudio.avatar import Avatar
+from headstudio.demo.teacher import build_teacher_avatar
 from headstudio.output.gltf.fidelity import gltf_skinned_vertices, psnr, read_head_mesh, render_textured_mesh
 from headstudio.output.gltf.mesh import head_mesh
 from headstudio.output.gltf.writer import export_glb
-from headstudio.rendering import ViewSettings, frame_avatar, orbit_views
-from headstudio.teacher import build_teacher_avatar
+from headstudio.output.rendering import ViewSettings, frame_avatar, orbit_views
 from scipy.ndimage import binary_erosion
 
 

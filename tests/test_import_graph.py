@@ -61,6 +61,10 @@ WINGS = {
     "cli": {"core", "output", "animate", "train", "demo", "batch", "commands", "cli"},
 }
 
+#: Single modules a wing may import from a wing it may not import otherwise: the glb's morph
+#: targets are the ARKit-52 basis, a leaf of ``animate`` (it imports only the core).
+ALSO_ALLOWED = {"output": {"headstudio.animate.arkit"}}
+
 
 def wing(module: str) -> str:
     """The wing of an app module: its first package under ``headstudio``, ``cli`` for the CLI, else
@@ -214,7 +218,7 @@ def test_wings_import_only_what_they_may() -> None:
         f"{m} ({wing(m)}) imports {t} ({wing(t)})"
         for m, targets in graph.items()
         for t in targets
-        if wing(t) not in WINGS[wing(m)]
+        if wing(t) not in WINGS[wing(m)] and t not in ALSO_ALLOWED.get(wing(m), set())
     )
     assert not bad, "\n".join(bad)
 

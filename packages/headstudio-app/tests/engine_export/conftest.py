@@ -43,7 +43,7 @@ def basis(head: FlameModel) -> Any:
 @pytest.fixture(scope="session")
 def teacher(head: FlameModel, basis: Any) -> Any:
     from headstudio.animate.arkit import store_basis
-    from headstudio.teacher import build_teacher_avatar
+    from headstudio.demo.teacher import build_teacher_avatar
 
     av = build_teacher_avatar(head)
     store_basis(av, basis)

@@ -168,7 +168,7 @@ def test_curves_play_on_the_head(basis: ArkitBasis) -> None:
 
 
 def _render_front(avatar: Any, kw: dict[str, torch.Tensor], size: int = 512) -> np.ndarray:
-    from headstudio.rendering import ViewSettings, frame_avatar, orbit_views
+    from headstudio.output.rendering import ViewSettings, frame_avatar, orbit_views
 
     vs = ViewSettings(margin=0.75)
     target, dist = frame_avatar(avatar, vs)
@@ -183,7 +183,7 @@ def test_mediapipe_reads_fitted_blendshapes(teacher: Any, basis: ArkitBasis) -> 
     """The outside reader: render the head at one fitted blendshape, run MediaPipe's real
     FaceLandmarker (52 blendshape scores) and find that blendshape among the largest rises over
     the neutral face; the smiles are read on the subject's side (docs/ENGINE_EXPORT.md)."""
-    from headstudio.face_track import detect_face, resolve_landmarker
+    from headstudio.animate.face_track import detect_face, resolve_landmarker
 
     try:
         resolve_landmarker()

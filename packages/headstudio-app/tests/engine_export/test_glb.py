@@ -127,7 +127,7 @@ def test_arkit_morph_is_the_fitted_pose(teacher: Any, glb_both: Path, basis: Any
 
 def test_baked_texture_matches_the_gaussian_render(teacher: Any, glb_both: Path) -> None:
     from headstudio.output.gltf.fidelity import psnr, read_head_mesh, render_textured_mesh
-    from headstudio.rendering import ViewSettings, frame_avatar, orbit_views
+    from headstudio.output.rendering import ViewSettings, frame_avatar, orbit_views
 
     m = read_head_mesh(glb_both)
     assert m["texture"].shape == (TEXTURE, TEXTURE, 3)
@@ -158,9 +158,9 @@ def test_bad_input_is_one_line(teacher: Any, tmp_path: Path) -> None:
         export_glb(teacher, tmp_path / "a.glb", motion=wide)
     with pytest.raises(HeadStudioError, match=r"must end in \.glb"):
         export_glb(teacher, tmp_path / "a.gltf")
-    with pytest.raises(HeadStudioError, match="--parts must be one of"):
+    with pytest.raises(HeadStudioError, match="«parts» must be one of"):
         export_glb(teacher, tmp_path / "a.glb", parts="hair")  # type: ignore[arg-type]
-    with pytest.raises(HeadStudioError, match="use --parts mesh or both"):
+    with pytest.raises(HeadStudioError, match="use «parts» mesh or both"):
         export_glb(
             teacher, tmp_path / "a.glb", parts="splats", motion=MotionSequence(expression=torch.zeros(2, 100))
         )

@@ -90,7 +90,7 @@ def test_splat_transform_writes_the_same_splats(teacher: Any, tmp_path: Path) ->
     splat-transform takes a PLY to be in the usual 3DGS capture frame (y down) and turns it 180°
     about z into glTF's y-up frame; the avatar's PLY is already y-up (FLAME's frame, which is
     glTF's), so its file differs from ours by exactly that turn, which is undone here."""
-    from headstudio.export import export_posed
+    from headstudio.output.export import export_posed
     from headstudio.output.gltf.writer import export_glb
     from scipy.spatial.transform import Rotation
 

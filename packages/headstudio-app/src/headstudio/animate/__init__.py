@@ -1,2 +1,2 @@
 """The animate wing: motion files in the app, speech to motion, video-driven motion (face tracking
-and fitting), talking videos, ARKit curves and the drive round-trip benchmark."""
+and fitting), ARKit curves, talking videos and the drive round-trip benchmark."""
