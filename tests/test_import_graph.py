@@ -61,9 +61,10 @@ WINGS = {
     "cli": {"core", "output", "animate", "train", "demo", "batch", "commands", "cli"},
 }
 
-#: Single modules a wing may import from a wing it may not import otherwise: the glb's morph
-#: targets are the ARKit-52 basis, a leaf of ``animate`` (it imports only the core).
-ALSO_ALLOWED = {"output": {"headstudio.animate.arkit"}}
+#: Single modules a wing may import from a wing it may not import otherwise, each a leaf of
+#: ``animate`` that imports only the core: the glb's morph targets are the ARKit-52 basis, and the
+#: photo fit reads the photo's face with the same MediaPipe tracking as video driving.
+ALSO_ALLOWED = {"output": {"headstudio.animate.arkit"}, "train": {"headstudio.animate.face_track"}}
 
 
 def wing(module: str) -> str:

@@ -9,7 +9,15 @@ import pytest
 import torch
 from flame_core.mediapipe_mesh import load_canonical_face_mesh, resolve_face_landmarker_task
 from flame_core.procedural import MEDIAPIPE_105_IDS, build_procedural_head
-from flame_core.procedural_mesh import CAVITY, EYE_L, EYE_R, SKIN
+from flame_core.procedural_mesh import (
+    CAVITY,
+    EAR,
+    EYE_L,
+    EYE_R,
+    HEAD_BREADTH,
+    HEAD_LENGTH,
+    SKIN,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +67,8 @@ def test_model_dict_layout(head):
     np.testing.assert_allclose(d["weights"].sum(1), 1.0, atol=1e-9)
     assert (d["weights"] >= 0).all()
     v = d["v_template"]
-    width = v[:, 0].max() - v[:, 0].min()
+    cranium = v[(head.geometry.part == SKIN) & (v[:, 1] > -0.06)]  # above the neck and shoulders
+    width = cranium[:, 0].max() - cranium[:, 0].min()
     assert 0.13 < width < 0.18
     J = d["J_regressor"] @ v
     assert J[0, 1] < J[1, 1] < J[3, 1]  # root below neck below eyes
@@ -67,17 +76,27 @@ def test_model_dict_layout(head):
     assert abs(J[0, 1] - v[:, 1].min()) < 1e-6  # root at the neck base
 
 
-def test_mesh_closed_and_oriented(head):
+def test_mesh_closed_but_the_mouth_and_oriented(head):
     g = head.geometry
     f = g.faces
     und = Counter(
         tuple(sorted((int(a), int(b)))) for t in f for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0]))
     )
-    assert set(und.values()) == {2}, "every edge must be shared by exactly two faces"
+    assert set(und.values()) == {1, 2}
+    # the one opening, as in FLAME: a loop behind the inner lips (flame_core.mouth_interior closes it)
+    border = np.array([e for e, c in und.items() if c == 1])
+    assert len(np.unique(border)) == len(border) >= 16  # one simple loop
+    rim = g.vertices[np.unique(border)]
+    lips = g.mp_points[[13, 14, 78, 308]]
+    assert np.abs(rim[:, 1] - lips[:2, 1].mean()).max() < 0.006
+    assert (
+        rim[:, 2].max() < lips[:2, 2].min()
+        and lips[2, 0] - 0.003 < rim[:, 0].min() < rim[:, 0].max() < lips[3, 0] + 0.003
+    )
     directed = Counter((int(a), int(b)) for t in f for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
     assert max(directed.values()) == 1, "neighbouring faces must be consistently oriented"
     v = g.vertices
-    for parts in ((SKIN, CAVITY), (EYE_L,), (EYE_R,)):
+    for parts in ((SKIN, CAVITY), (EYE_L,), (EYE_R,), (EAR,)):
         ff = f[np.isin(g.face_part, parts)]
         vol = np.einsum("ij,ij->i", v[ff[:, 0]], np.cross(v[ff[:, 1]], v[ff[:, 2]])).sum() / 6
         assert vol > 0, parts
@@ -101,7 +120,7 @@ def test_eye_rotation_moves_iris_not_skin(model, head):
     v0 = model().vertices[0].detach().numpy()
     v1 = model(eye_pose=eye).vertices[0].detach().numpy()
     part = head.geometry.part
-    moved = np.linalg.norm(v1 - v0, axis=1)
+    moved = np.linalg.norm(v1 - v0, axis=1)[: len(part)]  # the head itself, not its mouth interior
     assert moved[part == SKIN].max() < 1e-7
     assert moved[part == EYE_L].max() > 0.002 and moved[part == EYE_R].max() > 0.002
     l0, l1 = _lmk(model), _lmk(model, eye_pose=eye)
@@ -178,3 +197,35 @@ def test_smile_raises_mouth_corners(model):
     ex[0, 0] = 1.0
     l0, l1 = _lmk(model), _lmk(model, expression=ex)
     assert l1[61, 1] > l0[61, 1] + 0.002 and l1[291, 1] > l0[291, 1] + 0.002
+
+
+def test_skull_ears_and_shoulders_by_anthropometry(head, model):
+    g = head.geometry
+    v, part = g.vertices, g.part
+    skin = v[(part == SKIN) & (v[:, 1] > -0.06)]
+    # head length from the glabella (MediaPipe 168) to the back; breadth across the cranium
+    assert abs((g.mp_points[168, 2] - skin[:, 2].min()) - HEAD_LENGTH) < 0.003
+    assert abs(np.ptp(skin[:, 0]) - HEAD_BREADTH) < 0.003
+    # the occiput bulges: the back of the head is furthest back above the ear line, not at the neck
+    back = v[(part == SKIN) & (np.abs(v[:, 0]) < 0.01) & (v[:, 2] < 0)]
+    assert -0.03 < back[np.argmin(back[:, 2]), 1] < 0.06
+    # flatter temples than an ellipse: at mid-height, the side stays wide further round the head
+    # (the back half: the front is MediaPipe's face)
+    row = skin[(np.abs(skin[:, 1] - 0.04) < 0.004) & (skin[:, 2] < 0)]
+    a, c = np.abs(row[:, 0]).max(), np.abs(row[:, 2]).max()
+    diag = row[np.argmin(np.abs(np.abs(row[:, 0]) - np.abs(row[:, 2]) * a / c))]
+    assert (diag[0] / a) ** 2 + (diag[2] / c) ** 2 > 1.05  # outside the ellipse through a and c
+    # ears: two shells on the sides at ear height, 6.2 cm long, rigid with the head joint
+    for side in (1, -1):
+        ear = v[(part == EAR) & (np.sign(v[:, 0]) == side)]
+        assert len(ear) > 50
+        assert 0.055 < np.ptp(ear[:, 1]) < 0.07
+        assert 0.06 < side * ear[:, 0].mean() < 0.1
+        assert -0.05 < ear[:, 1].mean() < 0.02 and ear[:, 2].mean() < g.eye_centers[0, 2] - 0.04
+    w = head.model_dict["weights"][part == EAR]
+    np.testing.assert_array_equal(w.argmax(1), 1)
+    np.testing.assert_allclose(w.max(1), 1.0)
+    # the neck widens into the shoulders' top at the root
+    neck = v[(part == SKIN) & (np.abs(v[:, 1] + 0.13) < 0.005)]
+    base = v[(part == SKIN) & (np.abs(v[:, 1] + 0.198) < 0.003)]
+    assert np.ptp(base[:, 0]) > 1.8 * np.ptp(neck[:, 0])

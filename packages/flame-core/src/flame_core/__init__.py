@@ -6,12 +6,14 @@ from flame_core.io import FlameFileError, load_flame_pickle, save_flame_pickle
 from flame_core.landmarks import LandmarkEmbedding
 from flame_core.model import FlameModel, FlameOutput
 from flame_core.motion import MotionFileError, MotionSequence, procedural_talking_motion
+from flame_core.params import FlameParams
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FlameModel",
     "FlameOutput",
+    "FlameParams",
     "FlameFileError",
     "LandmarkEmbedding",
     "MotionSequence",

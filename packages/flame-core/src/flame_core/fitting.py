@@ -317,7 +317,7 @@ def fit_to_landmarks(
         if jaw_target is not None and math.isfinite(jaw_anchor):
             loss = loss + jaw_anchor * ((jaw - jaw_target) ** 2).sum(1).mean()
         if smoothing > 0 and T > 2:
-            for k in ("global_orient", "neck_pose", "jaw_pose", "eye_pose", "expression", "translation"):
+            for k in (*POSE_FIELDS, "expression", "translation"):
                 d2 = P[k][2:] - 2 * P[k][1:-1] + P[k][:-2]
                 # per rad² (rotations, coefficients) x 100, per m² x 1000 (translation, here in cm)
                 loss = loss + smoothing * (d2**2).sum(1).mean() * (100.0 if k != "translation" else 0.1)

@@ -19,12 +19,13 @@ import torch
 
 from flame_core.landmarks import LandmarkEmbedding
 from flame_core.lbs import LbsBases, lbs, skinning_affines
+from flame_core.params import FlameParams
 from flame_core.rotations import axis_angle_to_matrix
 
 __all__ = ["LandmarkHead", "POSE_FIELDS"]
 
 #: The per-frame pose inputs, in FLAME's joint order (eye_pose is left then right eye).
-POSE_FIELDS = ("global_orient", "neck_pose", "jaw_pose", "eye_pose")
+POSE_FIELDS = FlameParams.POSES
 _BASES = ("dirs", "v_template", "joint_dirs", "joint_template", "lbs_weights_t", "parents", "_levels")
 
 

@@ -23,6 +23,8 @@ from flame_core.derived_landmarks import complete_mediapipe_embedding
 from flame_core.io import FlameFileError, load_flame_pickle
 from flame_core.landmarks import Flame68Embedding, LandmarkEmbedding
 from flame_core.lbs import LbsBases, OneDnnBlend, build_bases, kinematic_levels, lbs, onednn_available
+from flame_core.mouth_interior import MouthInterior, append_mouth_interior, build_mouth_interior
+from flame_core.params import FlameParams
 from flame_core.rotations import axis_angle_to_matrix
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ FLAME_PATH_ENV = "HEADSTUDIO_FLAME_PATH"
 # File names tried, in order, when a directory is given instead of a pickle.
 _FLAME_FILE_NAMES = ("flame2023.pkl", "flame2023_no_jaw.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl")
 _EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
-_POSE_ARGS = ("global_orient", "neck_pose", "jaw_pose")
+_POSE_ARGS = FlameParams.ROTATIONS
 
 
 @dataclass
@@ -67,12 +69,18 @@ def split_shapedirs(num_components: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=4)
-def _procedural_parts(num_shape: int, num_expression: int) -> tuple[dict, LandmarkEmbedding, LbsBases, str]:
+def _procedural_parts(
+    num_shape: int, num_expression: int, mouth_interior: bool = False
+) -> tuple[dict, LandmarkEmbedding, LbsBases, str, MouthInterior | None]:
     from flame_core.procedural import build_procedural_head
 
     head = build_procedural_head()
     d = head.model_dict
-    return d, head.embedding, _bases_from_dict(d, num_shape, num_expression), _hash_arrays(d)
+    interior = None
+    if mouth_interior:
+        interior = build_mouth_interior(d, head.embedding)
+        d = append_mouth_interior(d, interior)
+    return d, head.embedding, _bases_from_dict(d, num_shape, num_expression), _hash_arrays(d), interior
 
 
 def _bases_from_dict(d: dict[str, np.ndarray], num_shape: int, num_expression: int) -> LbsBases:
@@ -116,6 +124,11 @@ class FlameModel(torch.nn.Module):
             ``flame_static_embedding.pkl`` and ``flame_dynamic_embedding.npy`` (:meth:`from_file`),
             else ``None``.
         source: ``"procedural"`` or the model file's path.
+        mouth_interior: the teeth, tongue and oral cavity appended to the mesh
+            (:mod:`flame_core.mouth_interior`; the procedural head's default,
+            ``mouth_interior=True`` in :meth:`from_file`), else ``None``. Its faces are
+            ``faces[num_base_faces:]``.
+        num_base_faces: faces of the model itself; the landmark embedding indexes only these.
         use_onednn: on CPU in float32, run the blendshape product through oneDNN (same result to
             float32 rounding, forward and backward; default ``True``; set ``False`` to use
             ``torch.addmm``). Costs one extra float32 copy of the blendshapes (in oneDNN's
@@ -170,6 +183,8 @@ class FlameModel(torch.nn.Module):
         self.landmark_embedding = landmark_embedding
         self.flame68_embedding: Flame68Embedding | None = None
         self.derived_landmark_ids: frozenset[int] = frozenset()
+        self.mouth_interior: MouthInterior | None = None
+        self.num_base_faces = int(np.asarray(model_dict["f"]).shape[0])
         self._identity_hash = _identity or _hash_arrays(model_dict)
         self.register_buffer("dirs", bases.dirs.to(dtype, copy=True), persistent=False)
         self.register_buffer("v_template", bases.v_template.to(dtype, copy=True), persistent=False)
@@ -191,6 +206,7 @@ class FlameModel(torch.nn.Module):
         dtype: torch.dtype = torch.float32,
         landmark_embedding: LandmarkEmbedding | str | os.PathLike | None = None,
         derive_landmarks: bool = True,
+        mouth_interior: bool = False,
     ) -> FlameModel:
         """Load an official FLAME 2020/2023 pickle (no chumpy needed) or one we saved.
 
@@ -204,6 +220,8 @@ class FlameModel(torch.nn.Module):
             derive_landmarks: append the face-oval and iris landmarks the embedding lacks (FLAME's
                 105-point file has neither), derived from the model itself
                 (:func:`flame_core.derived_landmarks.complete_mediapipe_embedding`).
+            mouth_interior: append teeth, tongue and an oral cavity built from the model's lips
+                (:func:`flame_core.mouth_interior.build_mouth_interior`; needs the embedding).
 
         Raises:
             FileNotFoundError: no model at ``path``.
@@ -232,7 +250,21 @@ class FlameModel(torch.nn.Module):
         if emb is not None and derive_landmarks:
             measured = set(emb.landmark_indices.tolist())
             emb = complete_mediapipe_embedding(d, emb, source=str(p))
+        interior = None
+        if mouth_interior:
+            if emb is None:
+                raise FlameFileError(
+                    f"{p}: the mouth interior needs the model's MediaPipe landmark embedding "
+                    f"({_EMBEDDING_FILE} beside the model, or landmark_embedding=...)"
+                )
+            try:
+                interior = build_mouth_interior(d, emb)
+            except ValueError as err:
+                raise FlameFileError(f"{p}: {err}") from err
+            d = append_mouth_interior(d, interior)
         model = cls(d, num_shape, num_expression, dtype, emb, source=str(p))
+        if interior is not None:
+            model.mouth_interior, model.num_base_faces = interior, interior.num_base_faces
         if measured is not None:
             model.derived_landmark_ids = frozenset(set(emb.landmark_indices.tolist()) - measured)
         model.flame68_embedding = Flame68Embedding.from_folder(p.parent)
@@ -247,11 +279,22 @@ class FlameModel(torch.nn.Module):
 
     @classmethod
     def procedural(
-        cls, num_shape: int = 300, num_expression: int = 100, dtype: torch.dtype = torch.float32
+        cls,
+        num_shape: int = 300,
+        num_expression: int = 100,
+        dtype: torch.dtype = torch.float32,
+        mouth_interior: bool = True,
     ) -> FlameModel:
-        """The open procedural head (built once per process, then cached)."""
-        d, emb, bases, identity = _procedural_parts(num_shape, num_expression)
-        return cls(d, num_shape, num_expression, dtype, emb, "procedural", _bases=bases, _identity=identity)
+        """The open procedural head (built once per process, then cached).
+
+        Its mesh, like FLAME's, has an opening between the inner lips; ``mouth_interior`` (default
+        on) closes it with teeth, a tongue and an oral cavity, as in :meth:`from_file`.
+        ``mouth_interior=False`` gives the bare FLAME-style mesh."""
+        d, emb, bases, identity, interior = _procedural_parts(num_shape, num_expression, bool(mouth_interior))
+        model = cls(d, num_shape, num_expression, dtype, emb, "procedural", _bases=bases, _identity=identity)
+        if interior is not None:
+            model.mouth_interior, model.num_base_faces = interior, interior.num_base_faces
+        return model
 
     @classmethod
     def resolve(cls, path: str | os.PathLike | None = None, **kw) -> FlameModel:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from flame_core.io import atomic_path
+from flame_core.params import FlameParams
 from flame_core.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_quaternion,
@@ -46,7 +47,7 @@ __all__ = ["MotionSequence", "MotionFileError", "procedural_talking_motion", "DE
 DEFAULT_FPS = 30.0
 NECK_BODY_INDEX, HEAD_BODY_INDEX = 11, 14  # SMPL-X body joints without the pelvis
 _TALKSHOW_DIM = 265
-_ROT_FIELDS = ("jaw_pose", "neck_pose", "global_orient")
+_ROT_FIELDS = FlameParams.ROTATIONS
 _FORMAT = "headstudio-motion-v1"
 
 

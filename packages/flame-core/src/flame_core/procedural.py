@@ -20,7 +20,16 @@ from scipy.spatial import cKDTree
 from flame_core.io import save_flame_pickle
 from flame_core.landmarks import LandmarkEmbedding
 from flame_core.mediapipe_mesh import FACE_OVAL_IDS, IRIS_RADIUS, LEFT_IRIS_IDS, RIGHT_IRIS_IDS
-from flame_core.procedural_mesh import CAVITY, EYE_L, EYE_R, SKIN, HeadGeometry, build_geometry, smoothstep
+from flame_core.procedural_mesh import (
+    CAVITY,
+    EYE_L,
+    EYE_R,
+    EYE_RADIUS,
+    SKIN,
+    HeadGeometry,
+    build_geometry,
+    smoothstep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +191,49 @@ def _shape_dirs(g: HeadGeometry, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+# MediaPipe eye contours, corner to corner: (upper lid, lower lid) of the left (+x) and right eye
+_LIDS = (
+    ((263, 466, 388, 387, 386, 385, 384, 398, 362), (263, 249, 390, 373, 374, 380, 381, 382, 362)),
+    ((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133)),
+)
+BLINK_MEET = 0.3  # the lids meet this far up the opening (the lower lid rises a little too)
+BLINK_CLEARANCE = 0.0012  # the closed lid stays this far (metres) in front of the eyeball
+
+
+def _blink(g: HeadGeometry, k: int) -> np.ndarray:
+    """``[V, 3]`` full blink of eye ``k`` (0 left, +x; 1 right): the upper lid slides down and the
+    lower lid up until they meet at :data:`BLINK_MEET` of the opening, everything between collapses
+    onto that line, and the closed lid is pushed out to :data:`BLINK_CLEARANCE` in front of the
+    eyeball, so no part of the eyeball shows through a closed eye."""
+    v, mp = g.vertices, g.mp_points
+    up, lo = (mp[list(ids)] for ids in _LIDS[k])
+    up, lo = up[np.argsort(up[:, 0])], lo[np.argsort(lo[:, 0])]
+    x, y = v[:, 0], v[:, 1]
+    y_u, y_l = np.interp(x, up[:, 0], up[:, 1]), np.interp(x, lo[:, 0], lo[:, 1])
+    y_m = y_l + BLINK_MEET * (y_u - y_l)
+    # the lids' skin bands (12 mm above, 7 mm below) slide onto the meeting line, compressed to 30 %
+    # next to it (so a lid edge meets the other even on a coarse grid), untouched at their far end
+    s_up = smoothstep((y - y_u) / 0.012)
+    s_lo = smoothstep((y_l - y) / 0.007)
+    up_new = (1 - s_up) * (y_m + 0.3 * (y - y_u)) + s_up * y
+    lo_new = (1 - s_lo) * (y_m - 0.3 * (y_l - y)) + s_lo * y
+    y_new = np.where(y >= y_u, up_new, np.where(y <= y_l, lo_new, y_m))
+    half_w = 0.5 * (up[:, 0].max() - up[:, 0].min())
+    cx = 0.5 * (up[:, 0].max() + up[:, 0].min())
+    wx = 1 - smoothstep((np.abs(x - cx) - half_w) / 0.006)
+    c = g.eye_centers[k]
+    front = (v[:, 2] > c[2] - 0.004) & (g.part == SKIN) & (np.abs(y - c[1]) < 0.02)
+    target = v.copy()
+    target[:, 1] = y + wx * (y_new - y)
+    r = EYE_RADIUS + BLINK_CLEARANCE
+    d = target - c
+    dist = np.linalg.norm(d, axis=1)
+    push = front & (wx > 0) & (dist < r) & (d[:, 2] > -0.004)
+    target[push] = c + d[push] * (r / np.maximum(dist[push], 1e-9))[:, None]
+    disp = np.where(front[:, None], target - v, 0.0)
+    return disp
+
+
 def _expr_dirs(g: HeadGeometry, rng: np.random.Generator) -> np.ndarray:
     """``[V,3,100]`` expression components; the first ten have the fixed meanings of CONTRACTS.md."""
     v, mp, part = g.vertices, g.mp_points, g.part
@@ -200,15 +252,8 @@ def _expr_dirs(g: HeadGeometry, rng: np.random.Generator) -> np.ndarray:
     comps.append(at(corners, 0.013) * np.c_[sx * 0.004, 0 * sx, 0 * sx])  # 2 stretch
     comps.append(at((105, 334, 66, 296), 0.016) * np.array([0.0, 0.004, 0.0]))  # 3 brow raise
     comps.append(at((55, 285), 0.012) * np.c_[-sx * 0.002, 0 * sx - 0.002, 0 * sx])  # 4 brow furrow
-    for k in (0, 1):  # 5 blink left (+x eye), 6 blink right: upper lid closes over the eyeball
-        ctr = g.eye_centers[k]
-        up_id, lo_id = (386, 374) if k == 0 else (159, 145)
-        gap = mp[up_id, 1] - mp[lo_id, 1]
-        w = _gauss(
-            v, np.array([ctr[0], mp[up_id, 1], v[:, 2].max()]) * [1, 1, 0], np.array([0.014, 0.006, 1e9])
-        )
-        w = w * smoothstep((v[:, 1] - mp[lo_id, 1]) / (0.5 * gap)) * (v[:, 2] > ctr[2])
-        comps.append(w[:, None] * np.array([0.0, -gap, 0.002]))
+    for k in (0, 1):  # 5 blink left (+x eye), 6 blink right: the lids meet over the eyeball
+        comps.append(_blink(g, k))
     comps.append(at((50, 280), 0.018) * _radial(v) * 0.004)  # 7 cheek puff
     comps.append(at((0, 37, 267), 0.010) * np.array([0.0, 0.003, 0.0]))  # 8 upper-lip raise
     comps.append(at(corners, 0.012) * np.array([0.0, -0.003, 0.0]))  # 9 mouth-corner drop

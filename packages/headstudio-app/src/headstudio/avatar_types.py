@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import rigged_gaussians as rg
 import torch
 from flame_core import FlameModel
+from flame_core.params import FlameParams
 
 from .errors import HeadStudioError
 
@@ -26,7 +27,7 @@ __all__ = [
 
 SH_C0 = 0.28209479177387814
 #: FLAME animation inputs accepted by :meth:`Avatar.pose` (besides ``shape``).
-FLAME_KWARGS = ("expression", "global_orient", "neck_pose", "jaw_pose", "eye_pose", "translation")
+FLAME_KWARGS = FlameParams.names()
 #: Names of the Gaussian parameters (the dict ``rigged_gaussians.strategy`` grows and prunes).
 GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 

@@ -5,12 +5,14 @@ cameras and FLAME parameters, then fits a fresh avatar to them with the image gu
 texture is derived deterministically from the neutral mesh and its MediaPipe landmark embedding:
 
 * skin: a warm tone varying smoothly over the head (low-frequency noise from ``seed``), rosier
-  cheeks, a slightly darker neck;
+  cheeks, a slightly darker neck, with soft light baked in from the upper front (skin and hair);
 * hair: dark brown on the top and back of the head, above a hairline that runs from the top of
   the forehead (landmark 10) down to the ears at the back;
-* lips: red inside the outer lip contour; eyebrows: dark brown along the brow landmarks;
+* lips: red inside the outer lip contour, darkening where they roll into the mouth; eyebrows:
+  dark brown along the brow landmarks;
 * eyes: the eyeballs (the mesh components carrying the iris landmarks 468–477) are white with a
-  blue-grey iris and a black pupil around the iris centre.
+  blue-grey iris and a black pupil around the iris centre;
+* mouth interior (when the head has one): a dark red-brown cavity, white teeth, a pink tongue.
 """
 
 from __future__ import annotations
@@ -38,9 +40,15 @@ TEACHER_COLORS = {
     "sclera": (0.93, 0.92, 0.88),
     "iris": (0.25, 0.42, 0.55),
     "pupil": (0.03, 0.03, 0.03),
+    "cavity": (0.20, 0.05, 0.06),
+    "upper_teeth": (0.93, 0.91, 0.84),
+    "lower_teeth": (0.93, 0.91, 0.84),
+    "tongue": (0.72, 0.32, 0.34),
 }
 #: MediaPipe ids of the outer lip contour, in order around the mouth.
 LIPS_OUTER = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
+#: MediaPipe ids of the upper inner-lip contour, corner to corner.
+LIPS_INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 #: MediaPipe brow contours (lower and upper edge of each eyebrow), in order along the brow.
 BROW_CHAINS = (
     [46, 53, 52, 65, 55],
@@ -53,6 +61,9 @@ IRIS_CENTRES = (468, 473)
 CHEEKS = (50, 280)
 FOREHEAD_TOP, EARS = 10, (234, 454)
 IRIS_RADIUS = 0.0058
+#: Baked light: direction (unit, head frame) and the darkest shade (facing away from it).
+LIGHT_DIR = np.array([0.25, 0.55, 0.8]) / np.linalg.norm([0.25, 0.55, 0.8])
+SHADE_MIN = 0.7
 PUPIL_RADIUS = 0.0024
 
 
@@ -143,11 +154,26 @@ def teacher_colors(
     hair = _smoothstep((p[:, 1] - hairline) / 0.008)
     rgb = rgb + hair[:, None] * (col["hair"] - rgb)
 
+    # baked soft light from the upper front (half-Lambert on the neutral faces' normals), so nose,
+    # brow ridge, chin and ears read in relief; the painted features below stay flat
+    vn = verts.detach().double().cpu().numpy()
+    tri = vn[faces[fid]]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    rgb = rgb * (SHADE_MIN + (1 - SHADE_MIN) * (0.5 + 0.5 * n @ LIGHT_DIR))[:, None]
+
     # lips: inside the outer lip contour (front view), on the front of the face
     poly = np.stack([lm[i][:2] for i in LIPS_OUTER])
     mouth_z = min(lm[i][2] for i in LIPS_OUTER)
     lips = _inside_polygon(p[:, :2], poly) & (p[:, 2] > mouth_z - 0.012)
     rgb[lips] = col["lips"]
+    # the inner lips darken as they roll into the mouth: behind the inner-lip contour at their x
+    if all(i in lm for i in LIPS_INNER_UPPER):
+        contour = np.stack([lm[i] for i in LIPS_INNER_UPPER])
+        contour = contour[np.argsort(contour[:, 0])]
+        z_ref = np.interp(p[lips, 0], contour[:, 0], contour[:, 2])
+        inner = _smoothstep((z_ref - p[lips, 2]) / 0.004)
+        rgb[lips] = rgb[lips] * (1 - 0.75 * inner[:, None])
 
     # brows: near the brow contours (distance to their segments)
     seg_a = np.stack([lm[c[k]] for c in BROW_CHAINS for k in range(len(c) - 1)])
@@ -171,6 +197,12 @@ def teacher_colors(
             np.where((d < IRIS_RADIUS)[:, None], col["iris"], col["sclera"]),
         )
         rgb[on_eye] = eye_col[on_eye]
+
+    # mouth interior (flame_core.mouth_interior): a dark cavity, white teeth, a pink tongue
+    interior = getattr(head, "mouth_interior", None)
+    if interior is not None:
+        for name in ("cavity", "upper_teeth", "lower_teeth", "tongue"):
+            rgb[np.isin(fid, interior.part_faces(name))] = col[name]
     return torch.from_numpy(np.clip(rgb, 0.0, 1.0)).float()
 
 
