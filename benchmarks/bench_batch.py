@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flame_core.procedural import build_procedural_head
 from fsds_guidance.testing import save_tiny_pipeline
-from headstudio.batch.testing import tiny_item_args
+from headstudio.batch.testing import tiny_item_settings
 
 PROMPTS = "a DSLR portrait of Kratos\nan old wizard\na young woman with red hair\n"
 
@@ -59,7 +59,8 @@ def main() -> None:
         (root / "prompts.txt").write_text(PROMPTS)
         # the procedural head saved once as a FLAME file, as a real FLAME file would be given
         flame = build_procedural_head().save(root / "flame") / "procedural_flame.pkl"
-        items = tiny_item_args(*save_tiny_pipeline(root / "models"), flame)
+        settings = tiny_item_settings(*save_tiny_pipeline(root / "models"), flame)
+        items = [a for s in settings for a in ("--set", s)]
         times: dict[int, list[float]] = {1: [], 2: []}
         for run in range(args.repeats):
             for workers in (1, 2):

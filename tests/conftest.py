@@ -34,9 +34,9 @@ def procedural_flame_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_batch_items(tiny_pipeline, procedural_flame_file) -> list[str]:
     """``--set`` arguments of tiny `headstudio batch` items (tiny models, the saved head)."""
-    from headstudio.batch.testing import tiny_item_args
+    from headstudio.batch.testing import tiny_item_settings
 
-    return tiny_item_args(*tiny_pipeline, procedural_flame_file)
+    return [a for s in tiny_item_settings(*tiny_pipeline, procedural_flame_file) for a in ("--set", s)]
 
 
 # --------------------------------------------------------------------------- fuzz helpers

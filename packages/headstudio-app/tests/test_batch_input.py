@@ -13,13 +13,14 @@ import torch
 from flame_core import FlameModel
 from headstudio import cli
 from headstudio.avatar import Avatar
-from headstudio.batch import pool, state
+from headstudio.batch import pool
 from headstudio.batch.items import read_items, slugify
 from headstudio.batch.pool import plan_slots
 from headstudio.batch.report import BatchReport, ItemRecord, read_records, summary_table
 from headstudio.batch.runner import BatchOptions, plan_batch
 from headstudio.config import InitConfig, config_to_dict, load_config
 from headstudio.errors import HeadStudioError
+from headstudio.train import run_folder
 
 
 def _write(path: Path, text: str) -> Path:
@@ -146,7 +147,7 @@ def test_a_folder_holding_another_items_run_is_refused(
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
     seen = type("Checkpoint", (), {"prompt": "a young queen", "config": None})()
-    monkeypatch.setattr(state, "load_checkpoint", lambda path: seen)  # its prompt is all that is read
+    monkeypatch.setattr(run_folder, "load_checkpoint", lambda path: seen)  # its prompt is all that is read
     with pytest.raises(HeadStudioError, match="holds the checkpoint of another item .*a young queen"):
         plan_batch(BatchOptions(prompts, tmp_path / "out"))
 

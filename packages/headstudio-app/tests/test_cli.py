@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from headstudio import cli
+from headstudio.commands import common
 from headstudio.video import probe_video
 
 
@@ -34,7 +35,7 @@ def fake_avatar_file(tmp_path: Path, point_avatar, monkeypatch: pytest.MonkeyPat
     """An avatar path whose loading yields the point avatar (until the real Avatar exists)."""
     p = tmp_path / "avatar.ply"
     p.write_bytes(b"ply\n")
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
+    monkeypatch.setattr(common, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
     return p
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from headstudio import cli
+from headstudio.commands import common, generate
+from headstudio.commands import demo as demo_command
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -65,7 +67,7 @@ def test_unreadable_wav_message_is_not_empty(
     """A text file named .wav gave 'is not a readable WAV file ().' with an empty reason."""
     av = tmp_path / "avatar.ply"
     av.write_bytes(b"ply\n")
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
+    monkeypatch.setattr(common, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
     wav = tmp_path / "voice.wav"
     wav.write_text("hi\n")
     out = tmp_path / "o.mp4"
@@ -100,10 +102,10 @@ def test_clip_offline_fails_without_network_retries(monkeypatch: pytest.MonkeyPa
     assert calls == [{"local_files_only": True}]
 
 
-def test_resume_keeps_the_runs_own_config(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_keeps_the_runs_own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`generate --output D --resume` (the command the Ctrl-C message suggests) reset the run to
     the defaults: 10,000 steps instead of the run's --steps, and warned about every --set of the
-    original run. It now starts from D/config.toml; explicit --steps / --set still apply."""
+    original run. It now starts from D/config.toml; explicit steps / overrides still apply."""
     from headstudio.config import HeadStudioConfig, save_config
 
     cfg = HeadStudioConfig()
@@ -114,25 +116,23 @@ def test_resume_keeps_the_runs_own_config(capsys, tmp_path: Path, monkeypatch: p
     save_config(cfg, run / "config.toml")
     seen: list = []
 
-    class FakeTrainer:
+    class FakeTrainer:  # what the command hands the trainer
         @classmethod
-        def resume(cls, output_dir, config, prompt, progress):
-            seen.append((config, True))
+        def resume(cls, folder, config, prompt, progress):
+            seen.append((config, folder.holds_lock()))
             return cls()
 
         def train(self) -> Path:
             return run / "avatar.ply"
 
-    monkeypatch.setattr(cli, "Trainer", FakeTrainer)
-    rc, out, err = _run(capsys, "generate", "a head", "--output", str(run), "--resume", "--device", "cpu")
-    assert rc == 0, err
-    config, resume = seen[-1]
-    assert resume and config.train.steps == 7 and config.train.resolution == 32
+    monkeypatch.setattr(generate, "Trainer", FakeTrainer)
+    res = generate.run(generate.GenerateOptions("a head", output=run, resume=True, device="cpu"))
+    assert res.resumed and res.avatar == run / "avatar.ply"
+    config, locked = seen[-1]
+    assert locked  # the run folder is owned while the trainer writes it
+    assert config.train.steps == 7 and config.train.resolution == 32
     assert config.guidance.kind == "image"
-    rc, out, err = _run(
-        capsys, "generate", "a head", "--output", str(run), "--resume", "--device", "cpu", "--steps", "9"
-    )
-    assert rc == 0, err
+    generate.run(generate.GenerateOptions("a head", output=run, resume=True, device="cpu", steps=9))
     assert seen[-1][0].train.steps == 9 and seen[-1][0].train.resolution == 32
 
 
@@ -177,7 +177,7 @@ def test_non_finite_numbers_are_rejected(
     av = tmp_path / "avatar.ply"
     av.write_bytes(b"ply\n")
     (tmp_path / "IN.mp4").write_bytes(b"\0")
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
+    monkeypatch.setattr(common, "load_avatar", lambda path, flame, device, verify=True: point_avatar)
     out_name = next(a for a in argv if a.startswith("OUT"))
     argv = [str(av) if a == "AV" else str(tmp_path / a) if a in ("IN.mp4", out_name) else a for a in argv]
     rc, _, err = _run(capsys, *argv, "--device", "cpu")
@@ -215,7 +215,7 @@ def test_demo_ctrl_c_says_rerun_demo(capsys, tmp_path: Path, monkeypatch: pytest
             f'interrupted at step 3/9; continue with: headstudio generate "x" --output {out} --resume'
         )
 
-    monkeypatch.setattr(cli, "run_demo", interrupted)
+    monkeypatch.setattr(demo_command, "run_demo", interrupted)
     rc = cli.main(["demo", "--output", str(tmp_path / "d"), "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert rc == 130

@@ -93,6 +93,7 @@ def test_cli_demo_runs_and_prints_what_it_wrote(tmp_path, monkeypatch, capsys):
     naming the avatar and videos it wrote."""
     from headstudio import cli
     from headstudio.avatar import Avatar
+    from headstudio.commands import demo as demo_command
     from headstudio.demo import run as demo
     from headstudio.video import probe_video
 
@@ -102,12 +103,12 @@ def test_cli_demo_runs_and_prints_what_it_wrote(tmp_path, monkeypatch, capsys):
         asked.update(kw)
         return demo.run_demo(out, **kw, num_targets=4, num_heldout=2, video_frames=2)
 
-    monkeypatch.setattr(cli, "run_demo", smaller)
+    monkeypatch.setattr(demo_command, "run_demo", smaller)  # the command's, not the CLI's
     out = tmp_path / "d"
     assert cli.main(["demo", "--quick", "--steps", "2", "-q", "--device", "cpu", "--output", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((out / "demo.json").read_text())
-    assert (printed["size"], printed["steps"], printed["device"]) == (cli.QUICK_DEMO_SIZE, 2, "cpu")
+    assert (printed["size"], printed["steps"], printed["device"]) == (demo_command.QUICK_SIZE, 2, "cpu")
     assert asked["progress"] is False
     assert Avatar.load(printed["avatar"]).num_gaussians == printed["num_gaussians"]
     for video in ("turntable", "animation"):

@@ -29,6 +29,7 @@ from headstudio.animate.drive import (
 )
 from headstudio.animate.face_track import FaceTrack
 from headstudio.avatar import Avatar
+from headstudio.commands import common
 from headstudio.config import InitConfig
 from headstudio.errors import HeadStudioError
 from headstudio.video import read_video_frames, write_video
@@ -299,7 +300,7 @@ def small_avatar(monkeypatch: pytest.MonkeyPatch):
     """A real (untrained) avatar on a small procedural head, returned by the CLI's loader."""
     head = FlameModel.procedural(num_shape=10, num_expression=10)
     avatar = Avatar.initialize(head, InitConfig(points_per_face=1), torch.Generator().manual_seed(0)).eval()
-    monkeypatch.setattr(cli, "load_avatar", lambda path, flame, device, verify=True: avatar)
+    monkeypatch.setattr(common, "load_avatar", lambda path, flame, device, verify=True: avatar)
     return avatar
 
 
@@ -363,12 +364,12 @@ def test_cli_drive_bad_options_are_one_line(capsys, tmp_path: Path, small_avatar
 def test_cli_defaults_are_the_library_defaults() -> None:
     opts = DriveOptions()
     args = cli.build_parser().parse_args(["drive", "a.ply", "--video", "v.mp4", "-o", "o.mp4"])
-    assert (args.filter_min_cutoff, args.filter_beta, args.filter_d_cutoff) == (
+    assert (args.min_cutoff, args.beta, args.d_cutoff) == (
         opts.min_cutoff,
         opts.beta,
         opts.d_cutoff,
     )
-    assert args.neutral == opts.neutral and args.smoothing == opts.smoothing and not args.no_filter
+    assert args.neutral == opts.neutral and args.smoothing == opts.smoothing and args.filter
 
 
 @pytest.mark.slow
@@ -387,7 +388,7 @@ def test_neutral_image_is_the_actors_rest(clip: Path, tmp_path: Path) -> None:
     assert float(e_abs.max()) > 0.2, e_abs  # the astronaut's own resting expression
     assert float(e_rel.mean()) < 0.5 * float(e_abs.mean()), (e_rel, e_abs)
     assert len(rel.neutral_frames) == 0 and rel.neutral["expression"].shape == (10,)
-    with pytest.raises(HeadStudioError, match="no face was found in the --neutral image"):
+    with pytest.raises(HeadStudioError, match="no face was found in the «neutral» image"):
         blank = tmp_path / "blank.png"
         Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(blank)
         fit_video(head, frames, fps, options=dataclasses.replace(opts, neutral=blank))

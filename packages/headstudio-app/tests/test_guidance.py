@@ -259,7 +259,10 @@ def test_fsds_control_maps_follow_the_camera(tiny_fsds):
     front = int((ctrl[0].sum(0) > 0).sum())
     back = int((ctrl[1].sum(0) > 0).sum())
     assert front > 100  # the face's landmarks are drawn
-    assert back < front // 10  # seen from behind the face is hidden
+    # seen from behind the face is hidden; a few face-oval points beside the ears face sideways
+    # and stay visible on the v2 skull (its temples are flatter), which F-SDS ignores anyway: such a
+    # view has no eye in sight and gets no ControlNet (fsds_guidance.control.face_in_view)
+    assert back < front // 5
     # drawn pixels lie in the central part of the image (the head is framed in the middle)
     ys, xs = torch.nonzero(ctrl[0].sum(0) > 0, as_tuple=True)
     assert 16 < float(xs.float().mean()) < 48 and 16 < float(ys.float().mean()) < 48

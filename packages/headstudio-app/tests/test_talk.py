@@ -20,6 +20,7 @@ from headstudio.animate import talk
 from headstudio.animate.speech import espeak as speech
 from headstudio.animate.speech.coarticulation import utterance_to_motion
 from headstudio.avatar import Avatar
+from headstudio.commands import animate as animate_command
 from headstudio.config import InitConfig
 from headstudio.output import rendering
 
@@ -172,7 +173,7 @@ def test_animate_with_audio_lip_syncs(capsys, tmp_path: Path, avatar_file: Path,
         seen.append(motion)
         return real(avatar, motion, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "render_motion", spy)
+    monkeypatch.setattr(animate_command, "render_motion", spy)
     out = tmp_path / "sync.mp4"
     rc, _, err = _run(
         capsys, "animate", str(avatar_file), "--audio", str(wav), "-o", str(out), "--size", "32"

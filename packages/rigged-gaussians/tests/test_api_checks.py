@@ -283,6 +283,9 @@ def test_cuda_available_needs_kernels_torch_device_and_native_runtime(
         return m
 
     monkeypatch.setattr(api.torch.cuda, "is_available", lambda: True)
+    # the compute-capability check has its own tests (test_cuda_selection.py): a matching GPU here
+    monkeypatch.setattr(api.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(api, "_arch_mismatch", lambda ext, index: None)
     for kernels, devices, torch_sees, want in [
         (True, 1, True, True),
         (False, 1, True, False),

@@ -8,6 +8,8 @@ The file itself is read by :func:`headstudio.avatar_io.read_avatar_file`;
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from flame_core import FlameModel
 
@@ -34,11 +36,14 @@ def check_face_ids(f: AvatarFile, head: FlameModel) -> None:
 
 
 def _default_head(f: AvatarFile) -> FlameModel:
-    """The head named by the file: the procedural head, else ``FlameModel.resolve()``."""
+    """The head named by the file: the procedural head, else the FLAME file it names when that
+    file is still there, else ``FlameModel.resolve()``."""
     want_src = f.head_identity[1]
     if want_src == "procedural":
         return FlameModel.procedural(num_shape=f.num_shape, num_expression=f.num_expression)
     try:
+        if Path(want_src).is_file():
+            return FlameModel.from_file(want_src, num_shape=f.num_shape, num_expression=f.num_expression)
         return FlameModel.resolve(num_shape=f.num_shape, num_expression=f.num_expression)
     except (OSError, ValueError) as err:
         raise HeadStudioError(

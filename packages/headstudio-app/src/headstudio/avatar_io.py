@@ -61,8 +61,8 @@ EXTRA_LOCAL = {
 _NOT_AN_AVATAR = "give an avatar.ply written by `headstudio generate` or `headstudio demo`"
 #: What to do about a damaged avatar (``headstudio.train.runtime.load_avatar`` names the run's checkpoint).
 RESTORE_ADVICE = (
-    "restore it from its run's checkpoint (`headstudio generate PROMPT --output RUN --resume` rewrites "
-    "RUN/avatar.ply) or from a backup"
+    "restore it from its run's checkpoint (`headstudio generate PROMPT «generate:output» RUN "
+    "«generate:resume»` rewrites RUN/avatar.ply) or from a backup"
 )
 CHECKSUM_NAME = "rg_sha256"
 #: Limits of the metadata (FLAME has 300 shape and 100 expression components).

@@ -209,17 +209,17 @@ def apply_overrides(cfg: HeadStudioConfig, overrides: Sequence[str]) -> HeadStud
         key, sep, text = str(item).partition("=")
         if not sep or not key.strip():
             raise HeadStudioError(
-                f"--set '{item}' is not KEY=VALUE; "
-                "e.g. --set train.steps=2000 or --set camera.fovy_deg=[30,50]."
+                f"«overrides» '{item}' is not KEY=VALUE; "
+                "e.g. «overrides» train.steps=2000 or «overrides» camera.fovy_deg=[30,50]."
             )
         value = _parse_value(text)
         try:
-            section, name, coerced = _coerce_field(key.strip(), value, f"--set {item}")
+            section, name, coerced = _coerce_field(key.strip(), value, f"«overrides» {item}")
         except HeadStudioError:
             if isinstance(value, str):
                 raise
             try:  # a text field given an unquoted word TOML reads as a number / bool: keep the text
-                section, name, coerced = _coerce_field(key.strip(), text.strip(), f"--set {item}")
+                section, name, coerced = _coerce_field(key.strip(), text.strip(), f"«overrides» {item}")
             except HeadStudioError:
                 pass
             else:
@@ -361,7 +361,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise HeadStudioError(f"config file '{p}' does not exist; check the --config path.")
+            raise HeadStudioError(f"config file '{p}' does not exist; check the «config» path.")
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

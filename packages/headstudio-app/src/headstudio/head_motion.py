@@ -93,7 +93,7 @@ def training_motion(head: FlameModel, path: str | Path | None = None, seed: int 
         log.warning(
             "no train.motion_path: the animation trains on the procedural talking motion (%d frames at "
             "30 fps), retargeted to %s through its landmarks; give a recorded motion with "
-            "--set train.motion_path=FILE.",
+            "«overrides» train.motion_path=FILE.",
             TRAINING_MOTION_FRAMES,
             head.source,
         )

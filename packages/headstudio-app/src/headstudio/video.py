@@ -61,7 +61,7 @@ def _temp_path(target: Path, tag: str) -> Path:
 def _check_audio(audio: str | Path) -> Path:
     p = Path(audio)
     if not p.is_file():
-        raise HeadStudioError(f"audio file '{p}' does not exist; check the --audio path.")
+        raise HeadStudioError(f"audio file '{p}' does not exist; check the «audio» path.")
     if p.suffix.lower() not in AUDIO_SUFFIXES:
         raise HeadStudioError(
             f"audio file '{p}' has suffix '{p.suffix}'; give one of {', '.join(AUDIO_SUFFIXES)}."
@@ -248,7 +248,7 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> tuple[
     """
     p = Path(path)
     if not p.is_file():
-        raise HeadStudioError(f"video '{p}' does not exist; check the --video path.")
+        raise HeadStudioError(f"video '{p}' does not exist; check the «video» path.")
     frames: list[np.ndarray] = []
     try:
         gen = imageio_ffmpeg.read_frames(str(p), pix_fmt="rgb24")

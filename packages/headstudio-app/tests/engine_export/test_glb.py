@@ -158,9 +158,9 @@ def test_bad_input_is_one_line(teacher: Any, tmp_path: Path) -> None:
         export_glb(teacher, tmp_path / "a.glb", motion=wide)
     with pytest.raises(HeadStudioError, match=r"must end in \.glb"):
         export_glb(teacher, tmp_path / "a.gltf")
-    with pytest.raises(HeadStudioError, match="--parts must be one of"):
+    with pytest.raises(HeadStudioError, match="«parts» must be one of"):
         export_glb(teacher, tmp_path / "a.glb", parts="hair")  # type: ignore[arg-type]
-    with pytest.raises(HeadStudioError, match="use --parts mesh or both"):
+    with pytest.raises(HeadStudioError, match="use «parts» mesh or both"):
         export_glb(
             teacher, tmp_path / "a.glb", parts="splats", motion=MotionSequence(expression=torch.zeros(2, 100))
         )

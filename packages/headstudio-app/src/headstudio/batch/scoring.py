@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import HeadStudioError
 from ..output.evaluate import ClipScorer, render_eval_views
+from ..train.run_folder import RunFolder
 from ..train.runtime import load_avatar
 from .report import ItemRecord
 
@@ -38,7 +38,7 @@ def score_records(
         return f"no CLIP scores: {err}"
     for rec in tqdm(records, desc="CLIP score", unit="avatar", disable=not progress, dynamic_ncols=True):
         try:
-            avatar = load_avatar(Path(rec.output) / "avatar.ply", None, device)
+            avatar = load_avatar(RunFolder(rec.output).avatar, None, device)
             images = render_eval_views(avatar, size)
             rec.clip_scores = {s.name: round(s.score(images, rec.prompt), 6) for s in scorers}
         except HeadStudioError as err:

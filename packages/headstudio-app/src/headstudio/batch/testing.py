@@ -6,11 +6,12 @@ Example::
 
     base, cn = save_tiny_pipeline(tmp_path)
     killer = KillAfterCheckpoint(out / "kratos")       # SIGKILL once it wrote a checkpoint
-    cli.main(["batch", "prompts.txt", "-o", str(out), *tiny_item_args(base, cn), "--steps", "4"])
+    settings = tiny_item_settings(base, cn)                # key=value overrides of each item
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -20,9 +21,10 @@ from pathlib import Path
 import torch
 
 from ..avatar import Avatar
-from .state import AVATAR, CHECKPOINT
+from ..train.run_folder import RunFolder
+from .launch import ITEM_MODULE
 
-__all__ = ["tiny_item_args", "item_process", "KillAfterCheckpoint", "avatar_tensors"]
+__all__ = ["tiny_item_settings", "item_process", "KillAfterCheckpoint", "avatar_tensors"]
 
 #: Tiny items: 32² renders, the tiny models at 64², one point per face, 10 shape / expression
 #: terms, a log line and a checkpoint every step.
@@ -38,21 +40,21 @@ TINY_SETTINGS = (
 )
 
 
-def tiny_item_args(
+def tiny_item_settings(
     base_model: str | Path, controlnet: str | Path, flame: str | Path | None = None
 ) -> list[str]:
-    """``--set`` arguments of a tiny item that loads the models saved at ``base_model`` /
+    """``key=value`` overrides of a tiny item that loads the models saved at ``base_model`` /
     ``controlnet`` (hub layout) through the real loader, and the FLAME file ``flame`` when given
     (e.g. the procedural head saved once: each item then reads it instead of building it)."""
     sets = [*TINY_SETTINGS, f"guidance.base_model={base_model}", f"guidance.controlnet={controlnet}"]
     if flame is not None:
         sets.append(f"head.flame_path={flame}")
-    return [a for s in sets for a in ("--set", s)]
+    return sets
 
 
 def item_process(folder: Path) -> int | None:
-    """The pid of the ``headstudio generate`` process training ``folder`` (Linux ``/proc``)."""
-    needle = str(folder).encode()
+    """The pid of the item process training ``folder`` (Linux ``/proc``)."""
+    needle = json.dumps(str(folder))[1:-1].encode()  # as it is written in its options
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -60,7 +62,7 @@ def item_process(folder: Path) -> int | None:
             argv = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"headstudio.cli" in argv and needle in argv:
+        if ITEM_MODULE.encode() in argv and any(needle in a for a in argv):
             return int(entry)
     return None
 
@@ -89,11 +91,11 @@ class KillAfterCheckpoint:
 
     def _run(self) -> None:
         while time.monotonic() < self._deadline and self.killed is None:
-            pid = item_process(self.folder) if (self.folder / CHECKPOINT).is_file() else None
+            pid = item_process(self.folder) if RunFolder(self.folder).has_checkpoint() else None
             if pid is not None:
                 try:
                     target = _parent(pid) if self.parent else pid
-                    self.finished_before = (self.folder / AVATAR).exists()
+                    self.finished_before = RunFolder(self.folder).avatar.exists()
                     os.kill(target, signal.SIGKILL)
                 except (OSError, ValueError):  # it ended between the look and the kill: look again
                     continue

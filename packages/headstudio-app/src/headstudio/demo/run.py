@@ -34,6 +34,7 @@ from ..errors import HeadStudioError
 from ..output.rendering import render_motion, render_turntable
 from ..train.guidance import ImageGuidance
 from ..train.metrics import psnr
+from ..train.run_folder import RunFolder
 from ..train.runtime import resolve_device
 from ..train.targets import TargetSet
 from ..train.trainer import Trainer
@@ -162,8 +163,10 @@ class DemoTargets:
 
 def _clear_previous(out: Path) -> None:
     """Remove a previous demo's results, so that a failed run does not leave them looking current."""
-    for name in ("checkpoints/last.pt", "avatar.ply", "turntable.mp4", "animation.mp4", "demo.json"):
-        (out / name).unlink(missing_ok=True)
+    folder = RunFolder(out)
+    videos = (out / n for n in ("turntable.mp4", "animation.mp4", "demo.json"))
+    for path in (folder.checkpoint, folder.avatar, *videos):
+        path.unlink(missing_ok=True)
 
 
 def _teacher_targets(

@@ -61,7 +61,7 @@ def resolve_clip_source(model: str) -> str:
     if Path(model).is_dir():
         return str(Path(model))
     if os.path.sep in model and (model.startswith((".", "/", "~")) or Path(model).suffix):
-        raise HeadStudioError(f"CLIP model directory '{model}' does not exist; check --clip-model.")
+        raise HeadStudioError(f"CLIP model directory '{model}' does not exist; check «clip_models».")
     root = os.environ.get("HEADSTUDIO_CLIP_ROOT")
     if root and (Path(root) / model).is_dir():
         return str(Path(root) / model)
@@ -110,7 +110,7 @@ class ClipScorer:
         except (OSError, ValueError) as err:
             raise HeadStudioError(
                 f"could not load CLIP model '{model}' ({str(err).strip().splitlines()[0][:160]}); "
-                f"if offline, download it once (`hf download {model}`) or pass --clip-model /path/to/dir "
+                f"if offline, download it once (`hf download {model}`) or pass «clip_models» /path/to/dir "
                 f"(or set HEADSTUDIO_CLIP_ROOT to a directory holding {model})."
             ) from err
         self.device = torch.device(device)
@@ -135,7 +135,7 @@ class ClipScorer:
     def score(self, images: Sequence[np.ndarray], prompt: str) -> float:
         """Mean cosine similarity between each image and the prompt."""
         if not prompt.strip():
-            raise HeadStudioError("the prompt is empty; pass the avatar's text with --prompt.")
+            raise HeadStudioError("the prompt is empty; pass the avatar's text with «prompt».")
         return float((self.image_embeddings(images) @ self.text_embedding(prompt)).mean())
 
 
@@ -170,7 +170,7 @@ def evaluate_avatar(
 ) -> EvalResult:
     """CLIP score of ``avatar`` against ``prompt`` for each model, averaged over :data:`EVAL_VIEWS`."""
     if not prompt or not prompt.strip():
-        raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with --prompt.")
+        raise HeadStudioError("the prompt is empty; pass the text the avatar was made from with «prompt».")
     images = render_eval_views(avatar, size)
     scores = {}
     for m in models:

@@ -63,14 +63,14 @@ def parse_expression_args(items: Sequence[str], num_expression: int) -> dict[int
             i, v = int(key), float(val)
         except ValueError:
             raise HeadStudioError(
-                f"--expression '{item}' is not INDEX=VALUE; e.g. --expression 0=1.5 sets component 0 to 1.5."
+                f"«expression» '{item}' is not INDEX=VALUE; e.g. «expression» 0=1.5 sets component 0 to 1.5."
             ) from None
         if not 0 <= i < num_expression:
             raise HeadStudioError(
-                f"--expression index {i} is out of range; this head has components 0..{num_expression - 1}."
+                f"«expression» index {i} is out of range; this head has components 0..{num_expression - 1}."
             )
         if not math.isfinite(v):
-            raise HeadStudioError(f"--expression '{item}': the value must be a finite number, e.g. 1.5.")
+            raise HeadStudioError(f"«expression» '{item}': the value must be a finite number, e.g. 1.5.")
         out[i] = v
     return out
 
@@ -100,7 +100,7 @@ def posed_flame_kwargs(
         seq = as_motion(motion)
         if not 0 <= motion_frame < len(seq):
             raise HeadStudioError(
-                f"--motion-frame {motion_frame} is out of range; the motion has frames 0..{len(seq) - 1}."
+                f"«motion_frame» {motion_frame} is out of range; the motion has frames 0..{len(seq) - 1}."
             )
         kw = {k: v.float() for k, v in seq.flame_kwargs([motion_frame]).items()}
     kw = fit_flame_kwargs(kw, num_expression)

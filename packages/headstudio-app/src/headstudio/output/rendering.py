@@ -266,7 +266,7 @@ def render_stills(
         The paths written.
     """
     if not 1 <= num_views <= 360:
-        raise HeadStudioError(f"--views {num_views} is out of range; give between 1 and 360 views.")
+        raise HeadStudioError(f"«views» {num_views} is out of range; give between 1 and 360 views.")
     w, h = check_size(*size) if isinstance(size, tuple) else check_size(size)
     out = Path(out_path)
     if out.suffix and out.suffix.lower() != ".png":

@@ -155,14 +155,13 @@ def _damage_advice(path: Path) -> str:
             pass
         else:
             run = shlex.quote(str(path.parent.parent))
-            command = (
-                f"headstudio generate {shlex.quote(ckpt.prompt or 'PROMPT')} --output {run} --resume-previous"
-            )
+            prompt = shlex.quote(ckpt.prompt or "PROMPT")
+            command = f"headstudio generate {prompt} «generate:output» {run} «generate:resume_previous»"
             return (
                 f"the previous checkpoint '{previous}' (step {ckpt.step}) is intact: continue from it with "
                 f"`{command}` (the damaged file is kept as {SET_ASIDE_NAME})"
             )
-    return "no intact earlier checkpoint is kept, so start the run again (with another --output)"
+    return "no intact earlier checkpoint is kept, so start the run again (with another «generate:output»)"
 
 
 @dataclass
@@ -321,7 +320,8 @@ def use_previous_checkpoint(path: str | Path) -> Checkpoint:
     previous = previous_checkpoint_path(p)
     if not previous.is_file():
         raise HeadStudioError(
-            f"no previous checkpoint '{previous}' to continue from; resume from '{p}' with --resume, or "
+            f"no previous checkpoint '{previous}' to continue from; resume from '{p}' with "
+            "«generate:resume», or "
             "start the run again."
         )
     ckpt = load_checkpoint(previous)

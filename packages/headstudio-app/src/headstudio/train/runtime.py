@@ -16,7 +16,8 @@ from flame_core import FlameModel
 from ..avatar import Avatar
 from ..avatar_io import AvatarFileError
 from ..errors import HeadStudioError, one_line, require_file
-from .checkpoint import load_checkpoint, previous_checkpoint_path
+from .checkpoint import load_checkpoint
+from .run_folder import RunFolder
 
 __all__ = ["resolve_device", "load_head", "load_avatar", "restore_advice"]
 
@@ -74,10 +75,14 @@ def restore_advice(avatar: Path, checksum: bool = False) -> str:
     """What to do about the damaged avatar file ``avatar``: the command that rewrites it from its
     run's checkpoint when its folder holds an intact one (``checkpoints/last.pt``, else
     ``previous.pt``), else a backup; ``checksum``: also how to read it anyway (forensics)."""
-    run = avatar.parent
-    forensic = "; --no-verify reads it anyway (forensics)" if checksum else ""
-    last = run / "checkpoints" / "last.pt"
-    for ckpt_path, flag in ((last, "--resume"), (previous_checkpoint_path(last), "--resume-previous")):
+    folder = RunFolder(avatar.parent)
+    run = folder.path
+    forensic = "; «verify» reads it anyway (forensics)" if checksum else ""
+    tries = (
+        (folder.checkpoint, "«generate:resume»"),
+        (folder.previous_checkpoint, "«generate:resume_previous»"),
+    )
+    for ckpt_path, flag in tries:
         if not ckpt_path.is_file():
             continue
         try:
@@ -85,14 +90,14 @@ def restore_advice(avatar: Path, checksum: bool = False) -> str:
         except HeadStudioError:
             continue
         prompt = shlex.quote(ckpt.prompt or "PROMPT")
-        command = f"headstudio generate {prompt} --output {shlex.quote(str(run))} {flag}"
+        command = f"headstudio generate {prompt} «generate:output» {shlex.quote(str(run))} {flag}"
         return (
             f"restore it from its run's checkpoint '{ckpt_path}' (step {ckpt.step}): `{command}` rewrites "
-            f"{run / 'avatar.ply'} from it{forensic}"
+            f"{folder.avatar} from it{forensic}"
         )
     return (
         "restore it from a backup, or re-export it from its run's checkpoint (`headstudio generate PROMPT "
-        f"--output RUN --resume` rewrites RUN/avatar.ply){forensic}"
+        f"«generate:output» RUN «generate:resume»` rewrites RUN/avatar.ply){forensic}"
     )
 
 

@@ -12,14 +12,11 @@ statistic, what densification did, the regulariser / guidance gradient ratios on
 the scales, ms per step and peak CUDA memory; a run that drifts out of range says so in one
 warning line.
 
-Outputs in ``output_dir``::
-
-    config.toml             the resolved configuration
-    avatar.ply              the trained avatar (written at the end)
-    checkpoints/last.pt     everything needed to continue exactly (atomic, every N steps,
-                            on Ctrl-C and at the end; :mod:`headstudio.train.checkpoint`)
-    previews/step_XXXXX.png views × expressions grid every N steps (:mod:`headstudio.output.previews`)
-    log.jsonl               one JSON record per ``log_every`` steps
+Outputs in its run folder (:class:`~headstudio.train.run_folder.RunFolder`, which names every
+path and whose lock the trainer holds while it writes): the resolved configuration, the avatar
+(written at the end), the checkpoint (everything needed to continue exactly: atomic, every N
+steps, on Ctrl-C and at the end; :mod:`headstudio.train.checkpoint`), a preview grid every N
+steps (:mod:`headstudio.output.previews`) and one ``log.jsonl`` record per ``log_every`` steps.
 
 A run starts with :meth:`Trainer.new` and continues with :meth:`Trainer.resume`, bit-identically
 on the CPU with any thread count (the rigged-gaussians CPU backward sums in a fixed order); on
@@ -66,6 +63,7 @@ from .checkpoint import (
 from .diagnostics import RunMonitor, StepGradients, postfix
 from .guidance import Guidance, GuidanceOutput, build_guidance
 from .regularization import REGULARIZER_TERMS, mesh_regularization
+from .run_folder import RunFolder
 from .runtime import resolve_device
 
 __all__ = ["Trainer", "TrainingInterrupted", "NonFiniteLossError"]
@@ -91,10 +89,6 @@ class NonFiniteLossError(HeadStudioError):
     """The loss became NaN/inf; training stopped and the last good checkpoint was kept."""
 
 
-def _checkpoint_path(output_dir: Path) -> Path:
-    return output_dir / "checkpoints" / "last.pt"
-
-
 def _head_from_config(config: HeadStudioConfig) -> FlameModel:
     """``config.head.flame_path`` (else ``HEADSTUDIO_FLAME_PATH``, else the procedural head)."""
     h = config.head
@@ -113,7 +107,8 @@ class Trainer:
     Args:
         config: the resolved configuration.
         prompt: the text prompt (needed by F-SDS guidance; stored in the avatar).
-        output_dir: where the outputs go (see the module docstring).
+        output_dir: the run folder (:class:`~headstudio.train.run_folder.RunFolder`, or its path):
+            where the outputs go (see the module docstring).
         head: the head model, on ``device``.
         guidance: what scores the renders.
         avatar: the avatar being trained, on ``device``.
@@ -128,7 +123,7 @@ class Trainer:
         self,
         config: HeadStudioConfig,
         prompt: str | None,
-        output_dir: Path,
+        output_dir: RunFolder | str | Path,
         head: FlameModel,
         guidance: Guidance,
         avatar: Avatar,
@@ -137,11 +132,12 @@ class Trainer:
         progress: bool = True,
         callback: Callable[[Trainer, int], None] | None = None,
     ) -> None:
-        self.config, self.prompt, self.output_dir = config, prompt, Path(output_dir)
+        self.folder = output_dir if isinstance(output_dir, RunFolder) else RunFolder(output_dir)
+        self.config, self.prompt, self.output_dir = config, prompt, self.folder.path
         self.head, self.guidance, self.avatar = head, guidance, avatar
         self.device, self.generator = device, generator
         self.progress, self.callback = progress, callback
-        self.checkpoint_path = _checkpoint_path(self.output_dir)
+        self.checkpoint_path = self.folder.checkpoint
         self.width = self.height = int(config.train.resolution)
         self.step = 0
         self.num_skipped = 0
@@ -166,7 +162,7 @@ class Trainer:
         cls,
         config: HeadStudioConfig,
         prompt: str | None = None,
-        output_dir: str | Path = "outputs/run",
+        output_dir: RunFolder | str | Path = "outputs/run",
         *,
         guidance: Guidance | None = None,
         head: FlameModel | None = None,
@@ -183,16 +179,11 @@ class Trainer:
             (the rest as the class.)
 
         Raises:
-            HeadStudioError: ``output_dir`` already holds a run (``argument="output_dir"``), or
-                a part cannot be built.
+            HeadStudioError: ``output_dir`` already holds a run (:meth:`RunFolder.require_new`),
+                or a part cannot be built.
         """
-        out = Path(output_dir)
-        if _checkpoint_path(out).exists():
-            raise HeadStudioError(
-                f"'{out}' already holds a run (checkpoints/last.pt); resume it or choose another output "
-                "directory.",
-                argument="output_dir",
-            )
+        out = output_dir if isinstance(output_dir, RunFolder) else RunFolder(output_dir)
+        out.require_new()
         seed = int(config.train.seed)
         device = resolve_device(config.train.device)
         torch.manual_seed(seed)
@@ -209,7 +200,7 @@ class Trainer:
     @classmethod
     def resume(
         cls,
-        output_dir: str | Path,
+        output_dir: RunFolder | str | Path,
         config: HeadStudioConfig | None = None,
         prompt: str | None = None,
         *,
@@ -227,8 +218,8 @@ class Trainer:
             HeadStudioError: no readable checkpoint, or a head model other than the run's
                 (``argument="head"``).
         """
-        out = Path(output_dir)
-        path = _checkpoint_path(out)
+        out = output_dir if isinstance(output_dir, RunFolder) else RunFolder(output_dir)
+        path = out.checkpoint
         ckpt = load_checkpoint(path)
         config = resumed_config(config, ckpt, path)
         prompt = prompt if prompt is not None else ckpt.prompt
@@ -238,7 +229,8 @@ class Trainer:
         got = str(head.identity_hash())
         if ckpt.head_hash not in (None, got):
             raise HeadStudioError(
-                f"the run in '{out}' was made on another head model ({ckpt.head_hash[:12]}…, this one is "
+                f"the run in '{out.path}' was made on another head model ({ckpt.head_hash[:12]}…, this one "
+                "is "
                 f"{got[:12]}…); resume it with the head model of the original run (head.flame_path or "
                 "HEADSTUDIO_FLAME_PATH).",
                 argument="head",
@@ -516,9 +508,12 @@ class Trainer:
             TrainingInterrupted: Ctrl-C (a checkpoint was saved first, or the last one kept).
             NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
         """
+        with self.folder.lock():  # held already when a command runs the trainer
+            return self._train()
+
+    def _train(self) -> Path:
         t = self.config.train
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.output_dir / "config.toml")
+        save_config(self.config, self.folder.config)
         total = int(t.steps)
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="it", dynamic_ncols=True)
         started = time.perf_counter()
@@ -549,7 +544,7 @@ class Trainer:
             summary = f"interrupted at step {self.step}/{total}; checkpoint saved to {self.checkpoint_path}"
             raise TrainingInterrupted(summary, self.output_dir) from None
         self.save_checkpoint()
-        avatar_path = self.output_dir / "avatar.ply"
+        avatar_path = self.folder.avatar
         self.avatar.save(avatar_path, config=config_to_dict(self.config), prompt=self.prompt)
         log.info(
             "trained %d steps (%d skipped); avatar written to %s", self.step, self.num_skipped, avatar_path
@@ -581,7 +576,7 @@ class Trainer:
         rec: dict[str, float] = {"step": self.step, "elapsed_s": round(elapsed, 3)}
         rec.update(self.health())
         rec.update(logs)
-        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as fh:
+        with open(self.folder.log, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
         return rec
 
@@ -599,5 +594,5 @@ class Trainer:
 
     def save_preview(self) -> Path:
         """Write ``previews/step_XXXXX.png`` (atomically); returns its path."""
-        path = self.output_dir / "previews" / f"step_{self.step:05d}.png"
+        path = self.folder.preview(self.step)
         return save_preview(self.avatar, path, preview_size(self.width))

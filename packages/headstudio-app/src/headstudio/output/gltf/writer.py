@@ -265,14 +265,14 @@ def export_glb(
     if out.suffix.lower() != ".glb":
         raise HeadStudioError(f"output '{out}' must end in .glb.")
     if parts not in PARTS:
-        raise HeadStudioError(f"--parts must be one of {', '.join(PARTS)}; got '{parts}'.")
+        raise HeadStudioError(f"«parts» must be one of {', '.join(PARTS)}; got '{parts}'.")
     if out.is_dir():
         raise HeadStudioError(f"output '{out}' is a folder; give a .glb file name.")
     want_mesh, want_splats = parts in ("mesh", "both"), parts in ("splats", "both")
     E = int(avatar.head.num_expression)
     m = _as_motion(motion, E)
     if m is not None and not want_mesh:
-        raise HeadStudioError("a motion animates the mesh; use --parts mesh or both with --motion.")
+        raise HeadStudioError("a motion animates the mesh; use «parts» mesh or both with «motion».")
     b = GltfBuilder()
     scene_nodes: list[int] = []
     summary = GlbSummary(

@@ -44,12 +44,12 @@ def prepare_server(
 def _explain(err: OSError, host: str, port: int) -> HeadStudioError | None:
     if err.errno in (errno.EADDRINUSE, errno.EACCES):
         return HeadStudioError(
-            f"cannot listen on {host}:{port} ({err.strerror}); pass another --port, "
-            "or --port 0 for any free one."
+            f"cannot listen on {host}:{port} ({err.strerror}); pass another «port», "
+            "or «port» 0 for any free one."
         )
     if err.errno in (errno.EADDRNOTAVAIL, -2, -3, -5):  # gai errors: unknown host name
         return HeadStudioError(
-            f"--host {host} is not an address of this machine; use 127.0.0.1 (default) or 0.0.0.0."
+            f"«host» {host} is not an address of this machine; use 127.0.0.1 (default) or 0.0.0.0."
         )
     return None
 

@@ -1,0 +1,5 @@
+"""``python -m headstudio.cli``."""
+
+from . import main
+
+raise SystemExit(main())

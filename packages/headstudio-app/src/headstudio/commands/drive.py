@@ -1,0 +1,94 @@
+"""``drive``: an avatar animated from a face video (landmarks → FLAME fit → render)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._atomic import atomic_output
+from ..animate.drive import DriveOptions as FitSettings
+from ..animate.drive import resolve_landmarker, video_to_motion
+from ..errors import require_file
+from ..output.rendering import check_size, render_motion
+from .common import AvatarOptions, check_output, open_avatar
+
+__all__ = ["DriveOptions", "DriveResult", "run", "VIDEO_SUFFIXES"]
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_FIT = FitSettings()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriveOptions(AvatarOptions):
+    """The video, the outputs and how the video is fitted.
+
+    Attributes:
+        video: the face video.
+        output: the ``.mp4``.
+        save_motion: also save the fitted motion (``.npz``).
+        report: also save per-frame results (``.json``).
+        neutral: ``auto``, ``none`` or a photo of the actor's resting face.
+        filter: the one-euro filter on the landmarks (``False``: fit the raw landmarks), with
+            ``min_cutoff`` / ``beta`` / ``d_cutoff``.
+        smoothing: second-difference penalty over time in the fit.
+        landmarker: MediaPipe's ``face_landmarker.task``.
+        max_frames: read at most this many frames.
+        size: ``(width, height)`` of the video.
+    """
+
+    video: Path
+    output: Path
+    save_motion: Path | None = None
+    report: Path | None = None
+    neutral: str = "auto"
+    filter: bool = True
+    min_cutoff: float = _FIT.min_cutoff
+    beta: float = _FIT.beta
+    d_cutoff: float = _FIT.d_cutoff
+    smoothing: float = 0.0
+    landmarker: str | None = None
+    max_frames: int | None = None
+    size: tuple[int, int] = (512, 512)
+
+
+@dataclass(frozen=True)
+class DriveResult:
+    """``summary``: the fit's one-paragraph summary; ``frames``: frames rendered."""
+
+    output: Path
+    frames: int
+    summary: str
+    motion: Path | None = None
+    report: Path | None = None
+
+
+def run(options: DriveOptions) -> DriveResult:
+    w, h = check_size(*options.size)
+    out = check_output(options.output, (".mp4",))
+    require_file(options.video, "video", VIDEO_SUFFIXES)
+    if options.save_motion is not None:
+        check_output(options.save_motion, (".npz",), "«save_motion»")
+    if options.report is not None:
+        check_output(options.report, (".json",), "«report»")
+    neutral = options.neutral.strip()
+    if neutral.lower() not in ("auto", "none"):
+        neutral = str(require_file(neutral, "«neutral» image", _IMAGE_SUFFIXES))
+    resolve_landmarker(options.landmarker)
+    settings = FitSettings(
+        neutral=neutral, min_cutoff=options.min_cutoff if options.filter else math.inf, beta=options.beta,
+        d_cutoff=options.d_cutoff, smoothing=options.smoothing, landmarker=options.landmarker,
+    )  # fmt: skip
+    avatar, _ = open_avatar(options)
+    head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
+    res = video_to_motion(
+        head, options.video, save_motion=options.save_motion, max_frames=options.max_frames, options=settings
+    )
+    if options.report is not None:
+        with atomic_output(options.report) as tmp:
+            tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")
+    n = render_motion(avatar, res.motion, out, size=(w, h), progress=options.progress)
+    return DriveResult(out, n, res.summary(), options.save_motion, options.report)

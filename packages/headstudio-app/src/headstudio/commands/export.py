@@ -1,0 +1,106 @@
+"""``export``: a posed PLY, a PLY per motion frame, or a self-contained web viewer folder.
+
+Which options go with which format is decided here, before the avatar is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import HeadStudioError, require_file
+from ..head_motion import MOTION_SUFFIXES
+from ..output.export import (
+    export_ply_sequence,
+    export_posed,
+    export_web,
+    parse_expression_args,
+    posed_flame_kwargs,
+)
+from ..output.viewer.presets import fit_presets
+from .common import AvatarOptions, check_output, open_avatar
+
+__all__ = ["ExportOptions", "ExportResult", "run", "FORMATS"]
+
+FORMATS = ("ply", "ply-sequence", "web")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions(AvatarOptions):
+    """``format``: ``ply`` (one posed PLY), ``ply-sequence`` (a folder of one PLY per motion
+    frame) or ``web`` (a viewer folder); ``expression`` (``"I=V"`` items), ``jaw`` (radians) and
+    ``motion_frame`` pose the ``ply``; ``motion`` / ``audio``; ``include_head_model`` (``web``)."""
+
+    output: Path
+    format: Literal["ply", "ply-sequence", "web"] = "ply"
+    expression: tuple[str, ...] | None = None
+    jaw: float | None = None
+    motion: Path | None = None
+    motion_frame: int | None = None
+    audio: Path | None = None
+    include_head_model: bool = False
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """``output``: the file or folder written; ``frames``: PLY frames of a ``ply-sequence``."""
+
+    format: str
+    output: Path
+    frames: int = 0
+
+
+def check(options: ExportOptions) -> Path:
+    """The flag compatibility of ``options`` and their output path.
+
+    Raises:
+        HeadStudioError: an option of another format, or an output of the wrong kind.
+    """
+    fmt = options.format
+    if fmt not in FORMATS:
+        raise HeadStudioError(f"unknown export format '{fmt}'; give one of {', '.join(FORMATS)}.")
+    if options.motion is not None:
+        require_file(options.motion, "motion file", MOTION_SUFFIXES)
+    if options.audio is not None:
+        require_file(options.audio, "audio file")
+    ply_only = {"expression": options.expression, "jaw": options.jaw, "motion_frame": options.motion_frame}
+    for name, value in ply_only.items():
+        if value is not None and fmt != "ply":
+            raise HeadStudioError(f"«{name}» poses a single PLY; it applies to «format» ply, not {fmt}.")
+    if options.audio is not None and fmt != "web":
+        raise HeadStudioError("«audio» goes into a web export; use it with «format» web.")
+    if options.include_head_model and fmt != "web":
+        raise HeadStudioError("«include_head_model» applies to «format» web.")
+    if fmt == "ply":
+        out = check_output(options.output, (".ply",))
+        if options.motion is None and options.motion_frame is not None:
+            raise HeadStudioError("«motion_frame» needs «motion» FILE.")
+        return out
+    out = Path(options.output)
+    if out.suffix.lower() == ".ply":
+        raise HeadStudioError(f"«format» {fmt} writes a folder; give «output» a folder name, not '{out}'.")
+    return out
+
+
+def run(options: ExportOptions) -> ExportResult:
+    out = check(options)
+    avatar, _ = open_avatar(options)
+    if options.format == "ply-sequence":
+        paths = export_ply_sequence(avatar, out, options.motion, progress=options.progress)
+        return ExportResult(options.format, out, len(paths))
+    if options.format == "web":
+        procedural = avatar.head.source == "procedural"
+        presets = fit_presets(avatar.head) if procedural or options.include_head_model else None
+        export_web(
+            avatar, out, options.motion, options.audio, include_head_model=options.include_head_model,
+            presets=presets, progress=options.progress,
+        )  # fmt: skip
+        return ExportResult(options.format, out)
+    num_expr = avatar.head.num_expression
+    kw = posed_flame_kwargs(
+        num_expr, parse_expression_args(list(options.expression or []), num_expr), options.jaw,
+        options.motion, options.motion_frame or 0,
+    )  # fmt: skip
+    export_posed(avatar, out, kw)
+    return ExportResult(options.format, out)
