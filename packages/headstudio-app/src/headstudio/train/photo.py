@@ -173,7 +173,7 @@ def restore_photo(
 
 def write_photo_record(setup: PhotoSetup, run_dir: str | Path) -> Path:
     """Write ``run_dir/photo.json`` atomically."""
-    path = Path(run_dir) / PHOTO_RECORD
+    path = Path(getattr(run_dir, "path", run_dir)) / PHOTO_RECORD  # a RunFolder or a path
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(setup.record(), indent=1))
     return path
@@ -185,7 +185,7 @@ def load_photo_record(run_dir: str | Path) -> dict[str, Any] | None:
     Raises:
         HeadStudioError: the file exists but is not a readable record.
     """
-    path = Path(run_dir) / PHOTO_RECORD
+    path = Path(getattr(run_dir, "path", run_dir)) / PHOTO_RECORD
     if not path.exists():
         return None
     try:
