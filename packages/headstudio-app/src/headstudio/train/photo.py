@@ -218,6 +218,8 @@ def init_photo_avatar(avatar: Avatar, setup: PhotoSetup) -> ColourInit:
 #: offline photo runs: training resolution (the crop) and steps
 PHOTO_SIZE = 256
 PHOTO_STEPS = 300
+#: the offline photo run's Gaussian budget
+PHOTO_MAX_GAUSSIANS = 60_000
 
 
 def photo_config(config: HeadStudioConfig, steps: int, size: int, with_sds: bool) -> HeadStudioConfig:
@@ -243,6 +245,9 @@ def photo_config(config: HeadStudioConfig, steps: int, size: int, with_sds: bool
     cfg.init.points_per_face = 2
     cfg.guidance.kind = "image"
     d = cfg.densify
+    # a CPU-sized budget: the photo's one view at 256 px needs far fewer than F-SDS's 500,000, and
+    # every Gaussian costs render time
+    d.max_gaussians = min(d.max_gaussians, PHOTO_MAX_GAUSSIANS)
     every = max(1, steps // 6)
     d.densify_from, d.densify_every, d.densify_until = every, every, 3 * every
     d.prune_from, d.prune_every, d.prune_until = 4 * every, every, 4 * every
