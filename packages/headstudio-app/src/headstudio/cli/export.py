@@ -17,12 +17,15 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
     e.add_argument(
         "--format", choices=export.FORMATS, default="ply",
         help="ply: one posed PLY (default); ply-sequence: one world-space PLY per motion frame in the "
-        "folder -o; web: a folder with the browser viewer that plays from file:// with no server; glb: one glTF "
-        "binary with KHR_gaussian_splatting splats and a skinned, textured mesh with ARKit's 52 "
-        "blendshapes (docs/ENGINE_EXPORT.md)",
+        "folder -o; web: a folder with the browser viewer that plays from file:// with no server; "
+        "glb: one glTF binary with KHR_gaussian_splatting splats and a skinned, textured mesh with "
+        "ARKit's 52 blendshapes (docs/ENGINE_EXPORT.md)",
     )  # fmt: skip
     e.add_argument(
-        "-o", "--output", required=True, metavar="OUT",
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
         help="OUT.ply, OUT.glb, or a folder for the other formats",
     )
     e.add_argument(
@@ -30,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
     )
     e.add_argument("--jaw", type=finite_float, metavar="RAD", help="jaw opening in radians (ply)")
     e.add_argument(
-        "--motion", metavar="FILE",
+        "--motion",
+        metavar="FILE",
         help="motion (default for ply-sequence/web: the procedural one; glb: none, else an animation)",
     )
     e.add_argument("--motion-frame", type=int, metavar="K", help="which motion frame (ply)")
@@ -41,9 +45,7 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
         "FLAME model is licensed and may not be passed on; without it a FLAME avatar's folder plays its "
         "baked motion only. The open procedural head's model is always included.",
     )  # fmt: skip
-    e.add_argument(
-        "--parts", choices=PARTS, help="glb: the splats, the mesh, or both (default both)"
-    )
+    e.add_argument("--parts", choices=PARTS, help="glb: the splats, the mesh, or both (default both)")
     e.add_argument(
         "--texture-size", type=positive_int, metavar="PX",
         help="glb: side of the mesh's baked colour texture in pixels (default 1024)",

@@ -13,7 +13,6 @@ from typing import Literal
 
 from ..errors import HeadStudioError, require_file
 from ..head_motion import MOTION_SUFFIXES
-from ..output.gltf.writer import PARTS, export_glb
 from ..output.export import (
     export_ply_sequence,
     export_posed,
@@ -21,6 +20,7 @@ from ..output.export import (
     parse_expression_args,
     posed_flame_kwargs,
 )
+from ..output.gltf.writer import PARTS, export_glb
 from ..output.viewer.presets import fit_presets
 from .common import AvatarOptions, check_output, open_avatar
 
@@ -73,10 +73,13 @@ def _check_writable(out: Path) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise HeadStudioError(f"«output» '{out}' is inside '{parent}', which is a file; give a path in a folder.")
+        raise HeadStudioError(
+            f"«output» '{out}' is inside '{parent}', which is a file; give a path in a folder."
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise HeadStudioError(
-            f"«output» '{out}': cannot write in '{parent}' (permission denied); give a folder you can write to."
+            f"«output» '{out}': cannot write in '{parent}' (permission denied); "
+            "give a folder you can write to."
         )
 
 
@@ -139,7 +142,12 @@ def run(options: ExportOptions) -> ExportResult:
                 f"«output» '{out}': cannot write there ({e.strerror}); give a folder you can write to."
             ) from None
         return ExportResult(
-            options.format, out, got["num_frames"], got["num_gaussians"], got["num_vertices"], got["num_targets"]
+            options.format,
+            out,
+            got["num_frames"],
+            got["num_gaussians"],
+            got["num_vertices"],
+            got["num_targets"],
         )
     if options.format == "ply-sequence":
         paths = export_ply_sequence(avatar, out, options.motion, progress=options.progress)
