@@ -533,8 +533,9 @@ def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1
     and eye parameters ``p`` (a bounded linear least-squares problem; the rotations, in radians,
     weighted ×5 so the jaw's 0.35 rad of ``jawOpen`` weighs like the expression coefficients of a
     fitted shape, 1-2) plus ``ridge·|w|²``, which picks the sparse answer where shapes cancel
-    each other. The neck pose becomes the head yaw/pitch/roll columns; the eye rotation
-    columns stay zero (the ``eyeLook*`` curves carry the gaze).
+    each other. The head's rotation (the global orientation composed with the neck pose, as a
+    video fit splits it) becomes the head yaw/pitch/roll columns; the eye rotation columns stay
+    zero (the ``eyeLook*`` curves carry the gaze).
     """
     from scipy.optimize import lsq_linear
     from scipy.spatial.transform import Rotation
@@ -557,8 +558,9 @@ def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1
     w = np.zeros((T, K), np.float32)
     for t in range(T):
         w[t] = lsq_linear(A, np.concatenate([P[t], np.zeros(K)]), bounds=(0.0, 1.0), method="bvls").x
-    neck = motion.neck_pose.detach().cpu().double().numpy()
-    ypr = Rotation.from_rotvec(neck).as_euler("YXZ")
+    neck = Rotation.from_rotvec(motion.neck_pose.detach().cpu().double().numpy())
+    glob = Rotation.from_rotvec(motion.global_orient.detach().cpu().double().numpy())
+    ypr = (glob * neck).as_euler("YXZ")  # the whole head's turn (a video fit puts most in global_orient)
     return ArkitCurves(w, float(motion.fps), ypr.astype(np.float32), np.zeros((T, 6), np.float32))
 
 
@@ -633,7 +635,8 @@ def read_live_link_csv(path: str | Path, fps: float | None = None) -> ArkitCurve
     Args:
         path: the ``.csv``.
         fps: the recording's frame rate; ``None``: from the timecodes' frame numbers (the largest
-            frame number seen + 1, rounded to 24/25/30/50/60 when close), 60 if undecidable.
+            frame number seen + 1, rounded to 24/25/30/50/60 when close, kept as it is when the
+            frame numbers wrap at a new second), 60 if undecidable.
 
     Raises:
         HeadStudioError: missing file or columns, a row with the wrong number of values, a
@@ -715,4 +718,6 @@ def _guess_fps(timecodes: Sequence[str]) -> float:
     for rate in (24, 25, 30, 50, 60):
         if top <= rate and top >= rate - 2:
             return float(rate)
-    return 60.0
+    # frame numbers that wrap to 0 at a new second count up to the rate itself (a 10 fps drive)
+    wrapped = any(b < a for a, b in zip(frames, frames[1:], strict=False))
+    return float(top) if wrapped else 60.0
