@@ -180,7 +180,10 @@ def build(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the CPU benchmarks (ratios against baselines measured in the same run)."""
     _install_stack(session)
-    session.install("smplx==0.1.28")
+    # smplx: FLAME's oracle; scikit-image and matplotlib ship the real face photographs of the photo
+    # benchmark; dlib-bin + face-recognition-models: its offline face-recognition network (its model
+    # files are found by path: the package's __init__ needs pkg_resources)
+    session.install("smplx==0.1.28", "scikit-image>=0.22", "matplotlib", "dlib-bin", "face-recognition-models")
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
 
