@@ -106,9 +106,8 @@ def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecog
     from flame_core import FlameModel
     from flame_core.retarget import expression_presets, fit_targets
     from headstudio.config import HeadStudioConfig
-    from headstudio.train.photo import init_photo_avatar, photo_config, prepare_photo, write_photo_record
+    from headstudio.train.photo import photo_config, prepare_photo, start_photo_run
     from headstudio.train.photo_input import find_faces
-    from headstudio.train.trainer import Trainer
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-photo-{name}-"))
     path = work / f"{name}.png"
@@ -119,9 +118,8 @@ def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecog
     t_prep = time.perf_counter() - t0
     cfg = photo_config(HeadStudioConfig(), args.steps, args.size, with_sds=False)
     cfg.train.device = "cpu"
-    trainer = Trainer.new(cfg, None, work / "run", guidance=setup.guidance(), head=head, progress=False)
-    init_photo_avatar(trainer.avatar, setup)
-    write_photo_record(setup, work / "run")
+    # exactly what `headstudio generate --image` runs offline
+    trainer = start_photo_run(cfg, setup, work / "run", head, progress=False)
     t1 = time.perf_counter()
     trainer.train()
     t_train = time.perf_counter() - t1
