@@ -226,3 +226,24 @@ def test_finished_items_are_skipped_and_scored_with_eval(
     _finished_avatar(out / "a-young-queen", "a bronze statue", steps=3)  # another item's avatar there
     code, _, err = _batch(capsys, *args)
     assert code == 2 and "holds the avatar of another item (prompt 'a bronze statue')" in err
+
+
+def test_an_item_may_be_a_photo_with_or_without_a_prompt(tmp_path):
+    from headstudio.batch.items import read_items
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "Ada Lovelace.png").write_bytes(b"not read here")
+    f = tmp_path / "items.jsonl"
+    f.write_text(
+        '{"image": "photos/Ada Lovelace.png"}\n'
+        '{"image": "photos/Ada Lovelace.png", "prompt": "this person as an elf", "steps": 50}\n'
+    )
+    a, b = read_items(f)
+    assert a.image == tmp_path / "photos" / "Ada Lovelace.png" and a.prompt == "" and a.name == "ada-lovelace"
+    assert b.image == a.image and b.prompt == "this person as an elf" and "train.steps=50" in b.overrides
+    f.write_text('{"image": "photos/missing.png"}\n')
+    with pytest.raises(HeadStudioError, match=r"items.jsonl line 1: photo .*missing.png' does not exist"):
+        read_items(f)
+    f.write_text('{"name": "x"}\n')
+    with pytest.raises(HeadStudioError, match='no prompt; give "prompt"'):
+        read_items(f)

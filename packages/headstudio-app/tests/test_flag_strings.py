@@ -71,16 +71,9 @@ def test_no_module_outside_the_cli_spells_a_flag() -> None:
     assert not found, "name the option as «name» and let the CLI print its flag:\n" + "\n".join(found)
 
 
-#: Options of library functions that no command exposes yet: ``export_glb``'s ``parts`` (issue 24
-#: added the library layer; its command adds the flag, and then the name leaves this set).
-NO_COMMAND_YET = {"parts"}
-
-
 def test_every_option_named_in_a_message_has_a_flag() -> None:
     build_parser()
     known = set(ARGUMENT_FLAGS).union(*COMMAND_FLAGS.values())
-    assert not NO_COMMAND_YET & known, "a command has the flag now: drop it from NO_COMMAND_YET"
-    known |= NO_COMMAND_YET
     bad = []
     for path in _lower_modules() + sorted((ROOT / "cli").glob("*.py")):
         for line, text in _strings(path):

@@ -140,8 +140,9 @@ def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1
     and eye parameters ``p`` (a bounded linear least-squares problem; the rotations, in radians,
     weighted ×5 so the jaw's 0.35 rad of ``jawOpen`` weighs like the expression coefficients of a
     fitted shape, 1-2) plus ``ridge·|w|²``, which picks the sparse answer where shapes cancel
-    each other. The neck pose becomes the head yaw/pitch/roll columns; the eye rotation
-    columns stay zero (the ``eyeLook*`` curves carry the gaze).
+    each other. The head's rotation (the global orientation composed with the neck pose, as a
+    video fit splits it) becomes the head yaw/pitch/roll columns; the eye rotation columns stay
+    zero (the ``eyeLook*`` curves carry the gaze).
     """
     from scipy.optimize import lsq_linear
     from scipy.spatial.transform import Rotation
@@ -164,8 +165,9 @@ def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1
     w = np.zeros((T, K), np.float32)
     for t in range(T):
         w[t] = lsq_linear(A, np.concatenate([P[t], np.zeros(K)]), bounds=(0.0, 1.0), method="bvls").x
-    neck = motion.neck_pose.detach().cpu().double().numpy()
-    ypr = Rotation.from_rotvec(neck).as_euler("YXZ")
+    neck = Rotation.from_rotvec(motion.neck_pose.detach().cpu().double().numpy())
+    glob = Rotation.from_rotvec(motion.global_orient.detach().cpu().double().numpy())
+    ypr = (glob * neck).as_euler("YXZ")  # the whole head's turn (a video fit puts most in global_orient)
     return ArkitCurves(w, float(motion.fps), ypr.astype(np.float32), np.zeros((T, 6), np.float32))
 
 

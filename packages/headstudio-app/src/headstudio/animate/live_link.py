@@ -107,7 +107,8 @@ def read_live_link_csv(path: str | Path, fps: float | None = None) -> ArkitCurve
     Args:
         path: the ``.csv``.
         fps: the recording's frame rate; ``None``: from the timecodes' frame numbers (the largest
-            frame number seen + 1, rounded to 24/25/30/50/60 when close), 60 if undecidable.
+            frame number seen + 1, rounded to 24/25/30/50/60 when close, kept as it is when the
+            frame numbers wrap at a new second), 60 if undecidable.
 
     Raises:
         HeadStudioError: missing file or columns, a row with the wrong number of values, a
@@ -189,4 +190,6 @@ def _guess_fps(timecodes: Sequence[str]) -> float:
     for rate in (24, 25, 30, 50, 60):
         if top <= rate and top >= rate - 2:
             return float(rate)
-    return 60.0
+    # frame numbers that wrap to 0 at a new second count up to the rate itself (a 10 fps drive)
+    wrapped = any(b < a for a, b in zip(frames, frames[1:], strict=False))
+    return float(top) if wrapped else 60.0

@@ -5,14 +5,15 @@ Three formats, told apart by the suffix:
 - anything but ``.jsonl`` / ``.toml`` (``prompts.txt``): one prompt per line;
 - ``.jsonl``: one JSON object per line, ``{"prompt": "...", "seed": 3, "steps": 2000,
   "flame": "heads/generic_model.pkl", "motion": "talk.npz", "name": "kratos",
-  "set": {"train.lr_color": 0.01}}`` (only ``prompt`` is required);
+  "set": {"train.lr_color": 0.01}}`` (``prompt`` or ``image`` is required: ``image`` makes the
+  avatar of the person in that photograph, restyled by the prompt when there is one);
 - ``.toml``: the same fields in ``[[item]]`` tables.
 
 Blank lines and lines whose first character is ``#`` are skipped (``.txt`` and ``.jsonl``).
 ``seed``, ``steps``, ``flame`` and ``motion`` are ``train.seed``, ``train.steps``,
 ``head.flame_path`` and ``train.motion_path``; ``set`` holds any other configuration keys (a
-table, or a list of ``"key=value"`` strings). Relative ``flame`` / ``motion`` paths are read from
-the prompts file's folder.
+table, or a list of ``"key=value"`` strings). Relative ``flame`` / ``motion`` / ``image`` paths are
+read from the prompts file's folder.
 
 Each item's folder is ``name`` when given, else the slug of its prompt; when slugs collide the
 first item (in file order) keeps the slug and the next ones get ``-2``, ``-3``, ... (names given
@@ -46,7 +47,7 @@ FIELD_KEYS = {
     "motion": "train.motion_path",
 }
 #: Every field an item may have.
-ITEM_FIELDS = ("prompt", "name", *FIELD_KEYS, "set")
+ITEM_FIELDS = ("prompt", "image", "name", *FIELD_KEYS, "set")
 #: Longest slug of a prompt (the folder name), in characters.
 SLUG_LENGTH = 48
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -64,6 +65,7 @@ class BatchItem:
         prompt: the text prompt.
         name: its folder under the batch's output directory.
         overrides: ``key=value`` configuration overrides of this item (after the batch's own).
+        image: a photograph to build the avatar of (``generate``'s «image»), or ``None``.
     """
 
     index: int
@@ -71,6 +73,7 @@ class BatchItem:
     prompt: str
     name: str
     overrides: tuple[str, ...] = ()
+    image: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class _Entry:
     prompt: str
     name: str | None
     overrides: tuple[str, ...]
+    image: Path | None = None
 
 
 def slugify(text: str, max_len: int = SLUG_LENGTH) -> str:
@@ -128,13 +132,13 @@ def assign_names(entries: list[_Entry]) -> list[BatchItem]:
     for e in entries:
         name = e.name
         if name is None:
-            base = slugify(e.prompt)
+            base = slugify(e.prompt if e.prompt or e.image is None else e.image.stem)
             name, k = base, 1
             while name in taken:
                 k += 1
                 name = f"{base}-{k}"
             taken[name] = e.where
-        items.append(BatchItem(e.index, e.where, e.prompt, name, e.overrides))
+        items.append(BatchItem(e.index, e.where, e.prompt, name, e.overrides, e.image))
     return items
 
 
@@ -205,11 +209,19 @@ def _entry(obj: Mapping[str, Any], number: int, where: str, base: Path) -> _Entr
         raise HeadStudioError(
             f"{where}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(ITEM_FIELDS)}."
         )
-    prompt = obj.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise HeadStudioError(f'{where}: no prompt; give "prompt" as a non-empty string.')
+    image = None
+    if "image" in obj:
+        raw = obj["image"]
+        if not isinstance(raw, str) or not raw.strip():
+            raise HeadStudioError(f"{where}: image must be a file path (a string), got {raw!r}.")
+        p = Path(raw).expanduser()
+        image = require_file(p if p.is_absolute() else base / p, f"{where}: photo")
+    prompt = obj.get("prompt", "" if image is not None else None)
+    if not isinstance(prompt, str) or (not prompt.strip() and image is None):
+        raise HeadStudioError(f'{where}: no prompt; give "prompt" as a non-empty string (or an "image").')
     prompt = prompt.strip()
-    _check_text(prompt, where, "the prompt")
+    if prompt:
+        _check_text(prompt, where, "the prompt")
     name = obj.get("name")
     if name is not None and (not isinstance(name, str) or _NAME.fullmatch(name) is None):
         raise HeadStudioError(
@@ -221,7 +233,7 @@ def _entry(obj: Mapping[str, Any], number: int, where: str, base: Path) -> _Entr
         if field in obj:
             overrides.append(f"{key}={_field_value(field, obj[field], where, base)}")
     overrides.extend(_set_overrides(obj.get("set", {}), where))
-    return _Entry(number, where, prompt, name, tuple(overrides))
+    return _Entry(number, where, prompt, name, tuple(overrides), image)
 
 
 def _field_value(field: str, value: Any, where: str, base: Path) -> str:

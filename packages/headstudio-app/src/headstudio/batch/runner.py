@@ -106,7 +106,7 @@ class PlannedItem:
         """The options of its ``generate`` on ``device``: continue the folder's checkpoint when
         there is one, wait for a process that still writes the folder, no progress bar."""
         return GenerateOptions(
-            self.item.prompt, output=self.folder, config=options.config,
+            self.item.prompt, image=self.item.image, output=self.folder, config=options.config,
             overrides=tuple(options.item_overrides(self.item)), device=device, resume=None, progress=False,
             wait=True,
         )  # fmt: skip

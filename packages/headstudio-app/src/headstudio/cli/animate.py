@@ -22,8 +22,17 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
         "animate", parents=[common, avatar_options()], help="animate an avatar with a FLAME motion to MP4"
     )
     a.add_argument("--motion", metavar="FILE", help="TalkSHOW .npy, SHOW .pkl or .npz (default: procedural)")
+    a.add_argument(
+        "--arkit", metavar="CURVES.csv",
+        help="ARKit blendshape curves in Live Link Face's CSV layout (e.g. from drive --arkit-out), played "
+        "through the avatar's ARKit fit; instead of --motion",
+    )  # fmt: skip
     a.add_argument("--audio", metavar="WAV", help="audio muxed in; without --motion, lip sync to it")
-    a.add_argument("--fps", type=positive_float, help="video frame rate (default: the motion's)")
+    a.add_argument(
+        "--fps", type=positive_float,
+        help="video frame rate (default: the motion's; with --arkit also the curves' rate, default from "
+        "their timecodes)",
+    )  # fmt: skip
     a.add_argument("--size", type=size, default=(512, 512), help="512 or WxH")
     a.add_argument("--frames", type=positive_int, help="render at most this many frames")
     a.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
@@ -36,6 +45,7 @@ def handle(args: argparse.Namespace) -> int:
             **avatar_fields(args),
             output=args.output,
             motion=path_or_none(args.motion),
+            arkit=path_or_none(args.arkit),
             audio=path_or_none(args.audio),
             fps=args.fps,
             size=args.size,

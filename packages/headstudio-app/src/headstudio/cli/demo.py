@@ -16,6 +16,10 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
     m.add_argument("--quick", action="store_true", help="smaller and shorter (a smoke run)")
     m.add_argument("--size", type=int, help="training / render resolution")
     m.add_argument("--steps", type=positive_int, help="training steps")
+    m.add_argument(
+        "--photo", nargs="?", const="astronaut", metavar="PHOTO",
+        help="the photo part instead: an avatar of the person in PHOTO (default: scikit-image's astronaut)",
+    )  # fmt: skip
     m.set_defaults(handle=handle, flags=flags_of(m))
 
 
@@ -28,6 +32,7 @@ def handle(args: argparse.Namespace) -> int:
         steps=args.steps,
         device=args.device,
         progress=not args.quiet,
+        photo=args.photo,
     )
     try:
         res = demo.run(options)

@@ -45,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
         help="also save per-frame results: face found, landmark reprojection error in pixels, neutral",
     )  # fmt: skip
     d.add_argument(
+        "--arkit-out", metavar="CURVES.csv",
+        help="also save the captured face as ARKit's 52 blendshape curves in Live Link Face's CSV layout "
+        "(play them with `headstudio animate AVATAR --arkit CURVES.csv`)",
+    )  # fmt: skip
+    d.add_argument(
         "--neutral", default="auto", metavar="auto|none|IMAGE",
         help="the actor's resting face, subtracted from the motion: auto (the video's least active "
         "frames), none, or a photo of the resting face (default auto)",
@@ -69,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 def options(args: argparse.Namespace) -> drive.DriveOptions:
     return drive.DriveOptions(
         **avatar_fields(args), video=args.video, output=args.output,
-        save_motion=path_or_none(args.save_motion), report=path_or_none(args.report), neutral=args.neutral,
+        save_motion=path_or_none(args.save_motion), report=path_or_none(args.report),
+        arkit_out=path_or_none(args.arkit_out), neutral=args.neutral,
         filter=args.filter, min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
         smoothing=args.smoothing, landmarker=args.landmarker, max_frames=args.max_frames, size=args.size,
     )  # fmt: skip
@@ -83,4 +89,6 @@ def handle(args: argparse.Namespace) -> int:
         print(f"motion saved to {res.motion}")
     if res.report:
         print(f"per-frame report (face found, reprojection error px) saved to {res.report}")
+    if res.arkit:
+        print(f"ARKit curves (Live Link Face CSV) saved to {res.arkit}")
     return 0

@@ -1,4 +1,4 @@
-"""``headstudio generate PROMPT``."""
+"""``headstudio generate PROMPT`` and ``headstudio generate --image PHOTO [PROMPT]``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,16 @@ EXTRA_FLAGS = {"head": "--set head.flame_path", "overrides": "--set"}
 
 
 def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
-    g = sub.add_parser("generate", parents=[common], help="train an avatar from a text prompt")
-    g.add_argument("prompt")
+    g = sub.add_parser(
+        "generate", parents=[common], help="train an avatar from a text prompt, or from a photo (--image)"
+    )
+    g.add_argument("prompt", nargs="?", default="", help="the text prompt (optional with --image)")
+    g.add_argument(
+        "--image", metavar="PHOTO",
+        help="make the avatar of the person in this photograph (offline without a prompt; with a prompt and "
+        "diffusion weights the prompt restyles them). Use photos only of people who agreed.",
+    )  # fmt: skip
+    g.add_argument("--face", type=positive_int, metavar="N", help="with several faces: the Nth from the left")
     g.add_argument("--config", metavar="TOML")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     g.add_argument("--output", metavar="DIR", help="output directory (default outputs/<slug-of-prompt>)")
@@ -37,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
 
 def options(args: argparse.Namespace) -> generate.GenerateOptions:
     return generate.GenerateOptions(
-        args.prompt, output=path_or_none(args.output), config=path_or_none(args.config),
+        args.prompt, image=path_or_none(args.image), face=args.face,
+        output=path_or_none(args.output), config=path_or_none(args.config),
         overrides=tuple(args.set or ()), steps=args.steps, device=args.device, resume=args.resume,
         resume_previous=args.resume_previous, dry_run=args.dry_run, progress=not args.quiet,
     )  # fmt: skip
@@ -50,7 +59,7 @@ def run_options(opts: generate.GenerateOptions) -> generate.GenerateResult:
     except TrainingInterrupted as err:
         folder = generate.run_folder(opts).path
         raise KeyboardInterrupt(
-            f"{err.summary}. Continue with: {continue_hint(opts.prompt, folder)}"
+            f"{err.summary}. Continue with: {continue_hint(opts.prompt, folder, opts.image)}"
         ) from None
 
 
@@ -64,6 +73,9 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def continue_hint(prompt: str, folder: Path) -> str:
+def continue_hint(prompt: str, folder: Path, image: Path | None = None) -> str:
     """The command that continues the run in ``folder``."""
+    if image is not None:
+        text = f" {json.dumps(prompt)}" if prompt.strip() else ""
+        return f"headstudio generate{text} --image {image} --output {folder} --resume"
     return f"headstudio generate {json.dumps(prompt)} --output {folder} --resume"

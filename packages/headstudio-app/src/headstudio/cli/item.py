@@ -21,7 +21,7 @@ from . import generate
 from ._args import COMMAND_FLAGS, Parser, common_options
 from ._report import configure_logging, report_failures
 
-_PATHS = ("output", "config")
+_PATHS = ("output", "config", "image")
 
 
 def options_from_json(text: str) -> GenerateOptions:

@@ -1,4 +1,5 @@
-"""``drive``: an avatar animated from a face video (landmarks → FLAME fit → render)."""
+"""``drive``: an avatar animated from a face video (landmarks → FLAME fit → render), optionally
+with the captured face as ARKit curves in Live Link Face's CSV layout."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._atomic import atomic_output
+from ..animate.arkit import basis_for, motion_to_curves, write_live_link_csv
 from ..animate.drive import DriveOptions as FitSettings
 from ..animate.drive import resolve_landmarker, video_to_motion
 from ..errors import require_file
@@ -31,6 +33,8 @@ class DriveOptions(AvatarOptions):
         output: the ``.mp4``.
         save_motion: also save the fitted motion (``.npz``).
         report: also save per-frame results (``.json``).
+        arkit_out: also save the captured face as ARKit curves (``.csv``, Live Link Face's
+            layout, at the video's frame rate), fitted through the avatar's ARKit basis.
         neutral: ``auto``, ``none`` or a photo of the actor's resting face.
         filter: the one-euro filter on the landmarks (``False``: fit the raw landmarks), with
             ``min_cutoff`` / ``beta`` / ``d_cutoff``.
@@ -44,6 +48,7 @@ class DriveOptions(AvatarOptions):
     output: Path
     save_motion: Path | None = None
     report: Path | None = None
+    arkit_out: Path | None = None
     neutral: str = "auto"
     filter: bool = True
     min_cutoff: float = _FIT.min_cutoff
@@ -64,6 +69,7 @@ class DriveResult:
     summary: str
     motion: Path | None = None
     report: Path | None = None
+    arkit: Path | None = None
 
 
 def run(options: DriveOptions) -> DriveResult:
@@ -74,6 +80,8 @@ def run(options: DriveOptions) -> DriveResult:
         check_output(options.save_motion, (".npz",), "«save_motion»")
     if options.report is not None:
         check_output(options.report, (".json",), "«report»")
+    if options.arkit_out is not None:
+        check_output(options.arkit_out, (".csv",), "«arkit_out»")
     neutral = options.neutral.strip()
     if neutral.lower() not in ("auto", "none"):
         neutral = str(require_file(neutral, "«neutral» image", _IMAGE_SUFFIXES))
@@ -90,5 +98,8 @@ def run(options: DriveOptions) -> DriveResult:
     if options.report is not None:
         with atomic_output(options.report) as tmp:
             tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")
+    if options.arkit_out is not None:
+        curves = motion_to_curves(res.motion, basis_for(avatar))  # at the motion's rate: the video's
+        write_live_link_csv(options.arkit_out, curves)
     n = render_motion(avatar, res.motion, out, size=(w, h), progress=options.progress)
-    return DriveResult(out, n, res.summary(), options.save_motion, options.report)
+    return DriveResult(out, n, res.summary(), options.save_motion, options.report, options.arkit_out)

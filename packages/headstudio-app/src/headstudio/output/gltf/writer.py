@@ -38,6 +38,7 @@ from flame_core.motion import MotionSequence
 from ...animate.arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, euler_to_axis_angle
 from ...avatar import Avatar
 from ...errors import HeadStudioError
+from ...head_motion import as_motion
 from .animation import axis_angle_to_quat_xyzw, flame_tracks
 from .builder import ELEMENT_ARRAY_BUFFER, GltfBuilder
 from .mesh import JOINT_NAMES, HeadMesh, bake_texture, head_mesh, morph_deltas, texture_png
@@ -66,8 +67,6 @@ def _as_motion(motion: object, num_expression: int) -> MotionSequence | ArkitCur
     if motion is None or isinstance(motion, (MotionSequence, ArkitCurves)):
         m = motion
     else:
-        from ...motion import as_motion
-
         m = as_motion(motion)  # a motion file
     if isinstance(m, MotionSequence) and m.expression.shape[1] > num_expression:
         raise HeadStudioError(
