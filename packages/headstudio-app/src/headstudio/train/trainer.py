@@ -55,7 +55,7 @@ from .diagnostics import RunMonitor, postfix
 from .guidance import Guidance
 from .regularization import REGULARIZER_TERMS
 from .run_folder import RunFolder
-from .trainer_build import TrainerBuild
+from .trainer_build import TrainerBuild, _head_from_config  # noqa: F401 (commands.generate reads it here)
 from .trainer_state import NonFiniteLossError, TrainingInterrupted
 from .trainer_step import TrainerStep
 
