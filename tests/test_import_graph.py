@@ -62,8 +62,9 @@ WINGS = {
 }
 
 #: Single modules a wing may import from a wing it may not import otherwise, each a leaf of
-#: ``animate`` that imports only the core: the glb's morph targets are the ARKit-52 basis, and the
-#: photo fit reads the photo's face with the same MediaPipe tracking as video driving.
+#: ``animate`` that imports only the core (and its own split-out siblings): the glb's morph
+#: targets are the ARKit-52 basis, and the photo fit reads the photo's face with the same
+#: MediaPipe tracking as video driving.
 ALSO_ALLOWED = {"output": {"headstudio.animate.arkit"}, "train": {"headstudio.animate.face_track"}}
 
 

@@ -21,7 +21,7 @@ from headstudio.config import DensifyConfig, HeadStudioConfig, RegularizerConfig
 METHOD = Path(__file__).resolve().parents[1] / "docs" / "METHOD.md"
 HEADING = "## Parity with the paper and the public code"
 COLUMNS = ["key", "paper", "public code", "ours", "why ours"]
-KEY = re.compile(r"^`([a-z_]+)\.([a-z_0-9]+)`$")
+KEY = re.compile(r"^`([a-z_]+)\.([a-z_0-9.]+)`$")  # an embedded table's key: guidance.fsds.mode
 VALUE = re.compile(r"^`([^`]+)`$")
 
 
@@ -67,18 +67,21 @@ def mismatches(rows: list[list[str]], defaults: dict[str, dict[str, Any]]) -> li
         if not key:
             continue
         section, name = key.groups()
-        if name not in defaults.get(section, {}):
+        table: Any = defaults.get(section, {})
+        *tables, last = name.split(".")
+        for t in tables:
+            table = table.get(t) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or last not in table or isinstance(table[last], dict):
             out.append(f"{section}.{name}: not a config key")
             continue
+        default = table[last]
         value = VALUE.match(row[3])
         if not value:
             out.append(f"{section}.{name}: 'ours' must be one `TOML value`, got {row[3]!r}")
             continue
         doc = tomllib.loads(f"v = {value.group(1)}")["v"]
-        if not _same(doc, defaults[section][name]):
-            out.append(
-                f"{section}.{name}: METHOD.md says {doc!r}, the default is {defaults[section][name]!r}"
-            )
+        if not _same(doc, default):
+            out.append(f"{section}.{name}: METHOD.md says {doc!r}, the default is {default!r}")
     return out
 
 
@@ -100,8 +103,8 @@ def test_the_parity_table_covers_what_issue_20_changed() -> None:
         "train.lr_rotation", "train.lr_color", "train.lr_opacity", "train.lr_shape", "train.betas",
         "train.eps", "train.steps", "train.batch_size", "train.resolution", "train.shape_stop_step",
         "loss.lambda_pos", "loss.lambda_scale", "loss.lambda_sds", "init.points_per_face",
-        "guidance.guidance_scale", "guidance.controlnet_scale", "guidance.t_range_phase1",
-        "guidance.t_range_phase2", "guidance.t_switch_step",
+        "guidance.fsds.guidance_scale", "guidance.fsds.controlnet_scale", "guidance.fsds.t_range_phase1",
+        "guidance.fsds.t_range_phase2", "guidance.fsds.t_switch_step", "guidance.fsds.denoise_switch_t",
     }  # fmt: skip
     assert required - keys == set()
 
@@ -112,6 +115,7 @@ def test_a_drifted_row_is_caught() -> None:
         ["`train.lr_scale`", "1e-3", "5e-3", "`5e-3`", "code"],
         ["`train.betas`", "", "", "`[0.9, 0.999]`", ""],
         ["`regularizer.form`", "", "", '`"code"`', ""],
+        ["`guidance.fsds.guidance_scale`", "", "", "`7.5`", ""],
         ["split offset", "", "", "N(0, s²)", "not a key: skipped"],
     ]
     assert mismatches(good, defaults) == []
@@ -121,9 +125,12 @@ def test_a_drifted_row_is_caught() -> None:
         ["`regularizer.form`", "", "", '`"paper"`', ""],
         ["`train.lr_scales`", "", "", "`1e-3`", ""],
         ["`densify.grad_threshold`", "", "", "0.001", ""],
+        ["`guidance.fsds.guidance_scale`", "", "", "`7.0`", ""],
+        ["`guidance.fsds`", "", "", "`7.5`", ""],
     ]
     found = mismatches(drifted, defaults)
-    assert len(found) == 5, found
+    assert len(found) == 7, found
+    assert "guidance.fsds: not a config key" in found[6]
     assert "train.lr_scale: METHOD.md says 0.001, the default is 0.005" in found[0]
     with pytest.raises(AssertionError):
         parity_rows("## Parity with the paper and the public code\n\n| a | b |\n| --- | --- |\n")

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import tomli_w
 from headstudio.config import (
     CameraConfig,
     DensifyConfig,
@@ -54,11 +55,13 @@ def test_defaults_are_the_public_codes_numbers() -> None:
     assert (d.scene_extent, d.percent_dense, d.max_world_size, d.screen_size_from) == (4.0, 0.01, 0.03, 1500)
     assert d.max_gaussians == 500_000
     g = cfg.guidance
-    assert g.kind == "fsds" and g.mode == "fsds"
+    assert g.kind == "fsds" and g.fsds.mode == "fsds"
     assert g.base_model == "stablediffusionapi/realistic-vision-51"
     assert g.controlnet == "CrucibleAI/ControlNetMediaPipeFace" and g.controlnet_subfolder == "diffusion_sd15"
-    assert (g.guidance_scale, g.controlnet_scale) == (7.5, 1.5)
-    assert g.t_range_phase1 == (0.05, 0.8) and g.t_range_phase2 == (0.02, 0.55) and g.t_switch_step == 3000
+    f = g.fsds
+    assert (f.guidance_scale, f.controlnet_scale) == (7.5, 1.5)
+    assert f.t_range_phase1 == (0.05, 0.8) and f.t_range_phase2 == (0.02, 0.55) and f.t_switch_step == 3000
+    assert (f.denoise_switch_t, f.grad_clip, f.vae_gradient_checkpointing) == (200, None, False)
 
 
 def test_load_none_gives_defaults() -> None:
@@ -102,7 +105,7 @@ def test_override_types_and_nested_values() -> None:
             "guidance.base_model=2024",
         ],
     )
-    assert cfg.guidance.negative_prompt == "true" and cfg.guidance.base_model == "2024"
+    assert cfg.guidance.fsds.negative_prompt == "true" and cfg.guidance.base_model == "2024"
     assert cfg.train.device == "cpu"
     assert cfg.train.betas == (0.5, 0.9)
     assert cfg.densify.enabled is False
@@ -130,6 +133,11 @@ def test_override_types_and_nested_values() -> None:
         ("init.opacity=1.5", "(0, 1)"),
         ("train.guidance_resolution=500", "multiple of 8"),
         ("densify.densify_every=0", ">= 1"),
+        ("guidance.fsds.t_range_phase1=[0.9, 0.1]", "0 <= min <= max <= 1"),
+        ("guidance.fsds.grad_clipp=1", "fsds.grad_clip"),
+        ("guidance.fsds.image_size=64", "train.guidance_resolution"),
+        ("guidance.fsds=1", "valid keys of [guidance]"),
+        ("guidance.fsds.mode=dds", "'fsds' | 'sds'"),
     ],
 )
 def test_bad_overrides_name_the_key(item: str, fragment: str) -> None:
@@ -173,7 +181,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert p.is_file()
     back = load_config(p, [])
     assert back == cfg
-    assert back.guidance.negative_prompt == 'blurry, "bad"'
+    assert back.guidance.fsds.negative_prompt == 'blurry, "bad"'
     # the defaults round-trip too (None fields are left out and come back as None)
     save_config(HeadStudioConfig(), tmp_path / "d.toml")
     assert load_config(tmp_path / "d.toml") == HeadStudioConfig()
@@ -185,13 +193,13 @@ def test_old_mode_name_dsds_loads_as_fsds(tmp_path: Path, caplog: pytest.LogCapt
     p.write_text('[guidance]\nmode = "dsds"\n')
     with caplog.at_level(logging.WARNING, logger="headstudio.config"):
         cfg = load_config(p)
-    assert cfg.guidance.mode == "fsds" and cfg.guidance.to_fsds_config().mode == "fsds"
+    assert cfg.guidance.fsds.mode == "fsds" and cfg.guidance.to_fsds_config().mode == "fsds"
     lines = [r.getMessage() for r in caplog.records if r.name == "headstudio.config"]
     assert len(lines) == 1 and "deprecated" in lines[0] and "fsds" in lines[0] and "old.toml" in lines[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="headstudio.config"):
-        assert load_config(None, ["guidance.mode=dsds"]).guidance.mode == "fsds"
-        assert config_from_dict({"guidance": {"mode": "dsds"}}).guidance.mode == "fsds"
+        assert load_config(None, ["guidance.mode=dsds"]).guidance.fsds.mode == "fsds"
+        assert config_from_dict({"guidance": {"mode": "dsds"}}).guidance.fsds.mode == "fsds"
     assert len(caplog.records) == 2
     with pytest.raises(HeadStudioError, match="'fsds' | 'sds'"):
         load_config(None, ["guidance.mode=dds"])
@@ -207,7 +215,9 @@ def test_config_dict_round_trip() -> None:
 
 def test_to_fsds_config() -> None:
     pytest.importorskip("fsds_guidance")
-    g = GuidanceConfig(mode="sds", guidance_scale=5.0)
+    from fsds_guidance import FSDSConfig
+
+    g = GuidanceConfig(fsds=FSDSConfig(mode="sds", guidance_scale=5.0))
     f = g.to_fsds_config(image_size=64)
     assert f.mode == "sds" and f.guidance_scale == 5.0 and f.image_size == 64
     assert GuidanceConfig().to_fsds_config().mode == "fsds"
@@ -290,3 +300,70 @@ def test_regularizer_form_is_validated_in_toml_and_set(tmp_path: Path) -> None:
         load_config(f)
     with pytest.raises(HeadStudioError, match=r"regularizer\.pos_from.*>= 0"):
         load_config(None, ["regularizer.pos_from=-1"])
+
+
+def test_fsds_fields_set_from_toml_and_overrides(tmp_path: Path) -> None:
+    """[guidance.fsds] is FSDSConfig whole: the fields [guidance] did not restate are keys too."""
+    pytest.importorskip("fsds_guidance")
+    p = tmp_path / "f.toml"
+    p.write_text("[guidance.fsds]\ndenoise_switch_t = 150\ngrad_clip = 0.25\n")
+    cfg = load_config(p, ["guidance.fsds.vae_gradient_checkpointing=true", "guidance.fsds.guidance_scale=5"])
+    f = cfg.guidance.to_fsds_config(image_size=64)
+    assert (f.denoise_switch_t, f.grad_clip, f.vae_gradient_checkpointing) == (150, 0.25, True)
+    assert (f.guidance_scale, f.image_size) == (5.0, 64)
+    assert load_config(None, ["guidance.fsds.grad_clip=none"]).guidance.fsds.grad_clip is None
+    # saved as a [guidance.fsds] table (image_size is train.guidance_resolution's, not written)
+    d = config_to_dict(cfg)
+    assert d["guidance"]["fsds"]["grad_clip"] == 0.25 and "image_size" not in d["guidance"]["fsds"]
+    assert "grad_clip" not in config_to_dict(HeadStudioConfig())["guidance"]["fsds"]
+    back = load_config(save_config(cfg, tmp_path / "out.toml"))
+    assert back == cfg
+
+
+def test_a_config_saved_before_guidance_embedded_fsds_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The previous version wrote the eight FSDS fields flat under [guidance] (config.toml of a run,
+    and the checkpoint's config dict): they load into guidance.fsds, one info line each."""
+    old = {
+        "kind": "fsds",
+        "base_model": "stablediffusionapi/realistic-vision-51",
+        "guidance_scale": 6.0,
+        "controlnet_scale": 1.25,
+        "mode": "sds",
+        "dtype": "auto",
+        "t_range_phase1": [0.1, 0.7],
+        "t_range_phase2": [0.05, 0.5],
+        "t_switch_step": 2000,
+        "negative_prompt": "blurry",
+        "view_dependent": False,
+        "local_files_only": True,
+    }
+    p = tmp_path / "config.toml"
+    p.write_text(tomli_w.dumps({"guidance": old}))
+    with caplog.at_level(logging.INFO, logger="headstudio.config"):
+        cfg = load_config(p)
+    moved = [r.getMessage() for r in caplog.records if "is now called guidance.fsds." in r.getMessage()]
+    assert len(moved) == 8 and all("config.toml" in m for m in moved)
+    f = cfg.guidance.fsds
+    assert (f.guidance_scale, f.controlnet_scale, f.mode, f.t_switch_step) == (6.0, 1.25, "sds", 2000)
+    assert (f.t_range_phase1, f.t_range_phase2) == ((0.1, 0.7), (0.05, 0.5))
+    assert (f.negative_prompt, f.view_dependent) == ("blurry", False)
+    assert cfg.guidance.local_files_only is True
+    assert config_from_dict({"guidance": old}) == cfg  # a checkpoint's config dict
+    with pytest.raises(HeadStudioError, match=r"guidance\.fsds\.t_range_phase1.*0 <= min <= max <= 1"):
+        config_from_dict({"guidance": {"t_range_phase1": [0.9, 0.1]}})
+
+
+def test_settings_that_differ_name_an_fsds_key_one_by_one() -> None:
+    """A run folder's settings are compared key by key inside [guidance.fsds] too, also against a
+    configuration of the previous version (flat keys)."""
+    from headstudio.config import flatten_config
+    from headstudio.train.run_folder import settings_differ
+
+    mine = config_to_dict(load_config(None, ["guidance.fsds.grad_clip=0.5"]))
+    assert flatten_config(mine)["guidance.fsds.grad_clip"] == 0.5
+    assert settings_differ(mine, {"guidance": {"guidance_scale": 6.0}}) == [
+        "guidance.fsds.guidance_scale is 6.0 there, 7.5 here"
+    ]
+    assert settings_differ(mine, config_to_dict(HeadStudioConfig())) == []

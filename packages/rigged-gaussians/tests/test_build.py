@@ -168,7 +168,10 @@ _IMPORT_AUDIT = """
 import sys, importlib, json
 import numpy, torch  # the declared dependencies (and whatever they import themselves)
 before = set(sys.modules)
-for m in ("", ".api", ".reference", ".ply", ".strategy", ".testing", "._glue", "._pipeline", ".settings"):
+for m in (
+    "", ".api", ".reference", ".ply", ".strategy", ".testing", "._glue", "._autograd", "._records",
+    "._pipeline", ".settings", "._ply_format", "._ply_read", "._densify_types", "._densify_ops",
+):
     importlib.import_module("rigged_gaussians" + m)
 top = {n.split(".")[0] for n in before}  # the dependencies and what they import themselves
 new = {n.split(".")[0] for n in set(sys.modules) - before} - top

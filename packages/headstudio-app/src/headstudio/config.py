@@ -46,12 +46,17 @@ A run's configuration is the defaults, then a TOML file, then ``--set key=value`
 Override values are read as TOML values (``100``, ``1e-3``, ``true``, ``[1.5, 2.0]``, ``"cuda"``)
 and, when that fails, as a bare string (``train.device=cuda``); they are then coerced to the
 field's declared type (a text field keeps the raw text of a value TOML reads as a number or bool,
-so ``--set guidance.negative_prompt=true`` is the string ``"true"``). For a field that may be
+so ``--set guidance.fsds.negative_prompt=true`` is the string ``"true"``). For a field that may be
 ``None`` the strings ``none`` / ``null`` mean ``None``; TOML has no null, so ``None`` values are
 left out of saved files (they load back as their default, which is ``None`` for every such
 field). Unknown keys and bad values raise
 :class:`~headstudio.errors.HeadStudioError` naming the key and the valid choices. Values renamed
-since (``guidance.mode = "dsds"``, now ``"fsds"``) still load, with one deprecation log line.
+since (``guidance.fsds.mode = "dsds"``, now ``"fsds"``) still load, with one deprecation log line.
+
+``[guidance.fsds]`` is ``fsds_guidance.FSDSConfig`` embedded whole (keys
+``guidance.fsds.grad_clip``, ...); the flat keys that ``[guidance]`` had for eight of its fields
+before (``guidance.mode``, ``guidance.guidance_scale``, ...) still load into it, with one
+info log line.
 """
 
 from __future__ import annotations
@@ -61,7 +66,6 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +83,13 @@ from .config_sections import (
     CameraConfig,
     GuidanceConfig,
     HeadConfig,
+    HeadStudioConfig,
     InitConfig,
     LossConfig,
     RegularizerConfig,
     TrainConfig,
 )
+from .config_sections import validate_config as _validate
 from .errors import HeadStudioError
 
 __all__ = [
@@ -99,6 +105,7 @@ __all__ = [
     "load_config",
     "config_to_dict",
     "config_from_dict",
+    "flatten_config",
     "save_config",
     "apply_overrides",
 ]
@@ -106,21 +113,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Values that were renamed: ``(key, old value) -> new value``.
-_RENAMED_VALUES = {("guidance.mode", "dsds"): "fsds"}
-
-
-@dataclass
-class HeadStudioConfig:
-    """The whole configuration of a run (``[head]``, ``[init]``, ... sections of the TOML)."""
-
-    head: HeadConfig = field(default_factory=HeadConfig)
-    init: InitConfig = field(default_factory=InitConfig)
-    camera: CameraConfig = field(default_factory=CameraConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    densify: DensifyConfig = field(default_factory=DensifyConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+_RENAMED_VALUES = {("guidance.fsds.mode", "dsds"): "fsds"}
+#: Keys that moved: ``old key -> new key``. ``[guidance]`` restated these fields of
+#: ``FSDSConfig`` before it embedded the whole of it as ``[guidance.fsds]``; configs (and
+#: checkpoints) written then still load.
+_MOVED_KEYS = {
+    f"guidance.{name}": f"guidance.fsds.{name}"
+    for name in (
+        "mode", "guidance_scale", "controlnet_scale", "t_range_phase1", "t_range_phase2",
+        "t_switch_step", "negative_prompt", "view_dependent",
+    )
+}  # fmt: skip
+#: Fields of an embedded table that are set elsewhere: ``key -> the key that sets them``.
+_NOT_KEYS = {"guidance.fsds.image_size": "train.guidance_resolution"}
 
 
 def _section_types() -> dict[str, type]:
@@ -131,8 +136,33 @@ def _field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def _table_type(cls: type, name: str) -> type | None:
+    """The dataclass of ``cls``'s field ``name`` when that field is an embedded table (like
+    ``GuidanceConfig.fsds``), else ``None``."""
+    tp = field_types(cls).get(name)
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
+def _key_names(cls: type, prefix: str = "") -> list[str]:
+    """The keys of a section (an embedded table's as ``table.name``), for error messages."""
+    out = []
+    for name in _field_names(cls):
+        sub = _table_type(cls, name)
+        if sub is not None:
+            out += _key_names(sub, f"{prefix}{name}.")
+        elif f"{prefix}{name}" not in {k.partition(".")[2] for k in _NOT_KEYS}:
+            out.append(f"{prefix}{name}")
+    return out
+
+
 def _coerce_field(key: str, value: Any, origin: str) -> tuple[str, str, Any]:
-    """``(section, name, value coerced to the field type)`` of the key ``section.name``."""
+    """``(section, name, value coerced to the field type)`` of the key ``section.name``
+    (``name`` is ``table.name`` for a field of an embedded table: ``guidance.fsds.grad_clip``)."""
+    if key in _MOVED_KEYS:
+        log.info("config key %s (%s) is now called %s.", key, origin, _MOVED_KEYS[key])
+        key = _MOVED_KEYS[key]
+    if key in _NOT_KEYS:
+        raise HeadStudioError(f"config key '{key}' ({origin}) is not set directly; set {_NOT_KEYS[key]}.")
     if isinstance(value, str) and (key, value) in _RENAMED_VALUES:
         new = _RENAMED_VALUES[key, value]
         log.warning("config key %s (%s): '%s' is deprecated; it is now called '%s'.", key, origin, value, new)
@@ -144,13 +174,16 @@ def _coerce_field(key: str, value: Any, origin: str) -> tuple[str, str, Any]:
             f"unknown config key '{key}' ({origin}); keys are <section>.<name> with section one of "
             f"{', '.join(sections)}."
         )
-    cls = sections[section]
-    names = _field_names(cls)
-    if name not in names:
+    cls: type | None = sections[section]
+    *tables, last = name.split(".")
+    for table in tables:
+        cls = None if cls is None else _table_type(cls, table)
+    if cls is None or last not in _field_names(cls) or _table_type(cls, last) is not None:
+        names = _key_names(sections[section])
         raise HeadStudioError(
             f"unknown config key '{key}' ({origin}); valid keys of [{section}]: {', '.join(names)}."
         )
-    tp = field_types(cls)[name]
+    tp = field_types(cls)[last]
     try:
         coerced = coerce(value, tp)
     except BadValue:
@@ -166,27 +199,45 @@ def _coerce_field(key: str, value: Any, origin: str) -> tuple[str, str, Any]:
     return section, name, coerced
 
 
-def _section_error(
-    cfg: HeadStudioConfig, section: str, values: Mapping[str, Any], err: ValueError
-) -> HeadStudioError:
-    """A section's own check (``__post_init__``: ``"<name>: expected <what>, got <value>"``) as the
-    one line a config key's bad value gets."""
+def _section_error(current: Any, section: str, values: Mapping[str, Any], err: ValueError) -> HeadStudioError:
+    """A section's own check (``__post_init__``: ``"<name>: expected <what>, got <value>"``, or
+    ``FSDSConfig``'s ``"FSDSConfig.<name> must satisfy <what>, got <value>"``) as the one line a
+    config key's bad value gets (``section`` is a dotted table name for an embedded table)."""
     m = re.match(r"(\w+): expected (.*), got ", str(err))
+    if m is None and (m := re.match(r"\w+\.(\w+) must satisfy (.*), got ", str(err))):
+        m_name, what = m.groups()
+        return _section_error(
+            current, section, values, ValueError(f"{m_name}: expected [min, max] with {what}, got ")
+        )
     if m is None:
         return HeadStudioError(f"bad value in config section [{section}]: {err}.")
     name, expected = m.groups()
-    value = values[name] if name in values else getattr(getattr(cfg, section), name, None)
+    value = values[name] if name in values else getattr(current, name, None)
+    value = list(value) if isinstance(value, tuple) else value
     return HeadStudioError(f"bad value for config key '{section}.{name}': {value!r}; expected {expected}.")
 
 
 def _replace_sections(cfg: HeadStudioConfig, changes: Mapping[str, Mapping[str, Any]]) -> None:
     """Each changed section of ``cfg`` rebuilt with ``dataclasses.replace``, so the section's own
-    checks (``DensifyConfig.__post_init__``) run once on the new values."""
+    checks (``DensifyConfig.__post_init__``, ``FSDSConfig.__post_init__`` of an embedded table)
+    run once on the new values. ``changes`` maps a section to ``{name or table.name: value}``."""
     for section, values in changes.items():
+        current = getattr(cfg, section)
+        own = {k: v for k, v in values.items() if "." not in k}
+        tables: dict[str, dict[str, Any]] = {}
+        for k, v in values.items():
+            if "." in k:
+                table, _, name = k.partition(".")
+                tables.setdefault(table, {})[name] = v
+        for table, sub in tables.items():
+            try:
+                own[table] = dataclasses.replace(getattr(current, table), **sub)
+            except ValueError as err:
+                raise _section_error(getattr(current, table), f"{section}.{table}", sub, err) from None
         try:
-            setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **values))
+            setattr(cfg, section, dataclasses.replace(current, **own))
         except ValueError as err:
-            raise _section_error(cfg, section, values, err) from None
+            raise _section_error(current, section, values, err) from None
 
 
 def _parse_value(text: str) -> Any:
@@ -232,93 +283,47 @@ def apply_overrides(cfg: HeadStudioConfig, overrides: Sequence[str]) -> HeadStud
     return cfg
 
 
-# ------------------------------------------------------------------------------ validation
-
-
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise HeadStudioError(f"bad value for config key '{key}': {value!r}; expected {expected}.")
-
-
-def _validate(cfg: HeadStudioConfig) -> None:
-    """Range checks that types alone do not express (a section with checks of its own, like
-    ``[densify]``, ran them when it was built)."""
-    h, i, c, t = cfg.head, cfg.init, cfg.camera, cfg.train
-    _check(1 <= h.num_shape <= 300, "head.num_shape", h.num_shape, "1..300")
-    _check(0 <= h.num_expression <= 100, "head.num_expression", h.num_expression, "0..100")
-    _check(i.points_per_face >= 1, "init.points_per_face", i.points_per_face, "at least 1")
-    _check(i.knn >= 1, "init.knn", i.knn, "at least 1")
-    _check(0.0 < i.opacity < 1.0, "init.opacity", i.opacity, "a number in (0, 1)")
-    _check(0.0 <= i.color <= 1.0, "init.color", i.color, "a number in [0, 1]")
-    _check(0 <= i.sh_degree <= 3, "init.sh_degree", i.sh_degree, "0, 1, 2 or 3")
-    for name, lo_min, hi_max in (
-        ("distance", 1e-6, math.inf),
-        ("fovy_deg", 1e-3, 179.0),
-        ("elevation_deg", -90.0, 90.0),
-        ("azimuth_deg", -360.0, 360.0),
-    ):
-        lo, hi = getattr(c, name)
-        _check(
-            lo_min <= lo <= hi <= hi_max,
-            f"camera.{name}",
-            [lo, hi],
-            f"[min, max] with {lo_min} <= min <= max <= {hi_max}",
-        )
-    _check(c.scene_scale > 0, "camera.scene_scale", c.scene_scale, "a positive number")
-    _check(t.steps >= 1, "train.steps", t.steps, "at least 1")
-    _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
-    _check(8 <= t.resolution <= 4096, "train.resolution", t.resolution, "8..4096 pixels")
-    _check(
-        8 <= t.guidance_resolution <= 4096 and t.guidance_resolution % 8 == 0,
-        "train.guidance_resolution",
-        t.guidance_resolution,
-        "a multiple of 8 in 8..4096",
-    )
-    lrs = (
-        "lr_position",
-        "lr_position_final",
-        "lr_scale",
-        "lr_rotation",
-        "lr_color",
-        "lr_opacity",
-        "lr_shape",
-    )
-    for name in lrs:
-        v = getattr(t, name)
-        _check(v >= 0 and math.isfinite(v), f"train.{name}", v, "a finite number >= 0")
-    _check(all(0 <= b < 1 for b in t.betas), "train.betas", list(t.betas), "[b1, b2] each in [0, 1)")
-    for name in ("log_every", "preview_every", "checkpoint_every", "shape_stop_step"):
-        _check(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "an integer >= 0")
-    _check(
-        t.lr_position_decay_steps >= 1,
-        "train.lr_position_decay_steps",
-        t.lr_position_decay_steps,
-        "at least 1",
-    )
-    _check(cfg.regularizer.pos_from >= 0, "regularizer.pos_from", cfg.regularizer.pos_from, "an integer >= 0")
-    for f in dataclasses.fields(LossConfig):
-        v = getattr(cfg.loss, f.name)
-        _check(v >= 0 and math.isfinite(v), f"loss.{f.name}", v, "a finite number >= 0")
-    # [densify] checks itself (DensifyConfig.__post_init__, run by _replace_sections)
-    for name in ("t_range_phase1", "t_range_phase2"):
-        lo, hi = getattr(cfg.guidance, name)
-        _check(0.0 <= lo <= hi <= 1.0, f"guidance.{name}", [lo, hi], "[min, max] with 0 <= min <= max <= 1")
-
-
 # ------------------------------------------------------------------------- dict / TOML I/O
 
 
-def config_to_dict(cfg: HeadStudioConfig) -> dict[str, dict[str, Any]]:
-    """Nested plain dict (tuples as lists, ``None`` values left out: TOML has no null)."""
-    out: dict[str, dict[str, Any]] = {}
-    for sec in dataclasses.fields(cfg):
-        d = {}
-        for k, v in dataclasses.asdict(getattr(cfg, sec.name)).items():
-            if v is None:
-                continue
+def _plain(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """A section's (or embedded table's) dict as TOML writes it: tuples as lists, ``None`` values
+    and fields set elsewhere (``_NOT_KEYS``) left out, an embedded table as a nested dict."""
+    d: dict[str, Any] = {}
+    for k, v in values.items():
+        if v is None or f"{prefix}.{k}" in _NOT_KEYS:
+            continue
+        if isinstance(v, Mapping):
+            d[k] = _plain(v, f"{prefix}.{k}")
+        else:
             d[k] = list(v) if isinstance(v, tuple) else v
-        out[sec.name] = d
+    return d
+
+
+def config_to_dict(cfg: HeadStudioConfig) -> dict[str, dict[str, Any]]:
+    """Nested plain dict (tuples as lists, ``None`` values left out: TOML has no null; an embedded
+    table like ``guidance.fsds`` as a nested dict, ``[guidance.fsds]`` in TOML)."""
+    return {
+        sec.name: _plain(dataclasses.asdict(getattr(cfg, sec.name)), sec.name)
+        for sec in dataclasses.fields(cfg)
+    }
+
+
+def _flat_items(values: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of a section's table, an embedded table's keys as ``table.name``."""
+    out: list[tuple[str, Any]] = []
+    for k, v in values.items():
+        if isinstance(v, Mapping):
+            out += _flat_items(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
     return out
+
+
+def flatten_config(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"section.name": value}`` of a nested config dict (:func:`config_to_dict`'s), an embedded
+    table's keys as ``section.table.name`` (``guidance.fsds.grad_clip``)."""
+    return dict(_flat_items(d, ""))
 
 
 def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudioConfig:
@@ -339,7 +344,7 @@ def config_from_dict(d: Mapping[str, Any], origin: str = "config") -> HeadStudio
             raise HeadStudioError(
                 f"config section [{section}] ({origin}) must be a table of key = value, got {values!r}."
             )
-        for name, value in values.items():
+        for name, value in _flat_items(values, ""):
             sec, field_name, coerced = _coerce_field(f"{section}.{name}", value, origin)
             changes.setdefault(sec, {})[field_name] = coerced
     try:

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fsds_guidance import FSDSConfig
+from rigged_gaussians.strategy import DensifyConfig
 
 from .errors import HeadStudioError
 
@@ -22,6 +24,8 @@ __all__ = [
     "LossConfig",
     "RegularizerConfig",
     "GuidanceConfig",
+    "HeadStudioConfig",
+    "validate_config",
 ]
 
 
@@ -236,47 +240,114 @@ class GuidanceConfig:
         base_model: hub id or local diffusers directory of the SD 1.5 base model.
         controlnet: hub id or local directory of the MediaPipe-face ControlNet.
         controlnet_subfolder: its subfolder (``diffusion_sd15``); empty for none.
-        guidance_scale: classifier-free guidance scale.
-        controlnet_scale: ControlNet conditioning scale.
-        mode: ``fsds`` (the paper's denoised score distillation) or ``sds`` (DreamFusion's);
-            the old name ``dsds`` loads as ``fsds``.
         dtype: ``auto`` (float16 on CUDA, float32 on CPU), ``float16``, ``bfloat16``, ``float32``.
-        t_range_phase1, t_range_phase2, t_switch_step: timestep ranges (fractions of 1000)
-            before / from the switch step.
-        negative_prompt: ``None`` uses the paper's negative prompt.
-        view_dependent: append "front/side/back/overhead view" to the prompt.
         local_files_only: never touch the network when loading the models.
         targets_dir: image guidance: a directory written by ``TargetSet.save``.
+        fsds: the score distillation itself, ``fsds_guidance.FSDSConfig`` embedded whole (the
+            ``[guidance.fsds]`` table, keys ``guidance.fsds.<name>``): ``mode`` (``fsds``, the
+            paper's denoised form, or ``sds``; the old name ``dsds`` loads as ``fsds``),
+            ``guidance_scale``, ``controlnet_scale``, ``t_range_phase1`` / ``t_range_phase2`` /
+            ``t_switch_step`` (timestep ranges, fractions of 1000, before / from the switch step),
+            ``denoise_switch_t``, ``negative_prompt``, ``grad_clip``, ``view_dependent``,
+            ``vae_gradient_checkpointing``. Its ``image_size`` is not a key: the guidance works
+            at ``train.guidance_resolution``. The flat keys of earlier versions
+            (``guidance.mode``, ``guidance.guidance_scale``, ...) still load into it.
     """
 
     kind: Literal["fsds", "image"] = "fsds"
     base_model: str = "stablediffusionapi/realistic-vision-51"
     controlnet: str = "CrucibleAI/ControlNetMediaPipeFace"
     controlnet_subfolder: str = "diffusion_sd15"
-    guidance_scale: float = 7.5
-    controlnet_scale: float = 1.5
-    mode: Literal["fsds", "sds"] = "fsds"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    t_range_phase1: tuple[float, float] = (0.05, 0.8)
-    t_range_phase2: tuple[float, float] = (0.02, 0.55)
-    t_switch_step: int = 3000
-    negative_prompt: str | None = None
-    view_dependent: bool = True
     local_files_only: bool = False
     targets_dir: str | None = None
+    fsds: FSDSConfig = field(default_factory=FSDSConfig)
 
     def to_fsds_config(self, image_size: int = 512) -> FSDSConfig:
-        """The ``fsds_guidance.FSDSConfig`` of these settings."""
-        kw: dict[str, Any] = {
-            "mode": self.mode,
-            "guidance_scale": self.guidance_scale,
-            "controlnet_scale": self.controlnet_scale,
-            "t_range_phase1": tuple(self.t_range_phase1),
-            "t_range_phase2": tuple(self.t_range_phase2),
-            "t_switch_step": self.t_switch_step,
-            "image_size": image_size,
-            "view_dependent": self.view_dependent,
-        }
-        if self.negative_prompt is not None:
-            kw["negative_prompt"] = self.negative_prompt
-        return FSDSConfig(**kw)
+        """The ``fsds_guidance.FSDSConfig`` of these settings, at ``image_size²`` pixels."""
+        return dataclasses.replace(self.fsds, image_size=int(image_size))
+
+
+@dataclass
+class HeadStudioConfig:
+    """The whole configuration of a run (``[head]``, ``[init]``, ... sections of the TOML)."""
+
+    head: HeadConfig = field(default_factory=HeadConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise HeadStudioError(f"bad value for config key '{key}': {value!r}; expected {expected}.")
+
+
+def validate_config(cfg: HeadStudioConfig) -> None:
+    """Range checks that types alone do not express (a section with checks of its own, like
+    ``[densify]``, ran them when it was built)."""
+    h, i, c, t = cfg.head, cfg.init, cfg.camera, cfg.train
+    _check(1 <= h.num_shape <= 300, "head.num_shape", h.num_shape, "1..300")
+    _check(0 <= h.num_expression <= 100, "head.num_expression", h.num_expression, "0..100")
+    _check(i.points_per_face >= 1, "init.points_per_face", i.points_per_face, "at least 1")
+    _check(i.knn >= 1, "init.knn", i.knn, "at least 1")
+    _check(0.0 < i.opacity < 1.0, "init.opacity", i.opacity, "a number in (0, 1)")
+    _check(0.0 <= i.color <= 1.0, "init.color", i.color, "a number in [0, 1]")
+    _check(0 <= i.sh_degree <= 3, "init.sh_degree", i.sh_degree, "0, 1, 2 or 3")
+    for name, lo_min, hi_max in (
+        ("distance", 1e-6, math.inf),
+        ("fovy_deg", 1e-3, 179.0),
+        ("elevation_deg", -90.0, 90.0),
+        ("azimuth_deg", -360.0, 360.0),
+    ):
+        lo, hi = getattr(c, name)
+        _check(
+            lo_min <= lo <= hi <= hi_max,
+            f"camera.{name}",
+            [lo, hi],
+            f"[min, max] with {lo_min} <= min <= max <= {hi_max}",
+        )
+    _check(c.scene_scale > 0, "camera.scene_scale", c.scene_scale, "a positive number")
+    _check(t.steps >= 1, "train.steps", t.steps, "at least 1")
+    _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
+    _check(8 <= t.resolution <= 4096, "train.resolution", t.resolution, "8..4096 pixels")
+    _check(
+        8 <= t.guidance_resolution <= 4096 and t.guidance_resolution % 8 == 0,
+        "train.guidance_resolution",
+        t.guidance_resolution,
+        "a multiple of 8 in 8..4096",
+    )
+    lrs = (
+        "lr_position",
+        "lr_position_final",
+        "lr_scale",
+        "lr_rotation",
+        "lr_color",
+        "lr_opacity",
+        "lr_shape",
+    )
+    for name in lrs:
+        v = getattr(t, name)
+        _check(v >= 0 and math.isfinite(v), f"train.{name}", v, "a finite number >= 0")
+    _check(all(0 <= b < 1 for b in t.betas), "train.betas", list(t.betas), "[b1, b2] each in [0, 1)")
+    for name in ("log_every", "preview_every", "checkpoint_every", "shape_stop_step"):
+        _check(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "an integer >= 0")
+    _check(
+        t.lr_position_decay_steps >= 1,
+        "train.lr_position_decay_steps",
+        t.lr_position_decay_steps,
+        "at least 1",
+    )
+    _check(cfg.regularizer.pos_from >= 0, "regularizer.pos_from", cfg.regularizer.pos_from, "an integer >= 0")
+    for f in dataclasses.fields(LossConfig):
+        v = getattr(cfg.loss, f.name)
+        _check(v >= 0 and math.isfinite(v), f"loss.{f.name}", v, "a finite number >= 0")
+    # [densify] and [guidance.fsds] check themselves (DensifyConfig / FSDSConfig.__post_init__, run
+    # by _replace_sections)

@@ -41,7 +41,7 @@ from rigged_gaussians.strategy import DensifyState
 from torch import Tensor
 
 from .._atomic import atomic_output
-from ..config import HeadStudioConfig, config_from_dict, config_to_dict
+from ..config import HeadStudioConfig, config_from_dict, config_to_dict, flatten_config
 from ..errors import HeadStudioError
 from ._checkpoint_fields import DIGEST_KEY, FieldError, check_fields, content_digest, short, tensor_field
 
@@ -343,13 +343,8 @@ def resumed_config(config: HeadStudioConfig | None, ckpt: Checkpoint, path: Path
         ) from None
     if config is None:
         return saved
-    mine, theirs = config_to_dict(config), config_to_dict(saved)
-    changed = [
-        f"{sec}.{k}"
-        for sec, values in mine.items()
-        for k, v in values.items()
-        if theirs.get(sec, {}).get(k) != v and f"{sec}.{k}" not in RESUME_OVERRIDES
-    ]
+    mine, theirs = flatten_config(config_to_dict(config)), flatten_config(config_to_dict(saved))
+    changed = [k for k, v in mine.items() if theirs.get(k) != v and k not in RESUME_OVERRIDES]
     if changed:
         log.warning("resuming: using the checkpoint's configuration; ignoring changes to %s", changed)
     saved.train.steps = config.train.steps

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..avatar_io import read_avatar_file
-from ..config import HeadStudioConfig, config_from_dict, config_to_dict
+from ..config import HeadStudioConfig, config_from_dict, config_to_dict, flatten_config
 from ..errors import HeadStudioError, one_line
 from .checkpoint import PREVIOUS_NAME, RESUME_OVERRIDES, SET_ASIDE_NAME, load_checkpoint
 from .folder_lock import FolderLock, RunFolderBusy
@@ -107,13 +107,11 @@ def settings_differ(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
         theirs = config_to_dict(config_from_dict(theirs, origin="the folder's run"))
     except HeadStudioError:  # written by another version: compare what both know as it is
         pass
+    other = flatten_config(theirs)  # an embedded table's keys one by one (guidance.fsds.grad_clip)
     out = []
-    for section, values in mine.items():
-        other = theirs.get(section) or {}
-        for key, value in values.items():
-            name = f"{section}.{key}"
-            if name not in WHERE_KEYS and key in other and other[key] != value:
-                out.append(f"{name} is {other[key]!r} there, {value!r} here")
+    for name, value in flatten_config(mine).items():
+        if name not in WHERE_KEYS and name in other and other[name] != value:
+            out.append(f"{name} is {other[name]!r} there, {value!r} here")
     return out
 
 

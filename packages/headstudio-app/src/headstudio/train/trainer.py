@@ -21,84 +21,50 @@ steps (:mod:`headstudio.output.previews`) and one ``log.jsonl`` record per ``log
 A run starts with :meth:`Trainer.new` and continues with :meth:`Trainer.resume`, bit-identically
 on the CPU with any thread count (the rigged-gaussians CPU backward sums in a fixed order); on
 CUDA the rasterizer's atomic adds make gradients, and so a resumed run, equal only to rounding.
+
+The class is split along its seams, each a mixin it inherits: construction (``new`` /
+``resume``) in :mod:`.trainer_build`, checkpoint save / restore and the run's errors in
+:mod:`.trainer_state`, the step and its densification glue in :mod:`.trainer_step`; the loop,
+its periodic outputs (log record, health, previews) stay here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import rigged_gaussians as rg
 import torch
 from flame_core import FlameModel
 from rigged_gaussians import strategy
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._signals import deferred_interrupts
-from ..avatar import Avatar, AvatarRender
+from ..avatar import Avatar
 from ..cameras import CameraSampler, head_target
 from ..config import HeadStudioConfig, config_to_dict, save_config
 from ..errors import HeadStudioError
 from ..head_motion import training_motion
 from ..output.previews import preview_grid, preview_size, save_preview
 from .animation_sampler import AnimationSampler
-from .batch_sampler import BatchSampler, TrainBatch
-from .checkpoint import (
-    Checkpoint,
-    DamagedCheckpointError,
-    load_checkpoint,
-    resumed_config,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from .diagnostics import RunMonitor, StepGradients, postfix
-from .guidance import Guidance, GuidanceOutput, build_guidance
-from .regularization import REGULARIZER_TERMS, mesh_regularization
+from .batch_sampler import BatchSampler
+from .diagnostics import RunMonitor, postfix
+from .guidance import Guidance
+from .regularization import REGULARIZER_TERMS
 from .run_folder import RunFolder
-from .runtime import resolve_device
+from .trainer_build import TrainerBuild, _head_from_config  # noqa: F401 (commands.generate reads it here)
+from .trainer_state import NonFiniteLossError, TrainingInterrupted
+from .trainer_step import TrainerStep
 
 __all__ = ["Trainer", "TrainingInterrupted", "NonFiniteLossError"]
 
 log = logging.getLogger(__name__)
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: ``summary`` says where the run stopped and which checkpoint holds it.
-
-    Attributes:
-        summary: ``"interrupted at step S/T; checkpoint saved to P"`` (or the kept checkpoint).
-        output_dir: the run's directory (continue it with :meth:`Trainer.resume`).
-    """
-
-    def __init__(self, summary: str, output_dir: Path) -> None:
-        super().__init__(f"{summary}; continue with Trainer.resume('{output_dir}').")
-        self.summary = summary
-        self.output_dir = output_dir
-
-
-class NonFiniteLossError(HeadStudioError):
-    """The loss became NaN/inf; training stopped and the last good checkpoint was kept."""
-
-
-def _head_from_config(config: HeadStudioConfig) -> FlameModel:
-    """``config.head.flame_path`` (else ``HEADSTUDIO_FLAME_PATH``, else the procedural head)."""
-    h = config.head
-    try:
-        return FlameModel.resolve(h.flame_path, num_shape=h.num_shape, num_expression=h.num_expression)
-    except (OSError, ValueError) as err:
-        raise HeadStudioError(f"could not load the head model: {err}") from err
-
-
-class Trainer:
+class Trainer(TrainerBuild, TrainerStep):
     """Train an avatar: ``Trainer.new(config, prompt, output_dir).train() -> avatar.ply``.
 
     Build one with :meth:`new` (a fresh run) or :meth:`resume` (continue from
@@ -156,114 +122,6 @@ class Trainer:
         regularized = any(config.loss.weight(k) > 0 for k in REGULARIZER_TERMS)
         self.monitor = RunMonitor(config.densify, device, regularized=regularized)
 
-    # ------------------------------------------------------------------------ construction
-    @classmethod
-    def new(
-        cls,
-        config: HeadStudioConfig,
-        prompt: str | None = None,
-        output_dir: RunFolder | str | Path = "outputs/run",
-        *,
-        guidance: Guidance | None = None,
-        head: FlameModel | None = None,
-        progress: bool = True,
-        callback: Callable[[Trainer, int], None] | None = None,
-    ) -> Trainer:
-        """A fresh run: seeds every random generator, initialises the avatar on the neutral head.
-
-        Args:
-            guidance: a ready guidance (e.g. F-SDS with tiny test models, or image guidance);
-                ``None`` builds the one named by ``config.guidance.kind``.
-            head: the head model; ``None`` resolves ``config.head.flame_path`` (else the
-                procedural head).
-            (the rest as the class.)
-
-        Raises:
-            HeadStudioError: ``output_dir`` already holds a run (:meth:`RunFolder.require_new`),
-                or a part cannot be built.
-        """
-        out = output_dir if isinstance(output_dir, RunFolder) else RunFolder(output_dir)
-        out.require_new()
-        seed = int(config.train.seed)
-        device = resolve_device(config.train.device)
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002
-        random.seed(seed)
-        generator = torch.Generator().manual_seed(seed + 1)
-        head = (head if head is not None else _head_from_config(config)).to(device)
-        guidance = guidance if guidance is not None else build_guidance(config, head, device, prompt)
-        init_gen = torch.Generator().manual_seed(seed)
-        avatar = Avatar.initialize(head, config.init, generator=init_gen).to(device)
-        guidance = cls._ready(guidance, prompt, device)
-        return cls(config, prompt, out, head, guidance, avatar, device, generator, progress, callback)
-
-    @classmethod
-    def resume(
-        cls,
-        output_dir: RunFolder | str | Path,
-        config: HeadStudioConfig | None = None,
-        prompt: str | None = None,
-        *,
-        guidance: Guidance | None = None,
-        head: FlameModel | None = None,
-        progress: bool = True,
-        callback: Callable[[Trainer, int], None] | None = None,
-    ) -> Trainer:
-        """Continue the run in ``output_dir`` from its checkpoint, exactly where it stopped.
-
-        The checkpoint's configuration is used, with ``train.steps`` and ``train.device`` from
-        ``config`` when given; ``prompt`` defaults to the run's.
-
-        Raises:
-            HeadStudioError: no readable checkpoint, or a head model other than the run's
-                (``argument="head"``).
-        """
-        out = output_dir if isinstance(output_dir, RunFolder) else RunFolder(output_dir)
-        path = out.checkpoint
-        ckpt = load_checkpoint(path)
-        config = resumed_config(config, ckpt, path)
-        prompt = prompt if prompt is not None else ckpt.prompt
-        device = resolve_device(config.train.device)
-        generator = torch.Generator().manual_seed(int(config.train.seed) + 1)
-        head = (head if head is not None else _head_from_config(config)).to(device)
-        got = str(head.identity_hash())
-        if ckpt.head_hash not in (None, got):
-            raise HeadStudioError(
-                f"the run in '{out.path}' was made on another head model ({ckpt.head_hash[:12]}…, this one "
-                "is "
-                f"{got[:12]}…); resume it with the head model of the original run (head.flame_path or "
-                "HEADSTUDIO_FLAME_PATH).",
-                argument="head",
-            )
-        guidance = guidance if guidance is not None else build_guidance(config, head, device, prompt)
-        g = ckpt.gaussians
-        try:  # the checkpoint's fields are checked on loading; what only this head can tell
-            avatar = Avatar(
-                head,
-                g["means"],
-                g["quats"],
-                g["log_scales"],
-                g["opacity_logits"],
-                g["sh"],
-                ckpt.face_ids,
-                ckpt.shape,
-            ).to(device)
-        except HeadStudioError as err:
-            raise DamagedCheckpointError(path, err.message.rstrip(".")) from None
-        guidance = cls._ready(guidance, prompt, device)
-        trainer = cls(config, prompt, out, head, guidance, avatar, device, generator, progress, callback)
-        try:
-            trainer._restore(ckpt)
-        except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as err:
-            detail = " ".join(str(err).split())[:160]
-            raise DamagedCheckpointError(path, f"its state does not fit the run ({detail})") from None
-        return trainer
-
-    @staticmethod
-    def _ready(guidance: Guidance, prompt: str | None, device: torch.device) -> Guidance:
-        guidance.set_default_prompt(prompt)
-        return guidance.to(device)
-
     def _check_loss_weights(self) -> None:
         """Every term has a ``lambda_`` weight, and the guidance's are not all zero."""
         lc = self.config.loss
@@ -289,216 +147,6 @@ class Trainer:
             animation = AnimationSampler(training_motion(self.head, t.motion_path, seed=int(t.seed)), e)
         cameras = CameraSampler(cam, self.width, self.height, self.target)
         return BatchSampler(cameras, animation, e, t.background)
-
-    def _restore(self, ckpt: Checkpoint) -> None:
-        self.step = ckpt.step
-        self.num_skipped = ckpt.num_skipped
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        if ckpt.densify_state is not None:
-            s = ckpt.densify_state
-            self.densifier.state = strategy.DensifyState(
-                *(t.to(self.device) for t in (s.grad_accum, s.count, s.max_radii))
-            )
-        if ckpt.guidance is not None:
-            self.guidance.load_state_dict(ckpt.guidance)
-        set_rng_state(ckpt.rng, {"trainer": self.generator}, self.device)
-        self._last_good_step = self.step
-        log.info(
-            "resumed from %s at step %d (%d Gaussians)",
-            self.checkpoint_path,
-            self.step,
-            self.avatar.num_gaussians,
-        )
-
-    # ------------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> Checkpoint:
-        """The state of the run now (CPU copies of the tensors)."""
-        return Checkpoint(
-            step=self.step,
-            num_skipped=self.num_skipped,
-            gaussians={k: p.detach().cpu().clone() for k, p in self.avatar.gaussian_params().items()},
-            face_ids=self.avatar.face_ids.detach().cpu().clone(),
-            shape=self.avatar.shape.detach().cpu().clone(),
-            optimizer=self.optimizer.state_dict(),
-            densify_state=self.densifier.state if self.config.densify.enabled else None,
-            guidance=self.guidance.state_dict(),
-            rng=rng_state({"trainer": self.generator}, self.device),
-            config=config_to_dict(self.config),
-            prompt=self.prompt,
-            head_hash=str(self.head.identity_hash()),
-        )
-
-    def _params_finite(self) -> bool:
-        ps = list(self.avatar.gaussian_params().values()) + [self.avatar.shape]
-        return all(bool(torch.isfinite(p).all()) for p in ps)
-
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/last.pt`` atomically (temp file + rename); returns its path.
-
-        Raises:
-            NonFiniteLossError: the parameters hold NaN/inf (the previous checkpoint is kept).
-        """
-        if not self._params_finite():
-            raise NonFiniteLossError(self._non_finite_message("the parameters"))
-        save_checkpoint(self.checkpoint(), self.checkpoint_path)
-        self._last_good_step = self.step
-        return self.checkpoint_path
-
-    def _non_finite_message(self, what: str) -> str:
-        if self._last_good_step is None:
-            kept = "no checkpoint was written yet"
-        else:
-            kept = f"the last good checkpoint {self.checkpoint_path} (step {self._last_good_step}) is intact"
-        return (
-            f"{what} became non-finite (NaN/inf) at step {self.step + 1}; training stopped and {kept}. "
-            "Lower the learning rates (train.lr_position, ...) or change train.seed, then resume the run."
-        )
-
-    # ------------------------------------------------------------------------ one step
-    def sample_batch(self) -> TrainBatch:
-        """The poses, cameras and backgrounds of the next step (drawn from the trainer's generator)."""
-        b = int(self.config.train.batch_size)
-        return self.guidance.sample_batch(self.batch_sampler, b, self.generator).to(self.device)
-
-    def train_step(self) -> dict[str, float]:
-        """One optimisation step (``self.step`` counts completed steps); returns its log record."""
-        step = self.step + 1
-        self.monitor.start_step()
-        # 1. sample a batch
-        batch = self.sample_batch()
-        # 2. render (the densification hook keeps the screen-space gradient it accumulates)
-        out = self._render(batch)
-        self.densifier.step_pre_backward(out.meta, step)
-        # 3. losses: the terms, weighed in one place
-        g, terms = self._loss_terms(out, batch, step)
-        loss = self.weighted_loss(terms)
-        logs = self._step_logs(terms, g, loss)
-        if g.skipped:  # no finite guidance gradient: nothing changes but the counter
-            self.num_skipped += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step = step
-            self.monitor.end_step(None, None)
-            return logs
-        # 4. backward (keeping the regulariser's shares of the means' and the scales' gradients for
-        # the diagnostics)
-        reg_means, reg_scales = self._regularizer_grads(terms)
-        loss.backward()
-        grads = StepGradients.split(
-            self.avatar.means.grad, reg_means, self.avatar.log_scales.grad, reg_scales
-        )
-        logs.update(grads.logs())
-        # 5. optimiser step (the position rate decays; the FLAME shape stops learning at shape_stop_step)
-        if step > self.config.train.shape_stop_step:
-            self.avatar.shape.grad = None
-        self._set_position_lr(self.step)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        # 6. densify / prune on the schedule
-        info = self._densify(step, out)
-        # 7. log: the step's record (train() writes it to log.jsonl every train.log_every steps)
-        self.step = step
-        self.monitor.end_step(grads, info)
-        return logs
-
-    def _render(self, batch: TrainBatch) -> AvatarRender:
-        return self.avatar.render(
-            batch.viewmats, batch.Ks, self.width, self.height, background=batch.backgrounds,
-            backend=self.render_backend, **batch.flame,
-        )  # fmt: skip
-
-    def _loss_terms(
-        self, out: AvatarRender, batch: TrainBatch, step: int
-    ) -> tuple[GuidanceOutput, dict[str, Tensor]]:
-        """The guidance's output and every unweighted ``loss_*`` term of the step."""
-        renders = out.rgb[:, 0].permute(0, 3, 1, 2)  # [B, 3, H, W]
-        g = self.guidance(renders, batch, step, out.vertices.detach())
-        terms = dict(g.losses)
-        lc, rc = self.config.loss, self.config.regularizer
-        if any(lc.weight(t) > 0 for t in REGULARIZER_TERMS):
-            p = self.avatar.gaussian_params()
-            reg = mesh_regularization(
-                p["means"], p["log_scales"], self.avatar.face_ids, out.vertices, self.head.faces,
-                form=rc.form, unit=float(self.config.camera.scene_scale),
-            )  # fmt: skip
-            if step < rc.pos_from:  # the position term starts at regularizer.pos_from
-                del reg["loss_pos"]
-            terms.update(reg)
-        return g, terms
-
-    def _regularizer_grads(self, terms: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
-        """``([N, 3], [N, 3])`` gradients of the weighted position term on the local means and of
-        the weighted scale term on the log-scales (``None`` for a term that is off this step:
-        weight 0 or before ``regularizer.pos_from``); the graph is kept for the whole loss's
-        backward. (The position term reads only the means and the scale term only the scales.)"""
-        lc = self.config.loss
-        out: list[Tensor | None] = []
-        for key, param in (("loss_pos", self.avatar.means), ("loss_scale", self.avatar.log_scales)):
-            w = lc.weight(key)
-            if key not in terms or w == 0:
-                out.append(None)
-                continue
-            (grad,) = torch.autograd.grad(w * terms[key], param, retain_graph=True, allow_unused=True)
-            out.append(torch.zeros_like(param) if grad is None else grad)
-        return out[0], out[1]
-
-    def _set_position_lr(self, completed_steps: int) -> None:
-        """The means' learning rate of the next update: ``train.position_lr(completed_steps)``."""
-        lr = self.config.train.position_lr(completed_steps)
-        for group in self.optimizer.param_groups:
-            if group.get("name") == "means":
-                group["lr"] = lr
-
-    def weighted_loss(self, terms: dict[str, Tensor]) -> Tensor:
-        """``Σ lambda_<name> · loss_<name>`` over ``terms``: the one place weights are applied
-        (a term whose weight is 0 is left out)."""
-        weighted = [w * v for k, v in terms.items() if (w := self.config.loss.weight(k)) != 0]
-        if not weighted:
-            raise HeadStudioError("every loss term of this step has weight 0; nothing to train.")
-        total = weighted[0]
-        for part in weighted[1:]:
-            total = total + part
-        return total
-
-    def _step_logs(self, terms: dict[str, Tensor], g: GuidanceOutput, loss: Tensor) -> dict[str, float]:
-        """The log record of a step: unweighted terms, the guidance's logs, the total.
-
-        Raises:
-            NonFiniteLossError: the total is NaN/inf (nothing was changed).
-        """
-        logs = {k: float(v.detach()) for k, v in terms.items()}
-        logs.update(g.logs)
-        logs["loss"] = float(loss.detach())
-        if not math.isfinite(logs["loss"]):
-            values = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
-            raise NonFiniteLossError(self._non_finite_message(f"the loss ({values})"))
-        if g.skipped:
-            logs["skipped"] = 1.0
-        return logs
-
-    def _densify(self, step: int, out: AvatarRender) -> strategy.DensifyInfo:
-        """``rigged_gaussians.strategy``'s post-backward hook on the avatar's Gaussians; says in
-        one warning line each time the budget ``densify.max_gaussians`` binds."""
-
-        def sqrt_areas() -> Tensor:  # of the batch's first pose, only on densify / prune steps
-            verts = out.vertices[:1].detach()
-            return rg.triangle_frames(verts, self.head.faces.to(verts.device)).sqrt_areas[0]
-
-        a = self.avatar
-        params, face_ids, info = self.densifier.step_post_backward(
-            a.gaussian_params(), a.face_ids, step, out.meta, sqrt_areas=sqrt_areas, generator=self.generator
-        )
-        if info.action != "none":
-            self.avatar.set_gaussians(params, face_ids)
-            log.info("step %d: %s", step, dataclasses.asdict(info))
-            self.monitor.check_budget(info.n_after)
-        if info.budget_bound:
-            log.warning(
-                "step %d: the Gaussian budget bound: %d of %d densification candidates grown (highest "
-                "statistic first), N = %d of densify.max_gaussians = %d.",
-                step, info.n_cloned + info.n_split, info.n_candidates, info.n_after,
-                self.densifier.config.max_gaussians,
-            )  # fmt: skip
-        return info
 
     # ------------------------------------------------------------------------ loop
     def train(self) -> Path:
