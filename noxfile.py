@@ -183,7 +183,8 @@ def bench(session: nox.Session) -> None:
     # smplx: FLAME's oracle; scikit-image and matplotlib ship the real face photographs of the photo
     # benchmark; dlib-bin + face-recognition-models: its offline face-recognition network (its model
     # files are found by path: the package's __init__ needs pkg_resources)
-    session.install("smplx==0.1.28", "scikit-image>=0.22", "matplotlib", "dlib-bin", "face-recognition-models")
+    photo_bench = ("scikit-image>=0.22", "matplotlib", "dlib-bin", "face-recognition-models")
+    session.install("smplx==0.1.28", *photo_bench)
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
 

@@ -24,7 +24,14 @@ from ..avatar import Avatar
 from ..errors import HeadStudioError
 from ..output.rendering import render_turntable
 
-__all__ = ["astronaut_photo", "photo_stills", "STILLS", "write_photo_outputs", "DEMO_PHOTO_SIZE", "DEMO_PHOTO_STEPS"]
+__all__ = [
+    "astronaut_photo",
+    "photo_stills",
+    "STILLS",
+    "write_photo_outputs",
+    "DEMO_PHOTO_SIZE",
+    "DEMO_PHOTO_STEPS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +130,9 @@ def write_photo_outputs(
     with atomic_output(grid_path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")
     turntable = out / "photo_turntable.mp4"
-    render_turntable(avatar, turntable, num_frames=video_frames, fps=30.0, size=max(256, size), progress=progress)
+    render_turntable(
+        avatar, turntable, num_frames=video_frames, fps=30.0, size=max(256, size), progress=progress
+    )
     result = {
         "photo_sha256": record["sha256"],
         "reprojection_error_px": record["report"]["reprojection_error_px"],
@@ -137,5 +146,10 @@ def write_photo_outputs(
     }
     with atomic_output(out / "photo_demo.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2))
-    log.info("photo demo: %d Gaussians in %.0f s (fit %.2f px)", avatar.num_gaussians, seconds, result["reprojection_error_px"])
+    log.info(
+        "photo demo: %d Gaussians in %.0f s (fit %.2f px)",
+        avatar.num_gaussians,
+        seconds,
+        result["reprojection_error_px"],
+    )
     return result
