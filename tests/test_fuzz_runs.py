@@ -257,13 +257,20 @@ def _config_edits(text: str) -> Iterator[tuple[str, str]]:
 def _expected_config(text: str, sets: dict[str, object]) -> dict[str, dict[str, object]]:
     """What the run must resolve: defaults, then the file as tomllib reads it, then ``--set``."""
     out = config_to_dict(HeadStudioConfig())
+    fsds = out["guidance"]["fsds"]
     for section, values in tomllib.loads(text).items():
-        out[section].update(values)
+        for k, v in values.items():
+            if section == "guidance" and k not in out["guidance"] and k in fsds:
+                fsds[k] = v  # a flat key of the earlier layout: it lands in [guidance.fsds]
+            elif isinstance(v, dict) and isinstance(out[section].get(k), dict):
+                out[section][k].update(v)
+            else:
+                out[section][k] = v
     for key, value in {**sets, "train.steps": 1, "train.device": "cpu"}.items():
         section, name = key.split(".")
         out[section][name] = value
-    if out["guidance"].get("mode") == "dsds":
-        out["guidance"]["mode"] = "fsds"
+    if fsds.get("mode") == "dsds":
+        fsds["mode"] = "fsds"
     return out
 
 
