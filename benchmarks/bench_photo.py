@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import sys
 import tempfile
 import time
@@ -88,24 +87,10 @@ def _u8(x: torch.Tensor) -> np.ndarray:
     return (x.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def _turn(viewmat: torch.Tensor, deg: float) -> torch.Tensor:
-    """The camera orbited ``deg`` around the head's vertical axis (the head turned the other way)."""
-    a = math.radians(deg)
-    ry = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
-    vm = viewmat.clone()
-    vm[:3, :3] = vm[:3, :3] @ ry
-    return vm
-
-
-def _render(avatar, viewmat, K, size, bg=(1.0, 1.0, 1.0), **flame) -> torch.Tensor:
-    with torch.no_grad():
-        return avatar.render(viewmat[None], K[None], size, size, background=bg, **flame).rgb[0, 0]
-
-
 def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecognizer, out: Path) -> dict:
     from flame_core import FlameModel
-    from flame_core.retarget import expression_presets, fit_targets
     from headstudio.config import HeadStudioConfig
+    from headstudio.demo.photo import photo_stills
     from headstudio.train.photo import photo_config, prepare_photo, start_photo_run
     from headstudio.train.photo_input import find_faces
 
@@ -128,25 +113,8 @@ def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecog
     v = setup.view
     size = args.size
     view_flame = {k: x for k, x in v.flame.items() if k != "shape"}
-    presets = fit_targets(head, expression_presets())
-    names = list(expression_presets().names)
-
-    def preset(nm: str) -> dict[str, torch.Tensor]:
-        i = names.index(nm)
-        return {k: presets[k][i : i + 1] for k in ("expression", "jaw_pose", "eye_pose") if k in presets}
-
-    front = v.viewmat.clone()
-    # the neutral face seen square on: the photo's camera distance, the head unturned
-    front[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
-    renders = {
-        "photo view": _render(av, v.viewmat, v.K, size, **view_flame),
-        "front": _render(av, front, v.K, size),
-        "+30": _render(av, _turn(front, 30), v.K, size),
-        "-30": _render(av, _turn(front, -30), v.K, size),
-        "smile": _render(av, front, v.K, size, **preset("smile")),
-        "talking": _render(av, front, v.K, size, **preset("open_mouth")),
-        "back": _render(av, _turn(front, 180), v.K, size),
-    }
+    # the same stills as `headstudio demo --photo` writes
+    renders = photo_stills(av, v.viewmat, v.K, size, view_flame)
     photo_emb = rec.embed(rgb)
     dist: dict[str, float | None] = {}
     for k, img in renders.items():
