@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from .._atomic import atomic_output
 from ..avatar import Avatar
 from ..errors import HeadStudioError
 from ..output.rendering import render_turntable
+from ..train.photo import orbit, square_on
 
 __all__ = [
     "astronaut_photo",
@@ -57,14 +57,6 @@ def astronaut_photo(folder: Path) -> Path:
     return path
 
 
-def _turn(front: torch.Tensor, deg: float) -> torch.Tensor:
-    a = math.radians(deg)
-    ry = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
-    vm = front.clone()
-    vm[:3, :3] = front[:3, :3] @ ry
-    return vm
-
-
 @torch.no_grad()
 def photo_stills(
     avatar: Avatar, viewmat: torch.Tensor, K: torch.Tensor, size: int, view_flame: dict[str, torch.Tensor]
@@ -83,8 +75,7 @@ def photo_stills(
         i = names.index(name)
         return {k: fitted[k][i : i + 1] for k in ("expression", "jaw_pose", "eye_pose") if k in fitted}
 
-    front = viewmat.clone()
-    front[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    front = square_on(viewmat)
 
     def render(vm: torch.Tensor, **flame: torch.Tensor) -> torch.Tensor:
         dev = avatar.means.device
@@ -97,11 +88,11 @@ def photo_stills(
     return {
         "photo view": render(viewmat, **view_flame),
         "front": render(front),
-        "+30": render(_turn(front, 30.0)),
-        "-30": render(_turn(front, -30.0)),
+        "+30": render(orbit(front, 30.0)),
+        "-30": render(orbit(front, -30.0)),
         "smile": render(front, **preset("smile")),
         "talking": render(front, **preset("open_mouth")),
-        "back": render(_turn(front, 180.0)),
+        "back": render(orbit(front, 180.0)),
     }
 
 

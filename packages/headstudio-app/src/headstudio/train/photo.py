@@ -44,6 +44,8 @@ __all__ = [
     "PHOTO_STEPS",
     "PhotoSetup",
     "prior_views",
+    "square_on",
+    "orbit",
     "prepare_photo",
     "init_photo_avatar",
     "PHOTO_RECORD",
@@ -262,7 +264,14 @@ _PRIOR_AZIMUTH = (70.0, 290.0)
 _PRIOR_ELEVATION = (-15.0, 30.0)
 
 
-def _orbit(front: torch.Tensor, azimuth_deg: float, elevation_deg: float) -> torch.Tensor:
+def square_on(viewmat: torch.Tensor) -> torch.Tensor:
+    """``viewmat`` turned to look at the unturned head square on (same distance and centre)."""
+    front = viewmat.clone()
+    front[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=viewmat.dtype))
+    return front
+
+
+def orbit(front: torch.Tensor, azimuth_deg: float, elevation_deg: float = 0.0) -> torch.Tensor:
     """``front`` (a camera looking at the head square on) orbited around the head's centre."""
     a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
     ry = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
@@ -270,6 +279,25 @@ def _orbit(front: torch.Tensor, azimuth_deg: float, elevation_deg: float) -> tor
     vm = front.clone()
     vm[:3, :3] = front[:3, :3] @ ry @ rx
     return vm
+
+
+@torch.no_grad()
+def _render_rgba(
+    avatar: Avatar,
+    viewmat: torch.Tensor,
+    K: torch.Tensor,
+    size: tuple[int, int],
+    flame: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rgb [H, W, 3] un-premultiplied, alpha [H, W])`` of ``avatar`` seen by one camera (CPU)."""
+    w, h = size
+    dev = avatar.means.device
+    r = avatar.render(
+        viewmat[None].to(dev), K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
+        **{k: x.to(dev) for k, x in flame.items() if k != "shape"},
+    )  # fmt: skip
+    alpha = r.alpha[0, 0, ..., 0].clamp(0, 1).cpu()
+    return (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1), alpha
 
 
 @torch.no_grad()
@@ -284,26 +312,18 @@ def prior_views(
     rebuilds the same views from the same seed (the initialisation is deterministic).
     """
     v = setup.view
-    w, h = v.size
-    front = v.viewmat.clone()
-    front[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # the head unturned, seen square on
+    front = square_on(v.viewmat)
     gen = torch.Generator().manual_seed(int(seed) + 77)
     lo, hi = _PRIOR_AZIMUTH
     out: list[PhotoView] = []
     neutral = {k: torch.zeros_like(x) for k, x in v.flame.items() if k != "shape"}
-    dev = avatar.means.device
     for i in range(num):
         az = lo + (hi - lo) * (i + 0.5) / num
         el = float(
             _PRIOR_ELEVATION[0] + (_PRIOR_ELEVATION[1] - _PRIOR_ELEVATION[0]) * torch.rand(1, generator=gen)
         )
-        vm = _orbit(front, az, el)
-        r = avatar.render(
-            vm[None].to(dev), v.K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
-            **{k: x.to(dev) for k, x in neutral.items()},
-        )  # fmt: skip
-        alpha = r.alpha[0, 0, ..., 0].clamp(0, 1).cpu()
-        rgb = (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1)  # un-premultiplied
+        vm = orbit(front, az, el)
+        rgb, alpha = _render_rgba(avatar, vm, v.K, v.size, neutral)
         out.append(
             PhotoView(
                 image=rgb,
@@ -353,14 +373,7 @@ def fill_unscored(view: PhotoView, avatar: Avatar, weight: float = PRIOR_WEIGHT)
     """``view`` with its unscored pixels (outside the photo; where mesh and mask disagree) given
     the freshly coloured ``avatar``'s own render as the target, at ``weight``: what the photo
     cannot say there stays as initialised instead of drifting."""
-    w, h = view.size
-    dev = avatar.means.device
-    r = avatar.render(
-        view.viewmat[None].to(dev), view.K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
-        **{k: x.to(dev) for k, x in view.flame.items() if k != "shape"},
-    )  # fmt: skip
-    alpha = r.alpha[0, 0, ..., 0].clamp(0, 1).cpu()
-    rgb = (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1)
+    rgb, alpha = _render_rgba(avatar, view.viewmat, view.K, view.size, view.flame)
     keep = view.valid > 0.999
     return replace(
         view,
