@@ -14,7 +14,7 @@ import torch
 from flame_core import FlameModel
 
 from ..avatar import Avatar
-from ..avatar_io import AvatarFileError
+from ..avatar_io import AvatarFileError, read_avatar_file
 from ..errors import HeadStudioError, one_line, require_file
 from .checkpoint import load_checkpoint
 from .run_folder import RunFolder
@@ -53,15 +53,16 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     return torch.device(name)
 
 
-def load_head(flame: str | Path) -> FlameModel:
-    """The official FLAME model in the pickle ``flame``.
+def load_head(flame: str | Path, mouth_interior: bool = False) -> FlameModel:
+    """The official FLAME model in the pickle ``flame`` (with the mouth interior when asked: an
+    avatar made with one plays on that head only).
 
     Raises:
         HeadStudioError: (``argument="flame"``) missing, not a ``.pkl``, or not a FLAME model.
     """
     path = require_file(flame, "FLAME model", (".pkl",))
     try:
-        return FlameModel.from_file(path)
+        return FlameModel.from_file(path, mouth_interior=mouth_interior)
     except _READ_ERRORS as err:
         raise HeadStudioError(
             f"'{path}' is not a readable FLAME model ({one_line(err, 160)}); give the generic_model.pkl / "
@@ -116,9 +117,13 @@ def load_avatar(
             was not made on.
     """
     p = require_file(path, "avatar", (".ply",))
-    head = load_head(flame) if flame is not None else None
+    if flame is not None:
+        require_file(flame, "FLAME model", (".pkl",))
     try:
-        avatar = Avatar.load(p, head=head, verify=verify)
+        f = read_avatar_file(p, verify=verify)
+        # the FLAME file as the avatar was made on it: with the mouth interior if it recorded one
+        head = load_head(flame, bool(f.head_mouth_interior)) if flame is not None else None
+        avatar = Avatar.from_avatar_file(f, head)
     except AvatarFileError as err:
         if not err.damaged:
             raise
