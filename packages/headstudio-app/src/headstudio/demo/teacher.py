@@ -254,19 +254,13 @@ def build_teacher_avatar(
         LIGHT_DIR, SHADE_MIN, np.random.default_rng(seed + 7919), points_per_face,
     )  # fmt: skip
     dev = avatar.means.device
-    n = len(h["face_ids"])
+    n = len(h.face_ids)
     sh = torch.zeros(n, 1, 3)
-    sh[:, 0] = rgb_to_sh(h["rgb"])
+    sh[:, 0] = rgb_to_sh(h.rgb)
     logit = torch.full((n,), float(np.log(opacity / (1 - opacity))))
-    cat = {
-        "means": h["means"],
-        "quats": h["quats"],
-        "log_scales": h["log_scales"],
-        "opacity_logits": logit,
-        "sh": sh,
-    }
+    cat = {"means": h.means, "quats": h.quats, "log_scales": h.log_scales, "opacity_logits": logit, "sh": sh}
     params = {k: torch.cat([getattr(avatar, k).detach(), v.to(dev)]) for k, v in cat.items()}
-    face_ids = torch.cat([avatar.face_ids, h["face_ids"].to(dev)])
+    face_ids = torch.cat([avatar.face_ids, h.face_ids.to(dev)])
     return Avatar(
         head, params["means"], params["quats"], params["log_scales"], params["opacity_logits"],
         params["sh"], face_ids, avatar.shape.detach(), avatar.metadata,

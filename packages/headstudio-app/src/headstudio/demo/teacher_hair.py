@@ -19,9 +19,13 @@ with fine streaks along the head's front-to-back direction and the teacher's bak
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import rigged_gaussians as rg
 import torch
+
+from ..avatar_init import knn_scales
 
 __all__ = [
     "HairGaussians",
@@ -80,10 +84,25 @@ def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
-class HairGaussians(dict):
-    """Local Gaussian parameters of the hair (a ``dict`` that :meth:`Avatar.set_gaussians` can
-    extend): ``means [N, 3]``, ``quats [N, 4]`` (identity), ``log_scales [N, 3]``, ``face_ids [N]``,
-    ``rgb [N, 3]`` (0..1) and ``world [N, 3]`` (neutral-pose positions), all float32 / long."""
+@dataclass(frozen=True)
+class HairGaussians:
+    """The hair's Gaussians in the local frames of their triangles (float32; ``face_ids`` long).
+
+    Attributes:
+        means: ``[N, 3]`` local means.
+        quats: ``[N, 4]`` identity rotations (wxyz): the scales lie along the triangle's axes.
+        log_scales: ``[N, 3]`` local log-scales (the second axis is the triangle's normal).
+        face_ids: ``[N]`` the scalp triangle of each Gaussian.
+        rgb: ``[N, 3]`` colours (0..1).
+        world: ``[N, 3]`` positions at the neutral pose.
+    """
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    log_scales: torch.Tensor
+    face_ids: torch.Tensor
+    rgb: torch.Tensor
+    world: torch.Tensor
 
 
 def hair_gaussians(
@@ -146,8 +165,6 @@ def hair_gaussians(
     thick = np.maximum(thick, 0.0)
 
     # spacing of the scalp points (root mean squared distance to 3 neighbours, as the init)
-    from ..avatar_init import knn_scales
-
     spacing = knn_scales(torch.from_numpy(base), 3).numpy()
     layers = np.asarray(HAIR_LAYERS)
     L = len(layers)
