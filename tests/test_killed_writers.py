@@ -82,6 +82,12 @@ def test_killed_ply_writer_leaves_the_previous_file(
             load_ply(partial)
     outputs = {"avatar.ply"} | ({"avatar1.ply", "avatar2.ply"} if kind == "export" else set())
     _check_leftovers(target.parent, outputs)
+    if kind == "export":  # the next export of the same file sweeps the killed one's partial file
+        avatar2 = str(target.with_name("avatar2.ply"))
+        res = headstudio_cli("export", avatar2, "--flame", str(tiny_flame), "-o", str(target))
+        assert res.verdict == "accepted", res.err
+        assert {p.name for p in target.parent.iterdir()} == outputs
+        assert target.read_bytes() != reference.read_bytes()
 
 
 def test_killed_checkpoint_writer_leaves_both_checkpoints(tiny_flame: Path, tmp_path: Path) -> None:

@@ -46,13 +46,17 @@ def test_file_partials_of_finished_writers_are_swept(tmp_path: Path, dead_pid: i
     live = tmp_path / f".head.partial-{os.getpid()}-abc.glb"  # a writer still running (this one)
     other = tmp_path / f".head.partial-{dead_pid}-abc.ply"  # another output's (its suffix)
     legacy = tmp_path / ".head.partial-k2j4_x9q.glb"  # no process id: not ours to judge
-    for p in (stale, live, other, legacy):
+    nested = tmp_path / f"..head.partial-{dead_pid}-abc.glb.tmp-{dead_pid}"  # save_ply's own temporary
+    for p in (stale, live, other, legacy, nested):
         p.write_bytes(b"half")
+    folder = tmp_path / f".head.partial-{dead_pid}-xyz.glb"  # a folder output's, not a file's
+    folder.mkdir()
     with atomic_output(tmp_path / "head.glb") as tmp:
         assert tmp.name.startswith(f".head.partial-{os.getpid()}-") and tmp.suffix == ".glb"
         tmp.write_bytes(b"whole")
     assert (tmp_path / "head.glb").read_bytes() == b"whole"
-    assert not stale.exists() and live.exists() and other.exists() and legacy.exists()
+    assert not stale.exists() and not nested.exists()
+    assert live.exists() and other.exists() and legacy.exists() and folder.is_dir()
 
 
 def test_folder_replaced_by_exchange_leaves_nothing(tmp_path: Path) -> None:

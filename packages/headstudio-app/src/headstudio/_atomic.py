@@ -88,14 +88,29 @@ def temp_path_beside(target: Path, tag: str = PARTIAL) -> Path:
     return Path(name)
 
 
-def _stale(parent: Path, prefix: str) -> list[Path]:
-    """Entries of ``parent`` named ``PREFIX PID-...`` whose process ``PID`` is gone."""
+def _stale(parent: Path, prefix: str, folders: bool, suffix: str | None = None) -> list[Path]:
+    """Folders (``folders``) or files of ``parent`` named ``PREFIX PID-...`` whose process ``PID``
+    is gone. Telling them apart keeps a file output's sweep off a same-named folder output's
+    temporaries (``out.ply`` and ``out/`` share the prefix ``.out.partial-``), and the reverse.
+
+    With ``suffix`` (files): the name must end in it, or be ``.PREFIX PID-XXXX SUFFIX.*``: the
+    temporary file of a writer that itself writes atomically beside our temporary file
+    (``rigged_gaussians.ply.save_ply`` writes ``.NAME.tmp-PID`` and renames it onto ``NAME``).
+    """
     out = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for p in parent.iterdir():
-            if not p.name.startswith(prefix):
+            if p.is_symlink() or p.is_dir() != folders:
                 continue
-            pid = p.name[len(prefix) :].split("-", 1)[0]
+            name = p.name
+            nested = not folders and name.startswith(f".{prefix}")
+            name = name[1:] if nested else name
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :]
+            if suffix is not None and not (rest.endswith(suffix) or (nested and f"{suffix}." in rest)):
+                continue  # another output's (another suffix)
+            pid = rest.split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 out.append(p)
     return out
@@ -112,7 +127,8 @@ def _remove(p: Path) -> None:
 def sweep_stale(target: Path, folder: bool = False) -> list[Path]:
     """Delete what killed writers of ``target`` left beside it; the paths removed.
 
-    For a file: ``.STEM.partial-PID-*`` files. For a folder (``folder=True``):
+    For a file: ``.STEM.partial-PID-*SUFFIX`` files (and what a nested atomic writer left beside
+    them, ``..STEM.partial-PID-*SUFFIX.*``). For a folder (``folder=True``):
     ``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` folders (call :func:`recover_folder` first,
     so a previous folder that only exists aside is restored rather than deleted). Only entries
     whose process ``PID`` is gone are touched.
@@ -120,9 +136,8 @@ def sweep_stale(target: Path, folder: bool = False) -> list[Path]:
     target = Path(target)
     stem = target.name if folder else target.stem
     tags = (PARTIAL, ASIDE) if folder else (PARTIAL,)
-    removed = [p for tag in tags for p in _stale(target.parent, f".{stem}.{tag}-")]
-    if not folder:  # a file's temporaries keep its suffix; other names are other outputs'
-        removed = [p for p in removed if p.name.endswith(target.suffix)]
+    suffix = None if folder else target.suffix  # a file's temporaries keep its suffix
+    removed = [p for tag in tags for p in _stale(target.parent, f".{stem}.{tag}-", folder, suffix)]
     for p in removed:
         _remove(p)
     if removed:
@@ -199,7 +214,7 @@ def recover_folder(out_dir: str | Path) -> Path | None:
     out = Path(out_dir)
     if os.path.lexists(out):
         return None
-    asides = _stale(out.parent, f".{out.name}.{ASIDE}-")
+    asides = _stale(out.parent, f".{out.name}.{ASIDE}-", True)
     if not asides:
         return None
     aside = max(asides, key=lambda p: p.stat().st_mtime_ns)
