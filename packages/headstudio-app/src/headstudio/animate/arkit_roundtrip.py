@@ -23,7 +23,6 @@ then measures little.
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,10 +50,8 @@ __all__ = [
     "summary_line",
 ]
 
-log = logging.getLogger(__name__)
-
 #: Smallest standard deviation (ARKit weight units, 0..1) of a curve of the true motion for it
-#: to count as moving; below it the curve is a side effect of the projection, not the motion.
+#: to count as moving; below it the curve barely moves and its r would measure mostly noise.
 MIN_CURVE_STD = 0.03
 
 
@@ -69,7 +66,7 @@ class ArkitRoundTrip:
         matches: per moving curve (ARKit name), captured against truth.
         expressed: share of the true motion's landmark movement that the truth's curves reproduce
             (:func:`expressed_share`; 1: all; NaN when not computed).
-        captured_motion: the FLAME motion the drive fitted (``None`` when not kept).
+        captured_motion: the FLAME motion the drive fitted (``None`` before it is set).
     """
 
     name: str
