@@ -42,9 +42,8 @@ def test_scores_the_curves_that_move() -> None:
     captured[:, blink] = truth[::-1, blink]  # mirrored in time
     rt = compare_curves("x", _curves(truth), _curves(captured))
     assert rt.moving == ("eyeBlinkLeft", "jawOpen")  # ARKit order
-    assert rt.matches["jawOpen"].r == pytest.approx(1.0) and rt.matches["jawOpen"].amplitude == pytest.approx(
-        0.5
-    )
+    jaw_match = rt.matches["jawOpen"]
+    assert jaw_match.r == pytest.approx(1.0) and jaw_match.amplitude == pytest.approx(0.5)
     assert rt.matches["eyeBlinkLeft"].r == pytest.approx(-1.0)
     table = format_arkit_table([rt])
     assert "| x | jawOpen | 1.00 | 0.50 |" in table and "browInnerUp" not in table
