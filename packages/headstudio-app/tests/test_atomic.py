@@ -4,6 +4,8 @@ always be found (the killed-writer tests in tests/test_killed_writers.py kill re
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import subprocess
 import sys
@@ -133,3 +135,25 @@ def test_a_folder_that_is_not_an_export_is_refused(tmp_path: Path, dead_pid: int
     with pytest.raises(HeadStudioError, match="exists and is not a directory"):
         with atomic_folder(tmp_path / "file", _owned):
             pytest.fail("the body must not run")
+
+
+def _failing_renameat2(err: int):
+    def fake(*args: object) -> int:
+        ctypes.set_errno(err)
+        return -1
+
+    return fake
+
+
+def test_a_file_system_without_exchange_falls_back_to_two_renames(tmp_path: Path, monkeypatch) -> None:
+    """``renameat2`` answering EINVAL / EXDEV (no RENAME_EXCHANGE there) is not an error; others are."""
+    out = _folder(tmp_path / "web", {"data.js": "first"})
+    monkeypatch.setattr(_atomic, "_RENAMEAT2", _failing_renameat2(errno.EINVAL))
+    assert not _atomic.exchange(tmp_path / "a", out)
+    monkeypatch.setattr(_atomic, "_RENAMEAT2", _failing_renameat2(errno.EXDEV))
+    with atomic_folder(out, _owned) as tmp:
+        (tmp / "data.js").write_text("second")
+    assert _read(out) == {"data.js": "second"} and sorted(p.name for p in tmp_path.iterdir()) == ["web"]
+    monkeypatch.setattr(_atomic, "_RENAMEAT2", _failing_renameat2(errno.EACCES))
+    with pytest.raises(PermissionError, match="cannot swap"):
+        _atomic.exchange(tmp_path / "a", out)

@@ -199,7 +199,8 @@ def exchange(a: Path, b: Path) -> bool:
     if rc == 0:
         return True
     err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not supported here
+    # not supported by this kernel or file system (overlayfs answers EXDEV for some folders)
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
         return False
     raise OSError(err, f"cannot swap '{a}' and '{b}': {os.strerror(err)}")
 
