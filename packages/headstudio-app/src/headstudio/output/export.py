@@ -8,18 +8,21 @@
 * :func:`export_web` (``--format web``): a self-contained folder with the browser viewer, the
   avatar, the motion baked to 16-bit vertices and the audio; it plays from ``file://`` or any
   static host, with no server and no network.
+
+The folders are written beside the output and swapped in whole
+(:func:`headstudio._atomic.atomic_folder`): a killed export leaves the previous complete folder,
+and the next export of it sweeps what the killed one left. A non-empty folder that is not an
+earlier export of the same format is refused.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from flame_core.motion import MotionSequence
 from rigged_gaussians.ply import save_ply
 from tqdm.auto import tqdm
 
-from .._atomic import atomic_output
+from .._atomic import atomic_folder, atomic_output
 from ..avatar import Avatar
 from ..errors import HeadStudioError
 from ..head_motion import as_motion, default_motion, fit_flame_kwargs
@@ -160,36 +163,6 @@ def export_posed(
     return out
 
 
-@contextlib.contextmanager
-def _replace_dir(out_dir: Path, owned: Callable[[Path], bool]) -> Iterator[Path]:
-    """Yield an empty folder beside ``out_dir``; on success it replaces ``out_dir`` (atomically
-    for readers: the old folder is moved aside first). ``owned(dir)`` says whether an existing
-    ``out_dir`` is an earlier export that may be replaced; other non-empty folders are refused.
-    """
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise HeadStudioError(f"output '{out_dir}' exists and is not a directory; give a folder name.")
-        if any(out_dir.iterdir()) and not owned(out_dir):
-            raise HeadStudioError(
-                f"output folder '{out_dir}' is not empty and not an earlier export; choose another -o."
-            )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        yield tmp
-        tmp.chmod(0o755)
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _motion_or_default(
     avatar: Avatar, motion: MotionSequence | str | Path | None, audio: str | Path | None
 ) -> MotionSequence:
@@ -222,7 +195,7 @@ def export_ply_sequence(
         return all(p.name.startswith("frame_") and p.suffix == ".ply" for p in d.iterdir())
 
     with (
-        _replace_dir(out, owned) as tmp,
+        atomic_folder(out, owned) as tmp,
         tqdm(total=len(seq), desc="ply-sequence", unit="frame", disable=not progress) as bar,
     ):
         for i, name in enumerate(names):
@@ -288,7 +261,7 @@ def export_web(
     def owned(d: Path) -> bool:
         return (d / WEB_DATA_FILE).is_file() and (d / "viewer.js").is_file()
 
-    with _replace_dir(out, owned) as tmp:
+    with atomic_folder(out, owned) as tmp:
         for name, path in static_files().items():
             body = path.read_bytes()
             if name == "index.html":
@@ -297,7 +270,8 @@ def export_web(
                 )
             (tmp / name).write_bytes(body)
         js = "window.HEADSTUDIO_DATA = " + json.dumps(payload, separators=(",", ":"), allow_nan=False) + ";\n"
-        (tmp / WEB_DATA_FILE).write_text(js, encoding="ascii")
+        with open(tmp / WEB_DATA_FILE, "w", encoding="ascii") as fh:
+            fh.write(js)
         if audio is not None:
             shutil.copyfile(audio, tmp / m["audio"])
     log.info("exported the web viewer (%d Gaussians, %d frames) to %s", avatar.num_gaussians, len(seq), out)
