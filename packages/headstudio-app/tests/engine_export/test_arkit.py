@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameParams
 from headstudio.animate.arkit import (
     ARKIT_NAMES,
     LIVE_LINK_NAMES,
@@ -108,9 +109,9 @@ def test_fit_moves_the_subjects_side(head: Any, basis: ArkitBasis) -> None:
     from flame_core.landmark_head import LandmarkHead
 
     lh = LandmarkHead(head, head.landmark_embedding)
-    kw = basis.flame_kwargs(np.eye(52))
+    p = basis.params(np.eye(52))
     with torch.no_grad():
-        lm = lh(expression=kw["expression"], jaw_pose=kw["jaw_pose"], eye_pose=kw["eye_pose"]).numpy()
+        lm = lh(expression=p.expression, jaw_pose=p.jaw_pose, eye_pose=p.eye_pose).numpy()
         lm0 = lh(expression=torch.zeros(1, 100))[0].numpy()
     k = ARKIT_NAMES.index
 
@@ -167,14 +168,14 @@ def test_curves_play_on_the_head(basis: ArkitBasis) -> None:
     assert m.neck_pose.abs().max() > 0  # the captured head rotation
 
 
-def _render_front(avatar: Any, kw: dict[str, torch.Tensor], size: int = 512) -> np.ndarray:
+def _render_front(avatar: Any, params: FlameParams | None, size: int = 512) -> np.ndarray:
     from headstudio.output.rendering import ViewSettings, frame_avatar, orbit_views
 
     vs = ViewSettings(margin=0.75)
     target, dist = frame_avatar(avatar, vs)
     vm, K = orbit_views([0.0], 0.0, dist, vs.fovy_deg, size, size, target)
     with torch.no_grad():
-        img = avatar.render(vm, K, size, size, **kw).rgb[0, 0].clamp(0, 1).numpy()
+        img = avatar.render(vm, K, size, size, params).rgb[0, 0].clamp(0, 1).numpy()
     return (img * 255).astype(np.uint8)
 
 
@@ -190,11 +191,11 @@ def test_mediapipe_reads_fitted_blendshapes(teacher: Any, basis: ArkitBasis) -> 
     except HeadStudioError as e:
         pytest.skip(str(e))
     shapes = ["jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp"]
-    frames = [_render_front(teacher, {})]
+    frames = [_render_front(teacher, None)]
     for s in shapes:
         w = np.zeros((1, 52))
         w[0, ARKIT_NAMES.index(s)] = 1.0
-        frames.append(_render_front(teacher, basis.flame_kwargs(w)))
+        frames.append(_render_front(teacher, basis.params(w)))
     track = detect_face(frames, None)
     assert track.found.all()
     names = list(track.blendshape_names)

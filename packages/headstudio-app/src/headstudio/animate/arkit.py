@@ -117,17 +117,17 @@ def basis_for(avatar: Any, refit: bool = False) -> ArkitBasis:
 def curves_to_motion(curves: ArkitCurves, basis: ArkitBasis) -> MotionSequence:
     """A FLAME motion playing ARKit curves on the head the basis was fitted on.
 
-    The curves give expression, jaw and eye parameters (``basis.flame_kwargs``); the captured
+    The curves give expression, jaw and eye parameters (``basis.params``); the captured
     head rotation becomes the neck pose (yaw about +y, pitch about +x, roll about +z; ARKit's
     pitch is positive looking down, FLAME's rotation about +x is positive tilting down too).
     """
-    kw = basis.flame_kwargs(curves.weights)
+    p = basis.params(curves.weights)
     yaw, pitch, roll = (curves.head_rotation[:, i].astype(np.float64) for i in range(3))
     neck = euler_to_axis_angle(yaw, pitch, roll)
     return MotionSequence(
-        expression=kw["expression"],
-        jaw_pose=kw["jaw_pose"],
-        eye_pose=kw["eye_pose"],
+        expression=p.expression,
+        jaw_pose=p.jaw_pose,
+        eye_pose=p.eye_pose,
         neck_pose=torch.as_tensor(neck, dtype=torch.float32),
         fps=float(curves.fps),
     )

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from flame_core.motion import MotionSequence
+from flame_core.params import FlameParams
 
 from ..avatar import Avatar
-from ..head_motion import fit_flame_kwargs
+from ..head_motion import fit_flame_params
 from ..output.rendering import render_motion
 from .arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, motion_to_curves
 from .drive import DriveOptions, video_to_motion
@@ -139,17 +140,17 @@ def arkit_roundtrip(
     return rt
 
 
-def _landmarks(avatar: Avatar, kw: dict[str, torch.Tensor], chunk: int = 32) -> np.ndarray:
+def _landmarks(avatar: Avatar, params: FlameParams, chunk: int = 32) -> np.ndarray:
     """The head's 478 landmarks ``[T, 478, 3]`` (model space) under expression / jaw / eye parameters
-    ``kw`` (``[T, ·]`` each)."""
+    ``params`` (``[T, ·]`` each)."""
     head = avatar.head
     num_expr = int(getattr(head, "num_expression", 100))
-    T = next(iter(kw.values())).shape[0]
+    T = next(iter(params.kwargs().values())).shape[0]
     out = []
     with torch.no_grad():
         for s in range(0, T, chunk):
-            part = fit_flame_kwargs({k: v[s : s + chunk].float() for k, v in kw.items()}, num_expr)
-            verts = avatar.pose(**part).cpu()
+            part = fit_flame_params(params.map(lambda v, s=s: v[s : s + chunk].float()), num_expr)
+            verts = avatar.pose(part).cpu()
             out.append(head.landmark_embedding.to("cpu")(verts, head.faces.cpu()).double().numpy())
     return np.concatenate(out)
 
@@ -160,10 +161,10 @@ def expressed_share(avatar: Avatar, motion: MotionSequence, curves: ArkitCurves,
     head pose left out), ``p`` the motion's expression, jaw and eye parameters and ``w`` the
     curves' weights ``[T, 52]`` played through ``basis`` (NaN for a motion that does not move)."""
     names = ("expression", "jaw_pose", "eye_pose")
-    true_kw = {k: getattr(motion, k).detach().cpu() for k in names}
-    back_kw = basis.flame_kwargs(curves.weights)
-    rest_kw = {k: torch.zeros_like(v) for k, v in true_kw.items()}
-    truth, back, rest = (_landmarks(avatar, kw) for kw in (true_kw, back_kw, rest_kw))
+    true_p = FlameParams(**{k: getattr(motion, k).detach().cpu() for k in names})
+    back_p = basis.params(curves.weights)
+    rest_p = true_p.map(torch.zeros_like)
+    truth, back, rest = (_landmarks(avatar, p) for p in (true_p, back_p, rest_p))
     moved = float(((truth - rest) ** 2).sum())
     return 1.0 - float(((truth - back) ** 2).sum()) / moved if moved > 0 else math.nan
 

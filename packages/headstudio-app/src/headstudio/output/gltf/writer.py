@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from flame_core.motion import MotionSequence
 
 from ..._atomic import atomic_output
@@ -85,14 +86,13 @@ def _add_mesh(
 ) -> tuple[int, list[int], int]:
     """Mesh, material, skin and joint nodes; returns ``(mesh node, joint nodes, skinned root node)``."""
     K = len(ARKIT_NAMES)
-    kw = {k: v.to(avatar.means.device) for k, v in basis.flame_kwargs(np.eye(K)).items()}
-    deltas = [morph_deltas(avatar, kw, mesh.vmap)]
+    deltas = [morph_deltas(avatar, basis.params(np.eye(K)).to(avatar.means.device), mesh.vmap)]
     names = list(ARKIT_NAMES)
     if expr_components:
         E = int(avatar.head.num_expression)
         unit = torch.zeros(len(expr_components), E, device=avatar.means.device)
         unit[torch.arange(len(expr_components)), torch.as_tensor(expr_components)] = 1.0
-        deltas.append(morph_deltas(avatar, {"expression": unit}, mesh.vmap))
+        deltas.append(morph_deltas(avatar, FlameParams(expression=unit), mesh.vmap))
         names += [EXPRESSION_TARGET.format(i) for i in expr_components]
     all_deltas = np.concatenate(deltas, 0)
     tex = bake_texture(avatar, mesh, texture_size)
