@@ -147,8 +147,12 @@ def composite(
         op = op * torch.sqrt(torch.clamp((a0 * c0 - b * b) / det.clamp_min(1e-12), min=0))
     # the pixel boxes: the ellipse's extent at the kernel's cut
     ext = 2.0 if rules.cut_2sigma else 3.34
-    rad = torch.ceil(ext * torch.sqrt(torch.maximum(a, c))).clamp(max=64)
+    rad = torch.ceil(ext * torch.sqrt(torch.maximum(a, c)))
     keep &= (det > 0) & (mx + rad > 0) & (mx - rad < width) & (my + rad > 0) & (my - rad < height)
+    if keep.any() and rad[keep].max() > 128:
+        raise ValueError(
+            f"a splat reaches {int(rad[keep].max())} px; the model is for small test scenes (128 px at most)."
+        )
     idx = torch.nonzero(keep).reshape(-1)
     pix, ids, alphas = [], [], []
     for r in torch.unique(rad[idx]).tolist():

@@ -211,7 +211,11 @@ def test_threejs_renders_the_splats_as_headstudio_does(
 ) -> None:
     res = three[backend]
     info = res["info"]
-    assert info["backend"] == {"webgpu": "webgpu", "webgl": "webgl2"}[backend], info  # no silent fallback
+    want = {"webgpu": "webgpu", "webgl": "webgl2"}[backend]
+    assert info["backend"] == want, (
+        f"three.js fell back to {info['backend']}: this chromium gave no WebGPU adapter to a localhost "
+        "page with --enable-unsafe-webgpu --use-webgpu-adapter=swiftshader"
+    )
     assert info["splats"] == [splat_avatar[0].num_gaussians] and info["revision"] == "187"
     panels = []
     for az, (o_rgb, o_a), (t_rgb, t_a) in zip(VIEWS, ours, res["shots"]):
