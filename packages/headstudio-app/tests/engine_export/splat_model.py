@@ -11,15 +11,22 @@ rule                ours (gsplat)                          three.js GaussianSpla
 ==================  =====================================  ======================================
 kernel extent       every pixel with α ≥ 1/255 (≈3.3σ)     ``r² > 4`` discarded: cut at 2σ
 α                   ``min(0.999, o·exp(−r²/2))``           ``o·s·exp(−r²/2)``, ``s = √(det Σ/det(Σ+0.3 I))``
-colour              ``max(0.5 + C0·f, 0)`` in float        ``0.5 + C0·f`` and ``o`` rounded to 8 bits
+colour              ``max(Σ f·Y + 0.5, 0)`` in float       DC colour, ``o`` and SH bands in 8 bits
 stop                before T would reach 1e-4              none
 Jacobian            ``x/z`` clamped to 1.3·tan(fov/2)      not clamped
 ==================  =====================================  ======================================
 
 Both add 0.3 px² to the 2D covariance, sort each pixel's splats by camera depth of the mean and
-blend ``Σ c α T`` over a transparent black background. Not modelled: three's 4096-bin counting
-sort (splats within one bin, ~0.1 mm of depth here, may swap) and its 8-bit blending of each
-layer (its half-float target gives the same PSNR to 0.01 dB), SH bands above degree 0.
+blend ``Σ c α T`` over a transparent black background. Three sorts into 4096 depth bins (~0.1 mm
+here); ``Rules.depth_bins`` models the order its CPU sort (WebGL2 backend) gives within a bin,
+its parallel GPU sort (WebGPU) is not modelled. Not modelled either: its 8-bit blending of each
+layer (a half-float target gives the same PSNR to 0.01 dB).
+
+Spherical harmonics up to degree 3 are evaluated with our reference's basis
+(``rigged_gaussians.reference.sh_basis``; three's constants and signs are the same) in the
+direction from the camera to the splat's centre, as both renderers do. Three stores the bands
+above 0 as bytes, ``(round(128 c + 128) − 128) / 128`` clamped to [−1, 127/128], adds them to its
+8-bit DC colour (clamped to [0, 1] first) and clamps the sum to [0, 1]; we clamp the sum at 0.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from headstudio.output.gltf.builder import read_accessor, read_glb
+from rigged_gaussians.reference import sh_basis
 
 SH_C0 = 0.28209479177387814
 EPS2D = 0.3
@@ -46,6 +54,7 @@ class Rules:
     bytes8: bool
     clamp_jacobian: bool
     alpha_limits: bool  # α ≤ 0.999, α ≥ 1/255 kept, stop before T ≤ 1e-4
+    depth_bins: bool = False  # three's 4096-bin counting sort (see composite)
 
     @staticmethod
     def ours() -> Rules:
@@ -64,13 +73,15 @@ class Rules:
 @dataclass(frozen=True)
 class Splats:
     """The splats of a GLB: ``means [N, 3]``, ``rotmats [N, 3, 3]``, ``scales [N, 3]`` (linear),
-    ``opacities [N]``, ``sh0 [N, 3]`` (float64)."""
+    ``opacities [N]``, ``sh0 [N, 3]``, ``sh_rest [N, K - 1, 3]`` (the bands above 0, ``K = (d + 1)²``;
+    ``K - 1 = 0`` at degree 0), float64."""
 
     means: torch.Tensor
     rotmats: torch.Tensor
     scales: torch.Tensor
     opacities: torch.Tensor
     sh0: torch.Tensor
+    sh_rest: torch.Tensor
 
 
 def _rotmats(xyzw: torch.Tensor) -> torch.Tensor:
@@ -96,12 +107,16 @@ def read_splats(glb: Path) -> Splats:
                 for k, i in prim["attributes"].items()
             }
             ext = "KHR_gaussian_splatting:"
+            rest = [a[f"{ext}SH_DEGREE_{d}_COEF_{c}"] for d in range(1, 4) for c in range(2 * d + 1)
+                    if f"{ext}SH_DEGREE_{d}_COEF_{c}" in a]  # fmt: skip
+            n = a["POSITION"].shape[0]
             return Splats(
                 means=a["POSITION"],
                 rotmats=_rotmats(a[ext + "ROTATION"]),
                 scales=a[ext + "SCALE"],
                 opacities=a[ext + "OPACITY"].reshape(-1),
                 sh0=a[ext + "SH_DEGREE_0_COEF_0"],
+                sh_rest=torch.stack(rest, 1) if rest else torch.zeros(n, 0, 3, dtype=torch.float64),
             )
     raise ValueError(f"{glb} holds no KHR_gaussian_splatting primitive; export it with --parts splats.")
 
@@ -138,11 +153,18 @@ def composite(
     mx, my = fx * x / z + cx, fy * y / z + cy
     op = s.opacities.clamp(0, 1)
     rgb = 0.5 + SH_C0 * s.sh0
+    rest = s.sh_rest
     if rules.bytes8:  # Uint8ClampedArray: clamped, rounded half to even
         rgb = torch.round(rgb.clamp(0, 1) * 255) / 255
         op = torch.round(op * 255) / 255
-    else:
-        rgb = rgb.clamp_min(0)
+        rest = (torch.round(rest * 128 + 128).clamp(0, 255) - 128) / 128
+    if rest.shape[1]:
+        degree = math.isqrt(rest.shape[1] + 1) - 1
+        campos = -Rc.T @ tc
+        d = s.means - campos
+        ys = sh_basis(degree, d / d.norm(dim=-1, keepdim=True))[:, 1:]  # [N, K - 1]
+        rgb = rgb + (ys[..., None] * rest).sum(1)
+    rgb = rgb.clamp(0, 1) if rules.bytes8 else rgb.clamp_min(0)
     if rules.alpha_scale:
         op = op * torch.sqrt(torch.clamp((a0 * c0 - b * b) / det.clamp_min(1e-12), min=0))
     # the pixel boxes: the ellipse's extent at the kernel's cut
@@ -176,7 +198,7 @@ def composite(
         alphas.append(al[ok])
     pix_t, ids_t, al_t = torch.cat(pix), torch.cat(ids), torch.cat(alphas)
     rank = torch.empty_like(z, dtype=torch.long)
-    rank[torch.argsort(z, stable=True)] = torch.arange(z.numel())
+    rank[_front_to_back(s, z, Rc, tc, rules.depth_bins)] = torch.arange(z.numel())
     order = torch.argsort(pix_t * z.numel() + rank[ids_t])
     pix_t, ids_t, al_t = pix_t[order], ids_t[order], al_t[order]
     # front to back per pixel: T before each splat from a segmented cumulative sum of log(1 - α)
@@ -195,6 +217,31 @@ def composite(
     img.index_add_(0, pix_t, w[:, None] * rgb[ids_t])
     alpha = torch.zeros(height * width, dtype=torch.float64).index_add_(0, pix_t, w)
     return img.reshape(height, width, 3).numpy(), alpha.reshape(height, width).numpy()
+
+
+def _front_to_back(
+    s: Splats, z: torch.Tensor, Rc: torch.Tensor, tc: torch.Tensor, bins: bool
+) -> torch.Tensor:
+    """Splat indices ``[N]`` nearest first: by camera depth ``z [N]`` (camera ``Rc [3, 3]``,
+    ``tc [3]``), or as three's CPU counting
+    sort draws them (WebGL2 backend): 4096 bins of depth between the near and far ends of the
+    splats' bounding sphere (each splat's box grown by 2√max(Σ_ii)), far bins first and, within a
+    bin, in index order (so a later index lies in front). Its WebGPU sort fills bins in parallel."""
+    if not bins:
+        return torch.argsort(z, stable=True)
+    M = s.rotmats * s.scales[:, None, :]
+    diag = (M * M).sum(-1)  # [N, 3] the covariance's diagonal
+    r = 2.0 * diag.max(-1).values.sqrt()
+    lo, hi = (s.means - r[:, None]).min(0).values, (s.means + r[:, None]).max(0).values
+    centre = (lo + hi) / 2
+    radius = ((s.means - centre).norm(dim=-1) + r).max()
+    zc = (Rc @ centre + tc)[2]  # the sphere centre's camera depth
+    near = torch.clamp(zc - radius, min=0.01)
+    far = torch.maximum(near + 1e-4, zc + radius)
+    scale = 4095 / torch.clamp(far - near, min=1e-4)
+    b = torch.clamp(torch.floor((z - near) * scale), 0, 4095).long()
+    idx = torch.arange(z.numel())
+    return torch.argsort(b * z.numel() + (z.numel() - 1 - idx))
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
