@@ -20,7 +20,8 @@ Both add 0.3 px² to the 2D covariance, sort each pixel's splats by camera depth
 blend ``Σ c α T`` over a transparent black background. Three sorts into 4096 depth bins (~0.1 mm
 here); ``Rules.depth_bins`` models the order its CPU sort (WebGL2 backend) gives within a bin,
 its parallel GPU sort (WebGPU) is not modelled. Not modelled either: its 8-bit blending of each
-layer (a half-float target gives the same PSNR to 0.01 dB).
+layer (a half-float target gives the same PSNR to 0.01 dB) and its culling of splats whose centre
+lies beyond 1.4 times the clip box (none in the test's views).
 
 Spherical harmonics up to degree 3 are evaluated with our reference's basis
 (``rigged_gaussians.reference.sh_basis``; three's constants and signs are the same) in the
@@ -222,11 +223,11 @@ def composite(
 def _front_to_back(
     s: Splats, z: torch.Tensor, Rc: torch.Tensor, tc: torch.Tensor, bins: bool
 ) -> torch.Tensor:
-    """Splat indices ``[N]`` nearest first: by camera depth ``z [N]`` (camera ``Rc [3, 3]``,
-    ``tc [3]``), or as three's CPU counting
-    sort draws them (WebGL2 backend): 4096 bins of depth between the near and far ends of the
-    splats' bounding sphere (each splat's box grown by 2√max(Σ_ii)), far bins first and, within a
-    bin, in index order (so a later index lies in front). Its WebGPU sort fills bins in parallel."""
+    """Splat indices ``[N]`` nearest first, by camera depth ``z [N]`` (camera ``Rc [3, 3]``,
+    ``tc [3]``); with ``bins``, in the order three's CPU counting sort (WebGL2 backend) draws them
+    reversed: 4096 bins of depth between the near and far ends of the splats' bounding sphere
+    (each splat's box grown by 2√max(Σ_ii)), far bins drawn first and, within a bin, in index
+    order, so a later index lies in front. (Its WebGPU sort fills the bins in parallel.)"""
     if not bins:
         return torch.argsort(z, stable=True)
     M = s.rotmats * s.scales[:, None, :]
