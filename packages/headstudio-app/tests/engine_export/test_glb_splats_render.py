@@ -227,6 +227,9 @@ def test_threejs_renders_the_splats_as_headstudio_does(
     three: dict[str, dict[str, Any]],
     tmp_path: Path,
 ) -> None:
+    """Front and 45°: three draws the file's splats (all of them, on the backend asked for),
+    not a blank frame, the head where ours is, within the module's bars of our render; the
+    side-by-side (ours | three | |difference|×4) goes to ``tmp_path`` (docs/images has one)."""
     res = three[backend]
     info = res["info"]
     want = {"webgpu": "webgpu", "webgl": "webgl2"}[backend]
