@@ -6,6 +6,7 @@ import math
 import wave
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,3 +137,17 @@ def make_tiny_clip(root: Path) -> Path:
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random CLIP saved to a folder (``--clip-model DIR``); session-wide: read-only."""
     return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Any:
+    """One Playwright driver for the whole session (skips when Playwright is not installed).
+
+    Playwright's sync API runs an event loop on the calling thread while a driver is open, so a
+    second ``sync_playwright()`` in the same process fails ("Sync API inside the asyncio loop")
+    whenever one is still open, e.g. the viewer's session browser beside the glTF client tests on
+    one xdist worker. Every browser test launches its browser from this driver instead.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p

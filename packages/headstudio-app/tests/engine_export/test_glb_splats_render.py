@@ -146,14 +146,13 @@ def ours(splat_avatar: tuple[Avatar, Path]) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
-def render_in_three(jobs: list[tuple[Path, str]], cams: list[dict]) -> list[dict[str, Any]]:
+def render_in_three(pw: Any, jobs: list[tuple[Path, str]], cams: list[dict]) -> list[dict[str, Any]]:
     """Load each ``(glb, backend)`` in a fresh page and render it at ``cams``; per job: the
     page's info and, per camera, three's rgb ``[H, W, 3]`` (uint8) and alpha ``[H, W]``."""
     nm = node_modules()
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).is_file():
         pytest.skip("chromium is not installed (apt-get install -y chromium, as .ci/run does)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     models = {f"model{i}.glb": glb for i, (glb, _) in enumerate(jobs)}
 
     def serve(route: Any) -> None:
@@ -171,37 +170,36 @@ def render_in_three(jobs: list[tuple[Path, str]], cams: list[dict]) -> list[dict
     args = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run",
             "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"]  # fmt: skip
     results = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=args)
-        try:
-            for i, (_, backend) in enumerate(jobs):
-                page = browser.new_page(viewport={"width": 64, "height": 64})
-                errors: list[str] = []
-                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
-                page.route(f"{ORIGIN}/**", serve)
-                page.goto(f"{ORIGIN}/index.html?backend={backend}&model=model{i}.glb")
-                ready = "window.headstudioReady === true || !!window.headstudioError"
-                page.wait_for_function(ready, timeout=120_000)
-                assert page.evaluate("window.headstudioError || null") is None and not errors, errors
-                shots = []
-                for cam in cams:
-                    r = page.evaluate("(c) => window.headstudio.render(c)", cam)
-                    assert r["kind"] == "Uint8Array", r["kind"]
-                    px = np.asarray(r["data"], np.uint8).reshape(SIZE, SIZE, 4)
-                    shots.append((px[..., :3].copy(), px[..., 3] / 255.0))
-                results.append({"info": page.evaluate("window.headstudio.info"), "shots": shots})
-                page.close()
-        finally:
-            browser.close()
+    browser = pw.chromium.launch(executable_path=chromium, headless=True, args=args)
+    try:
+        for i, (_, backend) in enumerate(jobs):
+            page = browser.new_page(viewport={"width": 64, "height": 64})
+            errors: list[str] = []
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+            page.route(f"{ORIGIN}/**", serve)
+            page.goto(f"{ORIGIN}/index.html?backend={backend}&model=model{i}.glb")
+            ready = "window.headstudioReady === true || !!window.headstudioError"
+            page.wait_for_function(ready, timeout=120_000)
+            assert page.evaluate("window.headstudioError || null") is None and not errors, errors
+            shots = []
+            for cam in cams:
+                r = page.evaluate("(c) => window.headstudio.render(c)", cam)
+                assert r["kind"] == "Uint8Array", r["kind"]
+                px = np.asarray(r["data"], np.uint8).reshape(SIZE, SIZE, 4)
+                shots.append((px[..., :3].copy(), px[..., 3] / 255.0))
+            results.append({"info": page.evaluate("window.headstudio.info"), "shots": shots})
+            page.close()
+    finally:
+        browser.close()
     return results
 
 
 @pytest.fixture(scope="module")
-def three(splat_avatar: tuple[Avatar, Path]) -> dict[str, dict[str, Any]]:
+def three(splat_avatar: tuple[Avatar, Path], playwright_driver: Any) -> dict[str, dict[str, Any]]:
     """Per backend: :func:`render_in_three` of the exported GLB at the views."""
     avatar, glb = splat_avatar
     cams = [c for _, _, c in _cameras(avatar)]
-    return dict(zip(BACKENDS, render_in_three([(glb, b) for b in BACKENDS], cams)))
+    return dict(zip(BACKENDS, render_in_three(playwright_driver, [(glb, b) for b in BACKENDS], cams)))
 
 
 def _masks(oa: np.ndarray, ta: np.ndarray) -> tuple[float, np.ndarray, tuple[int, int]]:
@@ -314,7 +312,7 @@ def _misread(glb: Path, out: Path, how: str) -> Path:
 
 @pytest.mark.slow
 def test_a_misread_splat_attribute_misses_the_model(
-    splat_avatar: tuple[Avatar, Path], tmp_path: Path
+    splat_avatar: tuple[Avatar, Path], tmp_path: Path, playwright_driver: Any
 ) -> None:
     """The model test can fail: files with one attribute written wrong, rendered by three (WebGL2),
     miss the model of the right file by far more than the bar (measured: wxyz 32.8 dB, logit
@@ -324,7 +322,7 @@ def test_a_misread_splat_attribute_misses_the_model(
     bad = [_misread(glb, tmp_path / f"bad{i}.glb", h) for i, h in enumerate(hows)]
     vm, k, cam = _cameras(avatar)[0]
     model, _ = composite(read_splats(glb), vm, k, SIZE, SIZE, three_rules("webgl"))
-    for how, res in zip(hows, render_in_three([(b, "webgl") for b in bad], [cam])):
+    for how, res in zip(hows, render_in_three(playwright_driver, [(b, "webgl") for b in bad], [cam])):
         got = psnr(model, res["shots"][0][0] / 255.0)
         log.info("%s: three's image %.2f dB from the model of the right file", how, got)
         assert got < MODEL_BAR["webgl"] - 5.0, (how, got)
@@ -350,7 +348,7 @@ def sh_splat_avatar(
 
 
 @pytest.mark.slow
-def test_threejs_reads_sh_degree_3(sh_splat_avatar: tuple[Avatar, Path]) -> None:
+def test_threejs_reads_sh_degree_3(sh_splat_avatar: tuple[Avatar, Path], playwright_driver: Any) -> None:
     """SH degree 3 at 45°: the model with three's rules (byte-quantised bands, our basis) is
     three's image on both backends, the same splats without their bands are not (so three
     evaluates them, with our ordering and signs), and under our rules the model is our render."""
@@ -364,7 +362,9 @@ def test_threejs_reads_sh_degree_3(sh_splat_avatar: tuple[Avatar, Path]) -> None
     m_ours, _ = composite(splats, vm, k, SIZE, SIZE, Rules.ours())
     assert psnr(m_ours, o_rgb) > 45.0
     flat = replace(splats, sh_rest=splats.sh_rest[:, :0])
-    for backend, res in zip(BACKENDS, render_in_three([(glb, b) for b in BACKENDS], [cam])):
+    for backend, res in zip(
+        BACKENDS, render_in_three(playwright_driver, [(glb, b) for b in BACKENDS], [cam])
+    ):
         m_three, _ = composite(splats, vm, k, SIZE, SIZE, three_rules(backend))
         m_flat, _ = composite(flat, vm, k, SIZE, SIZE, three_rules(backend))
         t = res["shots"][0][0] / 255.0
