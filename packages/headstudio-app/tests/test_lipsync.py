@@ -31,7 +31,7 @@ import torch
 from flame_core.model import FlameModel
 from flame_core.retarget import face_scale, landmark_error_px, neutral_landmarks
 from headstudio.animate.speech import espeak as speech
-from headstudio.animate.speech.audio import SILENT_DBFS, audio_features
+from headstudio.animate.speech.audio import SILENT_DBFS, audio_features, rms_envelope
 from headstudio.animate.speech.coarticulation import utterance_to_motion
 from headstudio.animate.speech.lipsync import (
     TEMPLATE_FILE,
@@ -70,14 +70,7 @@ def _lip_gap(motion) -> np.ndarray:
 
 def _envelope(utt: speech.Utterance, T: int) -> np.ndarray:
     """RMS of the audio over two frames around each frame time ``k / fps``."""
-    x, sr = utt.waveform().astype(np.float64), utt.sample_rate
-    half = int(sr / FPS)
-    out = np.zeros(T)
-    for k in range(T):
-        c = int(round(k * sr / FPS))
-        seg = x[max(0, c - half) : c + half]
-        out[k] = np.sqrt(np.mean(seg**2)) if len(seg) else 0.0
-    return out
+    return rms_envelope(utt.samples, utt.sample_rate, T, FPS)
 
 
 @functools.lru_cache(maxsize=1)
