@@ -267,10 +267,23 @@ def say_jaw_loudness(
 
 
 def drive_mouth(rt: RoundTrip) -> dict[str, float]:
-    """The mouth's round trip (``ours``: driven video against source video) and its ceiling
-    (MediaPipe on the source against the true mesh): inner-lip gap r and amplitude."""
-    d, c = rt.drives["ours"].driven_vs_source["lip_gap"], rt.source_vs_truth["lip_gap"]
-    return {"drive_r": d.r, "drive_amp": d.amplitude, "ceiling_r": c.r, "ceiling_amp": c.amplitude}
+    """The mouth's round trip (``ours``: driven video against source video), its fit (the fitted
+    mesh against MediaPipe on the source) and its ceiling (MediaPipe on the source against the true
+    mesh): inner-lip gap r and amplitude of each."""
+    ours = rt.drives["ours"]
+    d, f, c = (
+        ours.driven_vs_source["lip_gap"],
+        ours.fitted_vs_source["lip_gap"],
+        rt.source_vs_truth["lip_gap"],
+    )
+    return {
+        "drive_r": d.r,
+        "drive_amp": d.amplitude,
+        "fit_r": f.r,
+        "fit_amp": f.amplitude,
+        "ceiling_r": c.r,
+        "ceiling_amp": c.amplitude,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- PNGs
@@ -304,9 +317,12 @@ def turntable_png(tt: Turntable, path: Path, cell: int = 160, cols: int = 8) -> 
     return path
 
 
-def sweep_png(sweeps: dict[str, Sweep], feature: str, ids: Sequence[int], path: Path, label: str) -> Path:
-    """Per avatar, six frames of the sweep cropped to the face with the read (green) and true
-    (blue) landmarks ``ids``, and a plot of the read ``feature`` against the true one."""
+def sweep_png(
+    sweeps: dict[str, Sweep], feature: str, ids: Sequence[int], path: Path, label: str, crop: float = 0.16
+) -> Path:
+    """Per avatar, six frames of the sweep with the read (green) and true (blue) landmarks ``ids``,
+    cropped to a square of ``2 · crop`` of the frame's width around them, and a plot of the read
+    ``feature`` against the true one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -326,7 +342,7 @@ def sweep_png(sweeps: dict[str, Sweep], feature: str, ids: Sequence[int], path: 
             _dots(draw, sw.read_px[i, list(ids)], (0, 200, 0), r)
             pts = sw.truth_px[i, list(ids)]
             cx, cy = float(np.mean(pts[:, 0])), float(np.mean(pts[:, 1]))
-            half = img.width * 0.16
+            half = img.width * crop
             ax.imshow(img.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))))
             ax.set_title(f"{label} {sw.values[i]:.2f}", fontsize=8)
             ax.axis("off")
@@ -407,8 +423,9 @@ def _avatar_figures(
             rt = run_roundtrip(avatar, name, out / slug / "drive", args.frames, 30.0, args.size)
             m = drive_mouth(rt)
             took = time.perf_counter() - t1
-            print(f"[{label}] drive {name}: lip gap r {m['drive_r']:.2f} amp {m['drive_amp']:.2f}; "
-                  f"ceiling r {m['ceiling_r']:.2f} amp {m['ceiling_amp']:.2f} ({took:.0f} s)")  # fmt: skip
+            print(f"[{label}] drive {name}: lip gap r {m['drive_r']:.2f} amp {m['drive_amp']:.2f}; fit r "
+                  f"{m['fit_r']:.2f} amp {m['fit_amp']:.2f}; ceiling r {m['ceiling_r']:.2f} amp "
+                  f"{m['ceiling_amp']:.2f} ({took:.0f} s)")  # fmt: skip
             key = "drive" if name == "jaw" else f"drive_{name}"
             figs.update({f"{key}_r": m["drive_r"], f"{key}_amp": m["drive_amp"]})
     return figs, {"jaw": jaw, "blink": blink}
@@ -453,9 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     for f in figures.values():
         f["say_r"] = say_r
     sweep_png({k: v["jaw"] for k, v in sweeps.items()}, "lip_gap", (13, 14), out / "jaw_sweep.png", "jaw")
-    sweep_png(
-        {k: v["blink"] for k, v in sweeps.items()}, "eye_r", (159, 145), out / "blink_sweep.png", "blink"
-    )
+    blinks = {k: v["blink"] for k, v in sweeps.items()}
+    sweep_png(blinks, "eye_r", (159, 145), out / "blink_sweep.png", "blink", crop=0.06)
     print(f"\n{format_report(figures)}\n\nold: {OLD_SOURCE}. 'say' does not depend on the avatar.")
     print(f"PNGs in {out}")
     return 0

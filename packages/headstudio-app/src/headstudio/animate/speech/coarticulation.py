@@ -13,7 +13,7 @@ other than lip closures and lip-teeth contacts) are scaled by the loudness of th
 audio around that frame, and the rest goes to ``sil``. A vowel's onset and release, a reduced
 vowel and a stop's silent closure then open the jaw less than the loud middle of a stressed vowel,
 as a speaker's jaw does. (Measured on sentences the code was not tuned on, see BENCHMARKS.md "face
-reading": the jaw follows the loudness at r 0.69 instead of 0.45.)
+reading": the jaw follows the loudness at r 0.68 instead of 0.45.)
 
 Coarticulation follows the dominance model of Cohen and Massaro (1993): every segment pulls the
 mouth towards its viseme with a dominance that is constant over the segment and falls off as a
