@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 VIEWS = (
     ("front", "front", 0.0, 0.0),
     ("az+45", "+45°", 45.0, 0.0),
-    ("az-45", "−45°", -45.0, 0.0),
+    ("az-45", "-45°", -45.0, 0.0),
     ("side", "side (90°)", 90.0, 0.0),
     ("back", "back (180°)", 180.0, 0.0),
     ("open_mouth", "jaw 0.25 rad", 0.0, 0.25),
