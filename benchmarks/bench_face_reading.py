@@ -337,7 +337,7 @@ def sweep_png(
             ax = axes[row, col]
             img = Image.fromarray(sw.frames[i])
             draw = ImageDraw.Draw(img)
-            r = max(1.5, img.width / 200)
+            r = max(1.0, img.width * crop / 30)  # dots of the same size in every crop
             _dots(draw, sw.truth_px[i, list(ids)], (30, 60, 255), r)
             _dots(draw, sw.read_px[i, list(ids)], (0, 200, 0), r)
             pts = sw.truth_px[i, list(ids)]
