@@ -69,6 +69,15 @@ def test_gain_and_r_against_known_lines() -> None:
     assert math.isnan(b.gain_and_r(np.zeros(5), np.arange(5.0)).gain)  # flat truth: no gain
 
 
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b = _bench()
+    with pytest.raises(SystemExit, match=r"avatar '.*nope\.ply' does not exist"):
+        b.main(["--avatar", str(tmp_path / "nope.ply"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        b.main(["--avatar", str(tmp_path / "nope.ply"), "--size", "32"])
+    assert "--size 32: give 64 to 4096 pixels" in capsys.readouterr().err
+
+
 def test_teacher_reads_as_a_face_whose_mouth_and_eyes_move(teacher, tmp_path: Path) -> None:  # noqa: ANN001
     b = _bench()
     tt = b.turntable_detection(teacher, SIZE, azimuths=(0.0, 30.0, -30.0, 180.0))
