@@ -56,7 +56,7 @@ from headstudio.animate.speech.espeak import synthesize
 from headstudio.animate.speech.lipsync import TEMPLATE_SENTENCES
 from headstudio.avatar import Avatar
 from headstudio.demo.teacher import build_teacher_avatar
-from headstudio.head_motion import fit_flame_kwargs
+from headstudio.head_motion import fit_flame_params
 from headstudio.output.rendering import ViewSettings, frame_avatar, orbit_views, render_views
 from PIL import Image, ImageDraw
 
@@ -212,8 +212,8 @@ def read_motion(
     num_expr = int(avatar.head.num_expression)
     frames = []
     for i in range(len(motion)):
-        kw = fit_flame_kwargs(motion.flame_kwargs([i]), num_expr)
-        frames += list(render_views(avatar, vm, k, size, size, ViewSettings().background, **kw))
+        params = fit_flame_params(motion.params([i]), num_expr)
+        frames += list(render_views(avatar, vm, k, size, size, ViewSettings().background, params=params))
     track = detect_face(frames, None, landmarker)
     truth_px = mesh_landmarks_px(avatar, motion, (size, size))
     jaw = motion.jaw_pose[:, 0].numpy().astype(np.float64)

@@ -23,6 +23,7 @@ earlier procedural head) is rendered with the code it was made with first::
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def render_views_of(avatar_path: Path, size: int) -> dict[str, np.ndarray]:
     for stem, _, az, jaw in VIEWS:
         vm, k = orbit_views([az], s.elevation_deg, dist, s.fovy_deg, size, size, target.cpu())
         kw = {"jaw_pose": torch.tensor([[jaw, 0.0, 0.0]])} if jaw else {}
+        if kw and "params" in inspect.signature(render_views).parameters:  # FlameParams (new code)
+            from flame_core import FlameParams
+
+            kw = {"params": FlameParams(**kw)}
         out[stem] = next(iter(render_views(avatar, vm, k, size, size, s.background, **kw)))
     return out
 
