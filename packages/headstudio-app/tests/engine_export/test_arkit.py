@@ -242,13 +242,18 @@ def test_motion_to_curves_recovers_the_curves(head: Any, basis: ArkitBasis) -> N
 
 def test_a_true_blink_converts_to_eye_blink(head: Any, basis: ArkitBasis) -> None:
     """The procedural head's own blink (expressions 5, 6; not what the fitted eyeBlink* are made
-    of) becomes eyeBlink at full closure, on the closing eye only, with nothing at the mouth or
-    the jaw. In FLAME parameter space (the conversion before) it came out as eyeBlink 0.11-0.13.
+    of) becomes eyeBlink >= 0.7 at full closure, on the closing eye only, with no jaw or gaze, no
+    curve at all between the blinks, and the curves played back reproduce most of the blink's
+    landmark movement. In FLAME parameter space (the conversion before) it came out as eyeBlink
+    0.11-0.13, reproducing 0.22 of it.
 
-    Not small, and so not asserted: eyeSquint* (up to 1) and cheekSquint*, cheekPuff, brow raises
-    (0.2-0.5): this blink also lifts the lower lid and the skin under it and pushes both lids
-    forward over the eyeball, which the fitted eyeBlink* does not (see arkit_solve)."""
+    Not small, and so not asserted (measured at full closure): eyeSquint* 1.0, cheekSquint* 0.3-0.9,
+    brow raises 0.2-0.5, cheekPuff 0.3 and mouthRoll* / mouthPucker 0.1-0.25. This blink also lifts
+    the lower lid and the skin under it and pushes both lids forward over the eyeball, which the
+    fitted eyeBlink* does not (alone it reproduces 0.54 of the blink's movement, with them 0.78);
+    the fitted cheekPuff moves the lids 1.8 mm, and the mouth curves cancel its lip movement."""
     from headstudio.animate.arkit import motion_to_curves
+    from headstudio.animate.arkit_solve import ArkitProjector
     from headstudio.animate.roundtrip import roundtrip_motion
 
     m = roundtrip_motion("blinks", 60, 30.0, 100)
@@ -259,10 +264,12 @@ def test_a_true_blink_converts_to_eye_blink(head: Any, basis: ArkitBasis) -> Non
     assert w[both, k("eyeBlinkLeft")] >= 0.7 and w[both, k("eyeBlinkRight")] >= 0.7, w[both]
     assert w[left, k("eyeBlinkLeft")] >= 0.7 and w[left, k("eyeBlinkRight")] < 0.1, w[left]
     assert w[right, k("eyeBlinkRight")] >= 0.7 and w[right, k("eyeBlinkLeft")] < 0.1, w[right]
-    away = [i for i, n in enumerate(ARKIT_NAMES) if n.startswith(("mouth", "jaw", "eyeLook", "noseSneer"))]
-    assert w[:, away].max() < 0.1, {ARKIT_NAMES[i]: float(w[:, i].max()) for i in away}
+    away = [i for i, n in enumerate(ARKIT_NAMES) if n.startswith(("jaw", "eyeLook"))]
+    assert w[:, away].max() < 0.05, {ARKIT_NAMES[i]: float(w[:, i].max()) for i in away}
     still = e[:, 5:7].max(1) < 1e-6  # between the blinks: no curve at all
     assert still.any() and w[still].max() < 1e-3
+    proj = ArkitProjector.build(head, basis)
+    assert proj.expressed(proj.motion_offsets(m), w) > 0.7
 
 
 def test_curves_round_trip_through_a_motion(head: Any, basis: ArkitBasis) -> None:

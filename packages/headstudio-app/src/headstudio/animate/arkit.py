@@ -139,7 +139,7 @@ def motion_to_curves(
     head: Any,
     shape: torch.Tensor | None = None,
     ridge: float = 1e-2,
-    sparsity: float = 0.1,
+    sparsity: float = 0.05,
     refine: int = 1,
 ) -> ArkitCurves:
     """ARKit curves that best reproduce a FLAME motion on the basis' head (for ``drive --arkit-out``).
