@@ -273,8 +273,8 @@ def test_a_true_blink_converts_to_eye_blink(head: Any, basis: ArkitBasis) -> Non
 
 
 def test_curves_round_trip_through_a_motion(head: Any, basis: ArkitBasis) -> None:
-    """Curves -> FLAME motion -> curves returns the curves: r > 0.95 on each curve that moves
-    (several at once, on both sides of the face), and the still ones stay near zero."""
+    """Curves -> FLAME motion -> curves returns the curves: r > 0.95 and the amplitude within 10%
+    on each curve that moves (ten at once, on both sides of the face), the still ones near zero."""
     from headstudio.animate.arkit import motion_to_curves
 
     T = 40
@@ -286,11 +286,46 @@ def test_curves_round_trip_through_a_motion(head: Any, basis: ArkitBasis) -> Non
         w[:, ARKIT_NAMES.index(n)] = 0.45 + 0.4 * np.sin(2 * np.pi * (0.7 + 0.23 * j) * t + j)
     c = ArkitCurves(w, 30.0, np.zeros((T, 3), np.float32), np.zeros((T, 6), np.float32))
     back = motion_to_curves(curves_to_motion(c, basis), basis, head).weights
-    for n in moving:
+    for n in moving:  # measured: r 0.999-1.000, amplitude 0.98-1.00
         i = ARKIT_NAMES.index(n)
         assert np.corrcoef(w[:, i], back[:, i])[0, 1] > 0.95, n
-    still = [i for i, n in enumerate(ARKIT_NAMES) if n not in moving]
-    assert back[:, still].max() < 0.2, {ARKIT_NAMES[i]: float(back[:, i].max()) for i in still}
+        assert 0.9 < back[:, i].std() / w[:, i].std() < 1.1, n
+    still = [i for i, n in enumerate(ARKIT_NAMES) if n not in moving]  # measured: at most 0.06
+    assert back[:, still].max() < 0.1, {ARKIT_NAMES[i]: float(back[:, i].max()) for i in still}
+
+
+def test_projector_solve_matches_a_direct_minimiser() -> None:
+    """The QR-reduced per-frame solve (ridge and L1 folded into a 52×52 bounded problem) has the
+    minimiser of the full objective ``|Ω(wD − y)|² + λ|w|² + μΣw`` over ``[0, 1]^52``, found here
+    directly by L-BFGS-B on random offsets (no head: superposition only)."""
+    from headstudio.animate.arkit_solve import ArkitProjector
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(3)
+    L, K = 30, 52
+    D = rng.normal(size=(K, L, 3)) * rng.uniform(0.1, 3.0, size=(K, 1, 1))
+    omega = rng.uniform(0.5, 2.0, size=L)
+    proj = ArkitProjector(None, D, omega, {}, None, None, None)  # type: ignore[arg-type]
+    w_true = np.clip(rng.normal(0.3, 0.5, size=(2, K)), 0.0, 1.0)
+    y = (w_true @ D.reshape(K, -1)).reshape(2, L, 3) + rng.normal(scale=0.3, size=(2, L, 3))
+    ridge, sparsity = 0.02, 0.1
+    got = proj.solve(y, ridge=ridge, sparsity=sparsity, refine=0)
+    norms = (D.reshape(K, -1) ** 2).sum(1)
+    lam, mu = ridge * np.median(norms), sparsity * np.median(norms)
+    Aw = D.reshape(K, -1).T * np.repeat(omega, 3)[:, None]
+    for t in range(2):
+        yw = y[t].reshape(-1) * np.repeat(omega, 3)
+
+        def f(w: np.ndarray, yw: np.ndarray = yw) -> tuple[float, np.ndarray]:
+            r = Aw @ w - yw
+            return float(r @ r + lam * w @ w + mu * w.sum()), 2 * Aw.T @ r + 2 * lam * w + mu
+
+        ref = minimize(f, np.full(K, 0.5), jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * K,
+                       options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})  # fmt: skip
+        np.testing.assert_allclose(got[t], ref.x, atol=2e-4)
+        assert 0 < (got[t] == 0).sum() and 0 < (got[t] == 1).sum()  # both bounds are active
+    with pytest.raises(HeadStudioError, match="ridge must be > 0"):
+        proj.solve(y, ridge=0.0)
 
 
 def test_motion_to_curves_needs_the_basis_head(head: Any, basis: ArkitBasis) -> None:

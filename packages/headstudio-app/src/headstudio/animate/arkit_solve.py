@@ -45,7 +45,7 @@ the largest RMS displacement any of the 52 shapes gives it. On the procedural he
 ratio, ``Ω_g = sqrt(max(1, s_face / s_g))`` (lids and brows about 2×, irises 1.8×, lips and
 face 1). Why: in plain mm the few landmarks that define the eye shapes (14 per eye's lids) are
 outvoted by the many skin landmarks around them, which the fitted shapes reproduce less
-faithfully; weighted by the whole ratio (4-5× here), what no shape reproduces of the lids is
+faithfully; weighted by the whole ratio (3.4-5× here), what no shape reproduces of the lids is
 chased with other curves. Measured on the procedural head's own blink at full closure (with the
 default ridge and L1 term):
 
@@ -226,6 +226,11 @@ class ArkitProjector:
         """
         from scipy.optimize import lsq_linear
 
+        if not ridge > 0 or not sparsity >= 0 or refine < 0:
+            raise HeadStudioError(
+                f"ridge must be > 0, sparsity >= 0 and refine >= 0 (got {ridge}, {sparsity}, {refine}); "
+                "the defaults are 1e-2, 0.05 and 1."
+            )
         K = len(ARKIT_NAMES)
         T = target.shape[0]
         omega = np.repeat(self.landmark_weight, 3)  # [L·3]
