@@ -3,6 +3,7 @@ out, and MediaPipe as the outside reader of the fitted shapes."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +338,9 @@ def test_motion_to_curves_needs_the_basis_head(head: Any, basis: ArkitBasis) -> 
     )
     with pytest.raises(HeadStudioError, match="another face shape; refit"):
         motion_to_curves(m, basis, head, torch.full((1, int(head.num_shape)), 0.5))
+    other = dataclasses.replace(basis, identity_hash="0123")
+    with pytest.raises(HeadStudioError, match="another head model; refit"):
+        motion_to_curves(m, other, head)
 
 
 def test_a_new_shape_gets_a_new_fit(teacher: Any, basis: ArkitBasis, monkeypatch: Any) -> None:
