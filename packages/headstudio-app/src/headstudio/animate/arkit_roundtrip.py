@@ -12,12 +12,12 @@ A curve is scored on a motion when it moves in the truth's curves (standard devi
 :data:`MIN_CURVE_STD`); per scored curve: Pearson r and the amplitude ratio ``std(captured) /
 std(truth)`` (:func:`headstudio.animate.face_metrics.compare`).
 
-What limits the figure besides the capture: ``motion_to_curves`` projects in parameter space, and
-the 52 fitted shapes span only part of FLAME's expression space, so the truth's curves need not
-reproduce the true motion; :attr:`ArkitRoundTrip.expressed` says how much of its landmark
-movement they do (:func:`expressed_share`). A curve the conversion cannot express (a blink made
-by expression directions the basis' ``eyeBlink*`` does not use) is weak on both sides, and its r
-then measures little.
+What limits the figure besides the capture: ``motion_to_curves`` reproduces the motion's landmark
+movement with the 52 fitted shapes (:mod:`headstudio.animate.arkit_solve`), and they span only
+part of what FLAME's expressions can do, so the truth's curves need not reproduce the true motion
+whole; :attr:`ArkitRoundTrip.expressed` says how much of its landmark movement they do
+(:func:`expressed_share`). A movement the shapes cannot express is weak on both sides, and the r
+of its curves then measures little.
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ def arkit_roundtrip(
         head = copy.deepcopy(avatar.head).cpu()
         captured = video_to_motion(head, src, landmarker=landmarker, options=options or DriveOptions()).motion
     basis = basis if basis is not None else basis_for(avatar)
-    truth_curves = motion_to_curves(truth, basis)
-    rt = compare_curves(name, truth_curves, motion_to_curves(captured, basis))
+    shape = avatar.shape.detach()
+    truth_curves = motion_to_curves(truth, basis, avatar.head, shape)
+    rt = compare_curves(name, truth_curves, motion_to_curves(captured, basis, avatar.head, shape))
     rt.expressed = expressed_share(avatar, truth, truth_curves, basis)
     rt.captured_motion = captured
     return rt
