@@ -158,7 +158,7 @@ class ArkitProjector:
         proj = cls(basis, np.zeros(0), np.zeros(0), {}, lh, beta, np.zeros(0))
         K = len(ARKIT_NAMES)
         proj._neutral = proj._landmarks({"expression": torch.zeros(1, basis.expression.shape[1])})[0]
-        offsets = proj._landmarks(basis.flame_kwargs(np.eye(K))) - proj._neutral  # [52, L, 3]
+        offsets = proj._landmarks(basis.params(np.eye(K)).kwargs()) - proj._neutral  # [52, L, 3]
         L = offsets.shape[1]
         group = np.full(L, len(LANDMARK_GROUPS), np.int64)  # the rest: "face"
         for g, ids in enumerate(LANDMARK_GROUPS.values()):
@@ -208,7 +208,7 @@ class ArkitProjector:
     def played_offsets(self, weights: np.ndarray) -> np.ndarray:
         """``[T, L, 3]`` the landmark displacement (mm) that ARKit weights ``[T, 52]`` play through
         the basis (as :func:`~.arkit.curves_to_motion` plays them)."""
-        return self._landmarks(self.basis.flame_kwargs(weights)) - self._neutral
+        return self._landmarks(self.basis.params(weights).kwargs()) - self._neutral
 
     def solve(
         self, target: np.ndarray, ridge: float = 1e-2, sparsity: float = 0.05, refine: int = 1
