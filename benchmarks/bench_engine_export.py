@@ -39,9 +39,8 @@ def main() -> None:
         vmap = head_mesh(av).vmap
         errs = []
         for f in range(len(motion)):
-            kw = {k: v.float() for k, v in motion.flame_kwargs([f]).items()}
             with torch.no_grad():
-                ref = av.pose(**kw)[0].numpy()[vmap]
+                ref = av.pose(motion.params([f]).to(torch.float32))[0].numpy()[vmap]
             errs.append(np.linalg.norm(gltf_skinned_vertices(glb, frame=f) - ref, axis=1))
         e = np.stack(errs) * 1e3
         pose_rows = av.head.dirs[av.head.num_shape + E :]

@@ -112,9 +112,8 @@ def run_one(name: str, rgb: np.ndarray, args: argparse.Namespace, rec: FaceRecog
     av = trainer.avatar.eval()
     v = setup.view
     size = args.size
-    view_flame = {k: x for k, x in v.flame.items() if k != "shape"}
     # the same stills as `headstudio demo --photo` writes
-    renders = photo_stills(av, v.viewmat, v.K, size, view_flame)
+    renders = photo_stills(av, v.viewmat, v.K, size, v.params())
     photo_emb = rec.embed(rgb)
     dist: dict[str, float | None] = {}
     for k, img in renders.items():

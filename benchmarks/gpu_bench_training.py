@@ -139,7 +139,7 @@ def main() -> int:
         print(f"Gaussians: {trainer.avatar.num_gaussians}")
         batch: TrainBatch = trainer.sample_batch()
         with torch.no_grad():
-            vertices = trainer.avatar.pose(**batch.flame)
+            vertices = trainer.avatar.pose(batch.params())
         images = torch.rand(
             args.batch, 3, args.resolution, args.resolution, device=device, requires_grad=True
         )

@@ -118,6 +118,11 @@ def test_flame_kwargs(tmp_path):
 
     out = FlameModel.procedural(num_shape=10, num_expression=100)(**kw)
     assert out.vertices.shape[0] == 3 and torch.isfinite(out.vertices).all()
+    # the same frames as one FlameParams batch
+    p = seq.params([3, 5, 7])
+    assert p.kwargs().keys() == kw.keys() and all(torch.equal(p.kwargs()[k], kw[k]) for k in kw)
+    with pytest.raises(IndexError, match="20 frames"):
+        seq.params([20])
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,12 @@ import math
 import wave
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from flame_core import FlameModel
+from flame_core import FlameModel, FlameParams
 from torch import nn
 
 
@@ -34,8 +35,10 @@ class PointAvatar(nn.Module):
         self.head = FlameModel.procedural(num_shape=1, num_expression=num_expression)
         self.metadata = {"prompt": "a test sphere"}
 
-    def pose(self, expression=None, jaw_pose=None, **_: torch.Tensor) -> torch.Tensor:
+    def pose(self, params: FlameParams | None = None) -> torch.Tensor:
         """``[B, V, 3]`` posed points."""
+        p = params if params is not None else FlameParams()
+        expression, jaw_pose = p.expression, p.jaw_pose
         b = next((t.shape[0] for t in (expression, jaw_pose) if t is not None), 1)
         v = self.base[None].repeat(b, 1, 1)
         if jaw_pose is not None:
@@ -45,8 +48,8 @@ class PointAvatar(nn.Module):
             v[..., 0] = v[..., 0] * (1 + 0.2 * expression[:, :1])
         return v
 
-    def world_gaussians(self, **kw: torch.Tensor) -> dict[str, torch.Tensor]:
-        v = self.pose(**kw)[0]
+    def world_gaussians(self, params: FlameParams | None = None) -> dict[str, torch.Tensor]:
+        v = self.pose(params)[0]
         n = v.shape[0]
         return {
             "means": v,
@@ -56,10 +59,10 @@ class PointAvatar(nn.Module):
             "sh": torch.full((n, 1, 3), 0.2),
         }
 
-    def render(self, viewmats, Ks, width, height, background=(1.0, 1.0, 1.0), **kw):
+    def render(self, viewmats, Ks, width, height, params=None, background=(1.0, 1.0, 1.0)):
         if viewmats.dim() == 3:
             viewmats, Ks = viewmats[None], Ks[None]
-        verts = self.pose(**kw)  # [B, V, 3]
+        verts = self.pose(params)  # [B, V, 3]
         B, C = viewmats.shape[:2]
         if verts.shape[0] != B:
             verts = verts.expand(B, -1, -1)
@@ -134,3 +137,17 @@ def make_tiny_clip(root: Path) -> Path:
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random CLIP saved to a folder (``--clip-model DIR``); session-wide: read-only."""
     return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Any:
+    """One Playwright driver for the whole session (skips when Playwright is not installed).
+
+    Playwright's sync API runs an event loop on the calling thread while a driver is open, so a
+    second ``sync_playwright()`` in the same process fails ("Sync API inside the asyncio loop")
+    whenever one is still open, e.g. the viewer's session browser beside the glTF client tests on
+    one xdist worker. Every browser test launches its browser from this driver instead.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from flame_core import FlameParams
 from flame_core.motion import MotionSequence
 from headstudio.errors import HeadStudioError
-from headstudio.head_motion import fit_expression, fit_flame_kwargs
+from headstudio.head_motion import fit_expression, fit_flame_params
 from headstudio.train.animation_sampler import AnimationSampler
 
 
@@ -80,9 +81,10 @@ def test_motion_file_and_expression_fitting(tmp_path: Path) -> None:
     kw = s.frames([2])
     torch.testing.assert_close(kw["expression"], torch.tensor([[3.0, 3.0, 3.0, 0.0, 0.0, 0.0]]))
     assert fit_expression(torch.ones(2, 8), 3).shape == (2, 3)
-    padded = fit_flame_kwargs({"expression": torch.ones(2, 3), "jaw_pose": torch.ones(2, 3)}, 5)
-    assert torch.equal(padded["expression"], torch.tensor([[1.0, 1, 1, 0, 0]] * 2))
-    assert torch.equal(padded["jaw_pose"], torch.ones(2, 3))
+    padded = fit_flame_params(FlameParams(expression=torch.ones(2, 3), jaw_pose=torch.ones(2, 3)), 5)
+    assert torch.equal(padded.expression, torch.tensor([[1.0, 1, 1, 0, 0]] * 2))
+    assert torch.equal(padded.jaw_pose, torch.ones(2, 3))
+    assert fit_flame_params(FlameParams(jaw_pose=torch.ones(1, 3)), 5).expression is None
     with pytest.raises(HeadStudioError, match="does not exist"):
         AnimationSampler(tmp_path / "missing.npz", 6)
     with pytest.raises(HeadStudioError, match="neutral_prob"):

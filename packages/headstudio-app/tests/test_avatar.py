@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameParams
 from flame_core.model import FlameModel
 from headstudio.avatar import SH_C0, Avatar, AvatarRender
 from headstudio.cameras import head_target, orbit_camera
@@ -73,7 +74,7 @@ def test_render_shapes(avatar: Avatar) -> None:
     expr[1, 0] = 2.0
     bg = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]], [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])
     vms_b, ks_b = vms[None].expand(B, -1, -1, -1), ks[None].expand(B, -1, -1, -1)
-    out = avatar.render(vms_b, ks_b, SIZE, SIZE, background=bg, expression=expr, depth=True)
+    out = avatar.render(vms_b, ks_b, SIZE, SIZE, FlameParams(expression=expr), background=bg, depth=True)
     assert isinstance(out, AvatarRender)
     assert out.rgb.shape == (B, 2, SIZE, SIZE, 3) and out.alpha.shape == (B, 2, SIZE, SIZE, 1)
     assert out.depth.shape == (B, 2, SIZE, SIZE, 1)
@@ -94,7 +95,8 @@ def test_render_shapes(avatar: Avatar) -> None:
 
 def test_gradients_reach_all_parameters(avatar: Avatar) -> None:
     vms, ks = cameras(avatar, [30.0])
-    out = avatar.render(vms, ks, SIZE, SIZE, background=(0.2, 0.3, 0.4), jaw_pose=torch.tensor([[0.2, 0, 0]]))
+    jaw = FlameParams(jaw_pose=torch.tensor([[0.2, 0, 0]]))
+    out = avatar.render(vms, ks, SIZE, SIZE, jaw, background=(0.2, 0.3, 0.4))
     target = torch.rand_like(out.rgb, generator=torch.Generator().manual_seed(0))
     ((out.rgb - target) ** 2).mean().backward()
     for name, p in avatar.named_parameters():
@@ -111,17 +113,21 @@ def test_pose_and_bad_inputs(avatar: Avatar) -> None:
     plain = avatar.head(shape=torch.zeros(1, 10)).vertices
     assert (neutral - plain).abs().max() > 1e-4
     torch.testing.assert_close(avatar.pose(shape=torch.zeros(1, 10)), plain)
-    jaw = avatar.pose(jaw_pose=torch.tensor([[0.0, 0, 0], [0.3, 0, 0]]))
+    jaw_pose = torch.tensor([[0.0, 0, 0], [0.3, 0, 0]])
+    jaw = avatar.pose(FlameParams(jaw_pose=jaw_pose))
     assert jaw.shape[0] == 2
     torch.testing.assert_close(jaw[0], neutral[0])
     assert (jaw[1] - neutral[0]).abs().max() > 1e-3
-    with pytest.raises(HeadStudioError, match="unknown FLAME parameter"):
-        avatar.pose(smile=torch.zeros(1, 1))
+    # the oracle: the head model itself, at the avatar's shape
+    expr = torch.linspace(-1, 1, 20).reshape(2, 10)
+    with torch.no_grad():
+        want = avatar.head(shape=avatar.shape.expand(2, -1), jaw_pose=jaw_pose, expression=expr).vertices
+        torch.testing.assert_close(avatar.pose(FlameParams(expression=expr, jaw_pose=jaw_pose)), want)
     with pytest.raises(HeadStudioError, match="batch sizes"):
-        avatar.pose(jaw_pose=torch.zeros(2, 3), expression=torch.zeros(3, 10))
+        avatar.pose(FlameParams(jaw_pose=torch.zeros(2, 3), expression=torch.zeros(3, 10)))
     vms, ks = cameras(avatar, [0.0])
     with pytest.raises(HeadStudioError, match="B = 1"):
-        avatar.render(vms, ks, SIZE, SIZE, jaw_pose=torch.zeros(2, 3))
+        avatar.render(vms, ks, SIZE, SIZE, FlameParams(jaw_pose=torch.zeros(2, 3)))
     with pytest.raises(HeadStudioError, match="Ks"):
         avatar.render(vms, ks[:, :2], SIZE, SIZE)
     with pytest.raises(HeadStudioError, match="background"):
@@ -158,6 +164,32 @@ def test_param_groups_and_set_gaussians(avatar: Avatar) -> None:
         avatar.set_gaussians(new, avatar.face_ids[:-1])
 
 
+def test_the_old_flame_keywords_are_refused_naming_flame_params(avatar: Avatar) -> None:
+    """Before FlameParams, the pose was keyword arguments (``jaw_pose=...``): each method refuses
+    them in one line that names the fix, as it does a dict given for ``params``."""
+    vms, ks = cameras(avatar, [0.0])
+    calls = {
+        "pose": lambda **kw: avatar.pose(**kw),
+        "render": lambda **kw: avatar.render(vms, ks, SIZE, SIZE, **kw),
+        "world_gaussians": lambda **kw: avatar.world_gaussians(**kw),
+    }
+    for method, call in calls.items():
+        with pytest.raises(TypeError) as ei:
+            call(jaw_pose=torch.zeros(1, 3), expression=torch.zeros(1, 10))
+        msg = str(ei.value)
+        assert (
+            msg.startswith(f"Avatar.{method}() takes the pose as one flame_core.FlameParams")
+            and "\n" not in msg
+        )
+        assert "pass params=FlameParams(expression=..., jaw_pose=...)" in msg
+        with pytest.raises(TypeError, match=r"\['smile'\]; pass params=FlameParams\(\.\.\.\)"):
+            call(smile=torch.zeros(1, 1))
+        with pytest.raises(
+            TypeError, match=r"params must be a flame_core.FlameParams, got dict.*from_kwargs"
+        ):
+            call(params={"jaw_pose": torch.zeros(1, 3)})
+
+
 def test_world_gaussians_follow_the_pose(avatar: Avatar) -> None:
     g = avatar.world_gaussians()
     n = avatar.num_gaussians
@@ -168,11 +200,11 @@ def test_world_gaussians_follow_the_pose(avatar: Avatar) -> None:
     torch.testing.assert_close(g["scales"], d.scales[0])
     torch.testing.assert_close(g["quats"].norm(dim=-1), torch.ones(n))
     torch.testing.assert_close(g["opacities"], torch.sigmoid(avatar.opacity_logits))
-    opened = avatar.world_gaussians(jaw_pose=torch.tensor([[0.3, 0.0, 0.0]]))
+    opened = avatar.world_gaussians(FlameParams(jaw_pose=torch.tensor([[0.3, 0.0, 0.0]])))
     moved = (opened["means"] - g["means"]).norm(dim=-1)
     assert moved.max() > 1e-3 and moved.median() < 1e-5
     with pytest.raises(HeadStudioError, match="one pose"):
-        avatar.world_gaussians(jaw_pose=torch.zeros(2, 3))
+        avatar.world_gaussians(FlameParams(jaw_pose=torch.zeros(2, 3)))
 
 
 # --------------------------------------------------------------------------------- file format

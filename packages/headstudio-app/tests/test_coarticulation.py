@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 from headstudio.animate.speech.coarticulation import (
+    LOUDNESS_VISEMES,
+    OPENNESS_RANGE_DB,
     VisemeSegment,
     coarticulate,
+    follow_loudness,
     num_frames_for,
     segments_from_phonemes,
     vowel_amplitude,
@@ -120,6 +123,27 @@ def test_amplitude_blends_towards_rest() -> None:
     assert torch.allclose(w[15, [_col("O"), _col("sil")]], torch.tensor([0.3, 0.7]), atol=1e-6)
     assert vowel_amplitude(0.0) == 1.0 and vowel_amplitude(-60.0) == pytest.approx(0.4)
     assert vowel_amplitude(-10.0) > vowel_amplitude(-20.0)
+
+
+def test_follow_loudness_scales_the_sounding_visemes_frame_by_frame() -> None:
+    """Against a hand computation: 10 ms loudness frames, 30 fps video frames, a ±20 ms window."""
+    assert "PP" not in LOUDNESS_VISEMES and "FF" not in LOUDNESS_VISEMES and "aa" in LOUDNESS_VISEMES
+    T = 4
+    w = torch.zeros(T, len(VISEMES))
+    w[:, _col("aa")], w[:, _col("PP")], w[:, _col("sil")] = 0.6, 0.3, 0.1
+    loud = np.zeros(8)  # frames at 0..70 ms; video frame 3 (100 ms) is past the audio
+    loud[2:5] = -OPENNESS_RANGE_DB / 2  # 20-40 ms: half-way to the quietest opening
+    out = follow_loudness(w, loud, FPS)
+    # frame 0 (0 ms) averages loudness frames 0..2; frame 1 (33 ms) frames 1..5; frame 2 (67 ms) 5..7
+    means = [loud[0:3].mean(), loud[1:6].mean(), loud[5:8].mean()]
+    amps = [vowel_amplitude(m) for m in means] + [vowel_amplitude(-1e9)]
+    np.testing.assert_allclose(out[:, _col("aa")].numpy(), 0.6 * np.array(amps), rtol=1e-6)
+    np.testing.assert_allclose(out[:, _col("PP")].numpy(), 0.3)  # lip closures whatever the sound
+    np.testing.assert_allclose(out[:, _col("sil")].numpy(), 0.1 + 0.6 * (1 - np.array(amps)), rtol=1e-6)
+    np.testing.assert_allclose(out.sum(1).numpy(), 1.0, rtol=1e-6)
+    assert amps[2] == 1.0 and amps[3] == pytest.approx(0.4) and 0.4 < amps[1] < amps[0] < 1.0
+    with pytest.raises(ValueError, match="weights must be"):
+        follow_loudness(w[:, :3], loud, FPS)
 
 
 def test_bad_arguments() -> None:

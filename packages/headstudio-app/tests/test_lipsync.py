@@ -4,18 +4,22 @@ Needs espeak-ng (`apt-get install espeak-ng`; `.ci/run` installs it). The bars, 
 measured on espeak-ng 1.51 (30 fps, the default voice):
 
 - Mouth opening vs the audio's energy envelope (RMS over two frames around each frame), Pearson r
-  pooled over the 8 sentences >= 0.3 (measured 0.41 for the jaw angle and for the lip gap; per
-  sentence -0.06 to 0.68). Energy and mouth opening agree where it matters (vowels open, pauses
-  and stop closures are silent and closed) but not everywhere: m, n, l, w are loud with the lips
-  closed or nearly, and close rounded vowels (u) are loud with a small mouth, so r stays well
-  below 1 for real faces too; the sentence full of w and u ("We will walk to the zoo...") has r
-  near 0. The bar also asks r >= 0.25 above the same motion shifted by half a second (measured
-  0.10 shifted, 0.31 above), so the figure is about timing, not about the distributions.
+  pooled over the 8 sentences >= 0.5 (measured 0.61 for the jaw angle and for the lip gap; per
+  sentence 0.39 to 0.78; before the mouth opened with the loudness frame by frame
+  (``coarticulation.follow_loudness``) 0.41, per sentence -0.06 to 0.68, and the bar was 0.3).
+  Energy and mouth opening agree where it matters (vowels open, pauses and stop closures are
+  silent and closed) but not everywhere: m, n, l, w are loud with the lips closed or nearly, and
+  close rounded vowels (u) are loud with a small mouth, so r stays well below 1 for real faces
+  too; the sentence full of w and u ("We will walk to the zoo...") is among the lowest. The bar
+  also asks r >= 0.25 above the same motion shifted by half a second (measured 0.11 shifted, 0.50
+  above), so the figure is about timing, not about the distributions. These sentences chose the
+  loudness rule; benchmarks/bench_face_reading.py measures it on sentences that did not (0.68).
 - Bilabials (p, b, m): the lips come within 1 px (512² frontal view) of the closed neutral gap
   inside [start - 2 frames, end + 2 frames] of every one (measured: 25 bilabials, at most 0.63 px,
   0.20 px on average; an open "a" parts them by ~40 px).
 - Audio-only jaw vs the text path's jaw: pooled r >= 0.6, every sentence >= 0.35 (measured 0.69
-  pooled, 0.46 to 0.89 per sentence) on sentences that are not among the templates' sentences.
+  pooled, 0.46 to 0.89 per sentence; 0.73 pooled and 0.47 to 0.88 since the text path follows the
+  loudness) on sentences that are not among the templates' sentences.
 - Vowel frames of unseen sentences in an unseen voice (m7) recognised >= 60% (measured 76%,
   5 classes).
 """
@@ -31,7 +35,7 @@ import torch
 from flame_core.model import FlameModel
 from flame_core.retarget import face_scale, landmark_error_px, neutral_landmarks
 from headstudio.animate.speech import espeak as speech
-from headstudio.animate.speech.audio import SILENT_DBFS, audio_features
+from headstudio.animate.speech.audio import SILENT_DBFS, audio_features, rms_envelope
 from headstudio.animate.speech.coarticulation import utterance_to_motion
 from headstudio.animate.speech.lipsync import (
     TEMPLATE_FILE,
@@ -70,14 +74,7 @@ def _lip_gap(motion) -> np.ndarray:
 
 def _envelope(utt: speech.Utterance, T: int) -> np.ndarray:
     """RMS of the audio over two frames around each frame time ``k / fps``."""
-    x, sr = utt.waveform().astype(np.float64), utt.sample_rate
-    half = int(sr / FPS)
-    out = np.zeros(T)
-    for k in range(T):
-        c = int(round(k * sr / FPS))
-        seg = x[max(0, c - half) : c + half]
-        out[k] = np.sqrt(np.mean(seg**2)) if len(seg) else 0.0
-    return out
+    return rms_envelope(utt.samples, utt.sample_rate, T, FPS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,7 +109,7 @@ def test_mouth_opening_follows_the_energy_envelope() -> None:
     jaw_shifted = np.concatenate([np.roll(r["motion"].jaw_pose[:, 0].numpy(), shift) for r in runs])
     r_jaw, r_gap, r_null = _r(jaw, env), _r(gap, env), _r(jaw_shifted, env)
     print(f"pooled Pearson r: jaw {r_jaw:.3f}, lip gap {r_gap:.3f}, jaw shifted 0.5 s {r_null:.3f}")
-    assert r_jaw >= 0.3 and r_gap >= 0.3
+    assert r_jaw >= 0.5 and r_gap >= 0.5
     assert r_jaw - r_null >= 0.25
 
 

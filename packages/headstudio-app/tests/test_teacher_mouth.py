@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from flame_core import FlameParams
 from flame_core.model import FlameModel
 from headstudio.cameras import head_target, orbit_camera
 from headstudio.demo.teacher import TEACHER_COLORS, build_teacher_avatar
@@ -23,11 +24,13 @@ def _mouth_pixels(teacher, jaw: float) -> torch.Tensor:  # noqa: ANN001
     head = teacher.head
     jaw_pose = torch.tensor([[jaw, 0.0, 0.0]])
     with torch.no_grad():
-        verts = teacher.pose(jaw_pose=jaw_pose)
+        verts = teacher.pose(FlameParams(jaw_pose=jaw_pose))
         lm = head.landmark_embedding.select([13, 14, 78, 308])(verts, head.faces)[0]
         tgt = head_target(teacher.pose()[0])
         vm, K = orbit_camera(0.0, 0.0, 0.3, 40.0, SIZE, SIZE, tgt)
-        img = teacher.render(vm[None], K[None], SIZE, SIZE, background=(1.0, 1.0, 1.0), jaw_pose=jaw_pose)
+        img = teacher.render(
+            vm[None], K[None], SIZE, SIZE, FlameParams(jaw_pose=jaw_pose), background=(1.0, 1.0, 1.0)
+        )
     img = img.rgb[0, 0]
     cam = lm @ vm[:3, :3].T + vm[:3, 3]
     uv = (cam @ K.T)[:, :2] / cam[:, 2:]

@@ -7,9 +7,9 @@ import warnings
 import pytest
 import rigged_gaussians as rg
 import torch
-from rigged_gaussians import api, reference, testing
+from rigged_gaussians import _backend, reference, testing
 
-HAS_EXT = api._extension() is not None
+HAS_EXT = _backend._extension() is not None
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason="rigged_gaussians._C is not built")
 
 
@@ -90,8 +90,8 @@ def test_auto_picks_cpu_for_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_auto_falls_back_to_torch_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "_extension", lambda: None)
-    monkeypatch.setattr(api, "_warned_fallback", False)
+    monkeypatch.setattr(_backend, "_extension", lambda: None)
+    monkeypatch.setattr(_backend, "_warned_fallback", False)
     r = _rig()
     with pytest.warns(RuntimeWarning, match="pip install"):
         fr = rg.triangle_frames(r["vertices"], r["faces"])
@@ -282,10 +282,10 @@ def test_cuda_available_needs_kernels_torch_device_and_native_runtime(
             m.rasterize_to_pixels_fwd_cuda = lambda **kw: None  # type: ignore[attr-defined]
         return m
 
-    monkeypatch.setattr(api.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # the compute-capability check has its own tests (test_cuda_selection.py): a matching GPU here
-    monkeypatch.setattr(api.torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(api, "_arch_mismatch", lambda ext, index: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(_backend, "_arch_mismatch", lambda ext, index: None)
     for kernels, devices, torch_sees, want in [
         (True, 1, True, True),
         (False, 1, True, False),
@@ -293,11 +293,11 @@ def test_cuda_available_needs_kernels_torch_device_and_native_runtime(
         (True, 0, True, False),  # e.g. a driver older than the extension's CUDA runtime
     ]:
         ext = fake_ext(kernels, devices)
-        monkeypatch.setattr(api, "_extension", lambda ext=ext: ext)
-        monkeypatch.setattr(api.torch.cuda, "is_available", lambda t=torch_sees: t)
+        monkeypatch.setattr(_backend, "_extension", lambda ext=ext: ext)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda t=torch_sees: t)
         assert rg.cuda_available() is want, (kernels, devices, torch_sees)
-    monkeypatch.setattr(api, "_warned_fallback", False)
+    monkeypatch.setattr(_backend, "_warned_fallback", False)
     with pytest.raises(RuntimeError, match="CUDA runtime finds no device"):
-        api._resolve("cuda", torch.device("cuda"))
+        _backend._resolve("cuda", torch.device("cuda"))
     with pytest.warns(RuntimeWarning, match="CUDA runtime finds no device"):
-        assert api._resolve("auto", torch.device("cuda")) == "torch"
+        assert _backend._resolve("auto", torch.device("cuda")) == "torch"

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import rigged_gaussians as rg
 import torch
-from rigged_gaussians import api, testing
+from rigged_gaussians import _backend, testing
 from rigged_gaussians.settings import RasterSettings
 
-HAS_EXT = api._extension() is not None
+HAS_EXT = _backend._extension() is not None
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason="rigged_gaussians._C is not built")
 
 NEW_DEFAULT = "75-real,80-real,86-real,89-real,90"  # CMakeLists.txt's default, as build_info records it
@@ -33,7 +33,7 @@ OLD_DEFAULT = "80,86,89,90"
 
 
 def _runs(archs: str, cc: tuple[int, int]) -> bool | None:
-    parsed = [api._CudaArch.parse(e) for e in archs.split(",")]
+    parsed = [_backend._CudaArch.parse(e) for e in archs.split(",")]
     if any(p is None for p in parsed):
         return None
     return any(p.runs_on(*cc) for p in parsed if p is not None)
@@ -76,15 +76,15 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
         ext = types.ModuleType("fake_C")
         ext.rasterize_to_pixels_fwd_cuda = lambda *a: None  # type: ignore[attr-defined]
         ext.build_info = lambda: {"backends": ["cpu", "cuda"], "cuda_architectures": archs}  # type: ignore[attr-defined]
-        monkeypatch.setattr(api, "_extension", lambda: ext)
-        monkeypatch.setattr(api, "_native_cuda_devices", lambda e: len(caps))
-        monkeypatch.setattr(api, "_device_capability", lambda i: caps[i])
-        monkeypatch.setattr(api.torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(api.torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(_backend, "_extension", lambda: ext)
+        monkeypatch.setattr(_backend, "_native_cuda_devices", lambda e: len(caps))
+        monkeypatch.setattr(_backend, "_device_capability", lambda i: caps[i])
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         monkeypatch.setattr(
-            api.torch.cuda, "get_device_name", lambda i: "Tesla T4" if caps[i] == (7, 5) else "GPU"
+            torch.cuda, "get_device_name", lambda i: "Tesla T4" if caps[i] == (7, 5) else "GPU"
         )
-        monkeypatch.setattr(api, "_warned_fallback", False)
+        monkeypatch.setattr(_backend, "_warned_fallback", False)
 
     return fake
 
@@ -93,7 +93,7 @@ def test_a_t4_on_the_old_default_falls_back_once_naming_the_rebuild(fake_gpu: An
     fake_gpu(OLD_DEFAULT, {0: (7, 5)})
     assert not rg.cuda_available() and not rg.cuda_available(0) and not rg.cuda_available("cuda:0")
     with pytest.warns(RuntimeWarning) as record:
-        assert api._resolve("auto", torch.device("cuda", 0)) == "torch"
+        assert _backend._resolve("auto", torch.device("cuda", 0)) == "torch"
     msg = str(record[0].message)
     assert "cuda:0 (Tesla T4) has compute capability 7.5" in msg
     assert "CMAKE_CUDA_ARCHITECTURES=80;86;89;90 (no machine code" in msg
@@ -104,11 +104,11 @@ def test_a_t4_on_the_old_default_falls_back_once_naming_the_rebuild(fake_gpu: An
     assert "pure-PyTorch reference" in msg and "\n" not in msg
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert api._resolve("auto", torch.device("cuda", 0)) == "torch"  # once only
+        assert _backend._resolve("auto", torch.device("cuda", 0)) == "torch"  # once only
     with pytest.raises(
         RuntimeError, match=r"^backend='cuda' cannot run here: cuda:0 \(Tesla T4\).*CMAKE_CUDA_ARCH"
     ):
-        api._resolve("cuda", torch.device("cuda", 0))
+        _backend._resolve("cuda", torch.device("cuda", 0))
 
 
 def test_the_new_default_runs_turing_to_blackwell(fake_gpu: Any) -> None:
@@ -117,14 +117,14 @@ def test_the_new_default_runs_turing_to_blackwell(fake_gpu: Any) -> None:
         warnings.simplefilter("error")
         for i in range(3):
             assert rg.cuda_available(i)
-            assert api._resolve("auto", torch.device("cuda", i)) == "cuda"
-            assert api._resolve("cuda", torch.device("cuda", i)) == "cuda"
+            assert _backend._resolve("auto", torch.device("cuda", i)) == "cuda"
+            assert _backend._resolve("cuda", torch.device("cuda", i)) == "cuda"
     # the device of the tensors decides, not the current one (cuda:0 here)
     assert rg.cuda_available() and not rg.cuda_available(torch.device("cuda:3"))
     with pytest.raises(
         RuntimeError, match=r"cuda:3 \(GPU\) has compute capability 7.0.*CMAKE_CUDA_ARCHITECTURES=70 "
     ):
-        api._resolve("cuda", torch.device("cuda", 3))
+        _backend._resolve("cuda", torch.device("cuda", 3))
 
 
 def test_unknown_architectures_are_not_judged(fake_gpu: Any) -> None:

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import rigged_gaussians as rg
 import torch
-from rigged_gaussians import _checks, _pipeline, api, testing
+from rigged_gaussians import _backend, _checks, _pipeline, testing
 from rigged_gaussians._types import Gaussians
 from rigged_gaussians.settings import RasterSettings
 
-HAS_EXT = api._extension() is not None
+HAS_EXT = _backend._extension() is not None
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason="rigged_gaussians._C is not built")
 
 
@@ -156,18 +156,18 @@ def test_deferred_checks_report_in_slot_order() -> None:
 
 @needs_ext
 def test_cuda_tensors_on_a_cpu_only_build_warn_once_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    if hasattr(api._extension(), "rasterize_to_pixels_fwd_cuda"):
+    if hasattr(_backend._extension(), "rasterize_to_pixels_fwd_cuda"):
         pytest.skip("this build has the CUDA backend")
-    monkeypatch.setattr(api.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(api, "_warned_fallback", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_backend, "_warned_fallback", False)
     skipped = rg.build_info()["cuda_skipped"]
     with pytest.warns(RuntimeWarning) as record:
-        assert api._resolve("auto", torch.device("cuda", 0)) == "torch"
+        assert _backend._resolve("auto", torch.device("cuda", 0)) == "torch"
     msg = str(record[0].message)
     assert "built without the CUDA backend" in msg and skipped in msg
     assert "RG_CUDA=ON pip install -v packages/rigged-gaussians" in msg and "nvcc on PATH" in msg
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        api._resolve("auto", torch.device("cuda", 0))  # once only
+        _backend._resolve("auto", torch.device("cuda", 0))  # once only
     with pytest.raises(RuntimeError, match="backend='cuda' needs rigged_gaussians._C built with CUDA"):
-        api._resolve("cuda", torch.device("cuda", 0))
+        _backend._resolve("cuda", torch.device("cuda", 0))

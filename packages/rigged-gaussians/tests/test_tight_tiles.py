@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import rigged_gaussians as rg
 import torch
-from rigged_gaussians import api, reference, testing
+from rigged_gaussians import _backend, reference, testing
 from rigged_gaussians._types import Gaussians
 
-HAS_EXT = api._extension() is not None
+HAS_EXT = _backend._extension() is not None
 BACKENDS = ["torch", pytest.param("cpu", marks=pytest.mark.skipif(not HAS_EXT, reason="_C not built"))]
 WORLD = ["means", "quats", "scales", "opacities", "colors", "backgrounds"]
 RIGGED = ["vertices", "means", "quats", "log_scales", "opacities", "colors", "backgrounds"]

@@ -9,8 +9,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -19,11 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flame_core.derived_landmarks import complete_mediapipe_embedding
-from flame_core.io import FlameFileError, load_flame_pickle
 from flame_core.landmarks import Flame68Embedding, LandmarkEmbedding
-from flame_core.lbs import LbsBases, OneDnnBlend, build_bases, kinematic_levels, lbs, onednn_available
-from flame_core.mouth_interior import MouthInterior, append_mouth_interior, build_mouth_interior
+from flame_core.lbs import LbsBases, OneDnnBlend, kinematic_levels, lbs, onednn_available
+from flame_core.model_sources import (
+    bases_from_dict,
+    hash_arrays,
+    procedural_parts,
+    read_flame_files,
+    split_shapedirs,
+)
+from flame_core.mouth_interior import MouthInterior
 from flame_core.params import FlameParams
 from flame_core.rotations import axis_angle_to_matrix
 
@@ -32,9 +35,6 @@ log = logging.getLogger(__name__)
 __all__ = ["FlameModel", "FlameOutput", "FLAME_PATH_ENV", "split_shapedirs"]
 
 FLAME_PATH_ENV = "HEADSTUDIO_FLAME_PATH"
-# File names tried, in order, when a directory is given instead of a pickle.
-_FLAME_FILE_NAMES = ("flame2023.pkl", "flame2023_no_jaw.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl")
-_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
 _POSE_ARGS = FlameParams.ROTATIONS
 
 
@@ -49,61 +49,6 @@ class FlameOutput:
 
     vertices: torch.Tensor
     joints: torch.Tensor
-
-
-def split_shapedirs(num_components: int) -> tuple[int, int]:
-    """How a file's ``shapedirs [V, 3, L]`` splits into ``(shape, expression)`` components.
-
-    FLAME 2020/2023: ``L = 400`` -> ``(300, 100)``; ``300 < L < 400`` -> ``(300, L - 300)``;
-    reduced models with ``L <= 300`` hold equal halves (smplx's 10 + 10 convention).
-    """
-    if num_components > 300:
-        if num_components > 400:
-            raise ValueError(f"shapedirs has {num_components} components; FLAME has at most 300 + 100")
-        return 300, num_components - 300
-    if num_components % 2:
-        raise ValueError(
-            f"shapedirs has {num_components} components; expected 300 + E or an even S + E split"
-        )
-    return num_components // 2, num_components // 2
-
-
-@functools.lru_cache(maxsize=4)
-def _procedural_parts(
-    num_shape: int, num_expression: int, mouth_interior: bool = False
-) -> tuple[dict, LandmarkEmbedding, LbsBases, str, MouthInterior | None]:
-    from flame_core.procedural import build_procedural_head
-
-    head = build_procedural_head()
-    d = head.model_dict
-    interior = None
-    if mouth_interior:
-        interior = build_mouth_interior(d, head.embedding)
-        d = append_mouth_interior(d, interior)
-    return d, head.embedding, _bases_from_dict(d, num_shape, num_expression), _hash_arrays(d), interior
-
-
-def _bases_from_dict(d: dict[str, np.ndarray], num_shape: int, num_expression: int) -> LbsBases:
-    S, E = split_shapedirs(d["shapedirs"].shape[-1])
-    sd = d["shapedirs"]
-    return build_bases(
-        d["v_template"],
-        sd[..., : min(num_shape, S)],
-        sd[..., S : S + min(num_expression, E)],
-        d["posedirs"],
-        d["J_regressor"],
-        d["weights"],
-    )
-
-
-def _hash_arrays(d: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for key in ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table"):
-        a = np.ascontiguousarray(d[key], dtype="<i8" if d[key].dtype.kind in "iu" else "<f8")
-        h.update(key.encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 class FlameModel(torch.nn.Module):
@@ -172,7 +117,7 @@ class FlameModel(torch.nn.Module):
                 min(num_shape, file_s),
                 min(num_expression, file_e),
             )
-        bases = _bases or _bases_from_dict(model_dict, num_shape, num_expression)
+        bases = _bases or bases_from_dict(model_dict, num_shape, num_expression)
         self._num_shape, self._num_expression = bases.num_shape, bases.num_expression
         kt = np.asarray(model_dict["kintree_table"], np.int64)
         self.parents = [-1] + [int(p) for p in kt[0, 1:]]
@@ -185,7 +130,7 @@ class FlameModel(torch.nn.Module):
         self.derived_landmark_ids: frozenset[int] = frozenset()
         self.mouth_interior: MouthInterior | None = None
         self.num_base_faces = int(np.asarray(model_dict["f"]).shape[0])
-        self._identity_hash = _identity or _hash_arrays(model_dict)
+        self._identity_hash = _identity or hash_arrays(model_dict)
         self.register_buffer("dirs", bases.dirs.to(dtype, copy=True), persistent=False)
         self.register_buffer("v_template", bases.v_template.to(dtype, copy=True), persistent=False)
         self.register_buffer("joint_dirs", bases.joint_dirs.to(dtype, copy=True), persistent=False)
@@ -227,54 +172,15 @@ class FlameModel(torch.nn.Module):
             FileNotFoundError: no model at ``path``.
             FlameFileError: the file is not a FLAME model (names the key and expected shape).
         """
-        p = Path(path)
-        if p.is_dir():
-            found = [p / n for n in _FLAME_FILE_NAMES if (p / n).is_file()]
-            if not found:
-                raise FileNotFoundError(
-                    f"{p}: directory holds no FLAME model (looked for {', '.join(_FLAME_FILE_NAMES)})"
-                )
-            p = found[0]
-        d = load_flame_pickle(p)
-        emb = landmark_embedding
-        if emb is None and (p.parent / _EMBEDDING_FILE).is_file():
-            emb = p.parent / _EMBEDDING_FILE
-        if emb is not None and not isinstance(emb, LandmarkEmbedding):
-            emb = LandmarkEmbedding.load(emb, faces=d["f"])
-        if emb is not None and len(emb) and int(emb.face_idx.max()) >= len(d["f"]):
-            raise FlameFileError(
-                f"{p}: landmark embedding refers to face {int(emb.face_idx.max())}; "
-                f"the mesh has {len(d['f'])} faces"
-            )
-        measured = None
-        if emb is not None and derive_landmarks:
-            measured = set(emb.landmark_indices.tolist())
-            emb = complete_mediapipe_embedding(d, emb, source=str(p))
-        interior = None
-        if mouth_interior:
-            if emb is None:
-                raise FlameFileError(
-                    f"{p}: the mouth interior needs the model's MediaPipe landmark embedding "
-                    f"({_EMBEDDING_FILE} beside the model, or landmark_embedding=...)"
-                )
-            try:
-                interior = build_mouth_interior(d, emb)
-            except ValueError as err:
-                raise FlameFileError(f"{p}: {err}") from err
-            d = append_mouth_interior(d, interior)
-        model = cls(d, num_shape, num_expression, dtype, emb, source=str(p))
-        if interior is not None:
-            model.mouth_interior, model.num_base_faces = interior, interior.num_base_faces
-        if measured is not None:
-            model.derived_landmark_ids = frozenset(set(emb.landmark_indices.tolist()) - measured)
-        model.flame68_embedding = Flame68Embedding.from_folder(p.parent)
-        if model.flame68_embedding is not None:
-            faces = model.flame68_embedding.dyn_face.max(), model.flame68_embedding.static.face_idx.max()
-            if int(max(faces)) >= len(d["f"]):
-                raise FlameFileError(
-                    f"{p.parent}: the 68-point embedding (flame_*_embedding) refers to face "
-                    f"{int(max(faces))}; the mesh has {len(d['f'])} faces"
-                )
+        files = read_flame_files(path, landmark_embedding, derive_landmarks, mouth_interior)
+        model = cls(
+            files.model_dict, num_shape, num_expression, dtype, files.embedding, source=str(files.path)
+        )
+        if files.mouth_interior is not None:
+            model.mouth_interior = files.mouth_interior
+            model.num_base_faces = files.mouth_interior.num_base_faces
+        model.derived_landmark_ids = files.derived_landmark_ids
+        model.flame68_embedding = files.flame68_embedding
         return model
 
     @classmethod
@@ -290,7 +196,7 @@ class FlameModel(torch.nn.Module):
         Its mesh, like FLAME's, has an opening between the inner lips; ``mouth_interior`` (default
         on) closes it with teeth, a tongue and an oral cavity, as in :meth:`from_file`.
         ``mouth_interior=False`` gives the bare FLAME-style mesh."""
-        d, emb, bases, identity, interior = _procedural_parts(num_shape, num_expression, bool(mouth_interior))
+        d, emb, bases, identity, interior = procedural_parts(num_shape, num_expression, bool(mouth_interior))
         model = cls(d, num_shape, num_expression, dtype, emb, "procedural", _bases=bases, _identity=identity)
         if interior is not None:
             model.mouth_interior, model.num_base_faces = interior, interior.num_base_faces

@@ -131,6 +131,11 @@ class MotionSequence:
                 raise IndexError(f"indices {idx.tolist()[:8]} out of range for a motion of {T} frames")
         return {k: v[idx] for k, v in self.tensors().items()}
 
+    def params(self, indices: Any = None) -> FlameParams:
+        """The frames at ``indices`` (as :meth:`flame_kwargs`) as one :class:`FlameParams` batch,
+        every field ``[len(indices), ·]`` float32."""
+        return FlameParams(**self.flame_kwargs(indices))
+
     # ------------------------------------------------------------------ resampling
 
     def resample(self, fps: float) -> MotionSequence:

@@ -8,9 +8,9 @@ list again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -62,3 +62,12 @@ class FlameParams:
     def kwargs(self) -> dict[str, Tensor]:
         """The given parameters as keyword arguments of ``FlameModel.forward`` (``None`` left out)."""
         return {n: v for n in self.names() if (v := getattr(self, n)) is not None}
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> FlameParams:
+        """These parameters with ``fn`` applied to each given tensor (``None`` stays ``None``), e.g.
+        ``params.map(lambda t: t[:4])`` for the first four rows."""
+        return replace(self, **{n: fn(v) for n, v in self.kwargs().items()})
+
+    def to(self, *args: Any, **kwargs: Any) -> FlameParams:
+        """Every given tensor moved or cast with ``Tensor.to(*args, **kwargs)``."""
+        return self.map(lambda t: t.to(*args, **kwargs))

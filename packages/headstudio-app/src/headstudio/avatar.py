@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import rigged_gaussians as rg
 import torch
-from flame_core import FlameModel
+from flame_core import FlameModel, FlameParams
 from rigged_gaussians.ply import save_ply
 from torch import nn
 
@@ -30,18 +30,18 @@ from .avatar_head import check_face_ids, resolve_head, shape_for_head
 from .avatar_init import uniform_superresolution_init
 from .avatar_io import FORMAT, FORMAT_VERSION, AvatarFile, read_avatar_file, rigging_extras
 from .avatar_types import (
-    FLAME_KWARGS,
     GAUSSIAN_PARAMS,
     SH_C0,
     AvatarRender,
     batch_size,
+    check_flame_params,
     check_gaussians,
     rgb_to_sh,
 )
 from .config import InitConfig, TrainConfig
 from .errors import HeadStudioError
 
-__all__ = ["Avatar", "AvatarRender", "SH_C0", "FLAME_KWARGS", "GAUSSIAN_PARAMS", "rgb_to_sh"]
+__all__ = ["Avatar", "AvatarRender", "SH_C0", "GAUSSIAN_PARAMS", "rgb_to_sh"]
 
 log = logging.getLogger(__name__)
 
@@ -190,35 +190,28 @@ class Avatar(nn.Module):
 
     # --------------------------------------------------------------------------------- posing
 
-    def _flame_kwargs(self, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        unknown = sorted(set(kwargs) - set(FLAME_KWARGS))
-        if unknown:
-            raise HeadStudioError(
-                f"unknown FLAME parameter(s) {unknown}; use {', '.join(FLAME_KWARGS)} (and shape)."
-            )
-        dev = self.means.device
-        return {
-            k: torch.as_tensor(v, dtype=torch.float32, device=dev) for k, v in kwargs.items() if v is not None
-        }
-
-    def pose(self, shape: torch.Tensor | None = None, **flame_kwargs: torch.Tensor) -> torch.Tensor:
+    def pose(
+        self, params: FlameParams | None = None, *, shape: torch.Tensor | None = None, **old_keywords: object
+    ) -> torch.Tensor:
         """Posed vertices ``[B, V, 3]``.
 
         Args:
+            params: the pose, a :class:`flame_core.FlameParams` of ``[B, ·]`` tensors (``expression
+                [B, E]``, ``jaw_pose [B, 3]``, ``neck_pose``, ``eye_pose [B, 6]``, ``global_orient``,
+                ``translation``); missing fields, or ``None``, are zeros.
             shape: ``[1|B, S]`` overrides the learned shape (default: the avatar's β).
-            **flame_kwargs: ``expression [B, E]``, ``jaw_pose [B, 3]``, ``neck_pose``,
-                ``eye_pose [B, 6]``, ``global_orient``, ``translation``; all optional (zeros).
+
+        Raises:
+            TypeError: FLAME keyword arguments (``jaw_pose=...``) instead of ``params``.
         """
-        kw = self._flame_kwargs(flame_kwargs)
-        b = batch_size(kw)
-        beta = (
-            self.shape
-            if shape is None
-            else torch.as_tensor(shape, dtype=torch.float32, device=self.means.device)
-        )
+        dev = self.means.device
+        p = check_flame_params("pose", params, old_keywords)
+        p = p.map(lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev))
+        b = batch_size(p)
+        beta = self.shape if shape is None else torch.as_tensor(shape, dtype=torch.float32, device=dev)
         if beta.shape[0] not in (1, b):
             raise HeadStudioError(f"shape has batch {beta.shape[0]}; expected 1 or {b}.")
-        return self.head(shape=beta.expand(b, -1), **kw).vertices
+        return self.head(shape=beta.expand(b, -1), **p.kwargs()).vertices
 
     def _backgrounds(self, background: Any, B: int, C: int) -> torch.Tensor:
         bg = torch.as_tensor(background, dtype=torch.float32, device=self.means.device)
@@ -238,10 +231,11 @@ class Avatar(nn.Module):
         Ks: torch.Tensor,
         width: int,
         height: int,
+        params: FlameParams | None = None,
         background: Any = (1.0, 1.0, 1.0),
         backend: str = "auto",
         depth: bool = False,
-        **flame_kwargs: torch.Tensor,
+        **old_keywords: object,
     ) -> AvatarRender:
         """Render B poses, each seen by C cameras.
 
@@ -249,15 +243,17 @@ class Avatar(nn.Module):
             viewmats: ``[B, C, 4, 4]`` world→camera (OpenCV), or ``[C, 4, 4]`` for ``B = 1``.
             Ks: ``[B, C, 3, 3]`` (or ``[C, 3, 3]``).
             width, height: image size.
+            params: the pose (:meth:`pose`), ``[B, ·]`` tensors (or ``[1, ·]``/``None``: the same
+                pose for all).
             background: ``(r, g, b)`` in 0..1 or a tensor ``[B, C, 3]``.
             backend: ``auto`` (compiled renderer when built, else the PyTorch reference),
                 ``cpu``, ``cuda`` or ``torch`` (``rigged_gaussians.render_rigged``'s choices).
             depth: also render the expected depth (one more blended channel).
-            **flame_kwargs: the pose, ``[B, ·]`` tensors (or ``[1, ·]``/none: the same pose for all).
 
         Returns:
             :class:`AvatarRender` with ``rgb [B, C, H, W, 3]`` etc.
         """
+        params = check_flame_params("render", params, old_keywords)
         if viewmats.dim() == 3:
             viewmats = viewmats[None]
         if Ks.dim() == 3:
@@ -269,7 +265,7 @@ class Avatar(nn.Module):
                 f"Ks must be [B, C, 3, 3] = {[*viewmats.shape[:2], 3, 3]}, got {list(Ks.shape)}."
             )
         B, C = int(viewmats.shape[0]), int(viewmats.shape[1])
-        verts = self.pose(**flame_kwargs)
+        verts = self.pose(params)
         if verts.shape[0] == 1 and B > 1:
             verts = verts.expand(B, -1, -1)
         elif verts.shape[0] != B:
@@ -297,14 +293,16 @@ class Avatar(nn.Module):
         rgb, alpha, meta = rg.render_rigged(*args, backend=backend, **kw)
         return AvatarRender(rgb=rgb, alpha=alpha, depth=meta.depth, meta=meta, vertices=verts)
 
-    def world_gaussians(self, **flame_kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """World-space Gaussians of one pose (``[1, ·]`` FLAME parameters or none: neutral).
+    def world_gaussians(
+        self, params: FlameParams | None = None, **old_keywords: object
+    ) -> dict[str, torch.Tensor]:
+        """World-space Gaussians of one pose (``params`` of ``[1, ·]`` tensors, or ``None``: neutral).
 
         Returns:
             ``dict(means [N, 3], quats [N, 4] (unit, wxyz), scales [N, 3] (linear),
             opacities [N] (0..1), sh [N, K, 3])``.
         """
-        verts = self.pose(**flame_kwargs)
+        verts = self.pose(check_flame_params("world_gaussians", params, old_keywords))
         if verts.shape[0] != 1:
             raise HeadStudioError(f"world_gaussians takes one pose; got a batch of {verts.shape[0]}.")
         # the PyTorch backend: exact float32/float64 math, the same numbers the files always held

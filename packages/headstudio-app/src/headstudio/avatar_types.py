@@ -17,17 +17,15 @@ from .errors import HeadStudioError
 
 __all__ = [
     "SH_C0",
-    "FLAME_KWARGS",
     "GAUSSIAN_PARAMS",
     "rgb_to_sh",
     "AvatarRender",
     "batch_size",
+    "check_flame_params",
     "check_gaussians",
 ]
 
 SH_C0 = 0.28209479177387814
-#: FLAME animation inputs accepted by :meth:`Avatar.pose` (besides ``shape``).
-FLAME_KWARGS = FlameParams.names()
 #: Names of the Gaussian parameters (the dict ``rigged_gaussians.strategy`` grows and prunes).
 GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
@@ -57,14 +55,39 @@ class AvatarRender:
     vertices: torch.Tensor
 
 
-def batch_size(kwargs: dict[str, torch.Tensor]) -> int:
-    """The one batch size ``B`` of ``[B, ·]`` FLAME parameters (1 when none are given)."""
-    sizes = {int(v.shape[0]) for v in kwargs.values()}
+def batch_size(params: FlameParams) -> int:
+    """The one batch size ``B`` of the ``[B, ·]`` tensors of ``params`` (1 when none are given)."""
+    sizes = {int(v.shape[0]) for v in params.kwargs().values()}
     if len(sizes) > 1:
         raise HeadStudioError(
             f"FLAME parameters have different batch sizes {sorted(sizes)}; give [B, ·] tensors with one B."
         )
     return sizes.pop() if sizes else 1
+
+
+def check_flame_params(method: str, params: object, old_keywords: dict[str, object]) -> FlameParams:
+    """``params`` of ``Avatar.<method>`` (``None``: the neutral pose), after refusing the keyword
+    arguments the method took before :class:`FlameParams` (``jaw_pose=...``) in one line that
+    names the fix.
+
+    Raises:
+        TypeError: FLAME keywords were given, or ``params`` is not a ``FlameParams``.
+    """
+    if old_keywords:
+        names = sorted(old_keywords)
+        given = ", ".join(f"{n}=..." for n in names if n in FlameParams.names()) or "..."
+        raise TypeError(
+            f"Avatar.{method}() takes the pose as one flame_core.FlameParams, not keyword arguments "
+            f"{names}; pass params=FlameParams({given})"
+        )
+    if params is None:
+        return FlameParams()
+    if not isinstance(params, FlameParams):
+        raise TypeError(
+            f"Avatar.{method}(): params must be a flame_core.FlameParams, got {type(params).__name__}; "
+            "wrap a dict of FLAME tensors with FlameParams.from_kwargs(d)"
+        )
+    return params
 
 
 def check_gaussians(

@@ -12,10 +12,11 @@ training animates with.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from flame_core import FlameModel
+from flame_core import FlameModel, FlameParams
 from flame_core.motion import MotionSequence
 from flame_core.retarget import default_training_motion
 
@@ -30,7 +31,7 @@ __all__ = [
     "training_motion",
     "TRAINING_MOTION_FRAMES",
     "fit_expression",
-    "fit_flame_kwargs",
+    "fit_flame_params",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,8 @@ def fit_expression(expr: torch.Tensor, num_expression: int) -> torch.Tensor:
     return torch.cat([expr, expr.new_zeros(*expr.shape[:-1], num_expression - e)], dim=-1)
 
 
-def fit_flame_kwargs(kwargs: dict[str, torch.Tensor], num_expression: int) -> dict[str, torch.Tensor]:
-    """FLAME kwargs with ``expression [B, E]`` fitted to ``num_expression`` (:func:`fit_expression`)."""
-    out = dict(kwargs)
-    if out.get("expression") is not None:
-        out["expression"] = fit_expression(out["expression"], num_expression)
-    return out
+def fit_flame_params(params: FlameParams, num_expression: int) -> FlameParams:
+    """``params`` with ``expression [B, E]`` fitted to ``num_expression`` (:func:`fit_expression`)."""
+    if params.expression is None:
+        return params
+    return replace(params, expression=fit_expression(params.expression, num_expression))

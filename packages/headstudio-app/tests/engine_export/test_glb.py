@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameParams
 from headstudio.animate.arkit import ARKIT_NAMES
 from headstudio.errors import HeadStudioError
 from headstudio.output.gltf.builder import read_accessor, read_glb
@@ -97,9 +98,8 @@ def test_skin_and_morphs_reproduce_the_heads_lbs(teacher: Any, glb_both: Path, t
     vmap = head_mesh(teacher).vmap
     errs = []
     for f in (0, 7, 13, 19):
-        kw = {k: v.float() for k, v in talk_motion.flame_kwargs([f]).items()}
         with torch.no_grad():
-            ref = teacher.pose(**kw)[0].numpy()[vmap]
+            ref = teacher.pose(talk_motion.params([f]).to(torch.float32))[0].numpy()[vmap]
         errs.append(np.linalg.norm(gltf_skinned_vertices(glb_both, frame=f) - ref, axis=1))
     assert np.max(errs) < 5e-5  # metres
 
@@ -119,7 +119,7 @@ def test_arkit_morph_is_the_fitted_pose(teacher: Any, glb_both: Path, basis: Any
     one = np.zeros((1, 52))
     one[0, ARKIT_NAMES.index("jawOpen")] = 1.0
     with torch.no_grad():
-        ref = teacher.pose(**basis.flame_kwargs(one))[0].numpy()[vmap]
+        ref = teacher.pose(basis.params(one))[0].numpy()[vmap]
         rest = teacher.pose()[0].numpy()[vmap]
     assert np.abs(got - ref).max() < 1e-5
     assert np.linalg.norm(got - rest, axis=1).max() > 5e-3  # the mouth really opens (> 5 mm)
@@ -243,10 +243,10 @@ def test_arkit_curves_become_the_clip(teacher: Any, basis: Any, tmp_path: Path) 
     assert head_mesh_["extras"]["targetNames"] == list(ARKIT_NAMES)
     vmap = head_mesh(teacher).vmap
     with torch.no_grad():
-        ref = teacher.pose(**basis.flame_kwargs(w[1:2]))[0].numpy()[vmap]
+        ref = teacher.pose(basis.params(w[1:2]))[0].numpy()[vmap]
         rest = teacher.pose()[0].numpy()[vmap]
     assert np.abs(gltf_skinned_vertices(p, frame=1) - ref).max() < 1e-5
     turned = gltf_skinned_vertices(p, frame=2)
     with torch.no_grad():
-        ref2 = teacher.pose(neck_pose=torch.tensor([[0.0, 0.3, 0.0]]))[0].numpy()[vmap]
+        ref2 = teacher.pose(FlameParams(neck_pose=torch.tensor([[0.0, 0.3, 0.0]])))[0].numpy()[vmap]
     assert np.abs(turned - ref2).max() < 1e-5 and np.abs(turned - rest).max() > 1e-2

@@ -125,17 +125,15 @@ def test_splat_transform_writes_the_same_splats(teacher: Any, tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def browser() -> Any:
+def browser(playwright_driver: Any) -> Any:
     node_modules()
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).is_file():
         pytest.skip("chromium is not installed (apt-get install -y chromium, as .ci/run does)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        args = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"]
-        b = p.chromium.launch(executable_path=chromium, headless=True, args=args)
-        yield b
-        b.close()
+    args = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"]
+    b = playwright_driver.chromium.launch(executable_path=chromium, headless=True, args=args)
+    yield b
+    b.close()
 
 
 def _mouth_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

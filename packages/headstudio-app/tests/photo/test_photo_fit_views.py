@@ -106,9 +106,10 @@ def test_colours_come_from_the_photo_where_it_sees_the_head(avatar, setup):
     # rendered at the photo's view, the initial avatar already looks like the photo where it covers
     # the head (the hair beyond the skull is for training to fill)
     v = setup.view
-    flame = {k: x for k, x in v.flame.items() if k != "shape"}
+    pose = v.params()  # the view's pose, without the fit's shape (the avatar carries it)
+    assert set(pose.kwargs()) == set(v.flame) - {"shape"} and "shape" in v.flame
     with torch.no_grad():
-        r = av.render(v.viewmat[None], v.K[None], SIZE, SIZE, background=(0, 0, 0), **flame)
+        r = av.render(v.viewmat[None], v.K[None], SIZE, SIZE, pose, background=(0, 0, 0))
     rgb, alpha = r.rgb[0, 0], r.alpha[0, 0, ..., 0]
     m = (v.mask > 0.9) & (v.valid > 0) & (alpha > 0.95)
     assert m.float().mean() > 0.1

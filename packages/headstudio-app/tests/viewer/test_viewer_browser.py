@@ -133,7 +133,7 @@ def test_fidelity_posed_oblique_view_sh3(open_page: Any, hard_avatar: Any, serve
     ``headstudio.output.rendering.render_views`` (the renderer behind ``headstudio render``)."""
     from headstudio.output.rendering import orbit_views, render_views
     from headstudio.output.viewer import build_viewer_data
-    from headstudio.output.viewer.protocol import PoseRequest, pose_flame_kwargs
+    from headstudio.output.viewer.protocol import PoseRequest, pose_flame_params
 
     presets = {
         "test": {
@@ -151,9 +151,12 @@ def test_fidelity_posed_oblique_view_sh3(open_page: Any, hard_avatar: Any, serve
     page = open_page(srv.url)
     img = page.set_state(state)
     req = PoseRequest(0, "test", tuple(expression), state["jaw"], tuple(state["neck"]), tuple(state["eyes"]))
-    kw = pose_flame_kwargs(req, presets, hard_avatar.head.num_expression)
+    pose = pose_flame_params(req, presets, hard_avatar.head.num_expression)
     vms, ks = orbit_views([state["az"]], state["el"], state["d"], cam["fovy"], SIZE, SIZE, target)
-    ref = next(render_views(hard_avatar, vms, ks, SIZE, SIZE, (1.0, 1.0, 1.0), **kw)).astype(np.float64) / 255
+    ref = (
+        next(render_views(hard_avatar, vms, ks, SIZE, SIZE, (1.0, 1.0, 1.0), params=pose)).astype(np.float64)
+        / 255
+    )
     value = psnr(img, ref)
     print(f"fidelity (SH3, posed, az 35 el 12): {value:.2f} dB")
     assert value >= FIDELITY_DB, f"browser vs render_views: {value:.2f} dB < {FIDELITY_DB}"

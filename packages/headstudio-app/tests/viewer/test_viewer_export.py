@@ -64,11 +64,11 @@ def test_web_folder_contents(web_dir: Path, teacher: Any, short_motion: Any) -> 
         teacher.head.num_vertices,
         3,
     )
-    from headstudio.head_motion import fit_flame_kwargs
+    from headstudio.head_motion import fit_flame_params
 
-    kw = fit_flame_kwargs(short_motion.flame_kwargs([7, 30]), 100)
+    params = fit_flame_params(short_motion.params([7, 30]), 100)
     with torch.no_grad():
-        want = teacher.pose(**kw).numpy()
+        want = teacher.pose(params).numpy()
     got = motion["lo"] + motion["frames"][[7, 30]].astype(np.float64) * motion["scale"]
     assert np.abs(got - want).max() <= motion["scale"].max() * 0.5 + 1e-7
     assert motion["scale"].max() < 1e-5  # 16 bits over a head: micrometres
@@ -106,7 +106,7 @@ def test_web_export_refuses_a_foreign_folder(teacher: Any, short_motion: Any, tm
 
 @pytest.mark.xdist_group("browser")
 def test_web_folder_plays_from_file_offline(open_page: Any, web_dir: Path, teacher: Any) -> None:
-    from headstudio.output.viewer.protocol import PoseRequest, pose_flame_kwargs
+    from headstudio.output.viewer.protocol import PoseRequest, pose_flame_params
 
     page = open_page((web_dir / "index.html").as_uri(), offline=True)
     img = page.image()
@@ -120,7 +120,7 @@ def test_web_folder_plays_from_file_offline(open_page: Any, web_dir: Path, teach
     got = np.asarray(page.js("window.headstudio.vertices()")).reshape(-1, 3)
     req = PoseRequest(0, "wide", tuple(state["e"]), state["jaw"], tuple(state["neck"]), tuple(state["eyes"]))
     with torch.no_grad():
-        want = teacher.pose(**pose_flame_kwargs(req, PRESETS, 100))[0].numpy()
+        want = teacher.pose(pose_flame_params(req, PRESETS, 100))[0].numpy()
     assert np.abs(got - want).max() < 2e-6
     assert np.abs(posed - img).max() > 0.3
     # motion frames come from the baked file, and playback runs without any server
@@ -142,7 +142,7 @@ def test_web_folder_plays_from_file_offline(open_page: Any, web_dir: Path, teach
 
 
 def test_ply_sequence(teacher: Any, short_motion: Any, tmp_path: Path) -> None:
-    from headstudio.head_motion import fit_flame_kwargs
+    from headstudio.head_motion import fit_flame_params
     from headstudio.output.export import export_ply_sequence
     from rigged_gaussians.ply import load_ply
 
@@ -150,9 +150,8 @@ def test_ply_sequence(teacher: Any, short_motion: Any, tmp_path: Path) -> None:
     assert [p.name for p in paths] == [f"frame_{i:05d}.ply" for i in range(45)]
     for k in (0, 44):
         ply = load_ply(paths[k])
-        kw = fit_flame_kwargs(short_motion.flame_kwargs([k]), 100)
         with torch.no_grad():
-            want = teacher.world_gaussians(**kw)
+            want = teacher.world_gaussians(fit_flame_params(short_motion.params([k]), 100))
         np.testing.assert_allclose(np.asarray(ply.means), want["means"].numpy(), atol=1e-6)
         assert ply.metadata["posed"] is True
     # a second export replaces the sequence (no stale frames of a longer one remain)

@@ -17,7 +17,7 @@ from headstudio.output.viewer.protocol import (
     ProtocolError,
     decode_vertices,
     parse_message,
-    pose_flame_kwargs,
+    pose_flame_params,
 )
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -122,7 +122,7 @@ def test_websocket_answers_poses_and_frames_and_ignores_garbage(
     teacher: Any, serve: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from flame_core.motion import procedural_talking_motion
-    from headstudio.head_motion import fit_flame_kwargs
+    from headstudio.head_motion import fit_flame_params
 
     motion = procedural_talking_motion(num_frames=40)
     srv = serve(teacher, presets=PRESETS, motion=motion)
@@ -153,8 +153,8 @@ def test_websocket_answers_poses_and_frames_and_ignores_garbage(
     assert (seq, frame, seq2, frame2) == (9, -1, 10, 33)  # no answer to any of the garbage
     pose = PoseRequest(9, "smirk", (0.5, 0.2), 0.2, (0.1, 0.0, 0.0), (0.05, -0.1))
     with torch.no_grad():
-        want = teacher.pose(**pose_flame_kwargs(pose, PRESETS, 100))[0].numpy()
-        want2 = teacher.pose(**fit_flame_kwargs(motion.flame_kwargs([33]), 100))[0].numpy()
+        want = teacher.pose(pose_flame_params(pose, PRESETS, 100))[0].numpy()
+        want2 = teacher.pose(fit_flame_params(motion.params([33]), 100))[0].numpy()
     np.testing.assert_allclose(verts, want, atol=1e-6)
     np.testing.assert_allclose(verts2, want2, atol=1e-6)
     assert verts.nbytes == 12 * teacher.head.num_vertices
@@ -215,13 +215,14 @@ def test_parse_message_rejects(message: str, reason: str) -> None:
 
 def test_slider_pose_lies_on_top_of_the_preset() -> None:
     p = PRESETS["smirk"]
-    kw = pose_flame_kwargs(
+    pose = pose_flame_params(
         PoseRequest(0, "smirk", (1.0, 2.0), 0.3, (0.1, 0.2, 0.3), (0.4, 0.5)), PRESETS, 100
     )
-    assert kw["expression"][0, :2].tolist() == [1.0, 2.0]
-    assert torch.equal(kw["expression"][0, 2:], p["expression"][2:])
-    assert kw["jaw_pose"][0].tolist() == pytest.approx([0.3, 0.01, 0.02])
-    assert kw["eye_pose"][0].tolist() == pytest.approx([0.4, 0.5, 0.03, 0.4, 0.5, -0.03])
-    assert kw["neck_pose"][0].tolist() == pytest.approx([0.1, 0.2, 0.3])
-    plain = pose_flame_kwargs(PoseRequest(0, None, (), 0.0, (0, 0, 0), (0, 0)), PRESETS, 100)
-    assert all(float(v.abs().max()) == 0 for v in plain.values())
+    assert pose.expression[0, :2].tolist() == [1.0, 2.0]
+    assert torch.equal(pose.expression[0, 2:], p["expression"][2:])
+    assert pose.jaw_pose[0].tolist() == pytest.approx([0.3, 0.01, 0.02])
+    assert pose.eye_pose[0].tolist() == pytest.approx([0.4, 0.5, 0.03, 0.4, 0.5, -0.03])
+    assert pose.neck_pose[0].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    plain = pose_flame_params(PoseRequest(0, None, (), 0.0, (0, 0, 0), (0, 0)), PRESETS, 100)
+    assert set(plain.kwargs()) == {"expression", "jaw_pose", "neck_pose", "eye_pose"}
+    assert all(float(v.abs().max()) == 0 for v in plain.kwargs().values())

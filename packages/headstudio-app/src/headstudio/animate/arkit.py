@@ -117,54 +117,60 @@ def basis_for(avatar: Any, refit: bool = False) -> ArkitBasis:
 def curves_to_motion(curves: ArkitCurves, basis: ArkitBasis) -> MotionSequence:
     """A FLAME motion playing ARKit curves on the head the basis was fitted on.
 
-    The curves give expression, jaw and eye parameters (``basis.flame_kwargs``); the captured
+    The curves give expression, jaw and eye parameters (``basis.params``); the captured
     head rotation becomes the neck pose (yaw about +y, pitch about +x, roll about +z; ARKit's
     pitch is positive looking down, FLAME's rotation about +x is positive tilting down too).
     """
-    kw = basis.flame_kwargs(curves.weights)
+    p = basis.params(curves.weights)
     yaw, pitch, roll = (curves.head_rotation[:, i].astype(np.float64) for i in range(3))
     neck = euler_to_axis_angle(yaw, pitch, roll)
     return MotionSequence(
-        expression=kw["expression"],
-        jaw_pose=kw["jaw_pose"],
-        eye_pose=kw["eye_pose"],
+        expression=p.expression,
+        jaw_pose=p.jaw_pose,
+        eye_pose=p.eye_pose,
         neck_pose=torch.as_tensor(neck, dtype=torch.float32),
         fps=float(curves.fps),
     )
 
 
-def motion_to_curves(motion: MotionSequence, basis: ArkitBasis, ridge: float = 1e-2) -> ArkitCurves:
+def motion_to_curves(
+    motion: MotionSequence,
+    basis: ArkitBasis,
+    head: Any,
+    shape: torch.Tensor | None = None,
+    ridge: float = 1e-2,
+    sparsity: float = 0.05,
+    refine: int = 1,
+) -> ArkitCurves:
     """ARKit curves that best reproduce a FLAME motion on the basis' head (for ``drive --arkit-out``).
 
-    Per frame, the weights ``w`` in 0..1 minimise ``|w·B − p|²`` over the stacked expression, jaw
-    and eye parameters ``p`` (a bounded linear least-squares problem; the rotations, in radians,
-    weighted ×5 so the jaw's 0.35 rad of ``jawOpen`` weighs like the expression coefficients of a
-    fitted shape, 1-2) plus ``ridge·|w|²``, which picks the sparse answer where shapes cancel
-    each other. The head's rotation (the global orientation composed with the neck pose, as a
-    video fit splits it) becomes the head yaw/pitch/roll columns; the eye rotation columns stay
-    zero (the ``eyeLook*`` curves carry the gaze).
+    Per frame, the weights in 0..1 are those whose fitted shapes, played on ``head`` at ``shape``,
+    best reproduce the frame's landmark movement (its expression, jaw and eye parameters through
+    the head): a bounded least-squares problem in landmark space with the errors weighted per
+    face region, a small ridge and an L1 cost for sparsity, and ``refine`` chord Gauss-Newton
+    steps for the jaw's rotation (:mod:`.arkit_solve` has the details and the reasons). The
+    head's rotation (the global orientation composed with the neck pose, as a video fit splits
+    it) becomes the head yaw/pitch/roll columns; the eye rotation columns stay zero (the
+    ``eyeLook*`` curves carry the gaze).
+
+    Args:
+        motion: ``T`` frames.
+        basis: the head's ARKit fit (:func:`basis_for`).
+        head: the ``FlameModel`` the basis was fitted on (``avatar.head``).
+        shape: ``[1, S]`` the shape it was fitted at (``avatar.shape``; ``None``: zeros).
+        ridge / sparsity / refine: see :meth:`.arkit_solve.ArkitProjector.solve`.
+
+    Raises:
+        HeadStudioError: the basis was fitted on another head or shape, or the motion has more
+            expression components than the head.
     """
-    from scipy.optimize import lsq_linear
     from scipy.spatial.transform import Rotation
 
-    E = basis.expression.shape[1]
-    expr = motion.expression.detach().cpu().double().numpy()
-    if expr.shape[1] > E:
-        raise HeadStudioError(
-            f"the motion has {expr.shape[1]} expression parameters but the head has {E}; retarget it first."
-        )
-    expr = np.pad(expr, ((0, 0), (0, E - expr.shape[1])))
-    jaw = motion.jaw_pose.detach().cpu().double().numpy()
-    eye = motion.eye_pose.detach().cpu().double().numpy()
-    rot_w = 5.0
-    A = np.concatenate([basis.expression, rot_w * basis.jaw_pose, rot_w * basis.eye_pose], 1).T  # [P, 52]
-    P = np.concatenate([expr, rot_w * jaw, rot_w * eye], 1)  # [T, P]
-    T, K = P.shape[0], len(ARKIT_NAMES)
-    # a small pull to zero picks the sparse answer where shapes cancel (eyeLookIn + eyeLookOut)
-    A = np.concatenate([A, np.sqrt(ridge) * np.eye(K)], 0)
-    w = np.zeros((T, K), np.float32)
-    for t in range(T):
-        w[t] = lsq_linear(A, np.concatenate([P[t], np.zeros(K)]), bounds=(0.0, 1.0), method="bvls").x
+    from .arkit_solve import ArkitProjector
+
+    proj = ArkitProjector.build(head, basis, shape)
+    w = proj.solve(proj.motion_offsets(motion), ridge=ridge, sparsity=sparsity, refine=refine)
+    T = w.shape[0]
     neck = Rotation.from_rotvec(motion.neck_pose.detach().cpu().double().numpy())
     glob = Rotation.from_rotvec(motion.global_orient.detach().cpu().double().numpy())
     ypr = (glob * neck).as_euler("YXZ")  # the whole head's turn (a video fit puts most in global_orient)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from flame_core.landmark_head import LandmarkHead
 
 from ..errors import HeadStudioError
@@ -66,17 +67,17 @@ class ArkitBasis:
     identity_hash: str = ""
     shape_digest: str = ""
 
-    def flame_kwargs(self, weights: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+    def params(self, weights: np.ndarray | torch.Tensor) -> FlameParams:
         """FLAME parameters of ARKit weights ``[T, 52]``: ``expression [T, E]``, ``jaw_pose [T, 3]``,
         ``eye_pose [T, 6]`` (float32 tensors)."""
         w = np.asarray(weights, np.float64)
         if w.ndim != 2 or w.shape[1] != len(ARKIT_NAMES):
             raise HeadStudioError(f"ARKit weights must be [T, 52]; got {list(w.shape)}.")
-        return {
-            "expression": torch.as_tensor(w @ self.expression, dtype=torch.float32),
-            "jaw_pose": torch.as_tensor(w @ self.jaw_pose, dtype=torch.float32),
-            "eye_pose": torch.as_tensor(w @ self.eye_pose, dtype=torch.float32),
-        }
+        return FlameParams(
+            expression=torch.as_tensor(w @ self.expression, dtype=torch.float32),
+            jaw_pose=torch.as_tensor(w @ self.jaw_pose, dtype=torch.float32),
+            eye_pose=torch.as_tensor(w @ self.eye_pose, dtype=torch.float32),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (floats rounded to 6 significant digits)."""

@@ -34,7 +34,7 @@ import torch
 from flame_core.motion import MotionSequence, procedural_talking_motion
 
 from ..avatar import Avatar
-from ..head_motion import fit_flame_kwargs
+from ..head_motion import fit_flame_params
 from ..output.rendering import ViewSettings, frame_avatar, orbit_views, render_motion
 from ..video import read_video_frames
 from .drive import DriveOptions, DriveResult, detect_landmarks, video_to_motion
@@ -168,8 +168,8 @@ def mesh_landmarks_px(
     out = []
     with torch.no_grad():
         for s in range(0, len(motion), chunk):
-            kw = fit_flame_kwargs(motion.flame_kwargs(list(range(s, min(s + chunk, len(motion))))), num_expr)
-            verts = avatar.pose(**kw).cpu()
+            params = fit_flame_params(motion.params(list(range(s, min(s + chunk, len(motion))))), num_expr)
+            verts = avatar.pose(params).cpu()
             lm = emb.to("cpu")(verts, head.faces.cpu())  # [b, 478, 3]
             cam = lm @ vm[:3, :3].T + vm[:3, 3]
             px = cam @ K.T

@@ -99,7 +99,8 @@ def run(options: DriveOptions) -> DriveResult:
         with atomic_output(options.report) as tmp:
             tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")
     if options.arkit_out is not None:
-        curves = motion_to_curves(res.motion, basis_for(avatar))  # at the motion's rate: the video's
+        # at the motion's rate: the video's
+        curves = motion_to_curves(res.motion, basis_for(avatar), avatar.head, avatar.shape.detach())
         write_live_link_csv(options.arkit_out, curves)
     n = render_motion(avatar, res.motion, out, size=(w, h), progress=options.progress)
     return DriveResult(out, n, res.summary(), options.save_motion, options.report, options.arkit_out)

@@ -18,7 +18,7 @@ from ..output.export import (
     export_posed,
     export_web,
     parse_expression_args,
-    posed_flame_kwargs,
+    posed_flame_params,
 )
 from ..output.gltf.writer import PARTS, export_glb
 from ..output.viewer.presets import fit_presets
@@ -161,9 +161,9 @@ def run(options: ExportOptions) -> ExportResult:
         )  # fmt: skip
         return ExportResult(options.format, out)
     num_expr = avatar.head.num_expression
-    kw = posed_flame_kwargs(
+    params = posed_flame_params(
         num_expr, parse_expression_args(list(options.expression or []), num_expr), options.jaw,
         options.motion, options.motion_frame or 0,
     )  # fmt: skip
-    export_posed(avatar, out, kw)
+    export_posed(avatar, out, params)
     return ExportResult(options.format, out)

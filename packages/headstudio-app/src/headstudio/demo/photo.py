@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from PIL import Image
 
 from .._atomic import atomic_output
@@ -59,10 +60,10 @@ def astronaut_photo(folder: Path) -> Path:
 
 @torch.no_grad()
 def photo_stills(
-    avatar: Avatar, viewmat: torch.Tensor, K: torch.Tensor, size: int, view_flame: dict[str, torch.Tensor]
+    avatar: Avatar, viewmat: torch.Tensor, K: torch.Tensor, size: int, view_pose: FlameParams
 ) -> dict[str, torch.Tensor]:
     """``{name: [size, size, 3]}`` renders on white: at the photo's view and expression
-    (``viewmat``, ``K``, ``view_flame``), and with the photo's camera moved square in front of the
+    (``viewmat``, ``K``, ``view_pose``), and with the photo's camera moved square in front of the
     neutral head: front, turned +-30 deg, smiling and talking (the viewer's presets, retargeted to
     the head) and the back."""
     from flame_core.retarget import expression_presets, fit_targets
@@ -71,27 +72,27 @@ def photo_stills(
     fitted = fit_targets(avatar.head, presets)
     names = list(presets.names)
 
-    def preset(name: str) -> dict[str, torch.Tensor]:
+    def preset(name: str) -> FlameParams:
         i = names.index(name)
-        return {k: fitted[k][i : i + 1] for k in ("expression", "jaw_pose", "eye_pose") if k in fitted}
+        return FlameParams.from_kwargs(
+            {k: fitted[k][i : i + 1] for k in ("expression", "jaw_pose", "eye_pose") if k in fitted}
+        )
 
     front = square_on(viewmat)
 
-    def render(vm: torch.Tensor, **flame: torch.Tensor) -> torch.Tensor:
+    def render(vm: torch.Tensor, pose: FlameParams | None = None) -> torch.Tensor:
         dev = avatar.means.device
-        out = avatar.render(
-            vm[None].to(dev), K[None].to(dev), size, size, background=(1.0, 1.0, 1.0),
-            **{k: v.to(dev) for k, v in flame.items()},
-        )  # fmt: skip
+        pose = (pose if pose is not None else FlameParams()).to(dev)
+        out = avatar.render(vm[None].to(dev), K[None].to(dev), size, size, pose, background=(1.0, 1.0, 1.0))
         return out.rgb[0, 0].clamp(0, 1).cpu()
 
     return {
-        "photo view": render(viewmat, **view_flame),
+        "photo view": render(viewmat, view_pose),
         "front": render(front),
         "+30": render(orbit(front, 30.0)),
         "-30": render(orbit(front, -30.0)),
-        "smile": render(front, **preset("smile")),
-        "talking": render(front, **preset("open_mouth")),
+        "smile": render(front, preset("smile")),
+        "talking": render(front, preset("open_mouth")),
         "back": render(orbit(front, 180.0)),
     }
 
@@ -114,8 +115,7 @@ def write_photo_outputs(
     setup = restore_photo(record, avatar.head)
     view = setup.view
     size = view.size[0]
-    flame = {k: v for k, v in view.flame.items() if k != "shape"}
-    stills = photo_stills(avatar, view.viewmat, view.K, size, flame)
+    stills = photo_stills(avatar, view.viewmat, view.K, size, view.params())
     grid = np.concatenate([_u8(view.image)] + [_u8(stills[k]) for k in STILLS], 1)
     grid_path = out / "photo_grid.png"
     with atomic_output(grid_path) as tmp:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flame_core import FlameModel
+from flame_core import FlameModel, FlameParams
 from flame_core.motion import MotionSequence, procedural_talking_motion
 
 from .._atomic import atomic_output
@@ -139,6 +139,7 @@ def render_targets(
     frames = torch.randint(0, len(motion), (num,), generator=generator)
     flame = motion.flame_kwargs(frames.tolist())
     flame = {k: v for k, v in flame.items() if k in ("expression", "jaw_pose", "neck_pose", "eye_pose")}
+    pose = FlameParams.from_kwargs(flame)
     dev = avatar.means.device
     images = []
     with torch.no_grad():
@@ -149,8 +150,8 @@ def render_targets(
                 cams.Ks[sl].to(dev),
                 size,
                 size,
+                pose.map(lambda v, sl=sl: v[sl].to(dev)),
                 background=(1.0, 1.0, 1.0),
-                **{k: v[sl].to(dev) for k, v in flame.items()},
             )
             images.append(out.rgb[:, 0].clamp(0, 1).cpu())
     return TargetSet(
@@ -171,7 +172,7 @@ def _evaluate(avatar: Avatar, targets: TargetSet, chunk: int = 8) -> float:
             idx = torch.arange(i, min(i + chunk, len(targets)))
             b = guid.batch_for(idx, targets.width, targets.height).to(dev)
             out = avatar.render(
-                b.viewmats, b.Ks, targets.width, targets.height, background=b.backgrounds, **b.flame
+                b.viewmats, b.Ks, targets.width, targets.height, b.params(), background=b.backgrounds
             )
             preds.append(out.rgb[:, 0].clamp(0, 1).cpu())
     return psnr(torch.cat(preds), targets.images)

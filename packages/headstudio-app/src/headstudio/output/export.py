@@ -8,37 +8,42 @@
 * :func:`export_web` (``--format web``): a self-contained folder with the browser viewer, the
   avatar, the motion baked to 16-bit vertices and the audio; it plays from ``file://`` or any
   static host, with no server and no network.
+
+The folders are written beside the output and swapped in whole
+(:func:`headstudio._atomic.atomic_folder`): a killed export leaves the previous complete folder,
+and the next export of it sweeps what the killed one left. A non-empty folder that is not an
+earlier export of the same format is refused.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from flame_core.motion import MotionSequence
 from rigged_gaussians.ply import save_ply
 from tqdm.auto import tqdm
 
-from .._atomic import atomic_output
+from .._atomic import atomic_folder, atomic_output
 from ..avatar import Avatar
 from ..errors import HeadStudioError
-from ..head_motion import as_motion, default_motion, fit_flame_kwargs
+from ..head_motion import as_motion, default_motion, fit_flame_params
 from .viewer.assets import build_viewer_data, pack_arrays
 from .viewer.bake import bake_motion, head_model_arrays
 from .viewer.bundle import static_files
 
 __all__ = [
     "parse_expression_args",
-    "posed_flame_kwargs",
+    "posed_flame_params",
     "export_posed",
     "export_ply_sequence",
     "export_web",
@@ -75,13 +80,13 @@ def parse_expression_args(items: Sequence[str], num_expression: int) -> dict[int
     return out
 
 
-def posed_flame_kwargs(
+def posed_flame_params(
     num_expression: int,
     expression: dict[int, float] | None = None,
     jaw: float | None = None,
     motion: MotionSequence | str | Path | None = None,
     motion_frame: int = 0,
-) -> dict[str, torch.Tensor]:
+) -> FlameParams:
     """FLAME parameters for one pose (``B = 1``): a motion frame, then explicit overrides.
 
     Args:
@@ -92,40 +97,40 @@ def posed_flame_kwargs(
         motion_frame: which frame of ``motion``.
 
     Returns:
-        kwargs for ``Avatar.pose`` / ``Avatar.world_gaussians``: ``expression [1, E]``,
+        the pose for ``Avatar.pose`` / ``Avatar.world_gaussians``: ``expression [1, E]``,
         ``jaw_pose [1, 3]`` and, from a motion, the other poses ``[1, ·]``.
     """
-    kw: dict[str, torch.Tensor] = {}
+    params = FlameParams()
     if motion is not None:
         seq = as_motion(motion)
         if not 0 <= motion_frame < len(seq):
             raise HeadStudioError(
                 f"«motion_frame» {motion_frame} is out of range; the motion has frames 0..{len(seq) - 1}."
             )
-        kw = {k: v.float() for k, v in seq.flame_kwargs([motion_frame]).items()}
-    kw = fit_flame_kwargs(kw, num_expression)
+        params = seq.params([motion_frame]).to(torch.float32)
+    params = fit_flame_params(params, num_expression)
     if expression:
-        expr = kw.get("expression", torch.zeros(1, num_expression)).clone()
+        expr = (
+            params.expression if params.expression is not None else torch.zeros(1, num_expression)
+        ).clone()
         for i, v in expression.items():
             expr[0, i] = v
-        kw["expression"] = expr
+        params = replace(params, expression=expr)
     if jaw is not None:
-        jp = kw.get("jaw_pose", torch.zeros(1, 3)).clone()
+        jp = (params.jaw_pose if params.jaw_pose is not None else torch.zeros(1, 3)).clone()
         jp[0, 0] = float(jaw)
-        kw["jaw_pose"] = jp
-    return kw
+        params = replace(params, jaw_pose=jp)
+    return params
 
 
-def export_posed(
-    avatar: Avatar, out_path: str | Path, flame_kwargs: dict[str, torch.Tensor] | None = None
-) -> Path:
+def export_posed(avatar: Avatar, out_path: str | Path, params: FlameParams | None = None) -> Path:
     """Write the avatar's world-space Gaussians at one pose to a PLY (atomically).
 
     Args:
-        avatar: the avatar (its ``world_gaussians(**flame) -> dict(means [N,3], quats [N,4],
+        avatar: the avatar (its ``world_gaussians(params) -> dict(means [N,3], quats [N,4],
             scales [N,3] linear, opacities [N] in 0..1, sh [N,K,3])`` and ``metadata``).
         out_path: the ``.ply`` to write.
-        flame_kwargs: the pose (``B = 1`` tensors); ``None`` is the neutral pose.
+        params: the pose (``B = 1`` tensors); ``None`` is the neutral pose.
 
     Returns:
         ``out_path`` as a ``Path``.
@@ -133,15 +138,14 @@ def export_posed(
     out = Path(out_path)
     if out.suffix.lower() != ".ply":
         raise HeadStudioError(f"output '{out}' must end in .ply.")
-    kw = flame_kwargs or {}
+    params = params if params is not None else FlameParams()
     try:
-        dev = next(avatar.parameters()).device
-        kw = {k: v.to(dev) for k, v in kw.items()}
+        params = params.to(next(avatar.parameters()).device)
     except (AttributeError, StopIteration):
         pass
     with torch.no_grad():
-        g = avatar.world_gaussians(**kw)
-    pose = {k: v.detach().cpu().reshape(-1).tolist() for k, v in kw.items()}
+        g = avatar.world_gaussians(params)
+    pose = {k: v.detach().cpu().reshape(-1).tolist() for k, v in params.kwargs().items()}
     metadata = {
         "posed": True,
         "pose": pose,
@@ -158,36 +162,6 @@ def export_posed(
         )  # fmt: skip
     log.info("exported %d Gaussians to %s", g["means"].shape[0], out)
     return out
-
-
-@contextlib.contextmanager
-def _replace_dir(out_dir: Path, owned: Callable[[Path], bool]) -> Iterator[Path]:
-    """Yield an empty folder beside ``out_dir``; on success it replaces ``out_dir`` (atomically
-    for readers: the old folder is moved aside first). ``owned(dir)`` says whether an existing
-    ``out_dir`` is an earlier export that may be replaced; other non-empty folders are refused.
-    """
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise HeadStudioError(f"output '{out_dir}' exists and is not a directory; give a folder name.")
-        if any(out_dir.iterdir()) and not owned(out_dir):
-            raise HeadStudioError(
-                f"output folder '{out_dir}' is not empty and not an earlier export; choose another -o."
-            )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        yield tmp
-        tmp.chmod(0o755)
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _motion_or_default(
@@ -222,12 +196,11 @@ def export_ply_sequence(
         return all(p.name.startswith("frame_") and p.suffix == ".ply" for p in d.iterdir())
 
     with (
-        _replace_dir(out, owned) as tmp,
+        atomic_folder(out, owned) as tmp,
         tqdm(total=len(seq), desc="ply-sequence", unit="frame", disable=not progress) as bar,
     ):
         for i, name in enumerate(names):
-            kw = fit_flame_kwargs({k: v.float() for k, v in seq.flame_kwargs([i]).items()}, num_expr)
-            export_posed(avatar, tmp / name, kw)
+            export_posed(avatar, tmp / name, fit_flame_params(seq.params([i]).to(torch.float32), num_expr))
             bar.update(1)
     log.info("exported %d frames to %s", len(names), out)
     return [out / n for n in names]
@@ -288,7 +261,7 @@ def export_web(
     def owned(d: Path) -> bool:
         return (d / WEB_DATA_FILE).is_file() and (d / "viewer.js").is_file()
 
-    with _replace_dir(out, owned) as tmp:
+    with atomic_folder(out, owned) as tmp:
         for name, path in static_files().items():
             body = path.read_bytes()
             if name == "index.html":
@@ -297,7 +270,8 @@ def export_web(
                 )
             (tmp / name).write_bytes(body)
         js = "window.HEADSTUDIO_DATA = " + json.dumps(payload, separators=(",", ":"), allow_nan=False) + ";\n"
-        (tmp / WEB_DATA_FILE).write_text(js, encoding="ascii")
+        with open(tmp / WEB_DATA_FILE, "w", encoding="ascii") as fh:
+            fh.write(js)
         if audio is not None:
             shutil.copyfile(audio, tmp / m["audio"])
     log.info("exported the web viewer (%d Gaussians, %d frames) to %s", avatar.num_gaussians, len(seq), out)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from PIL import Image
 
 from .._atomic import atomic_output
@@ -48,9 +49,8 @@ def preview_grid(avatar: Avatar, size: int) -> np.ndarray:
         c = len(PREVIEW_AZIMUTHS)
         vms = vms[None].expand(3, c, 4, 4).to(dev)
         ks = ks[None].expand(3, c, 3, 3).to(dev)
-        out = avatar.render(
-            vms, ks, s, s, background=(1.0, 1.0, 1.0), expression=expr.to(dev), jaw_pose=jaw.to(dev)
-        )
+        pose = FlameParams(expression=expr, jaw_pose=jaw).to(dev)
+        out = avatar.render(vms, ks, s, s, pose, background=(1.0, 1.0, 1.0))
     avatar.train(was_training)
     rgb = out.rgb.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu()  # [3, C, S, S, 3]
     return rgb.permute(0, 2, 1, 3, 4).reshape(3 * s, c * s, 3).numpy()

@@ -6,8 +6,8 @@
   with audio.
 * :func:`render_stills` renders N views around the avatar to one PNG grid or a directory of PNGs.
 
-They use the avatar's ``head.num_expression``, ``pose(**flame)`` → ``[B, V, 3]`` and
-``render(viewmats [B, C, 4, 4], Ks [B, C, 3, 3], width, height, background, **flame)`` →
+They use the avatar's ``head.num_expression``, ``pose(params)`` → ``[B, V, 3]`` and
+``render(viewmats [B, C, 4, 4], Ks [B, C, 3, 3], width, height, params, background=...)`` →
 ``rgb [B, C, H, W, 3]`` (:class:`headstudio.avatar.Avatar`).
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from flame_core.motion import MotionSequence
 from PIL import Image
 from tqdm.auto import tqdm
@@ -29,7 +30,7 @@ from .._atomic import atomic_output
 from ..avatar import Avatar
 from ..cameras import orbit_camera
 from ..errors import HeadStudioError
-from ..head_motion import as_motion, default_motion, fit_flame_kwargs
+from ..head_motion import as_motion, default_motion, fit_flame_params
 from ..video import VideoWriter
 
 __all__ = [
@@ -113,11 +114,15 @@ def orbit_views(
     return torch.stack(vms), torch.stack(ks)
 
 
-def _to_device(avatar: Avatar, *ts: torch.Tensor) -> list[torch.Tensor]:
+def _device(avatar: Avatar) -> torch.device:
     try:
-        dev = next(avatar.parameters()).device
+        return next(avatar.parameters()).device
     except (AttributeError, StopIteration):
-        dev = torch.device("cpu")
+        return torch.device("cpu")
+
+
+def _to_device(avatar: Avatar, *ts: torch.Tensor) -> list[torch.Tensor]:
+    dev = _device(avatar)
     return [t.to(dev) for t in ts]
 
 
@@ -129,13 +134,14 @@ def render_views(
     height: int,
     background: Sequence[float] = (1.0, 1.0, 1.0),
     chunk: int = 8,
-    **flame_kwargs: torch.Tensor,
+    params: FlameParams | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield uint8 images ``[H, W, 3]`` of one pose seen by cameras ``viewmats [C, 4, 4]``."""
+    """Yield uint8 images ``[H, W, 3]`` of one pose (``params``, ``[1, ·]`` tensors; ``None``:
+    neutral) seen by cameras ``viewmats [C, 4, 4]``."""
     for i in range(0, viewmats.shape[0], chunk):
         vm, k = _to_device(avatar, viewmats[i : i + chunk][None], Ks[i : i + chunk][None])
         with torch.no_grad():
-            out = avatar.render(vm, k, width, height, background=tuple(background), **flame_kwargs)
+            out = avatar.render(vm, k, width, height, params, background=tuple(background))
         rgb = out.rgb[0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu().numpy()  # [c, H, W, 3]
         yield from rgb
 
@@ -221,12 +227,11 @@ def render_motion(
     with writer as vw, _progress(total, "animate", progress) as bar:
         for start in range(0, total, batch_size):
             idx = list(range(start, min(start + batch_size, total)))
-            kw = fit_flame_kwargs(motion.flame_kwargs(idx), num_expr)
+            params = fit_flame_params(motion.params(idx), num_expr).to(_device(avatar))
             b = len(idx)
             vm, k = _to_device(avatar, vms[None].expand(b, -1, -1, -1), ks[None].expand(b, -1, -1, -1))
-            kw = dict(zip(kw, _to_device(avatar, *kw.values())))
             with torch.no_grad():
-                out = avatar.render(vm, k, w, h, background=settings.background, **kw)
+                out = avatar.render(vm, k, w, h, params, background=settings.background)
             rgb = out.rgb[:, 0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu().numpy()
             for img in rgb:
                 vw.write(img)
@@ -255,9 +260,10 @@ def render_stills(
     num_views: int = 4,
     size: int | tuple[int, int] = 512,
     settings: ViewSettings = ViewSettings(),
-    **flame_kwargs: torch.Tensor,
+    params: FlameParams | None = None,
 ) -> list[Path]:
-    """Render ``num_views`` views evenly spaced in azimuth (0 = front).
+    """Render ``num_views`` views evenly spaced in azimuth (0 = front), of the pose ``params``
+    (``[1, ·]`` tensors; ``None``: neutral).
 
     ``out_path`` ending in ``.png`` gets one grid image (views side by side, up to 4 per row);
     any other path is a directory that receives ``view_000.png`` ... .
@@ -274,7 +280,7 @@ def render_stills(
     target, dist = frame_avatar(avatar, settings)
     az = np.linspace(0.0, 360.0, num_views, endpoint=False)
     vms, ks = orbit_views(az, settings.elevation_deg, dist, settings.fovy_deg, w, h, target)
-    images = list(render_views(avatar, vms, ks, w, h, settings.background, **flame_kwargs))
+    images = list(render_views(avatar, vms, ks, w, h, settings.background, params=params))
     if out.suffix.lower() == ".png":
         _save_png(_grid(images, min(4, num_views)), out)
         return [out]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from flame_core import FlameParams
 from torch import Tensor
 
 from ..cameras import CameraSampler
@@ -46,6 +47,10 @@ class TrainBatch:
     @property
     def batch_size(self) -> int:
         return int(self.viewmats.shape[0])
+
+    def params(self) -> FlameParams:
+        """The poses as the :class:`FlameParams` that ``Avatar.render`` takes."""
+        return FlameParams.from_kwargs(self.flame)
 
     def to(self, device: torch.device | str) -> TrainBatch:
         """Copy every tensor to ``device``."""

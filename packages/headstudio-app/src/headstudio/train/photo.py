@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flame_core import FlameModel
+from flame_core import FlameModel, FlameParams
 
 from .._atomic import atomic_output
 from ..avatar import Avatar
@@ -287,15 +287,12 @@ def _render_rgba(
     viewmat: torch.Tensor,
     K: torch.Tensor,
     size: tuple[int, int],
-    flame: dict[str, torch.Tensor],
+    pose: FlameParams,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rgb [H, W, 3] un-premultiplied, alpha [H, W])`` of ``avatar`` seen by one camera (CPU)."""
     w, h = size
     dev = avatar.means.device
-    r = avatar.render(
-        viewmat[None].to(dev), K[None].to(dev), w, h, background=(0.0, 0.0, 0.0),
-        **{k: x.to(dev) for k, x in flame.items() if k != "shape"},
-    )  # fmt: skip
+    r = avatar.render(viewmat[None].to(dev), K[None].to(dev), w, h, pose.to(dev), background=(0.0, 0.0, 0.0))
     alpha = r.alpha[0, 0, ..., 0].clamp(0, 1).cpu()
     return (r.rgb[0, 0].cpu() / alpha[..., None].clamp_min(1e-4)).clamp(0, 1), alpha
 
@@ -323,7 +320,7 @@ def prior_views(
             _PRIOR_ELEVATION[0] + (_PRIOR_ELEVATION[1] - _PRIOR_ELEVATION[0]) * torch.rand(1, generator=gen)
         )
         vm = orbit(front, az, el)
-        rgb, alpha = _render_rgba(avatar, vm, v.K, v.size, neutral)
+        rgb, alpha = _render_rgba(avatar, vm, v.K, v.size, FlameParams.from_kwargs(neutral))
         out.append(
             PhotoView(
                 image=rgb,
@@ -373,7 +370,7 @@ def fill_unscored(view: PhotoView, avatar: Avatar, weight: float = PRIOR_WEIGHT)
     """``view`` with its unscored pixels (outside the photo; where mesh and mask disagree) given
     the freshly coloured ``avatar``'s own render as the target, at ``weight``: what the photo
     cannot say there stays as initialised instead of drifting."""
-    rgb, alpha = _render_rgba(avatar, view.viewmat, view.K, view.size, view.flame)
+    rgb, alpha = _render_rgba(avatar, view.viewmat, view.K, view.size, view.params())
     keep = view.valid > 0.999
     return replace(
         view,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from torch import Tensor
 
 from ..avatar import Avatar, rgb_to_sh
 from .photo_views import PhotoView, _project
@@ -101,14 +100,14 @@ def colour_from_photo(avatar: Avatar, view: PhotoView) -> ColourInit:
     """Set ``avatar``'s colours (SH band 0; higher bands zeroed) from the photo ``view`` (in place)."""
     w, h = view.size
     vm, K = view.viewmat.cpu(), view.K.cpu()
-    flame = {k: v.to(avatar.means.device) for k, v in view.flame.items() if k != "shape"}
-    verts = avatar.pose(**flame)[0].cpu().float()
+    pose = view.params().to(avatar.means.device)
+    verts = avatar.pose(pose)[0].cpu().float()
     faces = avatar.head.faces.cpu().long().numpy()
     cam = verts @ vm[:3, :3].T + vm[:3, 3]
     px_v = _project(verts, vm, K).numpy()
     zbuf = depth_buffer(px_v, cam[:, 2].numpy(), faces, (w, h))
 
-    g = avatar.world_gaussians(**flame)
+    g = avatar.world_gaussians(pose)
     means = g["means"].cpu().float()
     gcam = means @ vm[:3, :3].T + vm[:3, 3]
     gpx = _project(means, vm, K).numpy()
@@ -157,8 +156,3 @@ def colour_from_photo(avatar: Avatar, view: PhotoView) -> ColourInit:
     out = ColourInit(seen, mirrored, filled, rgb)
     log.info("photo colours: %s", out.summary())
     return out
-
-
-def view_flame(view: PhotoView, device: torch.device | str) -> dict[str, Tensor]:
-    """The view's FLAME keyword arguments without ``shape`` (the avatar's own is used)."""
-    return {k: v.to(device) for k, v in view.flame.items() if k != "shape"}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from flame_core import FlameModel
+from flame_core import FlameModel, FlameParams
 from torch import Tensor
 
 from .photo_fit import PhotoFit
@@ -73,6 +73,10 @@ class PhotoView:
     def size(self) -> tuple[int, int]:
         """``(W, H)``."""
         return int(self.image.shape[1]), int(self.image.shape[0])
+
+    def params(self) -> FlameParams:
+        """The view's pose (``[1, ·]`` tensors) without ``shape``: an avatar poses with its own."""
+        return FlameParams.from_kwargs({k: v for k, v in self.flame.items() if k != "shape"})
 
 
 def crop_box(face: PhotoFace) -> tuple[float, float, float]:

@@ -85,8 +85,8 @@ class TrainerStep(TrainerState):
 
     def _render(self, batch: TrainBatch) -> AvatarRender:
         return self.avatar.render(
-            batch.viewmats, batch.Ks, self.width, self.height, background=batch.backgrounds,
-            backend=self.render_backend, **batch.flame,
+            batch.viewmats, batch.Ks, self.width, self.height, batch.params(),
+            background=batch.backgrounds, backend=self.render_backend,
         )  # fmt: skip
 
     def _loss_terms(

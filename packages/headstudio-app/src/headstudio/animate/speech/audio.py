@@ -27,6 +27,7 @@ __all__ = [
     "audio_features",
     "mono_float",
     "read_wav",
+    "rms_envelope",
     "HOP_SECONDS",
     "SILENCE_DB",
     "SILENT_DBFS",
@@ -120,6 +121,30 @@ def audio_features(samples: np.ndarray, sample_rate: int) -> AudioFeatures:
     audible = (rel > -SILENCE_DB) & (level > SILENT_DBFS)
     cep = cep - cep[audible].mean(0)
     return AudioFeatures(cep, rel, audible, duration)
+
+
+def rms_envelope(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> np.ndarray:
+    """The speech's loudness at video frame times: the RMS of the samples within one frame period
+    either side of ``k / fps`` (a window two frames long), for ``k = 0 .. num_frames - 1``.
+
+    Args:
+        samples: ``[N]`` or ``[N, C]`` audio (int or float; see :func:`mono_float`).
+        sample_rate: samples per second.
+        num_frames / fps: the video frames to measure at.
+
+    Returns:
+        ``[num_frames]`` float64 RMS in the samples' float units (0 past the end of the audio).
+    """
+    if not (np.isfinite(fps) and fps > 0) or sample_rate <= 0:
+        raise ValueError(f"fps = {fps}, sample_rate = {sample_rate}; both must be positive")
+    x = mono_float(samples)
+    half = int(sample_rate / fps)
+    out = np.zeros(int(num_frames))
+    for k in range(int(num_frames)):
+        c = int(round(k * sample_rate / fps))
+        seg = x[max(0, c - half) : c + half]
+        out[k] = np.sqrt(np.mean(seg**2)) if len(seg) else 0.0
+    return out
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from scipy.spatial import cKDTree
 
 from ...avatar import SH_C0, Avatar
+from ...avatar_types import batch_size
 from ...errors import HeadStudioError
 
 __all__ = ["HeadMesh", "head_mesh", "bake_texture", "morph_deltas", "JOINT_NAMES"]
@@ -113,16 +115,15 @@ def head_mesh(avatar: Avatar) -> HeadMesh:
     )
 
 
-def morph_deltas(avatar: Avatar, params: dict[str, torch.Tensor], vmap: np.ndarray) -> np.ndarray:
+def morph_deltas(avatar: Avatar, params: FlameParams, vmap: np.ndarray) -> np.ndarray:
     """Offsets ``[K, V', 3]`` float32 of K FLAME parameter sets (``[K, ·]`` tensors: expression,
     jaw_pose, eye_pose) from the neutral mesh, at the avatar's shape, in glTF vertex order."""
     with torch.no_grad():
         neutral = avatar.pose()[0]
-        K = int(next(iter(params.values())).shape[0])
+        K = batch_size(params)
         out = np.empty((K, len(vmap), 3), np.float32)
         for s in range(0, K, 16):
-            chunk = {k: v[s : s + 16] for k, v in params.items()}
-            verts = avatar.pose(**chunk)
+            verts = avatar.pose(params.map(lambda v, s=s: v[s : s + 16]))
             out[s : s + 16] = (verts - neutral).cpu().numpy()[:, vmap]
     return out
 

@@ -16,25 +16,24 @@ holds one animation at the motion's frame rate (:mod:`.animation`); a FLAME moti
 target per expression component it uses (``flameExpression00``...) so its expressions are
 reproduced exactly (the ARKit targets stay at 0 in that clip).
 
-Writing is atomic: the GLB goes to ``.NAME.partial-PID-XXXX.glb`` beside the target and is
-renamed over it when complete, so a killed export leaves the previous file; partial files whose
-writer process is gone (an earlier kill) are swept on the next export to the same name.
+Writing is atomic (:func:`headstudio._atomic.atomic_output`): the GLB goes to
+``.NAME.partial-PID-XXXX.glb`` beside the target and is renamed over it when complete, so a killed
+export leaves the previous file; partial files whose writer process is gone (an earlier kill) are
+swept on the next export to the same name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 from flame_core.motion import MotionSequence
 
+from ..._atomic import atomic_output
 from ...animate.arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, euler_to_axis_angle
 from ...avatar import Avatar
 from ...errors import HeadStudioError
@@ -87,14 +86,13 @@ def _add_mesh(
 ) -> tuple[int, list[int], int]:
     """Mesh, material, skin and joint nodes; returns ``(mesh node, joint nodes, skinned root node)``."""
     K = len(ARKIT_NAMES)
-    kw = {k: v.to(avatar.means.device) for k, v in basis.flame_kwargs(np.eye(K)).items()}
-    deltas = [morph_deltas(avatar, kw, mesh.vmap)]
+    deltas = [morph_deltas(avatar, basis.params(np.eye(K)).to(avatar.means.device), mesh.vmap)]
     names = list(ARKIT_NAMES)
     if expr_components:
         E = int(avatar.head.num_expression)
         unit = torch.zeros(len(expr_components), E, device=avatar.means.device)
         unit[torch.arange(len(expr_components)), torch.as_tensor(expr_components)] = 1.0
-        deltas.append(morph_deltas(avatar, {"expression": unit}, mesh.vmap))
+        deltas.append(morph_deltas(avatar, FlameParams(expression=unit), mesh.vmap))
         names += [EXPRESSION_TARGET.format(i) for i in expr_components]
     all_deltas = np.concatenate(deltas, 0)
     tex = bake_texture(avatar, mesh, texture_size)
@@ -191,51 +189,6 @@ def _add_animation(
     return b.add("animations", {"name": name, "samplers": samplers, "channels": channels})
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale_partials(target: Path) -> list[Path]:
-    """Delete ``.NAME.partial-PID-*`` files beside ``target`` whose writer process is gone."""
-    removed = []
-    prefix = f".{target.stem}.partial-"
-    for p in target.parent.glob(f"{prefix}*{target.suffix}"):
-        pid_part = p.name[len(prefix) :].split("-", 1)[0]
-        if pid_part.isdigit() and not _pid_alive(int(pid_part)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed.append(p)
-    if removed:
-        log.info("removed %d partial file(s) left by an earlier killed export", len(removed))
-    return removed
-
-
-@contextlib.contextmanager
-def _atomic(target: Path) -> Iterator[Path]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_partials(target)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.stem}.partial-{os.getpid()}-", suffix=target.suffix, dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def export_glb(
     avatar: Avatar,
     path: str | Path,
@@ -304,7 +257,7 @@ def export_glb(
     source = "procedural" if str(avatar.head.source) == "procedural" else "flame"  # never a local path
     b.doc["asset"]["extras"] = {"headstudio": {"head": source, "parts": parts}}
     data = b.glb_bytes()
-    with _atomic(out) as tmp, open(tmp, "wb") as fh:
+    with atomic_output(out) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
     log.info("exported %s (%d bytes)", out, len(data))
     return summary

@@ -20,7 +20,7 @@ from flame_core import MotionSequence
 from tqdm.auto import tqdm
 
 from ...avatar import Avatar
-from ...head_motion import fit_flame_kwargs
+from ...head_motion import fit_flame_params
 
 __all__ = ["QUANT_LEVELS", "bake_motion", "head_model_arrays"]
 
@@ -49,8 +49,8 @@ def bake_motion(
     with torch.no_grad(), tqdm(total=T, desc="bake motion", unit="frame", disable=not progress) as bar:
         for start in range(0, T, batch_size):
             idx = list(range(start, min(start + batch_size, T)))
-            kw = fit_flame_kwargs(motion.flame_kwargs(idx), num_expr)
-            chunks.append(avatar.pose(**{k: v.to(dev) for k, v in kw.items()}).float().cpu().numpy())
+            params = fit_flame_params(motion.params(idx), num_expr).to(dev)
+            chunks.append(avatar.pose(params).float().cpu().numpy())
             bar.update(len(idx))
     verts = np.concatenate(chunks, 0)  # [T, V, 3]
     lo = verts.reshape(-1, 3).min(0)

@@ -10,7 +10,7 @@ Server → page, one binary message per answer: ``u32 magic "HSV1"``, ``u32 seq`
 request), ``i32 frame`` (the motion frame, ``-1`` for a slider pose), then ``V*3`` float32
 vertices, all little-endian (about 60 KB for FLAME's 5023 vertices).
 
-A slider pose is the preset's pose under the sliders (:func:`pose_flame_kwargs`, the same rule
+A slider pose is the preset's pose under the sliders (:func:`pose_flame_params`, the same rule
 as the page's ``sliderPose``): the sliders replace the first ``K`` expression components, the
 jaw's x rotation (opening), the neck rotation and the x/y rotations (pitch, yaw) of both eyes; the
 preset keeps the rest (its other expression components, the jaw's y/z, the eyes' z).
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from flame_core import FlameParams
 
 __all__ = [
     "MAGIC",
@@ -37,7 +38,7 @@ __all__ = [
     "parse_message",
     "encode_vertices",
     "decode_vertices",
-    "pose_flame_kwargs",
+    "pose_flame_params",
 ]
 
 MAGIC = 0x31565348  # b"HSV1" read as a little-endian u32
@@ -148,9 +149,9 @@ def decode_vertices(data: bytes) -> tuple[int, int, np.ndarray]:
     return seq, frame, np.frombuffer(data, "<f4", offset=12).reshape(-1, 3)
 
 
-def pose_flame_kwargs(
+def pose_flame_params(
     req: PoseRequest, presets: Mapping[str, Mapping[str, torch.Tensor]], num_expression: int
-) -> dict[str, torch.Tensor]:
+) -> FlameParams:
     """FLAME parameters (``[1, ·]`` tensors) of a slider pose.
 
     Args:
@@ -172,9 +173,9 @@ def pose_flame_kwargs(
     jaw[0] = req.jaw
     eyes[0] = eyes[3] = req.eyes[0]
     eyes[1] = eyes[4] = req.eyes[1]
-    return {
-        "expression": expr[None],
-        "jaw_pose": jaw[None],
-        "neck_pose": torch.tensor(req.neck, dtype=torch.float32)[None],
-        "eye_pose": eyes[None],
-    }
+    return FlameParams(
+        expression=expr[None],
+        jaw_pose=jaw[None],
+        neck_pose=torch.tensor(req.neck, dtype=torch.float32)[None],
+        eye_pose=eyes[None],
+    )

@@ -33,14 +33,14 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import torch
-from flame_core import MotionSequence
+from flame_core import FlameParams, MotionSequence
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ...avatar import Avatar
-from ...head_motion import fit_flame_kwargs
+from ...head_motion import fit_flame_params
 from .assets import ViewerData
 from .bundle import static_files
 from .protocol import (
@@ -49,7 +49,7 @@ from .protocol import (
     ProtocolError,
     encode_vertices,
     parse_message,
-    pose_flame_kwargs,
+    pose_flame_params,
 )
 
 __all__ = ["ViewerServer", "is_loopback"]
@@ -215,19 +215,17 @@ class ViewerServer:
 
     # ------------------------------------------------------------------------ websocket side
 
-    def _vertices(self, kwargs: dict[str, torch.Tensor]) -> torch.Tensor:
-        dev = self.avatar.means.device
+    def _vertices(self, params: FlameParams) -> torch.Tensor:
         with torch.no_grad():
-            return self.avatar.pose(**{k: v.to(dev) for k, v in kwargs.items()})[0]
+            return self.avatar.pose(params.to(self.avatar.means.device))[0]
 
     def _evaluate_frames(self, start: int) -> None:
         """Pose motion frames ``start .. start + _FRAME_BATCH - 1`` in one batch (the page asks
         for frames ahead of the playhead, so the next ones are wanted soon) into the cache."""
         idx = list(range(start, min(start + _FRAME_BATCH, self.num_frames)))
-        kw = fit_flame_kwargs(self.motion.flame_kwargs(idx), self.num_expression)
-        dev = self.avatar.means.device
+        params = fit_flame_params(self.motion.params(idx), self.num_expression)
         with torch.no_grad():
-            verts = self.avatar.pose(**{k: v.to(dev) for k, v in kw.items()})
+            verts = self.avatar.pose(params.to(self.avatar.means.device))
         for i, v in zip(idx, verts):
             self._frames[i] = encode_vertices(0, i, v)
             self._frames.move_to_end(i)
@@ -243,8 +241,9 @@ class ViewerServer:
                 self._evaluate_frames(req.index)
                 cached = self._frames[req.index]
             return cached[:4] + req.seq.to_bytes(4, "little") + cached[8:]
-        kw = pose_flame_kwargs(req, self.presets, self.num_expression)
-        return encode_vertices(req.seq, -1, self._vertices(kw))
+        return encode_vertices(
+            req.seq, -1, self._vertices(pose_flame_params(req, self.presets, self.num_expression))
+        )
 
     async def _handler(self, ws: ServerConnection) -> None:
         try:
