@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from flame_core import FlameParams
 from flame_core.model import FlameModel
 from headstudio.cameras import head_target, orbit_camera
 from headstudio.demo.teacher import build_teacher_avatar
@@ -26,11 +27,11 @@ def pair(head: FlameModel):  # noqa: ANN201
     return with_hair, build_teacher_avatar(head, points_per_face=1, hair=False)
 
 
-def _render(avatar, az: float, el: float = 0.0, **pose: torch.Tensor):  # noqa: ANN001, ANN202
+def _render(avatar, az: float, el: float = 0.0, params: FlameParams | None = None):  # noqa: ANN001, ANN202
     tgt = head_target(avatar.pose()[0])  # the neutral head: the same camera for both avatars
     vm, K = orbit_camera(az, el, DISTANCE, 40.0, SIZE, SIZE, tgt)
     with torch.no_grad():
-        out = avatar.render(vm[None], K[None], SIZE, SIZE, background=(1.0, 1.0, 1.0), **pose)
+        out = avatar.render(vm[None], K[None], SIZE, SIZE, params, background=(1.0, 1.0, 1.0))
     return out.rgb[0, 0].numpy(), out.alpha[0, 0, ..., 0].numpy(), vm, K
 
 
@@ -86,10 +87,10 @@ def test_the_face_is_unchanged(head: FlameModel, pair) -> None:  # noqa: ANN001
     ids = [105, 334, 152, 33, 263, 151]  # brows, chin, outer eye corners, mid-forehead
     with torch.no_grad():
         lm = emb.select(ids)(head().vertices, head.faces)[0]
-    jaw = torch.tensor([[0.25, 0.0, 0.0]])
+    jaw = FlameParams(jaw_pose=torch.tensor([[0.25, 0.0, 0.0]]))
     for az in (0.0, 30.0, -30.0):
-        img_h, _, vm, K = _render(hair, az, jaw_pose=jaw)
-        img_b, _, _, _ = _render(bald, az, jaw_pose=jaw)
+        img_h, _, vm, K = _render(hair, az, params=jaw)
+        img_b, _, _, _ = _render(bald, az, params=jaw)
         diff = np.abs(img_h - img_b).max(-1)
         cam = lm @ vm[:3, :3].T + vm[:3, 3]
         uv = ((cam @ K.T)[:, :2] / cam[:, 2:]).numpy()
@@ -117,8 +118,8 @@ def test_hair_is_bound_to_the_scalp_and_follows_the_head(head: FlameModel, pair)
     off = (world[n:] - centroid).norm(dim=-1)
     assert off.max() < TOP_BACK_THICKNESS + 0.012  # within the thickness (plus the triangle)
     # a turned head carries its hair: the hair's offsets from their triangles turn rigidly
-    neck = torch.tensor([[0.0, 0.6, 0.0]])
-    turned = hair.world_gaussians(neck_pose=neck)["means"].detach()[n:]
-    v2 = hair.pose(neck_pose=neck)[0]
+    neck = FlameParams(neck_pose=torch.tensor([[0.0, 0.6, 0.0]]))
+    turned = hair.world_gaussians(neck)["means"].detach()[n:]
+    v2 = hair.pose(neck)[0]
     c2 = v2[head.faces[ids]].mean(1)
     torch.testing.assert_close((turned - c2).norm(dim=-1), off, atol=2e-4, rtol=0)

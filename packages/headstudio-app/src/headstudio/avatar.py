@@ -26,7 +26,7 @@ from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
-from .avatar_head import check_face_ids, resolve_head, shape_for_head
+from .avatar_head import check_face_ids, head_record, resolve_head, shape_for_head
 from .avatar_init import uniform_superresolution_init
 from .avatar_io import FORMAT, FORMAT_VERSION, AvatarFile, read_avatar_file, rigging_extras
 from .avatar_types import (
@@ -349,11 +349,7 @@ class Avatar(nn.Module):
             "num_expression": int(self.head.num_expression),
             "sh_degree": self.sh_degree,
             "num_gaussians": self.num_gaussians,
-            "head": {
-                "identity_hash": str(self.head.identity_hash()),
-                "source": str(self.head.source),
-                "mouth_interior": self.head.mouth_interior is not None,
-            },
+            "head": head_record(self.head),
             "config": config if config is not None else self.metadata.get("config"),
             "prompt": prompt if prompt is not None else self.metadata.get("prompt"),
             "metadata": {k: v for k, v in self.metadata.items() if k not in ("config", "prompt")},

@@ -18,7 +18,7 @@ from flame_core import FlameFileError, FlameModel
 from .avatar_io import EXTRA_FACE, AvatarFile, damaged
 from .errors import HeadStudioError
 
-__all__ = ["build_head", "resolve_head", "check_face_ids", "shape_for_head"]
+__all__ = ["build_head", "head_record", "resolve_head", "check_face_ids", "shape_for_head"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ def build_head(
             head.source,
         )
         return head
+
+
+def head_record(head: FlameModel) -> dict[str, str | bool]:
+    """The avatar file's ``head`` metadata: which head model it plays on (identity hash, source)
+    and whether that head has the mouth interior (so it is loaded with the same one)."""
+    return {
+        "identity_hash": str(head.identity_hash()),
+        "source": str(head.source),
+        "mouth_interior": head.mouth_interior is not None,
+    }
 
 
 def check_face_ids(f: AvatarFile, head: FlameModel) -> None:
