@@ -178,8 +178,8 @@ def hair_gaussians(
     along = (spacing * crisp)[:, None] * (1 + layers[None] * thick[:, None] / 0.05)
     across = np.maximum(0.6 * gap, 0.3 * spacing[:, None])
     # colour: base brown, shaded inner layers, fine streaks running front to back, baked light
-    phase = generator.uniform(0, 2 * np.pi, 3)
-    streak = 0.5 + 0.5 * np.sin(np.arctan2(base[:, 0], base[:, 1] + 0.05) * 45 + phase[0])
+    phase = generator.uniform(0, 2 * np.pi)
+    streak = 0.5 + 0.5 * np.sin(np.arctan2(base[:, 0], base[:, 1] + 0.05) * 45 + phase)
     tone = (0.9 + 0.2 * streak)[:, None] * (INNER_SHADE + (1 - INNER_SHADE) * layers[None])
     light = shade_min + (1 - shade_min) * (0.5 + 0.5 * normal @ light_dir)
     rgb = (hair_rgb[None, None] * (tone * light[:, None])[..., None]).reshape(-1, 3)
