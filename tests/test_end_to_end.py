@@ -113,12 +113,14 @@ def test_generate_refuses_to_overwrite_a_run(tmp_path: Path, offline_fsds, capsy
 
 # ----------------------------------------------------------------------------------- demo
 
-#: The demo's quality bar at the reduced size (32², 60 steps, 48 targets). Measured on the CPU:
-#: 24.1 dB on held-out views and 24.4 dB on held-out expressions after training, against
-#: 14.7 / 13.9 dB for the untrained initialisation (grey Gaussians on the same head). The bar
+#: The demo's quality bar at the reduced size (32², 100 steps, 48 targets). Measured on the CPU:
+#: 22.3 dB on held-out views and 25.4 dB on held-out expressions after training, against
+#: 12.7 / 12.3 dB for the untrained initialisation (grey Gaussians on the same head). The bar
 #: asks for most of that: >= 20 dB absolute (mean error below ~10 % of the range: skin, hair,
 #: lips and eyes in the right places from unseen cameras and with unseen expressions) and
-#: >= 6 dB above the initialisation, leaving ~4 dB for thread-order and platform differences.
+#: >= 6 dB above the initialisation. The teacher's hair volume (issue 22) made the small run
+#: harder: at 60 steps it reached only 19.7 dB on the held-out views (the student's hair stops
+#: short of the teacher's silhouette), so the run is 100 steps long, leaving ~2 dB of margin.
 DEMO_MIN_PSNR = 20.0
 DEMO_MIN_GAIN = 6.0
 
@@ -128,7 +130,7 @@ def test_demo_reaches_the_psnr_bar(tmp_path: Path) -> None:
     from headstudio.demo.run import run_demo
 
     res = run_demo(
-        tmp_path / "demo", size=32, steps=60, device="cpu", num_targets=48, num_heldout=8, video_frames=6,
+        tmp_path / "demo", size=32, steps=100, device="cpu", num_targets=48, num_heldout=8, video_frames=6,
         progress=False,
     )  # fmt: skip
     for split in ("views", "expressions"):

@@ -26,9 +26,9 @@ from rigged_gaussians.ply import save_ply
 from torch import nn
 
 from ._atomic import atomic_output
-from .avatar_head import check_face_ids, resolve_head, shape_for_head
+from .avatar_head import check_face_ids, head_record, resolve_head, shape_for_head
 from .avatar_init import uniform_superresolution_init
-from .avatar_io import FORMAT, FORMAT_VERSION, read_avatar_file, rigging_extras
+from .avatar_io import FORMAT, FORMAT_VERSION, AvatarFile, read_avatar_file, rigging_extras
 from .avatar_types import (
     GAUSSIAN_PARAMS,
     SH_C0,
@@ -349,7 +349,7 @@ class Avatar(nn.Module):
             "num_expression": int(self.head.num_expression),
             "sh_degree": self.sh_degree,
             "num_gaussians": self.num_gaussians,
-            "head": {"identity_hash": str(self.head.identity_hash()), "source": str(self.head.source)},
+            "head": head_record(self.head),
             "config": config if config is not None else self.metadata.get("config"),
             "prompt": prompt if prompt is not None else self.metadata.get("prompt"),
             "metadata": {k: v for k, v in self.metadata.items() if k not in ("config", "prompt")},
@@ -378,7 +378,12 @@ class Avatar(nn.Module):
             HeadStudioError: the head model's identity hash differs from the one the avatar was
                 made on (``argument="head"`` when another head would do).
         """
-        f = read_avatar_file(path, verify=verify)
+        return cls.from_avatar_file(read_avatar_file(path, verify=verify), head)
+
+    @classmethod
+    def from_avatar_file(cls, f: AvatarFile, head: FlameModel | None = None) -> Avatar:
+        """The avatar in a read file (:func:`headstudio.avatar_io.read_avatar_file`) on ``head``
+        (``None``: the head the file names); errors as :meth:`load`."""
         head = resolve_head(f, head)
         check_face_ids(f, head)
         loc = f.local

@@ -8,15 +8,62 @@ The file itself is read by :func:`headstudio.avatar_io.read_avatar_file`;
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import torch
-from flame_core import FlameModel
+from flame_core import FlameFileError, FlameModel
 
 from .avatar_io import EXTRA_FACE, AvatarFile, damaged
 from .errors import HeadStudioError
 
-__all__ = ["resolve_head", "check_face_ids", "shape_for_head"]
+__all__ = ["build_head", "head_record", "resolve_head", "check_face_ids", "shape_for_head"]
+
+log = logging.getLogger(__name__)
+
+
+def build_head(
+    flame_path: str | os.PathLike | None, num_shape: int, num_expression: int, mouth_interior: bool
+) -> FlameModel:
+    """The head model of a new avatar: ``flame_path`` (else ``HEADSTUDIO_FLAME_PATH``, else the
+    procedural head, as :meth:`FlameModel.resolve`), with the mouth interior when asked for.
+
+    A FLAME file without a MediaPipe landmark embedding cannot have the interior (it is built
+    from the lips' landmarks): it is loaded without, with one warning.
+
+    Raises:
+        OSError, ValueError: the file cannot be loaded; or (``FlameFileError``) its interior
+            cannot be built from its geometry (the message says to set
+            ``head.mouth_interior = false``).
+    """
+    kw = {"num_shape": num_shape, "num_expression": num_expression}
+    if not mouth_interior:
+        return FlameModel.resolve(flame_path, mouth_interior=False, **kw)
+    try:
+        return FlameModel.resolve(flame_path, mouth_interior=True, **kw)
+    except FlameFileError as err:
+        head = FlameModel.resolve(flame_path, mouth_interior=False, **kw)  # its own error if unreadable
+        if head.landmark_embedding is not None:
+            raise FlameFileError(
+                f"{err}; set head.mouth_interior = false to use this head without a mouth interior"
+            ) from err
+        log.warning(
+            "the FLAME model %s has no MediaPipe landmark embedding, so it gets no mouth interior "
+            "(put mediapipe_landmark_embedding.npz beside it for one)",
+            head.source,
+        )
+        return head
+
+
+def head_record(head: FlameModel) -> dict[str, str | bool]:
+    """The avatar file's ``head`` metadata: which head model it plays on (identity hash, source)
+    and whether that head has the mouth interior (so it is loaded with the same one)."""
+    return {
+        "identity_hash": str(head.identity_hash()),
+        "source": str(head.source),
+        "mouth_interior": head.mouth_interior is not None,
+    }
 
 
 def check_face_ids(f: AvatarFile, head: FlameModel) -> None:
@@ -37,14 +84,19 @@ def check_face_ids(f: AvatarFile, head: FlameModel) -> None:
 
 def _default_head(f: AvatarFile) -> FlameModel:
     """The head named by the file: the procedural head, else the FLAME file it names when that
-    file is still there, else ``FlameModel.resolve()``."""
+    file is still there, else ``FlameModel.resolve()``; with a mouth interior when the file
+    records one (files from before that record: the procedural head with, a FLAME file without,
+    as they were made)."""
     want_src = f.head_identity[1]
+    kw = {"num_shape": f.num_shape, "num_expression": f.num_expression}
+    if f.head_mouth_interior is not None:  # files from before the record: each loader's default
+        kw["mouth_interior"] = f.head_mouth_interior
     if want_src == "procedural":
-        return FlameModel.procedural(num_shape=f.num_shape, num_expression=f.num_expression)
+        return FlameModel.procedural(**kw)
     try:
         if Path(want_src).is_file():
-            return FlameModel.from_file(want_src, num_shape=f.num_shape, num_expression=f.num_expression)
-        return FlameModel.resolve(num_shape=f.num_shape, num_expression=f.num_expression)
+            return FlameModel.from_file(want_src, **kw)
+        return FlameModel.resolve(**kw)
     except (OSError, ValueError) as err:
         raise HeadStudioError(
             f"avatar '{f.path}' was made on the FLAME model {want_src}, which could not be loaded "

@@ -6,7 +6,8 @@ logits) and the header metadata::
 
     {"format": "headstudio-avatar", "format_version": 1, "shape": [...], "num_shape": S,
      "num_expression": E, "sh_degree": d, "num_gaussians": N,
-     "head": {"identity_hash": "<sha256>", "source": "procedural" | "<path>"},
+     "head": {"identity_hash": "<sha256>", "source": "procedural" | "<path>",
+              "mouth_interior": true | false},
      "config": {...} | null, "prompt": "..." | null, "metadata": {...}}
 
 Reading the file (:func:`read_avatar_file`) lives here, matching it to a head model in
@@ -102,6 +103,13 @@ class AvatarFile:
         """``(identity_hash, source)`` of the head model the avatar was made on."""
         ident = self.meta.get("head") or {}
         return str(ident.get("identity_hash", "")), str(ident.get("source", "?"))
+
+    @property
+    def head_mouth_interior(self) -> bool | None:
+        """Whether the head had a mouth interior; ``None`` for files from before that record
+        (the procedural head had one, FLAME files had none)."""
+        value = (self.meta.get("head") or {}).get("mouth_interior")
+        return None if value is None else bool(value)
 
     @property
     def num_shape(self) -> int:
@@ -203,11 +211,12 @@ def _check_header(meta: dict[str, Any], path: Path) -> None:
         and isinstance(head.get("identity_hash"), str)
         and re.fullmatch(r"[0-9a-f]{64}", head["identity_hash"])
         and isinstance(head.get("source", ""), str)
+        and isinstance(head.get("mouth_interior", False), bool)
     ):
         raise damaged(
             path,
             f"metadata field 'head' is {_short(head)}; expected {{\"identity_hash\": <64 hex digits>, "
-            '"source": <text>}',
+            '"source": <text>, "mouth_interior": true | false}',
         )
     for key, kind in (("config", dict), ("metadata", dict), ("prompt", str)):
         if meta.get(key) is not None and not isinstance(meta[key], kind):

@@ -38,11 +38,17 @@ class HeadConfig:
             else the open procedural head (``flame_core.FlameModel.resolve``).
         num_shape: shape components β used (and learned).
         num_expression: expression components ψ used by animation.
+        mouth_interior: give the head teeth, a tongue and a dark oral cavity
+            (:mod:`flame_core.mouth_interior`), built from its own lips, for the Gaussians to
+            bind to. A FLAME file needs its MediaPipe landmark embedding for it (without one the
+            head gets none, with one warning). The avatar file records the choice, so it is
+            loaded on the same head.
     """
 
     flame_path: str | None = None
     num_shape: int = 100
     num_expression: int = 100
+    mouth_interior: bool = True
 
 
 @dataclass

@@ -55,7 +55,7 @@ def head() -> Any:
 
 @pytest.fixture(scope="session")
 def teacher(head: Any) -> Any:
-    """The textured teacher avatar, one Gaussian per triangle (11,636)."""
+    """The textured teacher avatar, one Gaussian per triangle plus its hair volume (24,071)."""
     from headstudio.demo.teacher import build_teacher_avatar
 
     return build_teacher_avatar(head, points_per_face=1)
@@ -112,9 +112,10 @@ def browser(playwright_driver: Any) -> Iterator[Any]:
 class Page:
     """One page of the viewer with its console collected (``errors``: console errors + exceptions)."""
 
-    def __init__(self, browser: Any, size: int = SIZE, offline: bool = False) -> None:
+    def __init__(self, browser: Any, size: int | tuple[int, int] = SIZE, offline: bool = False) -> None:
+        width, height = (size, size) if isinstance(size, int) else size
         self.context = browser.new_context(
-            viewport={"width": size, "height": size}, device_scale_factor=1, offline=offline
+            viewport={"width": width, "height": height}, device_scale_factor=1, offline=offline
         )
         self.page = self.context.new_page()
         self.errors: list[str] = []
@@ -166,7 +167,7 @@ class Page:
 def open_page(browser: Any) -> Iterator[Any]:
     pages: list[Page] = []
 
-    def make(url: str, size: int = SIZE, offline: bool = False) -> Page:
+    def make(url: str, size: int | tuple[int, int] = SIZE, offline: bool = False) -> Page:
         p = Page(browser, size, offline)
         pages.append(p)
         return p.open(url)

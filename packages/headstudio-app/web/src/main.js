@@ -19,6 +19,35 @@ import { defaultState, formatHash, parseHash } from "./state.js";
 import { buildPanel } from "./ui.js";
 
 const DEG = Math.PI / 180;
+/** The part of the free width the head's bounding sphere may fill when the view zooms out. */
+const FRAME_FILL = 0.92;
+/** The least part of the canvas width the panel must leave free for the head to move into it. */
+const MIN_FREE = 0.4;
+
+/** Largest distance of the vertices ``[V*3]`` from ``target [3]``. */
+function boundingRadius(vertices, target) {
+  let r2 = 0;
+  for (let i = 0; i < vertices.length; i += 3) {
+    const dx = vertices[i] - target[0], dy = vertices[i + 1] - target[1], dz = vertices[i + 2] - target[2];
+    r2 = Math.max(r2, dx * dx + dy * dy + dz * dz);
+  }
+  return Math.sqrt(r2);
+}
+
+/**
+ * The columns of the canvas that the open settings panel leaves free: ``{left, right}`` in CSS
+ * pixels of the canvas (the wider side of the panel), or ``null`` when the panel is closed, not
+ * over the canvas, or leaves less than ``MIN_FREE`` of its width (a panel over most of a narrow
+ * canvas: the head stays where the renderer puts it).
+ */
+function freeColumns(canvas, gui) {
+  if (!gui || gui._closed) return null;
+  const c = canvas.getBoundingClientRect(), p = gui.domElement.getBoundingClientRect();
+  if (p.width <= 0 || p.right <= c.left || p.left >= c.right) return null;
+  const leftSide = p.left - c.left, rightSide = c.right - p.right;
+  if (Math.max(leftSide, rightSide) < MIN_FREE * c.width) return null;
+  return leftSide >= rightSide ? { left: 0, right: leftSide } : { left: c.width - rightSide, right: c.width };
+}
 
 THREE.ColorManagement.enabled = false;
 
@@ -89,7 +118,12 @@ class Viewer {
       this.lostServer = true;
     };
 
-    this.refreshPanel = buildPanel(this);
+    const vertices = data.arrays["avatar.bin"].vertices;
+    this.headRadius = boundingRadius(vertices, m.camera.target);
+    this.framing = { offsetX: 0, zoom: 1, free: null };
+    const panel = buildPanel(this);
+    this.gui = panel.gui;
+    this.refreshPanel = panel.refresh;
     window.addEventListener("resize", () => this.resize());
     window.addEventListener("hashchange", () => this.onHashChange());
     this.resize();
@@ -112,6 +146,32 @@ class Viewer {
     const w = this.canvas.clientWidth || window.innerWidth, h = this.canvas.clientHeight || window.innerHeight;
     this.renderer.setSize(w, h, false);
     this.camera.aspect = w / h;
+    this.frame();
+  }
+
+  /**
+   * Frame the head in the part of the canvas that the settings panel leaves free: the projection
+   * centre moves to the middle of the free part (a view offset: the orbit, the hash and the
+   * head's pose are unchanged), and where the head (its bounding sphere at the default distance)
+   * is wider than that part, the view zooms out to fit it. With the panel closed, or not over
+   * the canvas, the view is the renderer's own (no offset, no zoom).
+   */
+  frame() {
+    const w = this.canvas.clientWidth || window.innerWidth, h = this.canvas.clientHeight || window.innerHeight;
+    const free = freeColumns(this.canvas, this.gui);
+    let offsetX = 0, zoom = 1;
+    if (free) {
+      const width = free.right - free.left;
+      offsetX = w / 2 - (free.left + free.right) / 2; // the target appears at w / 2 - offsetX
+      const f = h / 2 / Math.tan((this.manifest.camera.fovy * DEG) / 2);
+      const d = this.manifest.camera.distance, r = Math.min(this.headRadius, 0.99 * d);
+      const diameter = (2 * f * r) / Math.sqrt(d * d - r * r); // the sphere's width in pixels
+      zoom = Math.min(1, (FRAME_FILL * width) / diameter);
+    }
+    this.framing = { offsetX, zoom, free };
+    this.camera.zoom = zoom;
+    if (offsetX !== 0) this.camera.setViewOffset(w, h, offsetX, 0, w, h);
+    else this.camera.clearViewOffset();
     this.camera.updateProjectionMatrix();
     this.needsRender = true;
   }
@@ -425,6 +485,7 @@ async function boot() {
       benchmark: (n, moveMesh) => viewer.benchmark(n, moveMesh),
       benchmarkStatic: (world, n) => viewer.benchmarkStatic(world, n),
       shownFrame: () => viewer.shownFrame,
+      framing: () => ({ ...viewer.framing }),
       playLog: () => viewer.playLog.slice(),
       vertices: () => Array.from(viewer.lastVertices || []),
       audioTime: () => (viewer.audio ? viewer.audio.currentTime : null),

@@ -4,11 +4,13 @@ import GUI from "lil-gui";
 
 /**
  * @param {object} app the viewer: state, manifest, canPose, setState(partial, source),
- *   resetView(), screenshot(), toggleRecording(), hasMotion
+ *   resetView(), screenshot(), toggleRecording(), hasMotion, frame()
+ * @returns {{gui: GUI, refresh: function}} the panel and the function that refreshes its widgets
  */
 export function buildPanel(app) {
   const gui = new GUI({ title: "HeadStudio" });
   if (window.innerWidth < 600) gui.close(); // small screens: the panel opens on demand
+  gui.onOpenClose(() => app.frame()); // the free part of the canvas changed
   const m = app.manifest;
   const s = app.state;
   const controllers = [];
@@ -65,10 +67,11 @@ export function buildPanel(app) {
     .name("copy link to this view");
 
   /** Refresh the widgets after the state changed elsewhere (orbit, hash, playback). */
-  return function refresh() {
+  const refresh = () => {
     for (const c of controllers) {
       if (c.__hs) c.__hs();
       c.updateDisplay();
     }
   };
+  return { gui, refresh };
 }

@@ -7,7 +7,9 @@ texture is derived deterministically from the neutral mesh and its MediaPipe lan
 * skin: a warm tone varying smoothly over the head (low-frequency noise from ``seed``), rosier
   cheeks, a slightly darker neck, with soft light baked in from the upper front (skin and hair);
 * hair: dark brown on the top and back of the head, above a hairline that runs from the top of
-  the forehead (landmark 10) down to the ears at the back;
+  the forehead (landmark 10) down to the ears at the back, painted on the scalp and, on top of
+  it, a hair volume standing up to 1.5 cm off the scalp (:mod:`headstudio.demo.teacher_hair`),
+  so that side and back views show hair in the silhouette;
 * lips: red inside the outer lip contour, darkening where they roll into the mouth; eyebrows:
   dark brown along the brow landmarks;
 * eyes: the eyeballs (the mesh components carrying the iris landmarks 468–477) are white with a
@@ -26,6 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from ..avatar import Avatar, rgb_to_sh
 from ..config import InitConfig
 from ..errors import HeadStudioError
+from .teacher_hair import hair_gaussians, hair_weight
 
 __all__ = ["build_teacher_avatar", "teacher_colors", "TEACHER_COLORS"]
 
@@ -112,6 +115,11 @@ def _landmarks(head: FlameModel, verts: torch.Tensor) -> dict[int, np.ndarray]:
     return dict(zip(ids, pos))
 
 
+def _ear_mid(lm: dict[int, np.ndarray]) -> np.ndarray:
+    """``[3]`` the point between the two ear landmarks."""
+    return 0.5 * (lm[EARS[0]] + lm[EARS[1]])
+
+
 def teacher_colors(
     head: FlameModel, points: torch.Tensor, face_ids: torch.Tensor, seed: int = 0
 ) -> torch.Tensor:
@@ -146,12 +154,7 @@ def teacher_colors(
     rgb = rgb + neck[:, None] * (col["neck"] - col["skin"])[None]
 
     # hair: above a hairline from the top of the forehead (front) down to the ears (back)
-    front_y, front_z = lm[FOREHEAD_TOP][1], lm[FOREHEAD_TOP][2]
-    ear_y = 0.5 * (lm[EARS[0]][1] + lm[EARS[1]][1])
-    ear_z = 0.5 * (lm[EARS[0]][2] + lm[EARS[1]][2])
-    back = _smoothstep((front_z - p[:, 2]) / max(front_z - ear_z, 1e-6))
-    hairline = front_y + 0.008 + back * (ear_y + 0.005 - front_y - 0.008)
-    hair = _smoothstep((p[:, 1] - hairline) / 0.008)
+    hair, _ = hair_weight(p, lm[FOREHEAD_TOP], _ear_mid(lm))
     rgb = rgb + hair[:, None] * (col["hair"] - rgb)
 
     # baked soft light from the upper front (half-Lambert on the neutral faces' normals), so nose,
@@ -212,18 +215,22 @@ def build_teacher_avatar(
     points_per_face: int = 2,
     opacity: float = 0.95,
     scale_factor: float = 1.2,
+    hair: bool = True,
 ) -> Avatar:
     """The textured teacher avatar on ``head`` (deterministic for a given ``seed``).
 
     Args:
         head: the procedural head (any head with a MediaPipe landmark embedding works).
         seed: seed of the Gaussian positions and of the skin variation.
-        points_per_face: Gaussians per triangle.
+        points_per_face: Gaussians per triangle (and scalp points per triangle of the hair).
         opacity: opacity of every Gaussian (nearly opaque: a solid surface).
         scale_factor: multiplies the kNN scales so neighbouring splats overlap without holes.
+        hair: add the hair volume (:mod:`headstudio.demo.teacher_hair`) on the scalp; without
+            it the hair is only painted on the skin.
 
     Returns:
-        An :class:`Avatar` with SH degree 0 and zero shape, on the head's device.
+        An :class:`Avatar` with SH degree 0 and zero shape, on the head's device: the surface
+        Gaussians first (``points_per_face`` per triangle), then the hair's.
     """
     init = InitConfig(points_per_face=points_per_face, opacity=opacity, sh_degree=0)
     avatar = Avatar.initialize(
@@ -234,4 +241,27 @@ def build_teacher_avatar(
         rgb = teacher_colors(head, world, avatar.face_ids, seed).to(avatar.sh.device)
         avatar.sh[:, 0, :] = rgb_to_sh(rgb)
         avatar.log_scales.add_(float(np.log(scale_factor)))
-    return avatar
+    if not hair:
+        return avatar
+    with torch.no_grad():
+        verts = head().vertices[0]
+    lm = _landmarks(head, verts)
+    faces = head.faces.detach().cpu().numpy()
+    comp = _components(faces, int(verts.shape[0]))
+    skin = comp == np.bincount(comp).argmax()  # the largest component: not eyes, ears, interior
+    h = hair_gaussians(
+        verts, head.faces, skin, lm[FOREHEAD_TOP], _ear_mid(lm), np.asarray(TEACHER_COLORS["hair"]),
+        LIGHT_DIR, SHADE_MIN, np.random.default_rng(seed + 7919), points_per_face,
+    )  # fmt: skip
+    dev = avatar.means.device
+    n = len(h.face_ids)
+    sh = torch.zeros(n, 1, 3)
+    sh[:, 0] = rgb_to_sh(h.rgb)
+    logit = torch.full((n,), float(np.log(opacity / (1 - opacity))))
+    cat = {"means": h.means, "quats": h.quats, "log_scales": h.log_scales, "opacity_logits": logit, "sh": sh}
+    params = {k: torch.cat([getattr(avatar, k).detach(), v.to(dev)]) for k, v in cat.items()}
+    face_ids = torch.cat([avatar.face_ids, h.face_ids.to(dev)])
+    return Avatar(
+        head, params["means"], params["quats"], params["log_scales"], params["opacity_logits"],
+        params["sh"], face_ids, avatar.shape.detach(), avatar.metadata,
+    ).to(dev)  # fmt: skip

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from flame_core.model import FLAME_PATH_ENV
 from rigged_gaussians.strategy import DensifyState
 from torch import Tensor
 
@@ -341,6 +342,10 @@ def resumed_config(config: HeadStudioConfig | None, ckpt: Checkpoint, path: Path
         raise DamagedCheckpointError(
             path, f"its configuration does not load ({err.message.rstrip('.')})"
         ) from None
+    if "mouth_interior" not in (ckpt.config.get("head") or {}):
+        # a run from before the switch: the procedural head had the interior, a FLAME file none
+        on_flame = saved.head.flame_path is not None or bool(os.environ.get(FLAME_PATH_ENV, "").strip())
+        saved.head.mouth_interior = not on_flame
     if config is None:
         return saved
     mine, theirs = flatten_config(config_to_dict(config)), flatten_config(config_to_dict(saved))

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import torch
 from flame_core import FlameModel
+from flame_core.io import load_flame_pickle
 
 from ..avatar import Avatar
-from ..avatar_io import AvatarFileError
+from ..avatar_io import AvatarFileError, read_avatar_file
 from ..errors import HeadStudioError, one_line, require_file
 from .checkpoint import load_checkpoint
 from .run_folder import RunFolder
 
-__all__ = ["resolve_device", "load_head", "load_avatar", "restore_advice"]
+__all__ = ["resolve_device", "load_head", "check_flame_file", "load_avatar", "restore_advice"]
 
 #: Errors of a file that is not what it claims to be (a pickle, a PLY, ...).
 _READ_ERRORS = (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError)
@@ -53,22 +54,42 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     return torch.device(name)
 
 
-def load_head(flame: str | Path) -> FlameModel:
-    """The official FLAME model in the pickle ``flame``.
+def load_head(flame: str | Path, mouth_interior: bool = False) -> FlameModel:
+    """The official FLAME model in the pickle ``flame`` (with the mouth interior when asked: an
+    avatar made with one plays on that head only).
 
     Raises:
         HeadStudioError: (``argument="flame"``) missing, not a ``.pkl``, or not a FLAME model.
     """
     path = require_file(flame, "FLAME model", (".pkl",))
     try:
-        return FlameModel.from_file(path)
+        return FlameModel.from_file(path, mouth_interior=mouth_interior)
     except _READ_ERRORS as err:
-        raise HeadStudioError(
-            f"'{path}' is not a readable FLAME model ({one_line(err, 160)}); give the generic_model.pkl / "
-            "flame2023.pkl the avatar was made with, or leave it out to use the head named in the "
-            "avatar file.",
-            argument="flame",
-        ) from err
+        raise _unreadable_flame(path, err) from err
+
+
+def check_flame_file(flame: str | Path) -> Path:
+    """``flame`` as a path, once its pickle reads as a FLAME model (only the file: no embedding or
+    mouth interior is built), so a bad ``--flame`` is named before the avatar is read.
+
+    Raises:
+        HeadStudioError: as :func:`load_head`.
+    """
+    path = require_file(flame, "FLAME model", (".pkl",))
+    try:
+        load_flame_pickle(path)
+    except _READ_ERRORS as err:
+        raise _unreadable_flame(path, err) from err
+    return path
+
+
+def _unreadable_flame(path: Path, err: BaseException) -> HeadStudioError:
+    return HeadStudioError(
+        f"'{path}' is not a readable FLAME model ({one_line(err, 160)}); give the generic_model.pkl / "
+        "flame2023.pkl the avatar was made with, or leave it out to use the head named in the "
+        "avatar file.",
+        argument="flame",
+    )
 
 
 def restore_advice(avatar: Path, checksum: bool = False) -> str:
@@ -116,9 +137,12 @@ def load_avatar(
             was not made on.
     """
     p = require_file(path, "avatar", (".ply",))
-    head = load_head(flame) if flame is not None else None
+    flame_path = check_flame_file(flame) if flame is not None else None
     try:
-        avatar = Avatar.load(p, head=head, verify=verify)
+        f = read_avatar_file(p, verify=verify)
+        # the FLAME file as the avatar was made on it: with the mouth interior if it recorded one
+        head = load_head(flame_path, bool(f.head_mouth_interior)) if flame_path is not None else None
+        avatar = Avatar.from_avatar_file(f, head)
     except AvatarFileError as err:
         if not err.damaged:
             raise

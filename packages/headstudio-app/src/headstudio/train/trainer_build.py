@@ -14,6 +14,7 @@ import torch
 from flame_core import FlameModel
 
 from ..avatar import Avatar
+from ..avatar_head import build_head
 from ..config import HeadStudioConfig
 from ..errors import HeadStudioError
 from .checkpoint import (
@@ -33,10 +34,11 @@ _T = TypeVar("_T", bound="TrainerBuild")
 
 
 def _head_from_config(config: HeadStudioConfig) -> FlameModel:
-    """``config.head.flame_path`` (else ``HEADSTUDIO_FLAME_PATH``, else the procedural head)."""
+    """``config.head.flame_path`` (else ``HEADSTUDIO_FLAME_PATH``, else the procedural head), with
+    the mouth interior unless ``head.mouth_interior`` is off (:func:`build_head`)."""
     h = config.head
     try:
-        return FlameModel.resolve(h.flame_path, num_shape=h.num_shape, num_expression=h.num_expression)
+        return build_head(h.flame_path, h.num_shape, h.num_expression, h.mouth_interior)
     except (OSError, ValueError) as err:
         raise HeadStudioError(f"could not load the head model: {err}") from err
 
