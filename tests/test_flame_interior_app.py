@@ -32,15 +32,10 @@ pytestmark = pytest.mark.slow  # each FLAME load derives landmarks (and builds t
 
 @pytest.fixture(scope="module")
 def flame_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ph = build_procedural_head()
-    d = dict(ph.model_dict)
-    d["v_template"] = d["v_template"] * np.array([1.08, 0.95, 1.05])
-    sd = d["shapedirs"].copy()
-    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(100, 100)))
-    sd[..., 300:] = sd[..., 300:] @ q
-    d["shapedirs"] = sd
-    folder = dataclasses.replace(ph, model_dict=d).save(
-        tmp_path_factory.mktemp("flame"), full_embedding=False
+    folder = (
+        build_procedural_head()
+        .disguised(seed=3, stretch=(1.08, 0.95, 1.05))
+        .save(tmp_path_factory.mktemp("flame"), full_embedding=False)
     )
     return folder / "procedural_flame.pkl"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -32,15 +31,10 @@ def flame_format(tmp_path_factory) -> FlameModel:
     """The procedural head reshaped (template stretched per axis), its expression basis mixed by a
     random orthogonal matrix, saved as a FLAME pickle with only the 105-point embedding beside it
     and loaded back through :meth:`FlameModel.from_file` with the mouth interior."""
-    ph = build_procedural_head()
-    d = dict(ph.model_dict)
-    d["v_template"] = d["v_template"] * np.array([1.08, 0.95, 1.05])
-    sd = d["shapedirs"].copy()
-    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(100, 100)))
-    sd[..., 300:] = sd[..., 300:] @ q
-    d["shapedirs"] = sd
-    folder = dataclasses.replace(ph, model_dict=d).save(
-        tmp_path_factory.mktemp("flame-fmt"), full_embedding=False
+    folder = (
+        build_procedural_head()
+        .disguised(seed=3, stretch=(1.08, 0.95, 1.05))
+        .save(tmp_path_factory.mktemp("flame-fmt"), full_embedding=False)
     )
     return FlameModel.from_file(folder / "procedural_flame.pkl", 20, 20, mouth_interior=True)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import flame_core.retarget as rt
-import numpy as np
 import pytest
 import torch
 from flame_core import FlameModel
@@ -35,14 +33,10 @@ def mixed(tmp_path_factory) -> FlameModel:
     """The procedural head saved as a FLAME pickle whose expression basis is mixed by a random
     orthogonal matrix, with only the 105-point embedding beside it (what a real FLAME folder
     carries), loaded back through :meth:`FlameModel.from_file`."""
-    ph = build_procedural_head()
-    d = dict(ph.model_dict)
-    sd = d["shapedirs"].copy()
-    q, _ = np.linalg.qr(np.random.default_rng(7).normal(size=(100, 100)))
-    sd[..., 300:] = sd[..., 300:] @ q
-    d["shapedirs"] = sd
-    folder = dataclasses.replace(ph, model_dict=d).save(
-        tmp_path_factory.mktemp("mixed-basis"), full_embedding=False
+    folder = (
+        build_procedural_head()
+        .disguised(seed=7)
+        .save(tmp_path_factory.mktemp("mixed-basis"), full_embedding=False)
     )
     return FlameModel.from_file(folder / "procedural_flame.pkl", 10, 100, derive_landmarks=False)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,19 @@ class ProceduralHead:
     embedding: LandmarkEmbedding
     embedding105: LandmarkEmbedding
     geometry: HeadGeometry = field(repr=False)
+
+    def disguised(self, seed: int, stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ProceduralHead:
+        """This head as an unfamiliar FLAME model: the template scaled per axis by ``stretch`` and
+        the expression basis mixed by a random orthogonal ``[E, E]`` matrix (``seed``), so that no
+        expression coefficient means what it meant here, as with a real FLAME release. Code that
+        must work on any FLAME file (landmarks, visemes, the mouth interior) is tested on it."""
+        d = dict(self.model_dict)
+        d["v_template"] = d["v_template"] * np.asarray(stretch)
+        q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(NUM_EXPR, NUM_EXPR)))
+        sd = d["shapedirs"].copy()
+        sd[..., NUM_SHAPE:] = sd[..., NUM_SHAPE:] @ q
+        d["shapedirs"] = sd
+        return replace(self, model_dict=d)
 
     def save(self, directory: str | os.PathLike, full_embedding: bool = True) -> Path:
         """Write ``procedural_flame.pkl``, ``mediapipe_landmark_embedding.npz`` (105 format) and
