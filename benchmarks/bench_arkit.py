@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _demo import train_demo_avatar
 from flame_core import FlameModel
 from headstudio.animate.arkit import basis_for
 from headstudio.animate.arkit_roundtrip import (
@@ -40,16 +41,8 @@ from headstudio.animate.arkit_roundtrip import (
 from headstudio.animate.face_metrics import pearson
 from headstudio.animate.roundtrip import MOTIONS, roundtrip_motion
 from headstudio.avatar import Avatar
-from headstudio.demo.run import run_demo
 from headstudio.demo.teacher import build_teacher_avatar
 from headstudio.train.runtime import load_avatar
-
-
-def _demo_avatar(out: Path) -> Path:
-    t0 = time.perf_counter()
-    res = run_demo(out / "demo", device="cpu", progress=False)
-    print(f"trained the demo avatar in {time.perf_counter() - t0:.0f} s: {res['avatar']}")
-    return Path(res["avatar"])
 
 
 def _jaw_line(rt: ArkitRoundTrip, captured_jaw: np.ndarray, true_jaw: np.ndarray) -> str:
@@ -76,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tmp.name)
     out.mkdir(parents=True, exist_ok=True)
     avatars: dict[str, Avatar] = {}
-    avatars["demo avatar"] = load_avatar(args.avatar or _demo_avatar(out), None, torch.device("cpu"))
+    avatars["demo avatar"] = load_avatar(args.avatar or train_demo_avatar(out), None, torch.device("cpu"))
     if args.teacher:
         avatars["teacher"] = build_teacher_avatar(FlameModel.procedural()).eval()
     clip = f"{args.frames} frames at {args.fps:g} fps, {args.size}² renders"

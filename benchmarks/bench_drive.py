@@ -43,26 +43,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _demo import train_demo_avatar
 from flame_core import FlameModel
 from flame_core.procedural import build_procedural_head
 from flame_core.procedural_mesh import CAVITY
 from headstudio.animate.drive import DriveOptions
 from headstudio.animate.roundtrip import MOTIONS, RoundTrip, format_table, pre_issue_options, run_roundtrip
 from headstudio.avatar import Avatar, rgb_to_sh
-from headstudio.demo.run import run_demo
 from headstudio.demo.teacher import build_teacher_avatar
 from headstudio.train.runtime import load_avatar
 from headstudio.video import read_video_frames
 from PIL import Image
 
 GOAL_R, GOAL_AMP = 0.8, (0.8, 1.25)
-
-
-def _demo_avatar(out: Path) -> Path:
-    t0 = time.perf_counter()
-    res = run_demo(out / "demo", device="cpu", progress=False)
-    print(f"trained the demo avatar in {time.perf_counter() - t0:.0f} s: {res['avatar']}")
-    return Path(res["avatar"])
 
 
 def _load(path: Path) -> Avatar:
@@ -142,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory()
     out = args.out or Path(tmp.name)
     out.mkdir(parents=True, exist_ok=True)
-    avatars = {"demo avatar": _load(args.avatar or _demo_avatar(out))}
+    avatars = {"demo avatar": _load(args.avatar or train_demo_avatar(out))}
     if args.teacher:
         avatars.update(_teachers())
     variants = {"ours": DriveOptions(), "baseline": pre_issue_options()}
