@@ -29,14 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from flame_core.motion import MotionSequence
-from flame_core.params import FlameParams
 
 from ..avatar import Avatar
-from ..head_motion import fit_flame_params
 from ..output.rendering import render_motion
 from .arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, motion_to_curves
+from .arkit_solve import ArkitProjector
 from .drive import DriveOptions, video_to_motion
 from .face_metrics import FeatureMatch, compare
 from .roundtrip import roundtrip_motion
@@ -141,33 +139,14 @@ def arkit_roundtrip(
     return rt
 
 
-def _landmarks(avatar: Avatar, params: FlameParams, chunk: int = 32) -> np.ndarray:
-    """The head's 478 landmarks ``[T, 478, 3]`` (model space) under expression / jaw / eye parameters
-    ``params`` (``[T, ·]`` each)."""
-    head = avatar.head
-    num_expr = int(getattr(head, "num_expression", 100))
-    T = next(iter(params.kwargs().values())).shape[0]
-    out = []
-    with torch.no_grad():
-        for s in range(0, T, chunk):
-            part = fit_flame_params(params.map(lambda v, s=s: v[s : s + chunk].float()), num_expr)
-            verts = avatar.pose(part).cpu()
-            out.append(head.landmark_embedding.to("cpu")(verts, head.faces.cpu()).double().numpy())
-    return np.concatenate(out)
-
-
 def expressed_share(avatar: Avatar, motion: MotionSequence, curves: ArkitCurves, basis: ArkitBasis) -> float:
     """How much of ``motion``'s face movement ``curves`` reproduce: ``1 − |L(p) − L(w·B)|² /
-    |L(p) − L(0)|²`` over its frames, with ``L`` the head's 478 landmarks (at the avatar's shape,
+    |L(p) − L(0)|²`` over its frames, with ``L`` the head's landmarks (at the avatar's shape,
     head pose left out), ``p`` the motion's expression, jaw and eye parameters and ``w`` the
-    curves' weights ``[T, 52]`` played through ``basis`` (NaN for a motion that does not move)."""
-    names = ("expression", "jaw_pose", "eye_pose")
-    true_p = FlameParams(**{k: getattr(motion, k).detach().cpu() for k in names})
-    back_p = basis.params(curves.weights)
-    rest_p = true_p.map(torch.zeros_like)
-    truth, back, rest = (_landmarks(avatar, p) for p in (true_p, back_p, rest_p))
-    moved = float(((truth - rest) ** 2).sum())
-    return 1.0 - float(((truth - back) ** 2).sum()) / moved if moved > 0 else math.nan
+    curves' weights ``[T, 52]`` played through ``basis`` (NaN for a motion that does not move):
+    :meth:`~.arkit_solve.ArkitProjector.expressed`, the measure the solve itself uses."""
+    proj = ArkitProjector.build(avatar.head, basis, avatar.shape.detach())
+    return proj.expressed(proj.motion_offsets(motion), curves.weights)
 
 
 def format_arkit_table(results: Sequence[ArkitRoundTrip]) -> str:
