@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from flame_core import FlameModel
+from flame_core.procedural_mesh import smoothstep
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -68,11 +69,6 @@ IRIS_RADIUS = 0.0058
 LIGHT_DIR = np.array([0.25, 0.55, 0.8]) / np.linalg.norm([0.25, 0.55, 0.8])
 SHADE_MIN = 0.7
 PUPIL_RADIUS = 0.0024
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    t = np.clip(x, 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def _inside_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
@@ -150,7 +146,7 @@ def teacher_colors(
         w = np.exp(-0.5 * (np.linalg.norm(p - lm[c], axis=1) / 0.014) ** 2)
         rgb = rgb + w[:, None] * (col["cheek"] - col["skin"])[None]
     chin_y = lm[152][1] if 152 in lm else lm[17][1] - 0.03
-    neck = _smoothstep((chin_y - 0.01 - p[:, 1]) / 0.03)
+    neck = smoothstep((chin_y - 0.01 - p[:, 1]) / 0.03)
     rgb = rgb + neck[:, None] * (col["neck"] - col["skin"])[None]
 
     # hair: above a hairline from the top of the forehead (front) down to the ears (back)
@@ -175,14 +171,14 @@ def teacher_colors(
         contour = np.stack([lm[i] for i in LIPS_INNER_UPPER])
         contour = contour[np.argsort(contour[:, 0])]
         z_ref = np.interp(p[lips, 0], contour[:, 0], contour[:, 2])
-        inner = _smoothstep((z_ref - p[lips, 2]) / 0.004)
+        inner = smoothstep((z_ref - p[lips, 2]) / 0.004)
         rgb[lips] = rgb[lips] * (1 - 0.75 * inner[:, None])
 
     # brows: near the brow contours (distance to their segments)
     seg_a = np.stack([lm[c[k]] for c in BROW_CHAINS for k in range(len(c) - 1)])
     seg_b = np.stack([lm[c[k + 1]] for c in BROW_CHAINS for k in range(len(c) - 1)])
     d_brow = _segment_distance(p, seg_a, seg_b)
-    brow = _smoothstep((0.004 - d_brow) / 0.0015)
+    brow = smoothstep((0.004 - d_brow) / 0.0015)
     rgb = rgb + brow[:, None] * (col["brow"] - rgb)
 
     # eyes: the mesh components that carry the iris landmarks

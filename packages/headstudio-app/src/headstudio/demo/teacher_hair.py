@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import rigged_gaussians as rg
 import torch
+from flame_core.procedural_mesh import smoothstep
 
 from ..avatar_init import knn_scales
 
@@ -51,11 +52,6 @@ HAIR_LAYERS = (0.3, 0.65, 1.0)
 INNER_SHADE = 0.7
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    t = np.clip(x, 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
 def hair_weight(
     p: np.ndarray, forehead_top: np.ndarray, ear_mid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -68,10 +64,10 @@ def hair_weight(
     """
     front_y, front_z = forehead_top[1], forehead_top[2]
     ear_y, ear_z = ear_mid[1], ear_mid[2]
-    back = _smoothstep((front_z - p[:, 2]) / max(front_z - ear_z, 1e-6))
+    back = smoothstep((front_z - p[:, 2]) / max(front_z - ear_z, 1e-6))
     hairline = front_y + 0.008 + back * (ear_y + 0.005 - front_y - 0.008)
     above = p[:, 1] - hairline
-    return _smoothstep(above / 0.008), above
+    return smoothstep(above / 0.008), above
 
 
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -157,11 +153,11 @@ def hair_gaussians(
     # thickness: the fringe rises within FRINGE_WIDTH of the hairline, then grows to the full
     # thickness, which is larger on the crown and at the back than over the temples
     top_y, ear_y = float(v[f[scalp]][..., 1].max()), float(ear_mid[1])
-    up = _smoothstep((base[:, 1] - ear_y) / max(top_y - ear_y, 1e-6))
-    behind = _smoothstep((ear_mid[2] - base[:, 2]) / 0.05)
+    up = smoothstep((base[:, 1] - ear_y) / max(top_y - ear_y, 1e-6))
+    behind = smoothstep((ear_mid[2] - base[:, 2]) / 0.05)
     full = SIDE_THICKNESS + (TOP_BACK_THICKNESS - SIDE_THICKNESS) * np.maximum(up**2, behind)
-    rise = _smoothstep(above / FRINGE_WIDTH) * FRINGE_THICKNESS
-    thick = rise + (full - FRINGE_THICKNESS) * _smoothstep((above - FRINGE_WIDTH) / FULL_WIDTH)
+    rise = smoothstep(above / FRINGE_WIDTH) * FRINGE_THICKNESS
+    thick = rise + (full - FRINGE_THICKNESS) * smoothstep((above - FRINGE_WIDTH) / FULL_WIDTH)
     thick = np.maximum(thick, 0.0)
 
     # spacing of the scalp points (root mean squared distance to 3 neighbours, as the init)
@@ -174,7 +170,7 @@ def hair_gaussians(
     # and smaller at the fringe (a crisp hairline: no splat reaches down over the forehead);
     # normal scale: half a layer's gap, so the layers fuse into one volume
     gap = thick[:, None] / L * np.ones((1, L))
-    crisp = 0.6 + 0.6 * _smoothstep(above / FULL_WIDTH)
+    crisp = 0.6 + 0.6 * smoothstep(above / FULL_WIDTH)
     along = (spacing * crisp)[:, None] * (1 + layers[None] * thick[:, None] / 0.05)
     across = np.maximum(0.6 * gap, 0.3 * spacing[:, None])
     # colour: base brown, shaded inner layers, fine streaks running front to back, baked light
