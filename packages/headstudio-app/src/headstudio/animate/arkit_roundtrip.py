@@ -36,6 +36,7 @@ from ..output.rendering import render_motion
 from .arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, motion_to_curves
 from .arkit_solve import ArkitProjector
 from .drive import DriveOptions, video_to_motion
+from .drive_calibration import JawCalibrator
 from .face_metrics import FeatureMatch, compare
 from .roundtrip import roundtrip_motion
 
@@ -129,7 +130,9 @@ def arkit_roundtrip(
         src = out / f"{name}_source.mp4"
         render_motion(avatar, truth, src, size=size, progress=progress)
         head = copy.deepcopy(avatar.head).cpu()
-        captured = video_to_motion(head, src, landmarker=landmarker, options=options or DriveOptions()).motion
+        opts = options or DriveOptions()
+        cal = JawCalibrator(avatar, opts)
+        captured = video_to_motion(head, src, landmarker=landmarker, options=opts, calibrate=cal).motion
     basis = basis if basis is not None else basis_for(avatar)
     shape = avatar.shape.detach()
     truth_curves = motion_to_curves(truth, basis, avatar.head, shape)

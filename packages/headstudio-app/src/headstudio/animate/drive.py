@@ -18,6 +18,10 @@
    the fit of that calibration photo (same identity as the video). The neutral's expression,
    jaw and gaze are subtracted, so an actor's resting frown or smile is not passed on; the
    head pose stays absolute. The identity shape fitted to the actor is never part of the motion.
+6. With a jaw calibration (``calibrate``, made by
+   :class:`headstudio.animate.drive_calibration.JawCalibrator` on the avatar being driven), the
+   relative jaw opening goes through the avatar's calibration curve, so the driven avatar's mouth
+   opens as far as MediaPipe read the video's.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +55,12 @@ from .face_track import (
     landmark_weights,
     resolve_landmarker,
 )
+
+if TYPE_CHECKING:
+    from .drive_calibration import JawCalibration
+
+#: Makes the jaw calibration for a video from MediaPipe's reading of it (``None``: uncalibrated).
+Calibrate = Callable[[FaceTrack], "JawCalibration | None"]
 
 __all__ = [
     "NUM_LANDMARKS",
@@ -206,6 +216,7 @@ def fit_video(
     landmarker: str | Path | None = None,
     options: DriveOptions | None = None,
     source: str = "the video",
+    calibrate: Calibrate | None = None,
 ) -> DriveResult:
     """Landmarks of every frame → FLAME fit → motion relative to the neutral (module docstring).
 
@@ -217,6 +228,7 @@ def fit_video(
         landmarker: overrides ``options.landmarker`` when given.
         options: see :class:`DriveOptions` (default: its defaults).
         source: how error messages name the video.
+        calibrate: the avatar's jaw calibration (step 6; used when ``options.calibrate``).
 
     Raises:
         HeadStudioError: no frames, no face in any frame, a bad neutral image, a failed fit.
@@ -236,7 +248,7 @@ def fit_video(
     h, w = frames[0].shape[:2]
     _head_ids(head)
     track = detect_face(frames, fps, opts.landmarker)
-    return fit_track(head, track, fps, (w, h), opts, source)
+    return fit_track(head, track, fps, (w, h), opts, source, calibrate)
 
 
 def fit_track(
@@ -246,8 +258,9 @@ def fit_track(
     image_size: tuple[int, int],
     options: DriveOptions | None = None,
     source: str = "the video",
+    calibrate: Calibrate | None = None,
 ) -> DriveResult:
-    """The fit of :func:`fit_video` from MediaPipe's reading of the video (steps 2–5 of the module
+    """The fit of :func:`fit_video` from MediaPipe's reading of the video (steps 2–6 of the module
     docstring).
 
     Args:
@@ -257,6 +270,7 @@ def fit_track(
         image_size: ``(width, height)`` of the frames.
         options: see :class:`DriveOptions`.
         source: how error messages name the video.
+        calibrate: the avatar's jaw calibration (step 6; used when ``options.calibrate``).
     """
     opts = options or DriveOptions()
     neutral_kind = _resolve_neutral(opts.neutral)
@@ -279,6 +293,9 @@ def fit_track(
         neutral = _neutral_from_image(head, neutral_kind, fit, opts)
     for k, v in neutral.items():
         params[k] = params[k] - v[None]
+    calibration = calibrate(track) if calibrate is not None and opts.calibrate else None
+    if calibration is not None:
+        params["jaw_pose"][:, 0] = calibration.apply(params["jaw_pose"][:, 0])
     motion = dataclasses.replace(fit.motion, fps=float(fps), **{k: params[k] for k in RELATIVE_FIELDS})
     err = torch.as_tensor(fit.error_px).detach().double().numpy()
     res = DriveResult(
@@ -291,6 +308,7 @@ def fit_track(
         neutral=neutral,
         neutral_frames=neutral_frames,
         track=track,
+        calibration=calibration,
     )
     log.info("%s", res.summary())
     return res
@@ -304,14 +322,17 @@ def video_to_motion(
     save_motion: str | Path | None = None,
     max_frames: int | None = None,
     options: DriveOptions | None = None,
+    calibrate: Calibrate | None = None,
 ) -> DriveResult:
-    """Read ``video`` and fit a FLAME motion to it (:func:`fit_video`); optionally save it as ``.npz``."""
+    """Read ``video`` and fit a FLAME motion to it (:func:`fit_video`, with ``calibrate``); optionally
+    save it as ``.npz``."""
     if save_motion is not None and Path(save_motion).suffix.lower() != ".npz":
         raise HeadStudioError(f"«save_motion» '{save_motion}' must end in .npz.")
     frames, fps = read_video_frames(video, max_frames=max_frames)
     result = fit_video(
-        head, frames, fps, smoothing=smoothing, landmarker=landmarker, options=options, source=f"'{video}'"
-    )
+        head, frames, fps, smoothing=smoothing, landmarker=landmarker, options=options, source=f"'{video}'",
+        calibrate=calibrate,
+    )  # fmt: skip
     if save_motion is not None:
         with atomic_output(save_motion) as tmp:
             result.motion.save(tmp)

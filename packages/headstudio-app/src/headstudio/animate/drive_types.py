@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from flame_core.fitting import FitResult
 from flame_core.motion import MotionSequence
 
 from .face_track import FaceTrack
+
+if TYPE_CHECKING:
+    from .drive_calibration import JawCalibration
 
 __all__ = ["DriveOptions", "DriveResult"]
 
@@ -37,6 +40,9 @@ class DriveOptions:
         num_expression: expression components fitted.
         steps / lbfgs_steps: optimiser iterations per fitting stage.
         landmarker: FaceLandmarker model path (see :func:`resolve_landmarker`).
+        calibrate: pass the fitted jaw through the avatar's jaw calibration
+            (:mod:`headstudio.animate.drive_calibration`) where the caller gives one (``headstudio
+            drive`` and the round trip do; a fit of a bare head has no avatar to calibrate on).
     """
 
     neutral: str | Path = "auto"
@@ -54,6 +60,7 @@ class DriveOptions:
     region_weights: dict[str, float] | None = None
     pair_weights: dict[str, float] | None = None
     landmarker: str | Path | None = None
+    calibrate: bool = True
 
 
 @dataclass
@@ -71,6 +78,7 @@ class DriveResult:
             ``eye_pose [6]``); empty with ``neutral="none"``.
         neutral_frames: the video frames the auto neutral came from (empty otherwise).
         track: MediaPipe's raw reading (:class:`headstudio.animate.face_track.FaceTrack`).
+        calibration: the jaw calibration applied to the motion (``None``: none).
     """
 
     motion: MotionSequence
@@ -82,6 +90,7 @@ class DriveResult:
     neutral: dict[str, torch.Tensor] = field(default_factory=dict)
     neutral_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     track: FaceTrack | None = None
+    calibration: JawCalibration | None = None
 
     @property
     def frames_with_face(self) -> int:
@@ -109,6 +118,8 @@ class DriveResult:
         )
         if len(self.neutral_frames):
             text += f"; neutral from {len(self.neutral_frames)} least active frames"
+        if self.calibration is not None:
+            text += f"; {self.calibration.summary()}"
         return text
 
     def report(self) -> dict[str, Any]:
@@ -125,6 +136,7 @@ class DriveResult:
             "error_px_mean": float(self.error_px.mean()),
             "neutral_frames": self.neutral_frames.tolist(),
             "neutral": {k: v.detach().cpu().tolist() for k, v in self.neutral.items()},
+            "jaw_calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
 

@@ -5,8 +5,9 @@ For each motion (:data:`MOTIONS`):
 
 1. the avatar animated with the motion is rendered to ``<name>_source.mp4``
    (:func:`headstudio.output.rendering.render_motion`);
-2. :func:`headstudio.animate.drive.video_to_motion` fits a motion to that video, and the same avatar
-   animated with it is rendered to ``<name>_driven.mp4``;
+2. :func:`headstudio.animate.drive.video_to_motion` fits a motion to that video (with the avatar's
+   jaw calibration, :mod:`headstudio.animate.drive_calibration`, as ``headstudio drive`` does), and the
+   same avatar animated with it is rendered to ``<name>_driven.mp4``;
 3. MediaPipe's FaceLandmarker measures both videos (:mod:`headstudio.animate.face_metrics`), and the
    driven features are compared with the source's (Pearson r, amplitude ratio);
 4. the *ceiling*: the same features computed from the avatar's own mesh landmarks under the true
@@ -30,14 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from flame_core.motion import MotionSequence, procedural_talking_motion
 
 from ..avatar import Avatar
-from ..head_motion import fit_flame_params
-from ..output.rendering import ViewSettings, frame_avatar, orbit_views, render_motion
+from ..output.rendering import render_motion
 from ..video import read_video_frames
 from .drive import DriveOptions, DriveResult, detect_landmarks, video_to_motion
+from .drive_calibration import JawCalibrator, mesh_landmarks_px
 from .face_metrics import FEATURES, FeatureMatch, compare, face_features
 from .face_track import PAIR_WEIGHTS, REGION_WEIGHTS
 
@@ -82,9 +82,10 @@ MIN_MOTION_STD = {
 def pre_issue_options() -> DriveOptions:
     """``DriveOptions`` that fit as ``headstudio drive`` did before issue 15 (the baseline of the
     round trip): every landmark weight 1, no landmark pairs, one stage, the second-difference
-    smoothing 1.0 that was the default, no filter, no neutral."""
+    smoothing 1.0 that was the default, no filter, no neutral, no jaw calibration."""
     return DriveOptions(
         neutral="none",
+        calibrate=False,
         min_cutoff=math.inf,
         smoothing=1.0,
         jaw_first=False,
@@ -143,38 +144,6 @@ def roundtrip_motion(
         eye[:, 0] = eye[:, 3] = pitch
         eye[:, 1] = eye[:, 4] = yaw
     return MotionSequence(expression=expr, jaw_pose=jaw, eye_pose=eye, fps=fps)
-
-
-def _render_camera(avatar: Avatar, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(viewmat [4, 4], K [3, 3])`` of :func:`headstudio.output.rendering.render_motion`'s front view."""
-    s = ViewSettings()
-    target, dist = frame_avatar(avatar, s)
-    vms, ks = orbit_views([0.0], s.elevation_deg, dist, s.fovy_deg, size[0], size[1], target.cpu())
-    return vms[0], ks[0]
-
-
-def mesh_landmarks_px(
-    avatar: Avatar, motion: MotionSequence, size: tuple[int, int], chunk: int = 32
-) -> np.ndarray:
-    """The avatar's own 478 landmarks under ``motion``, in the pixels of ``render_motion``'s video.
-
-    Returns:
-        ``[T, 478, 2]`` float64 (x right, y down).
-    """
-    head = avatar.head
-    emb = head.landmark_embedding
-    vm, K = _render_camera(avatar, size)
-    num_expr = int(getattr(head, "num_expression", 100))
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(motion), chunk):
-            params = fit_flame_params(motion.params(list(range(s, min(s + chunk, len(motion))))), num_expr)
-            verts = avatar.pose(params).cpu()
-            lm = emb.to("cpu")(verts, head.faces.cpu())  # [b, 478, 3]
-            cam = lm @ vm[:3, :3].T + vm[:3, 3]
-            px = cam @ K.T
-            out.append((px[..., :2] / px[..., 2:]).double().numpy())
-    return np.concatenate(out)
 
 
 @dataclass
@@ -273,7 +242,8 @@ def run_roundtrip(
     for label, opts in (variants or {"ours": DriveOptions()}).items():
         head = copy.deepcopy(avatar.head).cpu()
         t0 = time.perf_counter()
-        res = video_to_motion(head, src, landmarker=landmarker, options=opts)
+        cal = JawCalibrator(avatar, opts)
+        res = video_to_motion(head, src, landmarker=landmarker, options=opts, calibrate=cal)
         seconds = time.perf_counter() - t0
         video = out / f"{name}_driven_{label}.mp4"
         render_motion(avatar, res.motion, video, size=size, progress=progress)

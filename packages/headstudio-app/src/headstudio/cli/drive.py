@@ -65,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction, common: Parser) -> None:
         "--smoothing", type=non_negative_float, default=0.0,
         help="extra second-difference penalty over time in the FLAME fit (default 0)",
     )  # fmt: skip
+    d.add_argument(
+        "--no-calibrate", dest="calibrate", action="store_false",
+        help="use the fitted jaw as it is, without calibrating it on the avatar (a 2 s clip of the avatar "
+        "opening its jaw, read by MediaPipe, so the avatar's mouth opens as far as the video's reads)",
+    )  # fmt: skip
     d.add_argument("--landmarker", metavar="TASK", help="MediaPipe face_landmarker.task")
     d.add_argument("--max-frames", type=positive_int)
     d.add_argument("--size", type=size, default=(512, 512))
@@ -77,7 +82,8 @@ def options(args: argparse.Namespace) -> drive.DriveOptions:
         save_motion=path_or_none(args.save_motion), report=path_or_none(args.report),
         arkit_out=path_or_none(args.arkit_out), neutral=args.neutral,
         filter=args.filter, min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
-        smoothing=args.smoothing, landmarker=args.landmarker, max_frames=args.max_frames, size=args.size,
+        smoothing=args.smoothing, calibrate=args.calibrate, landmarker=args.landmarker,
+        max_frames=args.max_frames, size=args.size,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from .._atomic import atomic_output
 from ..animate.arkit import basis_for, motion_to_curves, write_live_link_csv
 from ..animate.drive import DriveOptions as FitSettings
 from ..animate.drive import resolve_landmarker, video_to_motion
+from ..animate.drive_calibration import JawCalibrator
 from ..errors import require_file
 from ..output.rendering import check_size, render_motion
 from .common import AvatarOptions, check_output, open_avatar
@@ -39,6 +40,9 @@ class DriveOptions(AvatarOptions):
         filter: the one-euro filter on the landmarks (``False``: fit the raw landmarks), with
             ``min_cutoff`` / ``beta`` / ``d_cutoff``.
         smoothing: second-difference penalty over time in the fit.
+        calibrate: calibrate the fitted jaw on the avatar (:mod:`headstudio.animate.drive_calibration`:
+            a short clip of the avatar opening its jaw, read by MediaPipe), so its mouth opens as
+            far as the video's reads.
         landmarker: MediaPipe's ``face_landmarker.task``.
         max_frames: read at most this many frames.
         size: ``(width, height)`` of the video.
@@ -55,6 +59,7 @@ class DriveOptions(AvatarOptions):
     beta: float = _FIT.beta
     d_cutoff: float = _FIT.d_cutoff
     smoothing: float = 0.0
+    calibrate: bool = _FIT.calibrate
     landmarker: str | None = None
     max_frames: int | None = None
     size: tuple[int, int] = (512, 512)
@@ -89,12 +94,14 @@ def run(options: DriveOptions) -> DriveResult:
     settings = FitSettings(
         neutral=neutral, min_cutoff=options.min_cutoff if options.filter else math.inf, beta=options.beta,
         d_cutoff=options.d_cutoff, smoothing=options.smoothing, landmarker=options.landmarker,
+        calibrate=options.calibrate,
     )  # fmt: skip
     avatar, _ = open_avatar(options)
     head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
     res = video_to_motion(
-        head, options.video, save_motion=options.save_motion, max_frames=options.max_frames, options=settings
-    )
+        head, options.video, save_motion=options.save_motion, max_frames=options.max_frames, options=settings,
+        calibrate=JawCalibrator(avatar, settings),
+    )  # fmt: skip
     if options.report is not None:
         with atomic_output(options.report) as tmp:
             tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")

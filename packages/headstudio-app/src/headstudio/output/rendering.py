@@ -40,6 +40,7 @@ __all__ = [
     "render_views",
     "render_turntable",
     "render_motion",
+    "motion_frames",
     "render_stills",
     "check_size",
 ]
@@ -220,23 +221,37 @@ def render_motion(
     total = len(motion) if num_frames is None else min(len(motion), num_frames)
     if total < 1:
         raise HeadStudioError("the motion has no frames; nothing to render.")
+    writer = VideoWriter(out_path, float(motion.fps), audio=audio)
+    with writer as vw, _progress(total, "animate", progress) as bar:
+        for img in motion_frames(avatar, motion, (w, h), settings, total, batch_size):
+            vw.write(img)
+            bar.update(1)
+    return vw.num_frames
+
+
+def motion_frames(
+    avatar: Avatar,
+    motion: MotionSequence,
+    size: tuple[int, int],
+    settings: ViewSettings = ViewSettings(),
+    num_frames: int | None = None,
+    batch_size: int = 8,
+) -> Iterator[np.ndarray]:
+    """Yield the uint8 frames ``[H, W, 3]`` of :func:`render_motion` (front view, ``settings``'
+    framing) of the first ``num_frames`` (default all) frames of ``motion``, without writing them."""
+    w, h = size
+    total = len(motion) if num_frames is None else min(len(motion), num_frames)
     target, dist = frame_avatar(avatar, settings)
     vms, ks = orbit_views([0.0], settings.elevation_deg, dist, settings.fovy_deg, w, h, target)
     num_expr = int(avatar.head.num_expression)
-    writer = VideoWriter(out_path, float(motion.fps), audio=audio)
-    with writer as vw, _progress(total, "animate", progress) as bar:
-        for start in range(0, total, batch_size):
-            idx = list(range(start, min(start + batch_size, total)))
-            params = fit_flame_params(motion.params(idx), num_expr).to(_device(avatar))
-            b = len(idx)
-            vm, k = _to_device(avatar, vms[None].expand(b, -1, -1, -1), ks[None].expand(b, -1, -1, -1))
-            with torch.no_grad():
-                out = avatar.render(vm, k, w, h, params, background=settings.background)
-            rgb = out.rgb[:, 0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu().numpy()
-            for img in rgb:
-                vw.write(img)
-            bar.update(b)
-    return vw.num_frames
+    for start in range(0, total, batch_size):
+        idx = list(range(start, min(start + batch_size, total)))
+        params = fit_flame_params(motion.params(idx), num_expr).to(_device(avatar))
+        b = len(idx)
+        vm, k = _to_device(avatar, vms[None].expand(b, -1, -1, -1), ks[None].expand(b, -1, -1, -1))
+        with torch.no_grad():
+            out = avatar.render(vm, k, w, h, params, background=settings.background)
+        yield from out.rgb[:, 0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu().numpy()
 
 
 def _grid(images: Sequence[np.ndarray], cols: int) -> np.ndarray:
