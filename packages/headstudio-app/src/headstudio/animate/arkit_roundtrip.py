@@ -131,7 +131,7 @@ def arkit_roundtrip(
         render_motion(avatar, truth, src, size=size, progress=progress)
         head = copy.deepcopy(avatar.head).cpu()
         opts = options or DriveOptions()
-        cal = JawCalibrator(avatar, opts)
+        cal = JawCalibrator(avatar, opts, progress)
         captured = video_to_motion(head, src, landmarker=landmarker, options=opts, calibrate=cal).motion
     basis = basis if basis is not None else basis_for(avatar)
     shape = avatar.shape.detach()

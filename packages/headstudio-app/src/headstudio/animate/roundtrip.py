@@ -242,7 +242,7 @@ def run_roundtrip(
     for label, opts in (variants or {"ours": DriveOptions()}).items():
         head = copy.deepcopy(avatar.head).cpu()
         t0 = time.perf_counter()
-        cal = JawCalibrator(avatar, opts)
+        cal = JawCalibrator(avatar, opts, progress)
         res = video_to_motion(head, src, landmarker=landmarker, options=opts, calibrate=cal)
         seconds = time.perf_counter() - t0
         video = out / f"{name}_driven_{label}.mp4"

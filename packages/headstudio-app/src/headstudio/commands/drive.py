@@ -100,7 +100,7 @@ def run(options: DriveOptions) -> DriveResult:
     head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
     res = video_to_motion(
         head, options.video, save_motion=options.save_motion, max_frames=options.max_frames, options=settings,
-        calibrate=JawCalibrator(avatar, settings),
+        calibrate=JawCalibrator(avatar, settings, progress=options.progress),
     )  # fmt: skip
     if options.report is not None:
         with atomic_output(options.report) as tmp:
