@@ -31,7 +31,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from .._atomic import atomic_output
 from ..errors import HeadStudioError
 from ..video import read_video_frames
-from .drive_types import DriveOptions, DriveResult
+from .drive_types import DriveOptions, DriveResult, JawCurve
 from .face_metrics import face_features
 from .face_track import (
     NUM_LANDMARKS,
@@ -56,11 +56,8 @@ from .face_track import (
     resolve_landmarker,
 )
 
-if TYPE_CHECKING:
-    from .drive_calibration import JawCalibration
-
 #: Makes the jaw calibration for a video from MediaPipe's reading of it (``None``: uncalibrated).
-Calibrate = Callable[[FaceTrack], "JawCalibration | None"]
+Calibrate = Callable[[FaceTrack], JawCurve | None]
 
 __all__ = [
     "NUM_LANDMARKS",

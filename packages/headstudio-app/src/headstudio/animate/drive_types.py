@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,10 +18,24 @@ from flame_core.motion import MotionSequence
 
 from .face_track import FaceTrack
 
-if TYPE_CHECKING:
-    from .drive_calibration import JawCalibration
+__all__ = ["DriveOptions", "DriveResult", "JawCurve"]
 
-__all__ = ["DriveOptions", "DriveResult"]
+
+class JawCurve(Protocol):
+    """What the drive needs of a jaw calibration
+    (:class:`headstudio.animate.drive_calibration.JawCalibration`)."""
+
+    def apply(self, jaw_open: torch.Tensor) -> torch.Tensor:
+        """The jaw opening to drive for a fitted one (``[T]``, rad, relative to the neutral)."""
+        ...
+
+    def summary(self) -> str:
+        """One line for the run's summary."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record for the report."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,7 @@ class DriveResult:
     neutral: dict[str, torch.Tensor] = field(default_factory=dict)
     neutral_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     track: FaceTrack | None = None
-    calibration: JawCalibration | None = None
+    calibration: JawCurve | None = None
 
     @property
     def frames_with_face(self) -> int:
