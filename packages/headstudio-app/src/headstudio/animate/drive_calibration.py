@@ -39,8 +39,10 @@ import copy
 import dataclasses
 import logging
 import math
+import tempfile
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,7 @@ from ..avatar import Avatar
 from ..errors import HeadStudioError
 from ..head_motion import fit_flame_params
 from ..output.rendering import ViewSettings, frame_avatar, motion_frames, orbit_views
+from ..video import VideoWriter, read_video_frames
 from .drive import fit_track
 from .drive_types import DriveOptions, DriveResult
 from .face_metrics import FOREHEAD, NOSE_BASE, face_features
@@ -316,12 +319,19 @@ def _calibrate(
 
 
 def _read(avatar: Avatar, motion: MotionSequence, size: int, opts: DriveOptions) -> FaceTrack:
-    """MediaPipe's reading of ``motion`` rendered as ``render_motion`` renders it (in memory).
+    """MediaPipe's reading of ``motion`` rendered as ``render_motion`` renders it, through an MP4
+    as the videos it calibrates for are.
 
     Raises:
         HeadStudioError: it finds the face in fewer than :data:`MIN_FOUND` of the frames.
     """
-    track = detect_face(list(motion_frames(avatar, motion, (size, size))), motion.fps, opts.landmarker)
+    with tempfile.TemporaryDirectory(prefix="headstudio-calibration-") as tmp:
+        path = Path(tmp) / "clip.mp4"
+        with VideoWriter(path, float(motion.fps)) as vw:
+            for img in motion_frames(avatar, motion, (size, size)):
+                vw.write(img)
+        frames, fps = read_video_frames(path)
+    track = detect_face(frames, fps, opts.landmarker)
     found, T = int(track.found.sum()), len(track.found)
     if found < MIN_FOUND * T:
         raise HeadStudioError(
