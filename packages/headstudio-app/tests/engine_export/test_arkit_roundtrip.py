@@ -3,7 +3,9 @@ known curves, and a short real round trip (render → MediaPipe → drive → ``
 
 The round trip's bars come from what was measured (BENCHMARKS.md, "ARKit curves on the drive
 round trip"): on this clip of the teacher's jaw motion (30 frames at 15 fps, 256² renders)
-jawOpen r 0.96, amplitude 0.71; the bars leave a margin under both.
+jawOpen r 0.96, amplitude 1.20 with the drive's calibration on the avatar (0.70 without: the
+calibration opens the jaw beyond the true motion, so that MediaPipe reads the driven mouth as
+open as the source's); the bars leave a margin on both sides.
 """
 
 from __future__ import annotations
