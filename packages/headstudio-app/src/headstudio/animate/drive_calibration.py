@@ -13,24 +13,30 @@ The calibration measures this on the avatar itself (analysis by synthesis):
 
 1. the avatar is rendered opening its jaw along a known path (:data:`CALIBRATION_PATH`: one wide
    and one small opening, with the mouth closed in between), with the face as large in the frame
-   as in the video being driven;
+   as in the video being driven, and encoded to MP4 as videos are (the encoding changes what
+   MediaPipe reads of the lips by about 10 % at 256²);
 2. MediaPipe reads the clip and the drive fits it with the same options (neutral ``auto``);
 3. a first curve from the fitted jaw opening (relative to the neutral) to the true one
    (:func:`fit_jaw_calibration`: monotone, piecewise linear);
 4. the clip's own fit, its jaw passed through that curve, is rendered and read again. The fit
-   also puts some expression into a pure jaw motion (it matches MediaPipe's lower lip and chin,
-   which do not move as the inner-lip gap does), and with it MediaPipe reads the driven mouth as
-   less open than the source's at the same jaw. So the final curve maps the fitted opening to
-   the jaw at which the driven clip reads as the source clip read (the driven reading → jaw
-   relation, inverted, at the source's reading of each frame).
+   also puts some expression and head pitch into a pure jaw motion (it matches MediaPipe's lower
+   lip and chin, which do not move as the inner-lip gap does), and with them MediaPipe reads the
+   driven mouth as less open than the source's at the same jaw. So the final curve maps the
+   fitted opening to the jaw at which the driven clip reads as the source clip read (the driven
+   reading → jaw relation, inverted, at the source's reading of each frame).
 
 The video's fitted jaw opening is then passed through the final curve (:meth:`JawCalibration.apply`),
-so the driven avatar opens its mouth as far as it needs for MediaPipe to read the opening that
-MediaPipe read in the video: on the demo avatar the jaw is about 1.6x (small openings more) the
-uncalibrated fit. This assumes that MediaPipe reads the video's face as it reads the avatar; for
-a person that is an approximation, and ``--no-calibrate`` drives with the fit as it is. Where the
-calibration cannot be made (MediaPipe does not find the avatar's face, or sees no opening) the
-drive goes on uncalibrated, with a warning.
+so that the driven avatar opens its mouth as far as it needs for MediaPipe to read the opening
+that MediaPipe read in the video: the jaw is 1.6–2x the uncalibrated fit (small openings more).
+The price: where the video is of the avatar itself (the round trip), the driven mesh opens about
+1.2–1.3x as far as the true motion, because the fit's extra expression is left in place
+(BENCHMARKS.md, "Face reading"). Taking MediaPipe's landmark distortion out before the fit instead
+recovered the true jaw (gain 0.99) but read back at only 0.72–0.87 of the source's amplitude,
+depending on details as small as the calibration clip's size, so it was not kept. The calibration
+assumes that MediaPipe reads the video's face as it reads the avatar's; for a person that is an
+approximation, and ``--no-calibrate`` drives with the fit as it is. Where the calibration cannot
+be made (MediaPipe does not find the avatar's face, or barely reads its mouth) the drive goes on
+uncalibrated, with a warning.
 """
 
 from __future__ import annotations
@@ -88,6 +94,9 @@ MAX_GAIN = 3.0
 MIN_FOUND = 0.8
 #: Render size of the calibration clip when the video's face size is unknown, and its bounds.
 DEFAULT_SIZE, MIN_SIZE, MAX_SIZE = 512, 128, 1024
+#: Step of the calibration's render size: videos whose faces differ in size by a few per cent
+#: share one calibration (the round trip's motions would otherwise each make their own).
+SIZE_STEP = 32
 
 
 @dataclass(frozen=True)
@@ -252,7 +261,8 @@ def _face_height(landmarks: np.ndarray) -> float:
 
 
 def _size_for(avatar: Avatar, track: FaceTrack | None) -> int:
-    """Square render size at which the avatar's face is as tall as in ``track``'s video."""
+    """Square render size (a multiple of :data:`SIZE_STEP`) at which the avatar's face is about
+    as tall as in ``track``'s video."""
     if track is None or not track.found.any():
         return DEFAULT_SIZE
     E = int(avatar.head.num_expression)
@@ -261,7 +271,7 @@ def _size_for(avatar: Avatar, track: FaceTrack | None) -> int:
     want = _face_height(track.landmarks[track.found])
     if not (math.isfinite(ref) and math.isfinite(want) and ref > 0):
         return DEFAULT_SIZE
-    return int(np.clip(round(512 * want / ref / 8) * 8, MIN_SIZE, MAX_SIZE))
+    return int(np.clip(round(512 * want / ref / SIZE_STEP) * SIZE_STEP, MIN_SIZE, MAX_SIZE))
 
 
 def calibrate_jaw(
