@@ -54,7 +54,8 @@ class DriveOptions:
         num_expression: expression components fitted.
         steps / lbfgs_steps: optimiser iterations per fitting stage.
         landmarker: FaceLandmarker model path (see :func:`resolve_landmarker`).
-        calibrate: pass the fitted jaw through the avatar's jaw calibration
+        calibrate: pass the fitted jaw opening (relative to the neutral; absolute with
+            ``neutral="none"``) through the avatar's jaw calibration
             (:mod:`headstudio.animate.drive_calibration`) where the caller gives one (``headstudio
             drive`` and the round trip do; a fit of a bare head has no avatar to calibrate on).
     """
