@@ -166,3 +166,15 @@ def _png_size(path: Path) -> tuple[int, int]:
 
     with Image.open(path) as im:
         return im.size
+
+
+def test_drive_calibration_grid(teacher, tmp_path: Path) -> None:
+    g = _load("drive_calibration_grid", ROOT / "benchmarks" / "drive_calibration_grid.py")
+    assert g._peaks(np.array([0, 1, 5, 4, 0, 0, 0, 0, 3, 0, 0, 0, 0, 2.0]), 3) == [2, 8, 13]
+    avatar = teacher.save(tmp_path / "teacher.ply")
+    out = tmp_path / "calibration.png"
+    args = ["--avatar", str(avatar), "--motion", "jaw", "--frames", "16", "--size", "256", "--columns", "2"]
+    assert g.main([*args, "--out", str(out)]) == 0
+    left, top, right, bottom = g.crop_box(256)
+    rows = len(g.ROWS) * (bottom - top + g.TEXT_H)
+    assert _png_size(out) == (g.LABEL_W + 2 * (right - left), rows)
