@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from headstudio.animate.drive import DriveOptions, detect_landmarks
-from headstudio.animate.face_metrics import face_features
+from headstudio.animate.drive import DriveOptions
 from headstudio.animate.roundtrip import MOTIONS, roundtrip_motion, run_roundtrip
 from headstudio.train.runtime import load_avatar
 from headstudio.video import read_video_frames
@@ -42,20 +41,20 @@ def main(argv: list[str] | None = None) -> int:
         rt = run_roundtrip(avatar, args.motion, tmp, args.frames, 30.0, args.size, variants=variants)
         videos = {"source": rt.video, **{k: d.video for k, d in rt.drives.items()}}
         frames = {k: read_video_frames(v)[0] for k, v in videos.items()}
+    # the round trip's own MediaPipe readings of the three videos
+    gaps = {"source": rt.source["lip_gap"], **{k: d.driven["lip_gap"] for k, d in rt.drives.items()}}
     jaw = roundtrip_motion(args.motion, args.frames, 30.0, int(avatar.head.num_expression)).jaw_pose[:, 0]
     picks = _peaks(jaw.numpy(), args.columns)
     box = crop_box(args.size)
     cw, ch = box[2] - box[0], box[3] - box[1]
-    label_w, text_h = LABEL_W, TEXT_H
-    grid = Image.new("RGB", (label_w + cw * len(picks), (ch + text_h) * len(ROWS)), "white")
+    grid = Image.new("RGB", (LABEL_W + cw * len(picks), (ch + TEXT_H) * len(ROWS)), "white")
     draw = ImageDraw.Draw(grid)
     for r, (key, label) in enumerate(ROWS):
-        lm, _found = detect_landmarks(frames[key], 30.0, None)
-        gap = face_features(lm)["lip_gap"]
-        y = r * (ch + text_h)
+        gap = gaps[key]
+        y = r * (ch + TEXT_H)
         draw.text((6, y + ch // 2), label, fill="black")
         for c, t in enumerate(picks):
-            x = label_w + c * cw
+            x = LABEL_W + c * cw
             grid.paste(Image.fromarray(frames[key][t]).crop(box), (x, y))
             draw.text((x + 6, y + ch + 3), f"frame {t}: gap {gap[t]:.3f}", fill="black")
     args.out.parent.mkdir(parents=True, exist_ok=True)
