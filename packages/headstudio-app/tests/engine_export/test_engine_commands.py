@@ -181,11 +181,11 @@ def fitted_video(monkeypatch: pytest.MonkeyPatch, basis: Any, tmp_path: Path) ->
     fit = SimpleNamespace(motion=motion, summary=lambda: "face found in 14/14 frames", report=lambda: {})
     seen: list[Path] = []
 
-    def video_to_motion(head: Any, video: Path, **kw: Any) -> Any:
+    def drive_avatar(avatar: Any, video: Path, *args: Any, **kw: Any) -> Any:
         seen.append(Path(video))
         return fit
 
-    monkeypatch.setattr(drive, "video_to_motion", video_to_motion)
+    monkeypatch.setattr(drive, "drive_avatar", drive_avatar)
     monkeypatch.setattr(drive, "resolve_landmarker", lambda path: None)
     video = tmp_path / "actor.mp4"
     video.write_bytes(b"\0")

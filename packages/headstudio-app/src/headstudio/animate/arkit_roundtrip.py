@@ -22,7 +22,6 @@ of its curves then measures little.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +34,8 @@ from ..avatar import Avatar
 from ..output.rendering import render_motion
 from .arkit import ARKIT_NAMES, ArkitBasis, ArkitCurves, basis_for, motion_to_curves
 from .arkit_solve import ArkitProjector
-from .drive import DriveOptions, video_to_motion
-from .drive_calibration import JawCalibrator
+from .drive import DriveOptions
+from .drive_calibration import drive_avatar
 from .face_metrics import FeatureMatch, compare
 from .roundtrip import roundtrip_motion
 
@@ -129,10 +128,7 @@ def arkit_roundtrip(
         out.mkdir(parents=True, exist_ok=True)
         src = out / f"{name}_source.mp4"
         render_motion(avatar, truth, src, size=size, progress=progress)
-        head = copy.deepcopy(avatar.head).cpu()
-        opts = options or DriveOptions()
-        cal = JawCalibrator(avatar, opts, progress)
-        captured = video_to_motion(head, src, landmarker=landmarker, options=opts, calibrate=cal).motion
+        captured = drive_avatar(avatar, src, options, landmarker=landmarker, progress=progress).motion
     basis = basis if basis is not None else basis_for(avatar)
     shape = avatar.shape.detach()
     truth_curves = motion_to_curves(truth, basis, avatar.head, shape)

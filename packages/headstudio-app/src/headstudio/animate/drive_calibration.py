@@ -47,14 +47,11 @@ import logging
 import math
 import tempfile
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from flame_core.motion import MotionSequence
-from scipy.optimize import nnls
 from tqdm.auto import tqdm
 
 from ..avatar import Avatar
@@ -62,10 +59,11 @@ from ..errors import HeadStudioError
 from ..head_motion import fit_flame_params
 from ..output.rendering import ViewSettings, frame_avatar, motion_frames, orbit_views
 from ..video import VideoWriter, read_video_frames
-from .drive import fit_track
+from .drive import fit_track, video_to_motion
 from .drive_types import DriveOptions, DriveResult
 from .face_metrics import FOREHEAD, NOSE_BASE, face_features
 from .face_track import FaceTrack, detect_face
+from .jaw_curve import MAX_GAIN, JawCalibration, evaluate, fit_jaw_calibration, monotone_curve
 
 __all__ = [
     "CALIBRATION_PATH",
@@ -77,6 +75,7 @@ __all__ = [
     "mesh_landmarks_px",
     "calibrate_jaw",
     "JawCalibrator",
+    "drive_avatar",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,11 +84,6 @@ log = logging.getLogger(__name__)
 #: opening (0.35 rad, more than speech uses), closed, a small one.
 CALIBRATION_PATH = ((0.0, 0.0), (0.2, 0.0), (0.8, 0.35), (1.27, 0.0), (1.47, 0.0), (1.73, 0.15), (2.0, 0.0))
 CALIBRATION_FPS = 30.0
-#: Least fitted opening (rad) of the calibration clip that counts as "MediaPipe saw the mouth open".
-MIN_FITTED_OPENING = 0.02
-#: Largest accepted ratio of true to fitted opening: beyond it MediaPipe barely reads this
-#: avatar's mouth, and the curve would mostly amplify noise.
-MAX_GAIN = 3.0
 #: Least share of the calibration frames in which MediaPipe must find the face.
 MIN_FOUND = 0.8
 #: Render size of the calibration clip when the video's face size is unknown, and its bounds.
@@ -97,121 +91,6 @@ DEFAULT_SIZE, MIN_SIZE, MAX_SIZE = 512, 128, 1024
 #: Step of the calibration's render size: videos whose faces differ in size by a few per cent
 #: share one calibration (the round trip's motions would otherwise each make their own).
 SIZE_STEP = 32
-
-
-@dataclass(frozen=True)
-class JawCalibration:
-    """A monotone curve from the fitted jaw opening to the jaw the avatar needs (both in rad,
-    relative to the neutral).
-
-    Attributes:
-        fitted: increasing knots of the fitted opening, starting at 0.
-        true: the opening at each knot, non-decreasing, starting at 0.
-        size: the calibration clip's render size (pixels, square).
-        frames: calibration frames in which MediaPipe found the face.
-
-    Beyond the last knot the curve goes on with its last slope; below 0 (a mouth closed tighter
-    than at rest, which the clip does not show) it is the identity. The result is capped at
-    :attr:`max_opening`.
-    """
-
-    fitted: tuple[float, ...]
-    true: tuple[float, ...]
-    size: int = DEFAULT_SIZE
-    frames: int = 0
-    max_opening: float = 0.6
-
-    @property
-    def gain(self) -> float:
-        """True over fitted opening at the widest knot."""
-        return self.true[-1] / self.fitted[-1]
-
-    def apply(self, jaw_open: torch.Tensor) -> torch.Tensor:
-        """The curve applied to ``jaw_open [T]`` (rad, relative to the neutral)."""
-        x = jaw_open.detach().cpu().double().numpy()
-        y = np.minimum(_evaluate(np.asarray(self.fitted), np.asarray(self.true), x), self.max_opening)
-        return torch.as_tensor(y, dtype=jaw_open.dtype, device=jaw_open.device)
-
-    def summary(self) -> str:
-        """One line: how much the fitted jaw is opened."""
-        mid = len(self.fitted) // 2
-        return (
-            f"jaw calibrated on the avatar ({self.frames} frames at {self.size}²): a fitted opening of "
-            f"{self.fitted[mid]:.3f} rad drives {self.true[mid]:.3f} rad, {self.fitted[-1]:.3f} drives "
-            f"{self.true[-1]:.3f} (gain {self.gain:.2f})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record (for ``drive --report``)."""
-        return {
-            "fitted": [round(v, 5) for v in self.fitted],
-            "true": [round(v, 5) for v in self.true],
-            "gain": round(self.gain, 4),
-            "size": self.size,
-            "frames": self.frames,
-        }
-
-
-def _evaluate(xk: np.ndarray, yk: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The piecewise-linear curve through ``(xk, yk)`` at ``x``: its last slope beyond the last
-    knot, the identity below 0."""
-    y = np.interp(x, xk, yk)
-    slope = (yk[-1] - yk[-2]) / (xk[-1] - xk[-2])
-    y = np.where(x > xk[-1], yk[-1] + (x - xk[-1]) * slope, y)
-    return np.where(x < 0, x, y)
-
-
-def _monotone_curve(x: np.ndarray, y: np.ndarray, num_knots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Knots ``(xk, yk)`` of the non-decreasing piecewise-linear curve through ``(0, 0)`` that best
-    maps ``x`` to ``y``: ``xk`` is 0, quantiles of the positive ``x`` and its maximum; the rises
-    between knots are fitted by non-negative least squares."""
-    top = float(x.max())
-    if not top > 0:
-        raise ValueError("no opening was read on the calibration clip")
-    pos = x[x > 1e-3 * top]
-    inner = np.quantile(pos, np.linspace(0, 1, num_knots)[1:-1]) if len(pos) else np.zeros(0)
-    xk = np.unique(np.r_[0.0, inner, top])
-    xk = xk[np.r_[True, np.diff(xk) > 1e-3 * top]]  # knots apart; the last stays the maximum
-    xk[-1] = top
-    ramps = np.stack([np.clip((x - a) / (b - a), 0.0, 1.0) for a, b in zip(xk[:-1], xk[1:])], 1)
-    rises, _ = nnls(ramps, y)
-    return xk, np.r_[0.0, np.cumsum(rises)]
-
-
-def fit_jaw_calibration(fitted: np.ndarray, true: np.ndarray, num_knots: int = 5) -> JawCalibration:
-    """The monotone piecewise-linear curve through ``(0, 0)`` that best maps ``fitted`` to ``true``.
-
-    The knots are 0 and quantiles of the positive fitted openings (the last at their maximum); the
-    curve's rise between knots is fitted by non-negative least squares, so it never decreases.
-
-    Args:
-        fitted: ``[N]`` fitted jaw openings (rad, relative to the neutral).
-        true: ``[N]`` the true openings of the same frames.
-        num_knots: knots including 0.
-
-    Raises:
-        ValueError: the fitted jaw never opens by :data:`MIN_FITTED_OPENING`, or the curve's gain
-            exceeds :data:`MAX_GAIN` (MediaPipe barely reads the mouth).
-    """
-    x, y = np.asarray(fitted, np.float64).ravel(), np.asarray(true, np.float64).ravel()
-    if x.shape != y.shape or len(x) < num_knots:
-        raise ValueError(f"need at least {num_knots} paired openings; got {x.shape} and {y.shape}")
-    top = float(x.max())
-    if not top >= MIN_FITTED_OPENING:
-        raise ValueError(
-            f"the fitted jaw opened at most {top:.3f} rad on a clip that opens {float(y.max()):.2f} rad: "
-            "MediaPipe does not see this avatar's mouth open"
-        )
-    xk, yk = _monotone_curve(x, y, num_knots)
-    if not yk[-1] > 0:
-        raise ValueError("the calibration found no opening to map to")
-    cal = JawCalibration(tuple(float(v) for v in xk), tuple(float(v) for v in yk))
-    if cal.gain > MAX_GAIN:
-        raise ValueError(
-            f"MediaPipe reads this avatar's mouth at 1/{cal.gain:.1f} of its opening (more than "
-            f"{MAX_GAIN:g}x under), too little to calibrate on"
-        )
-    return cal
 
 
 def calibration_motion(num_expression: int, fps: float = CALIBRATION_FPS) -> MotionSequence:
@@ -286,6 +165,7 @@ def calibrate_jaw(
     """
     opts = dataclasses.replace(options or DriveOptions(), neutral="auto", calibrate=False)
     motion = calibration_motion(int(avatar.head.num_expression))
+    log.info("calibrating the jaw on the avatar (a %d-frame clip at %d²)", len(motion), size)
     with tqdm(total=4, desc="jaw calibration", unit="stage", disable=not progress, leave=False) as bar:
         source = _read(avatar, motion, size, opts)
         bar.update()
@@ -321,8 +201,8 @@ def _calibrate(
         read_src, read_drv = (face_features(t.landmarks)["lip_gap"] for t in (source, driven))
         ok = source.found & driven.found
         read_src, read_drv = read_src - np.nanmedian(read_src[rest]), read_drv - np.nanmedian(read_drv[rest])
-        xk, yk = _monotone_curve(read_drv[ok], jaw[ok, 0].double().numpy(), 5)  # driven reading → jaw
-        cal = fit_jaw_calibration(x[ok], _evaluate(xk, yk, read_src[ok]))
+        xk, yk = monotone_curve(read_drv[ok], jaw[ok, 0].double().numpy(), 5)  # driven reading → jaw
+        cal = fit_jaw_calibration(x[ok], evaluate(xk, yk, read_src[ok]))
     except ValueError as err:
         raise HeadStudioError(str(err)) from err
     return cal
@@ -379,7 +259,6 @@ class JawCalibrator:
         made = _MADE.setdefault(self.avatar, {})
         key = (repr(dataclasses.replace(self.options, neutral="auto", calibrate=False)), size)
         if key not in made:
-            log.info("calibrating the jaw on the avatar (a %d-frame clip at %d²)", _clip_frames(), size)
             try:
                 cal: JawCalibration | None = calibrate_jaw(self.avatar, self.options, size, self.progress)
                 log.info("%s", cal.summary())
@@ -390,5 +269,22 @@ class JawCalibrator:
         return made[key]
 
 
-def _clip_frames() -> int:
-    return int(round(CALIBRATION_PATH[-1][0] * CALIBRATION_FPS)) + 1
+def drive_avatar(
+    avatar: Avatar,
+    video: str | Path,
+    options: DriveOptions | None = None,
+    *,
+    landmarker: str | Path | None = None,
+    save_motion: str | Path | None = None,
+    max_frames: int | None = None,
+    progress: bool = False,
+) -> DriveResult:
+    """:func:`headstudio.animate.drive.video_to_motion` for ``avatar``: a CPU copy of its head is
+    fitted (the landmark fit runs on the CPU), with the avatar's jaw calibration when
+    ``options.calibrate`` (:class:`JawCalibrator`), as ``headstudio drive`` and the round trips do."""
+    opts = options or DriveOptions()
+    head = copy.deepcopy(avatar.head).cpu()
+    return video_to_motion(
+        head, video, landmarker=landmarker, save_motion=save_motion, max_frames=max_frames, options=opts,
+        calibrate=JawCalibrator(avatar, opts, progress),
+    )  # fmt: skip

@@ -5,9 +5,9 @@ For each motion (:data:`MOTIONS`):
 
 1. the avatar animated with the motion is rendered to ``<name>_source.mp4``
    (:func:`headstudio.output.rendering.render_motion`);
-2. :func:`headstudio.animate.drive.video_to_motion` fits a motion to that video (with the avatar's
-   jaw calibration, :mod:`headstudio.animate.drive_calibration`, as ``headstudio drive`` does), and the
-   same avatar animated with it is rendered to ``<name>_driven.mp4``;
+2. :func:`headstudio.animate.drive_calibration.drive_avatar` fits a motion to that video (with the
+   avatar's jaw calibration, as ``headstudio drive`` does), and the same avatar animated with it is
+   rendered to ``<name>_driven.mp4``;
 3. MediaPipe's FaceLandmarker measures both videos (:mod:`headstudio.animate.face_metrics`), and the
    driven features are compared with the source's (Pearson r, amplitude ratio);
 4. the *ceiling*: the same features computed from the avatar's own mesh landmarks under the true
@@ -22,7 +22,6 @@ the iris position relative to them moves too, but the motion does not move the e
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -36,8 +35,8 @@ from flame_core.motion import MotionSequence, procedural_talking_motion
 from ..avatar import Avatar
 from ..output.rendering import render_motion
 from ..video import read_video_frames
-from .drive import DriveOptions, DriveResult, detect_landmarks, video_to_motion
-from .drive_calibration import JawCalibrator, mesh_landmarks_px
+from .drive import DriveOptions, DriveResult, detect_landmarks
+from .drive_calibration import drive_avatar, mesh_landmarks_px
 from .face_metrics import FEATURES, FeatureMatch, compare, face_features
 from .face_track import PAIR_WEIGHTS, REGION_WEIGHTS
 
@@ -240,10 +239,8 @@ def run_roundtrip(
     source = _measure(src, landmarker)
     drives = {}
     for label, opts in (variants or {"ours": DriveOptions()}).items():
-        head = copy.deepcopy(avatar.head).cpu()
         t0 = time.perf_counter()
-        cal = JawCalibrator(avatar, opts, progress)
-        res = video_to_motion(head, src, landmarker=landmarker, options=opts, calibrate=cal)
+        res = drive_avatar(avatar, src, opts, landmarker=landmarker, progress=progress)
         seconds = time.perf_counter() - t0
         video = out / f"{name}_driven_{label}.mp4"
         render_motion(avatar, res.motion, video, size=size, progress=progress)

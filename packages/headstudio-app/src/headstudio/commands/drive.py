@@ -3,7 +3,6 @@ with the captured face as ARKit curves in Live Link Face's CSV layout."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass
@@ -12,8 +11,8 @@ from pathlib import Path
 from .._atomic import atomic_output
 from ..animate.arkit import basis_for, motion_to_curves, write_live_link_csv
 from ..animate.drive import DriveOptions as FitSettings
-from ..animate.drive import resolve_landmarker, video_to_motion
-from ..animate.drive_calibration import JawCalibrator
+from ..animate.drive import resolve_landmarker
+from ..animate.drive_calibration import drive_avatar
 from ..errors import require_file
 from ..output.rendering import check_size, render_motion
 from .common import AvatarOptions, check_output, open_avatar
@@ -97,11 +96,14 @@ def run(options: DriveOptions) -> DriveResult:
         calibrate=options.calibrate,
     )  # fmt: skip
     avatar, _ = open_avatar(options)
-    head = copy.deepcopy(avatar.head).cpu()  # the landmark fit runs on the CPU
-    res = video_to_motion(
-        head, options.video, save_motion=options.save_motion, max_frames=options.max_frames, options=settings,
-        calibrate=JawCalibrator(avatar, settings, progress=options.progress),
-    )  # fmt: skip
+    res = drive_avatar(
+        avatar,
+        options.video,
+        settings,
+        save_motion=options.save_motion,
+        max_frames=options.max_frames,
+        progress=options.progress,
+    )
     if options.report is not None:
         with atomic_output(options.report) as tmp:
             tmp.write_text(json.dumps(res.report(), indent=1) + "\n", encoding="utf-8")
